@@ -1,0 +1,313 @@
+"""Settings: one TOML file, secrets from the environment, validated at start.
+
+Owns the shape of `maildesk.toml` and its defaults. Every error names the key and what is
+wrong. No other module reads the environment or the config file. Settings are plain frozen
+dataclasses passed explicitly; there is no global config.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from maildesk.errors import ConfigError
+
+CONFIG_ENV = "MAILDESK_CONFIG"
+DEFAULT_CONFIG_NAME = "maildesk.toml"
+
+
+@dataclass(frozen=True)
+class DeskSettings:
+    name: str = "Support"
+    data_dir: str = "maildesk-data"
+    support_addresses: tuple[str, ...] = ("support@localhost",)
+    support_domains: tuple[str, ...] = ()
+    timezone: str = "UTC"
+    locale: str = "en"
+    secret_env: str = "MAILDESK_SECRET"
+    subject_tag: str = "[#{number}]"
+    reopen_days: int = 14
+    rules_file: str = ""
+    templates_dir: str = ""
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = ""
+    url_env: str = "MAILDESK_DATABASE_URL"
+    echo: bool = False
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 2525
+    max_message_size: int = 26_214_400
+    tls_cert: str = ""
+    tls_key: str = ""
+    require_starttls: bool = False
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    name: str = "imap"
+    host: str = ""
+    port: int = 993
+    security: str = "ssl"  # ssl | starttls | none
+    username: str = ""
+    password_env: str = ""
+    password: str = ""  # filled from password_env at load; never written in the file
+    folders: tuple[str, ...] = ("INBOX",)
+    after: str = "keyword"  # keyword | move
+    keyword: str = "$MaildeskSpooled"
+    move_to: str = "maildesk-done"
+    batch_size: int = 100
+    poll_interval: float = 60.0
+    idle: bool = True
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class OutboundSettings:
+    relay_host: str = ""
+    relay_port: int = 587
+    security: str = "starttls"  # starttls | ssl | none
+    username: str = ""
+    password_env: str = "MAILDESK_RELAY_PASSWORD"
+    password: str = ""
+    maildir: str = ""  # empty: <data_dir>/outgoing
+    from_name: str = ""
+    max_attempts: int = 8
+    retry_base_seconds: float = 30.0
+    dkim_selector: str = ""
+    dkim_domain: str = ""
+    dkim_key_file: str = ""
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    max_attempts: int = 3
+    poll_interval: float = 0.5
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    per_recipient_hour: int = 5
+    per_recipient_day: int = 20
+    per_ticket_day: int = 10
+    global_hour: int = 1000
+
+
+@dataclass(frozen=True)
+class Settings:
+    desk: DeskSettings = field(default_factory=DeskSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    imap: tuple[ImapSettings, ...] = ()
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    source: str = "<embedded default>"
+    base_dir: str = "."
+    secret: str = ""
+
+    # Derived paths -------------------------------------------------------------------
+    @property
+    def data_path(self) -> Path:
+        path = Path(self.desk.data_dir)
+        return path if path.is_absolute() else Path(self.base_dir) / path
+
+    @property
+    def spool_path(self) -> Path:
+        return self.data_path / "spool"
+
+    @property
+    def outgoing_maildir(self) -> Path:
+        if self.outbound.maildir:
+            path = Path(self.outbound.maildir)
+            return path if path.is_absolute() else Path(self.base_dir) / path
+        return self.data_path / "outgoing"
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.data_path / 'maildesk.db').resolve()}"
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path)
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    def is_support_address(self, address: str) -> bool:
+        address = address.lower()
+        base = address
+        local, _, domain = address.partition("@")
+        if "+" in local:
+            base = local.split("+", 1)[0] + "@" + domain
+        return (
+            address in self.desk.support_addresses
+            or base in self.desk.support_addresses
+            or domain in self.desk.support_domains
+        )
+
+
+_SECTIONS: dict[str, type] = {
+    "desk": DeskSettings,
+    "database": DatabaseSettings,
+    "smtp": SmtpSettings,
+    "outbound": OutboundSettings,
+    "worker": WorkerSettings,
+    "limits": LimitSettings,
+}
+
+
+def _coerce(section: str, cls: type, data: dict[str, Any]) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"[{section}] must be a table, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in known or key == "password":
+            raise ConfigError(f"{section}.{key}: unknown key (known: {', '.join(sorted(k for k in known if k != 'password'))})")
+        default = known[key].default
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{section}.{key}: must be true or false, got {value!r}")
+        elif isinstance(default, int) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{section}.{key}: must be an integer, got {value!r}")
+            if value < 0:
+                raise ConfigError(f"{section}.{key}: must not be negative, got {value}")
+        elif isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{section}.{key}: must be a number, got {value!r}")
+            value = float(value)
+        elif isinstance(default, str):
+            if not isinstance(value, str):
+                raise ConfigError(f"{section}.{key}: must be a string, got {value!r}")
+        elif isinstance(default, tuple) or known[key].default_factory is not None:  # type: ignore[misc]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{section}.{key}: must be a list of strings, got {value!r}")
+            value = tuple(value)
+        values[key] = value
+    return cls(**values)
+
+
+def _validate(settings: Settings) -> Settings:
+    desk = settings.desk
+    addrs = tuple(a.strip().lower() for a in desk.support_addresses)
+    for a in addrs:
+        if "@" not in a or a.startswith("@") or a.endswith("@"):
+            raise ConfigError(f"desk.support_addresses: {a!r} is not an email address")
+    if not addrs and not desk.support_domains:
+        raise ConfigError("desk.support_addresses: at least one support address or domain is needed")
+    if "{number}" not in desk.subject_tag:
+        raise ConfigError("desk.subject_tag: must contain {number}")
+    try:
+        import zoneinfo
+
+        zoneinfo.ZoneInfo(desk.timezone)
+    except Exception as exc:  # noqa: BLE001
+        raise ConfigError(f"desk.timezone: unknown time zone {desk.timezone!r}") from exc
+    desk = replace(desk, support_addresses=addrs, support_domains=tuple(d.lower().lstrip("@") for d in desk.support_domains))
+    smtp = settings.smtp
+    if not 0 < smtp.port < 65536:
+        raise ConfigError(f"smtp.port: must be 1-65535, got {smtp.port}")
+    if bool(smtp.tls_cert) != bool(smtp.tls_key):
+        raise ConfigError("smtp.tls_cert and smtp.tls_key: give both or neither")
+    for key in ("tls_cert", "tls_key"):
+        value = getattr(smtp, key)
+        if value and not settings.resolve(value).is_file():
+            raise ConfigError(f"smtp.{key}: file not found: {value}")
+    out = settings.outbound
+    if out.security not in {"starttls", "ssl", "none"}:
+        raise ConfigError(f"outbound.security: must be starttls, ssl or none, got {out.security!r}")
+    if out.relay_host and not 0 < out.relay_port < 65536:
+        raise ConfigError(f"outbound.relay_port: must be 1-65535, got {out.relay_port}")
+    if out.password_env and os.environ.get(out.password_env):
+        out = replace(out, password=os.environ[out.password_env])
+    if out.dkim_key_file and not settings.resolve(out.dkim_key_file).is_file():
+        raise ConfigError(f"outbound.dkim_key_file: file not found: {out.dkim_key_file}")
+    db = settings.database
+    if db.url_env and os.environ.get(db.url_env):
+        db = replace(db, url=os.environ[db.url_env])
+    if db.url and not db.url.startswith(("sqlite:", "postgresql")):
+        raise ConfigError(f"database.url: must be sqlite:///PATH or postgresql+psycopg://…, got {db.url!r}")
+    imaps = []
+    names = set()
+    for i, imap in enumerate(settings.imap):
+        where = f"imap[{i}]"
+        if not imap.host:
+            raise ConfigError(f"{where}.host: required")
+        if imap.security not in {"ssl", "starttls", "none"}:
+            raise ConfigError(f"{where}.security: must be ssl, starttls or none, got {imap.security!r}")
+        if imap.after not in {"keyword", "move"}:
+            raise ConfigError(f"{where}.after: must be keyword or move, got {imap.after!r}")
+        if not imap.username:
+            raise ConfigError(f"{where}.username: required")
+        password = os.environ.get(imap.password_env, "") if imap.password_env else ""
+        if not password:
+            raise ConfigError(f"{where}.password_env: environment variable {imap.password_env or '(unset)'} is empty")
+        if imap.name in names:
+            raise ConfigError(f"{where}.name: duplicate mailbox name {imap.name!r}")
+        if imap.batch_size < 1:
+            raise ConfigError(f"{where}.batch_size: must be at least 1")
+        names.add(imap.name)
+        imaps.append(replace(imap, password=password))
+    secret = os.environ.get(desk.secret_env, "") if desk.secret_env else ""
+    settings = replace(settings, desk=desk, outbound=out, database=db, imap=tuple(imaps))
+    if not secret:
+        secret = _secret_from_data_dir(settings)
+    return replace(settings, secret=secret)
+
+
+def _secret_from_data_dir(settings: Settings) -> str:
+    """The signing secret kept in the data folder, created once with mode 0600."""
+    path = settings.data_path / "secret.key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def parse_settings(data: dict[str, Any], source: str = "<dict>", base_dir: str = ".") -> Settings:
+    """Build validated Settings from a TOML-shaped dict."""
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "imap":
+            if not isinstance(value, list):
+                raise ConfigError("imap: must be an array of tables ([[imap]])")
+            values["imap"] = tuple(_coerce(f"imap[{i}]", ImapSettings, v) for i, v in enumerate(value))
+        elif key in _SECTIONS:
+            values[key] = _coerce(key, _SECTIONS[key], value)
+        else:
+            raise ConfigError(f"{key}: unknown section (known: {', '.join(sorted([*_SECTIONS, 'imap']))})")
+    return _validate(Settings(**values, source=source, base_dir=base_dir))
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Load settings: explicit path, else $MAILDESK_CONFIG, else ./maildesk.toml, else defaults."""
+    chosen = path or os.environ.get(CONFIG_ENV)
+    if not chosen and Path(DEFAULT_CONFIG_NAME).is_file():
+        chosen = DEFAULT_CONFIG_NAME
+    if not chosen:
+        return parse_settings({}, source="<embedded default>", base_dir=os.getcwd())
+    file = Path(chosen)
+    if not file.is_file():
+        raise ConfigError(f"config file not found: {file}")
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8: {exc}") from exc
+    return parse_settings(data, source=str(file), base_dir=str(file.resolve().parent))

@@ -1,0 +1,376 @@
+"""Parsed view of one raw mail message.
+
+Owns mail-parser (the only module that imports it). Turns raw bytes into a plain,
+immutable `ParsedMessage` that the rest of maildesk reads. It never decodes the raw bytes
+lossily before parsing, never touches the database and never changes the raw bytes: what
+maildesk shows is derived from them and they are kept as they came.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import html as html_lib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.header import decode_header, make_header
+from html.parser import HTMLParser
+from typing import Any
+
+import logging
+
+import mailparser
+
+# mail-parser logs every MIME type it does not render; that is noise, not an error.
+logging.getLogger("mailparser").setLevel(logging.ERROR)
+
+from maildesk.errors import UnparseableMessage
+
+_MSGID_RE = re.compile(r"<([^<>\s]+)>")
+_FILENAME_BAD = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
+
+
+@dataclass(frozen=True)
+class Address:
+    """A mailbox: display name and lower-cased address."""
+
+    name: str
+    email: str
+
+    @property
+    def domain(self) -> str:
+        return self.email.rpartition("@")[2]
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "email": self.email}
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One attachment. `filename` is safe to show; it never becomes a path."""
+
+    filename: str
+    content_type: str
+    payload: bytes
+    content_id: str = ""
+    disposition: str = ""
+
+    @property
+    def size(self) -> int:
+        return len(self.payload)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "filename": self.filename,
+            "content_type": self.content_type,
+            "size": self.size,
+            "content_id": self.content_id,
+            "disposition": self.disposition,
+            "sha256": hashlib.sha256(self.payload).hexdigest(),
+        }
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    """What maildesk extracts from one message. Header values are unfolded."""
+
+    raw: bytes
+    message_id: str  # without angle brackets; synthetic when the mail had none
+    message_id_synthetic: bool
+    subject: str
+    from_: Address | None
+    sender: Address | None
+    to: tuple[Address, ...]
+    cc: tuple[Address, ...]
+    reply_to: tuple[Address, ...]
+    date: datetime | None
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    headers: tuple[tuple[str, str], ...]
+    text: str
+    html: str
+    attachments: tuple[Attachment, ...]
+    defects: tuple[str, ...]
+    content_type: str = "text/plain"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def header(self, name: str, default: str = "") -> str:
+        """First value of a header (case-insensitive), unfolded."""
+        lname = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lname:
+                return value
+        return default
+
+    def header_all(self, name: str) -> list[str]:
+        lname = name.lower()
+        return [value for key, value in self.headers if key.lower() == lname]
+
+    @property
+    def raw_sha256(self) -> str:
+        return hashlib.sha256(self.raw).hexdigest()
+
+    @property
+    def recipients(self) -> tuple[Address, ...]:
+        return self.to + self.cc
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "message_id_synthetic": self.message_id_synthetic,
+            "subject": self.subject,
+            "from": self.from_.to_json() if self.from_ else None,
+            "sender": self.sender.to_json() if self.sender else None,
+            "to": [a.to_json() for a in self.to],
+            "cc": [a.to_json() for a in self.cc],
+            "reply_to": [a.to_json() for a in self.reply_to],
+            "date": self.date.isoformat() if self.date else None,
+            "in_reply_to": list(self.in_reply_to),
+            "references": list(self.references),
+            "headers": [[k, v] for k, v in self.headers],
+            "content_type": self.content_type,
+            "text": self.text,
+            "html": self.html,
+            "attachments": [a.to_json() for a in self.attachments],
+            "defects": list(self.defects),
+            "size": len(self.raw),
+        }
+
+
+def unfold(value: str) -> str:
+    """Remove CR/LF folding and control characters from a header value."""
+    value = re.sub(r"\r?\n[ \t]*", " ", value)
+    return re.sub(r"[\x00-\x08\x0a-\x1f\x7f]", "", value).strip()
+
+
+def decode_mime_words(value: str) -> str:
+    """Decode RFC 2047 words; tolerate broken encodings without raising."""
+    try:
+        return str(make_header(decode_header(value)))
+    except Exception:  # noqa: BLE001 - broken encoded words are common in the wild
+        return value
+
+
+def normalize_message_id(value: str) -> str:
+    """Return the first `<id>` in a header value without brackets, or the bare token."""
+    value = unfold(value)
+    match = _MSGID_RE.search(value)
+    if match:
+        return match.group(1).strip()
+    return value.strip().strip("<>").split()[0] if value.strip() else ""
+
+
+def message_ids(value: str) -> tuple[str, ...]:
+    """All ids in an In-Reply-To or References value, in order, without duplicates."""
+    seen: dict[str, None] = {}
+    for match in _MSGID_RE.finditer(value or ""):
+        seen.setdefault(match.group(1).strip(), None)
+    if not seen and value and value.strip() and "@" in value:
+        for token in value.split():
+            seen.setdefault(token.strip("<>,"), None)
+    return tuple(seen)
+
+
+def safe_filename(name: str, index: int = 0) -> str:
+    """An attachment name that shows well and can never act as a path."""
+    name = decode_mime_words(name or "")
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = _FILENAME_BAD.sub("_", name).strip(" .")
+    if not name or name in {".", ".."}:
+        name = f"attachment-{index + 1}"
+    return name[:200]
+
+
+def _addresses(values: Any) -> tuple[Address, ...]:
+    out: list[Address] = []
+    for item in values or []:
+        if isinstance(item, (list, tuple)) and len(item) == 2:
+            name, addr = item
+        else:
+            name, addr = email.utils.parseaddr(str(item))
+        addr = unfold(str(addr or "")).strip().strip("<>").lower()
+        if not addr:
+            continue
+        out.append(Address(unfold(decode_mime_words(str(name or ""))), addr))
+    return tuple(out)
+
+
+def _parse_address_header(raw_values: list[str]) -> tuple[Address, ...]:
+    pairs = email.utils.getaddresses([unfold(decode_mime_words(v)) for v in raw_values])
+    return _addresses(pairs)
+
+
+class _TextExtractor(HTMLParser):
+    _BLOCK = {"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "table", "hr"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+        self._quote = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in {"script", "style", "head", "title"}:
+            self._skip += 1
+        elif tag == "blockquote":
+            self._quote += 1
+            self.parts.append("\n")
+        elif tag in self._BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in {"script", "style", "head", "title"}:
+            self._skip = max(0, self._skip - 1)
+        elif tag == "blockquote":
+            self._quote = max(0, self._quote - 1)
+            self.parts.append("\n")
+        elif tag in {"p", "div", "tr", "li", "table"}:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._skip:
+            return
+        if self._quote:
+            data = "\n".join("> " + line if line.strip() else line for line in data.split("\n"))
+        self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Readable plain text from HTML (blockquotes become `>` quotes)."""
+    parser = _TextExtractor()
+    try:
+        parser.feed(html)
+        parser.close()
+    except Exception:  # noqa: BLE001 - hostile HTML must not stop parsing
+        return re.sub(r"<[^>]+>", " ", html_lib.unescape(html))
+    text = "".join(parser.parts).replace("\xa0", " ")
+    lines = [line.rstrip() for line in text.split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def synthetic_message_id(raw: bytes) -> str:
+    """Deterministic id for a message without Message-ID (same bytes, same id)."""
+    return f"{hashlib.sha256(raw).hexdigest()[:32]}@synthetic.maildesk"
+
+
+def _parse_date(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(unfold(value))
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed
+
+
+def _raw_headers(msg: Any) -> tuple[tuple[str, str], ...]:
+    out = []
+    for key, value in msg.items():
+        out.append((str(key), unfold(decode_mime_words(str(value)))))
+    return tuple(out)
+
+
+_HEADER_LINE = re.compile(rb"^[!-9;-~]+[ \t]*:")
+_OBS_COLON = re.compile(rb"^([!-9;-~]+)[ \t]+:", re.MULTILINE)
+
+
+def _header_start(raw: bytes) -> bytes:
+    """The bytes to parse: from the first header line on, obsolete `Name :` syntax fixed.
+
+    Tolerates leading blank lines, an mbox `From ` envelope line and up to three lines of
+    junk some gateways put before the headers. Raises UnparseableMessage otherwise. The
+    stored raw bytes are never changed; this is only the parser's copy.
+    """
+    lines = raw.lstrip(b" \t\r\n").split(b"\n", 8)
+    for skip, line in enumerate(lines[:4]):
+        following = lines[skip + 1] if skip + 1 < len(lines) else b""
+        if _HEADER_LINE.match(line) and (
+            _HEADER_LINE.match(following) or following[:1] in (b" ", b"\t") or not following.strip()
+        ):
+            text = b"\n".join(lines[skip:])
+            match = re.search(rb"\r?\n\r?\n", text)
+            cut = match.start() if match else len(text)
+            return _OBS_COLON.sub(rb"\1:", text[:cut]) + text[cut:]
+    raise UnparseableMessage("no header block: the message does not start with header fields")
+
+
+def parse_bytes(raw: bytes) -> ParsedMessage:
+    """Parse raw bytes. Raises UnparseableMessage when they are not a mail message."""
+    if not raw or not raw.strip():
+        raise UnparseableMessage("empty message")
+    body = _header_start(raw)
+    try:
+        parsed = mailparser.parse_from_bytes(body)
+    except Exception as exc:  # noqa: BLE001 - any parser failure means quarantine
+        raise UnparseableMessage(f"parser failed: {type(exc).__name__}: {exc}") from exc
+    msg = parsed.message
+    headers = _raw_headers(msg)
+    if not headers:
+        raise UnparseableMessage("no header fields")
+
+    def first(name: str) -> str:
+        for key, value in headers:
+            if key.lower() == name.lower():
+                return value
+        return ""
+
+    def raw_all(name: str) -> list[str]:
+        return [str(v) for v in (msg.get_all(name) or [])]
+
+    mid = normalize_message_id(first("Message-ID"))
+    synthetic = not mid
+    if synthetic:
+        mid = synthetic_message_id(raw)
+    from_list = _parse_address_header(raw_all("From"))
+    sender_list = _parse_address_header(raw_all("Sender"))
+    text = "\n".join(t for t in (parsed.text_plain or []) if t).replace("\r\n", "\n")
+    html = "\n".join(h for h in (parsed.text_html or []) if h)
+    if not text.strip() and html:
+        text = html_to_text(html)
+    attachments = []
+    for index, att in enumerate(parsed.attachments or []):
+        payload_raw = att.get("payload") or ""
+        if att.get("binary"):
+            import base64
+
+            try:
+                payload = base64.b64decode(payload_raw)
+            except Exception:  # noqa: BLE001
+                payload = payload_raw.encode("utf-8", "surrogateescape")
+        else:
+            payload = str(payload_raw).encode("utf-8", "surrogateescape")
+        attachments.append(
+            Attachment(
+                filename=safe_filename(str(att.get("filename") or ""), index),
+                content_type=str(att.get("mail_content_type") or "application/octet-stream").lower(),
+                payload=payload,
+                content_id=unfold(str(att.get("content-id") or "")).strip("<>"),
+                disposition=unfold(str(att.get("content-disposition") or "")).split(";")[0].lower(),
+            )
+        )
+    defects = tuple(sorted({str(d) for d in (parsed.defects_categories or [])}))
+    return ParsedMessage(
+        raw=raw,
+        message_id=mid,
+        message_id_synthetic=synthetic,
+        subject=unfold(decode_mime_words(first("Subject"))),
+        from_=from_list[0] if from_list else None,
+        sender=sender_list[0] if sender_list else None,
+        to=_parse_address_header(raw_all("To")),
+        cc=_parse_address_header(raw_all("Cc")),
+        reply_to=_parse_address_header(raw_all("Reply-To")),
+        date=_parse_date(first("Date")),
+        in_reply_to=message_ids(first("In-Reply-To")),
+        references=message_ids(" ".join(v for k, v in headers if k.lower() == "references")),
+        headers=headers,
+        text=text,
+        html=html,
+        attachments=tuple(attachments),
+        defects=defects,
+        content_type=(msg.get_content_type() or "text/plain").lower(),
+    )

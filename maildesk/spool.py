@@ -1,0 +1,232 @@
+"""The durable spool: the only place intake hands mail to the worker.
+
+Owns the folders `tmp/ incoming/ active/ failed/ quarantine/ discarded/` under the data
+folder. `put()` returns only after the bytes are on disk (write, fsync, rename, fsync of the
+folder); sources acknowledge mail only after it returns. It knows nothing of the database,
+rules or parsing.
+
+An entry is one file: a first line `MDSPOOL1 {json}` (source, envelope, time) followed by the
+raw message bytes, unchanged. Its name is `<time_ns>-<random>.<attempt>.msg`; the attempt
+number grows each time a crash interrupts its processing, so recovery after a crash is a
+rename, and an entry that crashed the worker `max_attempts` times goes to failed/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from maildesk.errors import SpoolError
+
+MAGIC = b"MDSPOOL1 "
+STATES = ("incoming", "active", "failed", "quarantine", "discarded")
+
+
+@dataclass(frozen=True)
+class SpoolEntry:
+    """A spooled message in one state folder."""
+
+    id: str  # stable across states and attempts
+    state: str
+    path: Path
+    attempt: int
+
+    @property
+    def received_ns(self) -> int:
+        try:
+            return int(self.id.split("-", 1)[0])
+        except ValueError:
+            return 0
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _split_name(name: str) -> tuple[str, int]:
+    stem = name[: -len(".msg")] if name.endswith(".msg") else name
+    base, _, attempt = stem.rpartition(".")
+    if not base or not attempt.isdigit():
+        return stem, 0
+    return base, int(attempt)
+
+
+class Spool:
+    """Folder-backed queue with atomic state changes by rename."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self._pending: list[str] = []
+        self._lock = threading.Lock()
+
+    def ensure(self) -> Spool:
+        for name in ("tmp", *STATES):
+            (self.root / name).mkdir(parents=True, exist_ok=True)
+        return self
+
+    def dir(self, state: str) -> Path:
+        return self.root / state
+
+    # Intake --------------------------------------------------------------------------
+    def put(self, raw: bytes, source: str, envelope: dict[str, Any] | None = None) -> str:
+        """Store raw bytes durably in incoming/ and return the entry id."""
+        entry_id = f"{time.time_ns():020d}-{secrets.token_hex(6)}"
+        meta = {"source": source, "received_at": time.time(), "envelope": envelope or {}}
+        header = MAGIC + json.dumps(meta, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
+        tmp = self.root / "tmp" / f"{entry_id}.0.msg"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            try:
+                os.write(fd, header)
+                view = memoryview(raw)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, self.root / "incoming" / tmp.name)
+            _fsync_dir(self.root / "incoming")
+        except OSError as exc:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            raise SpoolError(f"cannot write spool entry: {exc.strerror or exc}") from exc
+        return entry_id
+
+    # Worker --------------------------------------------------------------------------
+    def claim(self) -> SpoolEntry | None:
+        """Move the oldest incoming entry to active/ and return it (None when empty)."""
+        with self._lock:
+            for _ in range(2):
+                if not self._pending:
+                    self._pending = sorted(os.listdir(self.root / "incoming"), reverse=True)
+                while self._pending:
+                    name = self._pending.pop()
+                    if not name.endswith(".msg"):
+                        continue
+                    src = self.root / "incoming" / name
+                    dst = self.root / "active" / name
+                    try:
+                        os.rename(src, dst)
+                    except FileNotFoundError:
+                        continue  # claimed by another worker
+                    base, attempt = _split_name(name)
+                    return SpoolEntry(base, "active", dst, attempt)
+            return None
+
+    @staticmethod
+    def read(entry: SpoolEntry) -> tuple[dict[str, Any], bytes]:
+        data = entry.path.read_bytes()
+        if data.startswith(MAGIC):
+            line, _, raw = data.partition(b"\n")
+            try:
+                meta = json.loads(line[len(MAGIC) :])
+            except ValueError:
+                meta = {"source": "unknown", "meta_error": "unreadable spool header"}
+            return meta, raw
+        return {"source": "unknown"}, data
+
+    def finish(self, entry: SpoolEntry) -> None:
+        """The message is committed to the database: drop the spool copy."""
+        entry.path.unlink(missing_ok=True)
+
+    def _park(self, entry: SpoolEntry, state: str, info: dict[str, Any]) -> SpoolEntry:
+        dst = self.root / state / entry.path.name
+        side = dst.with_suffix(".json")
+        side.write_text(json.dumps({**info, "at": time.time(), "attempt": entry.attempt}, indent=2))
+        os.rename(entry.path, dst)
+        _fsync_dir(self.root / state)
+        return SpoolEntry(entry.id, state, dst, entry.attempt)
+
+    def fail(self, entry: SpoolEntry, stage: str, error: str, traceback: str = "") -> SpoolEntry:
+        return self._park(entry, "failed", {"stage": stage, "error": error, "traceback": traceback})
+
+    def quarantine(self, entry: SpoolEntry, reason: str) -> SpoolEntry:
+        return self._park(entry, "quarantine", {"reason": reason})
+
+    def release(self, entry: SpoolEntry) -> None:
+        """Give an active entry back to incoming/ without counting an attempt (e.g. DB down)."""
+        os.rename(entry.path, self.root / "incoming" / entry.path.name)
+
+    def recover(self, max_attempts: int) -> dict[str, int]:
+        """After a crash: active/ entries go back to incoming/ with one more attempt,
+        or to failed/ once they have crashed the worker max_attempts times."""
+        counts = {"retried": 0, "failed": 0}
+        for name in sorted(os.listdir(self.root / "active")):
+            base, attempt = _split_name(name)
+            entry = SpoolEntry(base, "active", self.root / "active" / name, attempt)
+            if attempt + 1 >= max_attempts:
+                self.fail(entry, "crash", f"processing was interrupted {attempt + 1} times; not retried again")
+                counts["failed"] += 1
+            else:
+                os.rename(entry.path, self.root / "incoming" / f"{base}.{attempt + 1}.msg")
+                counts["retried"] += 1
+        for name in os.listdir(self.root / "tmp"):
+            (self.root / "tmp" / name).unlink(missing_ok=True)  # never acknowledged
+        if counts["retried"] or counts["failed"]:
+            _fsync_dir(self.root / "incoming")
+        return counts
+
+    # Operators -----------------------------------------------------------------------
+    def entries(self, state: str) -> Iterator[SpoolEntry]:
+        if state not in STATES:
+            raise SpoolError(f"unknown spool state {state!r} (one of {', '.join(STATES)})")
+        for name in sorted(os.listdir(self.root / state)):
+            if name.endswith(".msg"):
+                base, attempt = _split_name(name)
+                yield SpoolEntry(base, state, self.root / state / name, attempt)
+
+    def find(self, entry_id: str) -> SpoolEntry:
+        matches = [e for state in STATES for e in self.entries(state) if e.id.startswith(entry_id)]
+        if not matches:
+            raise SpoolError(f"no spool entry {entry_id!r}")
+        if len({m.id for m in matches}) > 1:
+            raise SpoolError(f"spool entry id {entry_id!r} is ambiguous; give more characters")
+        return matches[0]
+
+    @staticmethod
+    def info(entry: SpoolEntry) -> dict[str, Any]:
+        side = entry.path.with_suffix(".json")
+        if side.exists():
+            try:
+                return dict(json.loads(side.read_text()))
+            except ValueError:
+                return {"error": "unreadable sidecar"}
+        return {}
+
+    def retry(self, entry_id: str) -> SpoolEntry:
+        entry = self.find(entry_id)
+        if entry.state not in {"failed", "quarantine", "discarded"}:
+            raise SpoolError(f"entry {entry.id} is {entry.state}; only failed, quarantined or discarded entries can be retried")
+        dst = self.root / "incoming" / f"{entry.id}.0.msg"
+        os.rename(entry.path, dst)
+        entry.path.with_suffix(".json").unlink(missing_ok=True)
+        _fsync_dir(self.root / "incoming")
+        return SpoolEntry(entry.id, "incoming", dst, 0)
+
+    def discard(self, entry_id: str, reason: str = "discarded by operator") -> SpoolEntry:
+        entry = self.find(entry_id)
+        if entry.state not in {"failed", "quarantine"}:
+            raise SpoolError(f"entry {entry.id} is {entry.state}; only failed or quarantined entries can be discarded")
+        info = self.info(entry)
+        entry.path.with_suffix(".json").unlink(missing_ok=True)
+        return self._park(entry, "discarded", {**info, "discarded": reason})
+
+    def depths(self) -> dict[str, int]:
+        return {
+            state: sum(1 for n in os.listdir(self.root / state) if n.endswith(".msg"))
+            for state in ("incoming", "active", "failed", "quarantine", "discarded")
+        }
