@@ -1,0 +1,80 @@
+"""Signed tokens that tie our outgoing mail to a ticket.
+
+Owns the Message-IDs we put on outgoing mail (`md.<ticket>.<nonce>.<sig>@domain`) and the
+per-ticket reply address (`support+t<ticket>-<sig>@domain`). Both carry a truncated
+HMAC-SHA256 over what they claim, so a reply can be trusted to name its ticket and a forged
+or guessed token is refused. Comparison is constant-time. The secret is passed in by the
+caller; this module keeps no state, reads no settings and looks nothing up.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+
+SIG_LEN = 10  # base32 characters: 50 bits, plenty against online guessing
+_SIG = "[a-z2-7]{" + str(SIG_LEN) + "}"
+_MID_RE = re.compile(r"^md\.(\d{1,12})\.([a-z0-9]{1,40})\.(" + _SIG + r")@([^@\s<>]+)$", re.IGNORECASE)
+_ADDR_RE = re.compile(r"^([^@\s+]+)\+t(\d{1,12})-(" + _SIG + r")@([^@\s<>]+)$", re.IGNORECASE)
+_NONCE_RE = re.compile(r"^[a-z0-9]{1,40}$")
+
+
+def _sign(secret: str, message: str) -> str:
+    if not secret:
+        raise ValueError("an empty secret cannot sign anything")
+    digest = hmac.new(secret.encode("utf-8"), message.encode("utf-8"), hashlib.sha256).digest()
+    return base64.b32encode(digest).decode("ascii").lower()[:SIG_LEN]
+
+
+def _valid(secret: str, message: str, signature: str) -> bool:
+    return hmac.compare_digest(_sign(secret, message), signature.lower())
+
+
+def make_message_id(secret: str, ticket_number: int, domain: str, nonce: str | None = None) -> str:
+    """A signed Message-ID naming `ticket_number`, without angle brackets."""
+    nonce = (nonce or secrets.token_hex(8)).lower()
+    if not _NONCE_RE.match(nonce):
+        raise ValueError("nonce must be 1-40 letters or digits")
+    domain = domain.strip().lower()
+    if not domain or any(c in domain for c in "@<> \t\r\n"):
+        raise ValueError(f"bad Message-ID domain {domain!r}")
+    number = int(ticket_number)
+    sig = _sign(secret, f"mid:{number}:{nonce}")
+    return f"md.{number}.{nonce}.{sig}@{domain}"
+
+
+def parse_message_id(secret: str, message_id: str) -> int | None:
+    """The ticket number in one of our Message-IDs, only if its signature is valid."""
+    match = _MID_RE.match((message_id or "").strip().strip("<>").strip())
+    if not match:
+        return None
+    number, nonce, sig = int(match.group(1)), match.group(2).lower(), match.group(3)
+    return number if _valid(secret, f"mid:{number}:{nonce}", sig) else None
+
+
+def looks_like_our_message_id(message_id: str) -> bool:
+    """True when the id has our shape (signed or not): used to report forgeries."""
+    return bool(_MID_RE.match((message_id or "").strip().strip("<>").strip()))
+
+
+def make_reply_address(secret: str, support_address: str, ticket_number: int) -> str:
+    """The per-ticket reply address, e.g. `support+t42-<sig>@example.com`."""
+    local, at, domain = support_address.strip().lower().rpartition("@")
+    if not at or not local or not domain:
+        raise ValueError(f"bad support address {support_address!r}")
+    local = local.split("+", 1)[0]
+    number = int(ticket_number)
+    sig = _sign(secret, f"addr:{local}@{domain}:{number}")
+    return f"{local}+t{number}-{sig}@{domain}"
+
+
+def parse_reply_address(secret: str, address: str) -> int | None:
+    """The ticket number in a reply address, only if signed for that very address."""
+    match = _ADDR_RE.match((address or "").strip().strip("<>").strip().lower())
+    if not match:
+        return None
+    local, number, sig, domain = match.group(1), int(match.group(2)), match.group(3), match.group(4)
+    return number if _valid(secret, f"addr:{local}@{domain}:{number}", sig) else None
