@@ -1,0 +1,81 @@
+"""Rate limits for automatic mail (acknowledgements, notifications, surveys).
+
+Owns the decision "may one more automatic mail go to this recipient now?" from a policy
+and counts of what was already sent. Pure: the counts come from the store, the caller
+supplies them; this module never counts, never reads a clock and never sends.
+A limit of 0 allows nothing in its window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LimitPolicy:
+    per_recipient_hour: int
+    per_recipient_day: int
+    per_ticket_day: int
+    global_hour: int
+
+    def __post_init__(self) -> None:
+        for name in ("per_recipient_hour", "per_recipient_day", "per_ticket_day", "global_hour"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class SentCounts:
+    """Automatic mails already sent in each window (not counting the one being decided)."""
+
+    recipient_hour: int
+    recipient_day: int
+    ticket_day: int
+    global_hour: int
+
+
+@dataclass(frozen=True)
+class LimitDecision:
+    allowed: bool
+    reason: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"allowed": self.allowed, "reason": self.reason}
+
+
+def _mails(n: int) -> str:
+    return f"{n} automatic mail" + ("" if n == 1 else "s")
+
+
+def check_limits(
+    policy: LimitPolicy,
+    counts: SentCounts,
+    *,
+    recipient: str,
+    suppressed: bool,
+    suppressed_reason: str = "",
+) -> LimitDecision:
+    """Allow one more automatic mail to `recipient` unless suppressed or a window is full.
+
+    Checks run from the most specific to the broadest, and the first that refuses names
+    the window, the count and the limit.
+    """
+    recipient = recipient.strip().lower()
+    if suppressed:
+        why = f": {suppressed_reason}" if suppressed_reason else ""
+        return LimitDecision(False, f"recipient {recipient} is suppressed{why}")
+    checks = (
+        (counts.recipient_hour, policy.per_recipient_hour, f"recipient {recipient} got {{n}} in the last hour"),
+        (counts.recipient_day, policy.per_recipient_day, f"recipient {recipient} got {{n}} in the last 24 hours"),
+        (counts.ticket_day, policy.per_ticket_day, "this ticket sent {n} in the last 24 hours"),
+        (counts.global_hour, policy.global_hour, "maildesk sent {n} in the last hour"),
+    )
+    for count, limit, template in checks:
+        if count >= limit:
+            return LimitDecision(False, template.format(n=_mails(count)) + f" (limit {limit})")
+    return LimitDecision(
+        True,
+        f"within limits for {recipient}: {counts.recipient_hour}/{policy.per_recipient_hour} this hour, "
+        f"{counts.recipient_day}/{policy.per_recipient_day} today, ticket {counts.ticket_day}/{policy.per_ticket_day} "
+        f"today, global {counts.global_hour}/{policy.global_hour} this hour",
+    )
