@@ -1,0 +1,194 @@
+"""Composition root: builds maildesk from Settings and runs the daemon.
+
+Owns start-up order and shutdown: intake starts before the database is needed (mail is
+accepted into the spool even while the database is down), the worker recovers crashed
+entries and waits for the database, SIGTERM stops intake first, then lets the worker finish
+its current message. Nothing here makes decisions about mail.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from maildesk.config import Settings
+from maildesk.pipeline.stages import PipelineDeps
+from maildesk.pipeline.worker import Worker
+from maildesk.spool import Spool
+from maildesk.store.db import Store
+
+log = logging.getLogger("maildesk.app")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class App:
+    """Everything one maildesk node needs, built from Settings."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.settings = settings
+        self.clock = clock
+        settings.data_path.mkdir(parents=True, exist_ok=True)
+        self.spool = Spool(settings.spool_path).ensure()
+        self.store = Store(settings.database_url, echo=settings.database.echo)
+        self.deps = PipelineDeps(settings=settings, extras=self._extras())
+        self.worker = Worker(self.spool, self.store, self.deps, stages=self._stages(), clock=clock)
+        self._migrated = False
+        self.smtp: Any = None
+        self.pollers: list[Any] = []
+        self.started_at = time.time()
+
+    # Assembly --------------------------------------------------------------------------
+    def _extras(self) -> dict[str, Any]:
+        extras: dict[str, Any] = {"clock": self.clock}
+        try:
+            from maildesk.sanitize import clean_html
+
+            extras["sanitize_html"] = clean_html
+        except ImportError:  # pragma: no cover - sanitize lands with the outbound issue
+            pass
+        return extras
+
+    def _stages(self) -> tuple[Any, ...]:
+        from maildesk.pipeline.stages import DEFAULT_STAGES
+
+        return DEFAULT_STAGES
+
+    def migrate(self) -> None:
+        if not self._migrated:
+            self.store.migrate()
+            self._migrated = True
+
+    # Batch -----------------------------------------------------------------------------
+    def process(self) -> dict[str, Any]:
+        """Work through everything spooled and return the worker's figures."""
+        self.migrate()
+        self.worker.recover()
+        stats = self.worker.drain()
+        return {
+            "processed": stats.processed,
+            "tickets_created": stats.tickets_created,
+            "appended": stats.appended,
+            "duplicates": stats.duplicates,
+            "quarantined": stats.quarantined,
+            "failed": stats.failed,
+            "database_unavailable": stats.db_unavailable_since is not None,
+            "last_error": stats.last_error,
+        }
+
+    # Daemon ----------------------------------------------------------------------------
+    def run(self, stop: threading.Event, *, smtp_port: int | None = None, ready: threading.Event | None = None) -> None:
+        """Run until `stop` is set. Intake first, then the worker."""
+        self.worker.recover()
+        threads: list[threading.Thread] = []
+        if self.settings.smtp.enabled:
+            from maildesk.ingest.smtp import SmtpIntake
+
+            self.smtp = SmtpIntake(self.settings, self.spool, port=smtp_port)
+            self.smtp.start()
+            log.info("SMTP intake listening on %s:%s", self.smtp.hostname, self.smtp.port)
+        imap_stop = threading.Event()
+        for mailbox in self.settings.imap:
+            from maildesk.ingest.imap import MailboxPoller
+
+            poller = MailboxPoller(mailbox, self.spool, self.settings.data_path / "imap-state")
+            self.pollers.append(poller)
+            t = threading.Thread(target=poller.run_forever, args=(imap_stop,), name=f"imap-{mailbox.name}", daemon=True)
+            t.start()
+            threads.append(t)
+        worker_stop = threading.Event()
+        worker_thread = threading.Thread(target=self._worker_loop, args=(worker_stop,), name="worker", daemon=True)
+        worker_thread.start()
+        if ready is not None:
+            ready.set()
+        while not stop.wait(1.0):
+            self.write_status()
+        log.info("stopping: intake first")
+        if self.smtp is not None:
+            self.smtp.stop()
+        imap_stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        worker_stop.set()
+        worker_thread.join(timeout=60)
+        self.write_status()
+        self.store.dispose()
+        log.info("stopped")
+
+    def _worker_loop(self, stop: threading.Event) -> None:
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                self.migrate()
+                break
+            except Exception as exc:  # noqa: BLE001 - database down at start: keep spooling
+                self.worker.stats.db_unavailable_since = self.worker.stats.db_unavailable_since or time.time()
+                self.worker.stats.last_error = f"database unavailable: {str(exc).splitlines()[0][:300]}"
+                log.error("database not ready (%s); retrying in %.1fs", self.worker.stats.last_error, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+        self.worker.run_forever(stop)
+
+    # Status ----------------------------------------------------------------------------
+    def status_snapshot(self) -> dict[str, Any]:
+        stats = self.worker.stats
+        return {
+            "pid": os.getpid(),
+            "updated_at": time.time(),
+            "started_at": self.started_at,
+            "smtp": {
+                "listening": f"{self.smtp.hostname}:{self.smtp.port}" if self.smtp else None,
+                "accepted": self.smtp.handler.accepted if self.smtp else 0,
+                "refused": self.smtp.handler.refused if self.smtp else 0,
+                "tempfailed": self.smtp.handler.tempfailed if self.smtp else 0,
+            },
+            "imap": [p.status() for p in self.pollers],
+            "worker": {
+                "processed": stats.processed,
+                "tickets_created": stats.tickets_created,
+                "appended": stats.appended,
+                "duplicates": stats.duplicates,
+                "quarantined": stats.quarantined,
+                "failed": stats.failed,
+                "database_unavailable_since": stats.db_unavailable_since,
+                "last_error": stats.last_error,
+            },
+        }
+
+    def write_status(self) -> None:
+        path = self.settings.data_path / "status.json"
+        tmp = path.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(self.status_snapshot(), indent=2, default=str))
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("cannot write status file: %s", exc)
+
+
+def read_daemon_status(settings: Settings) -> dict[str, Any] | None:
+    path = Path(settings.data_path) / "status.json"
+    if not path.exists():
+        return None
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except ValueError:
+        return None
+    pid = data.get("pid")
+    alive = False
+    if isinstance(pid, int):
+        try:
+            os.kill(pid, 0)
+            alive = True
+        except OSError:
+            alive = False
+    data["running"] = alive and time.time() - float(data.get("updated_at", 0)) < 30
+    return data

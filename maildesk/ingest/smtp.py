@@ -1,0 +1,97 @@
+"""SMTP intake with aiosmtpd (the only module that imports it).
+
+Accepts mail only for configured support addresses and domains (no open relay), answers
+250 only after the message is durable in the spool, and answers 451 4.3.0 for any failure of
+ours, never a 5xx and never internals. No database and no rules here: it only spools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from maildesk.config import Settings
+from maildesk.spool import Spool
+
+log = logging.getLogger("maildesk.smtp")
+
+TEMPFAIL = "451 4.3.0 Temporary local problem, please try again later"
+
+
+class SpoolHandler:
+    """aiosmtpd handler: recipient policy and durable acceptance."""
+
+    def __init__(self, settings: Settings, spool: Spool) -> None:
+        self.settings = settings
+        self.spool = spool
+        self.accepted = 0
+        self.refused = 0
+        self.tempfailed = 0
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd hook name
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if not self.settings.is_support_address(address):
+            self.refused += 1
+            return f"550 5.1.1 <{address[:200]}>: recipient address not accepted here"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(  # noqa: N802 - aiosmtpd hook name
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        content = envelope.original_content or envelope.content
+        if isinstance(content, str):
+            content = content.encode("utf-8", "surrogateescape")
+        meta: dict[str, Any] = {
+            "mail_from": envelope.mail_from or "",
+            "rcpt_tos": list(envelope.rcpt_tos),
+            "peer": str(session.peer[0]) if session.peer else "",
+            "helo": session.host_name or "",
+        }
+        loop = asyncio.get_running_loop()
+        try:
+            entry_id = await loop.run_in_executor(None, self.spool.put, bytes(content), "smtp", meta)
+        except Exception:  # noqa: BLE001 - any failure of ours is temporary for the client
+            self.tempfailed += 1
+            log.exception("could not spool a message from %s", meta["peer"])
+            return TEMPFAIL
+        self.accepted += 1
+        return f"250 2.0.0 OK queued as {entry_id}"
+
+    async def handle_exception(self, error: Exception) -> str:
+        self.tempfailed += 1
+        log.error("SMTP session error: %s: %s", type(error).__name__, error)
+        return TEMPFAIL
+
+
+class SmtpIntake(Controller):
+    """Lifecycle of the SMTP listener (runs its own event loop thread)."""
+
+    def __init__(self, settings: Settings, spool: Spool, *, port: int | None = None) -> None:
+        self.handler = SpoolHandler(settings, spool)
+        smtp = settings.smtp
+        self._tls: ssl.SSLContext | None = None
+        if smtp.tls_cert:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(settings.resolve(smtp.tls_cert), settings.resolve(smtp.tls_key))
+            self._tls = ctx
+        domain = settings.desk.support_addresses[0].partition("@")[2] if settings.desk.support_addresses else "localhost"
+        super().__init__(
+            self.handler,
+            hostname=smtp.host,
+            port=port if port is not None else smtp.port,
+            ready_timeout=10.0,
+            server_hostname=domain,
+            data_size_limit=smtp.max_message_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            ident="maildesk",
+            tls_context=self._tls,
+            require_starttls=bool(self._tls) and smtp.require_starttls,
+        )

@@ -1,0 +1,195 @@
+"""Pipeline stages that run inside the one transaction of a message.
+
+Each stage is a function `(ctx, session, deps) -> None` that reads the context, may write
+through `store.queries`, and records its decisions as events. A stage that raises makes
+the whole message roll back and go to failed/ with the stage's name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session
+
+from maildesk.config import Settings
+from maildesk.message import ParsedMessage, synthetic_message_id
+from maildesk.pipeline.context import MessageContext
+from maildesk.store import queries as q
+from maildesk.store.models import Attachment, Message, Ticket
+
+
+class Stage(Protocol):
+    __name__: str
+
+    def __call__(self, ctx: MessageContext, session: Session, deps: PipelineDeps) -> None: ...
+
+
+@dataclass
+class PipelineDeps:
+    """What stages may use. Built by the composition root (app.py)."""
+
+    settings: Settings
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def content_hash(msg: ParsedMessage) -> str:
+    """Hash of what makes two deliveries the same mail (trace headers excluded)."""
+    raw = msg.raw
+    cut = raw.find(b"\r\n\r\n")
+    if cut < 0:
+        cut = raw.find(b"\n\n")
+    body = raw[cut:] if cut >= 0 else b""
+    digest = hashlib.sha256()
+    for name in ("From", "To", "Cc", "Subject", "Date", "In-Reply-To"):
+        digest.update(msg.header(name).encode("utf-8", "surrogateescape") + b"\0")
+    digest.update(body.replace(b"\r\n", b"\n").rstrip())
+    return digest.hexdigest()
+
+
+def dedupe(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
+    """Exactly once: a Message-ID already stored with the same content is a duplicate;
+    the same id with other content is kept under a synthetic id, never dropped."""
+    msg = ctx.msg
+    ctx.stored_message_id = msg.message_id
+    existing = q.message_by_id(session, msg.message_id)
+    if existing is None:
+        return
+    chash = content_hash(msg)
+    if existing.content_hash == chash:
+        ctx.duplicate = True
+        ctx.outcome = "duplicate"
+        q.add_event(
+            session,
+            existing.ticket_number,
+            "duplicate-delivery",
+            {"message_id": msg.message_id, "source": ctx.meta.get("source", ""), "rcpt": ctx.envelope_recipients},
+            ctx.now,
+            existing.id,
+        )
+        return
+    synthetic = synthetic_message_id(msg.raw)
+    again = q.message_by_id(session, synthetic)
+    if again is not None:
+        ctx.duplicate = True
+        ctx.outcome = "duplicate"
+        return
+    ctx.stored_message_id = synthetic
+    ctx.note(
+        "message-id-collision",
+        message_id=msg.message_id,
+        stored_as=synthetic,
+        other_message=existing.id,
+        detail="another message with this Message-ID but different content is stored; kept under a synthetic id",
+    )
+
+
+def _customer_address(ctx: MessageContext) -> tuple[str, str]:
+    msg = ctx.msg
+    addr = msg.from_
+    if addr is None:
+        addr = msg.sender
+    if addr is None:
+        env = (ctx.meta.get("envelope") or {}).get("mail_from") or ""
+        return (str(env).lower() or "unknown@invalid", "")
+    return addr.email, addr.name
+
+
+def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
+    """Store the message (raw bytes, text, HTML, attachments), the ticket and participants."""
+    if ctx.duplicate:
+        return
+    msg = ctx.msg
+    settings = deps.settings
+    now = ctx.now
+    sender_email, sender_name = _customer_address(ctx)
+    ticket: Ticket | None = None
+    if ctx.ticket_number is not None:
+        ticket = session.get(Ticket, ctx.ticket_number)
+    if ticket is None:
+        customer = q.get_or_create_customer(session, sender_email, sender_name, now)
+        ticket = Ticket(
+            subject=msg.subject[:2000],
+            status="new",
+            queue="default",
+            tier="L1",
+            priority="normal",
+            customer_id=customer.id,
+            tags=[],
+            fields={},
+            created_at=now,
+            updated_at=now,
+            thread_root=ctx.thread_root,
+        )
+        session.add(ticket)
+        session.flush()
+        ctx.new_ticket = True
+        ctx.ticket_number = ticket.number
+        ctx.outcome = "ticket-created"
+        q.add_participant(session, ticket.number, sender_email, "customer")
+    else:
+        ticket.updated_at = now
+        ctx.outcome = ctx.outcome or "appended"
+        q.add_participant(session, ticket.number, sender_email, "customer" if ctx.kind == "customer" else ctx.kind)
+    for addr in msg.to + msg.cc:
+        if not settings.is_support_address(addr.email) and addr.email != sender_email:
+            q.add_participant(session, ticket.number, addr.email, "cc")
+    sanitize = deps.extras.get("sanitize_html")
+    html = sanitize(msg.html) if (sanitize and msg.html) else ""
+    row = Message(
+        ticket_number=ticket.number,
+        direction="in",
+        kind=ctx.kind,
+        message_id=ctx.stored_message_id or msg.message_id,
+        mid_hash=q.mid_hash(ctx.stored_message_id or msg.message_id),
+        content_hash=content_hash(msg),
+        raw=msg.raw,
+        raw_size=len(msg.raw),
+        subject=msg.subject[:2000],
+        sender=sender_email,
+        sender_name=sender_name[:300],
+        recipients=[a.email for a in msg.to + msg.cc],
+        sent_at=msg.date,
+        created_at=now,
+        source=str(ctx.meta.get("source", ""))[:200],
+        full_text=msg.text,
+        visible_text=ctx.visible_text or msg.text,
+        quoted_text=ctx.quoted_text,
+        signature=ctx.signature,
+        html=html,
+        screen=getattr(ctx.screen, "verdict", "human") if ctx.screen is not None else "human",
+    )
+    session.add(row)
+    session.flush()
+    ctx.message_pk = row.id
+    for att in msg.attachments:
+        session.add(
+            Attachment(
+                message_pk=row.id,
+                filename=att.filename,
+                content_type=att.content_type[:255],
+                size=att.size,
+                sha256=hashlib.sha256(att.payload).hexdigest(),
+                content_id=att.content_id[:255],
+                disposition=att.disposition[:30],
+                data=att.payload,
+            )
+        )
+    received = {
+        "message_id": row.message_id,
+        "from": sender_email,
+        "subject": msg.subject[:300],
+        "source": row.source,
+        "size": row.raw_size,
+        "attachments": len(msg.attachments),
+        "defects": list(msg.defects),
+    }
+    q.add_event(session, ticket.number, "ticket-created" if ctx.new_ticket else "message-received", received, now, row.id)
+    for type_, data in ctx.events:
+        q.add_event(session, ticket.number, type_, data, now, row.id)
+    ctx.events.clear()
+
+
+DEFAULT_STAGES: tuple[Stage, ...] = (dedupe, persist)
+

@@ -1,0 +1,46 @@
+"""`maildesk init`: writes a commented config, example rules and a templates folder.
+
+Owns only file creation for a new installation; never touches the database.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from maildesk.errors import MaildeskError
+
+TEMPLATES_README = """Site templates override maildesk's built-in ones.
+
+Put a file at <locale>/<name>.txt.j2 (and optionally <name>.html.j2), or at
+<queue>/<locale>/<name>.txt.j2 for one queue. `maildesk templates check` renders them all;
+`maildesk templates preview NAME --sample` shows one. The built-in templates are in the
+maildesk package under maildesk/templates/ and are good starting points.
+"""
+
+
+def _default(name: str) -> str:
+    return resources.files("maildesk").joinpath("defaults", name).read_text(encoding="utf-8")
+
+
+def init_directory(directory: Path, *, force: bool = False) -> list[Path]:
+    """Create DIR/maildesk.toml, DIR/rules.yaml and DIR/templates/. Returns written paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config = _default("maildesk.toml").replace('rules_file = ""', 'rules_file = "rules.yaml"').replace(
+        'templates_dir = ""', 'templates_dir = "templates"'
+    )
+    files = {directory / "maildesk.toml": config}
+    try:
+        files[directory / "rules.yaml"] = _default("rules.yaml")
+    except FileNotFoundError:
+        files[directory / "rules.yaml"] = "version: 1\nrules: []\n"
+    files[directory / "templates" / "README.txt"] = TEMPLATES_README
+    existing = [p for p in files if p.exists()]
+    if existing and not force:
+        raise MaildeskError(f"{existing[0]} exists; use --force to overwrite")
+    written = []
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written

@@ -1,0 +1,205 @@
+"""SQLAlchemy models: the tables maildesk keeps.
+
+Owns the schema (changed only through Alembic migrations in `store/migrations/`). No
+business decisions live here; other layers read and write through `store.db.Store` and the
+query helpers in `store/queries.py`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+TZDateTime = DateTime(timezone=True)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(300), default="")
+    locale: Mapped[str] = mapped_column(String(20), default="")
+    tz: Mapped[str] = mapped_column(String(64), default="")
+    vip: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime)
+    erased_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(300), default="")
+    tiers: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    queues: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    signature: Mapped[str] = mapped_column(Text, default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Ticket(Base):
+    """A conversation. Its number is its primary key (stable, unique on every backend)."""
+
+    __tablename__ = "tickets"
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="new", index=True)
+    queue: Mapped[str] = mapped_column(String(100), default="default", index=True)
+    tier: Mapped[str] = mapped_column(String(4), default="L1")
+    priority: Mapped[str] = mapped_column(String(16), default="normal")
+    assignee: Mapped[str | None] = mapped_column(String(320), nullable=True, index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    spam: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime)
+    first_response_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
+    merged_into: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    linked_to: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    thread_root: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+
+    customer: Mapped[Customer] = relationship(lazy="joined")
+
+
+class Message(Base):
+    """One mail in or out. `raw` is kept as it came; everything else is derived from it."""
+
+    __tablename__ = "messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_number: Mapped[int | None] = mapped_column(ForeignKey("tickets.number"), index=True, nullable=True)
+    direction: Mapped[str] = mapped_column(String(3))  # in | out
+    kind: Mapped[str] = mapped_column(String(20))  # customer | agent-reply | agent-note | auto | bounce
+    message_id: Mapped[str] = mapped_column(String(998))
+    mid_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    raw_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    sender: Mapped[str] = mapped_column(String(320), default="", index=True)
+    sender_name: Mapped[str] = mapped_column(String(300), default="")
+    recipients: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    sent_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime)
+    source: Mapped[str] = mapped_column(String(200), default="")
+    full_text: Mapped[str] = mapped_column(Text, default="")
+    visible_text: Mapped[str] = mapped_column(Text, default="")
+    quoted_text: Mapped[str] = mapped_column(Text, default="")
+    signature: Mapped[str] = mapped_column(Text, default="")
+    html: Mapped[str] = mapped_column(Text, default="")  # sanitised
+    thread_root: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    screen: Mapped[str] = mapped_column(String(20), default="human")
+    internal: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    attachments: Mapped[list[Attachment]] = relationship(back_populates="message", lazy="selectin")
+
+    __table_args__ = (Index("ix_messages_message_id", "message_id", mysql_length=255),)
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_id: Mapped[str] = mapped_column(String(255), default="")
+    disposition: Mapped[str] = mapped_column(String(30), default="")
+    data: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+    message: Mapped[Message] = relationship(back_populates="attachments")
+
+
+class Participant(Base):
+    __tablename__ = "participants"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_number: Mapped[int] = mapped_column(ForeignKey("tickets.number"), index=True)
+    address: Mapped[str] = mapped_column(String(320), index=True)
+    role: Mapped[str] = mapped_column(String(20))  # customer | cc | agent
+    __table_args__ = (UniqueConstraint("ticket_number", "address", name="uq_participant"),)
+
+
+class Event(Base):
+    """Something maildesk decided or did, with why. The audit trail behind `explain`."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_number: Mapped[int | None] = mapped_column(Integer, index=True, nullable=True)
+    message_pk: Mapped[int | None] = mapped_column(Integer, index=True, nullable=True)
+    type: Mapped[str] = mapped_column(String(50), index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    at: Mapped[datetime] = mapped_column(TZDateTime, index=True)
+
+
+class OutboxItem(Base):
+    """One outgoing mail. Written in the same transaction as the change that caused it."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    ticket_number: Mapped[int | None] = mapped_column(Integer, index=True, nullable=True)
+    message_id: Mapped[str] = mapped_column(String(998))
+    template: Mapped[str] = mapped_column(String(100), default="")
+    sender: Mapped[str] = mapped_column(String(320))
+    recipients: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    automatic: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)  # queued|sending|sent|failed|held
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_try: Mapped[datetime] = mapped_column(TZDateTime, index=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(TZDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
+
+
+class SlaClock(Base):
+    __tablename__ = "sla_clocks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_number: Mapped[int] = mapped_column(ForeignKey("tickets.number"), index=True)
+    kind: Mapped[str] = mapped_column(String(30))  # first_response | update | resolution
+    due_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True, index=True)
+    paused_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
+    warned: Mapped[bool] = mapped_column(Boolean, default=False)
+    breached: Mapped[bool] = mapped_column(Boolean, default=False)
+    stopped: Mapped[bool] = mapped_column(Boolean, default=False)
+    __table_args__ = (UniqueConstraint("ticket_number", "kind", name="uq_sla_clock"),)
+
+
+class Suppression(Base):
+    __tablename__ = "suppressions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    reason: Mapped[str] = mapped_column(Text)
+    ticket_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime)
+    until: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
+
+
+class KeyValue(Base):
+    """Small persistent state (rule round-robin cursors, schema facts)."""
+
+    __tablename__ = "kv"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
