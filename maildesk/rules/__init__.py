@@ -1,0 +1,1 @@
+"""Pure routing decisions: rules file, screening and limits. Import submodules directly."""

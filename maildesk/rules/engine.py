@@ -1,0 +1,212 @@
+"""Evaluate a `RuleSet` against one `RuleInput` and combine the actions into a `Decision`.
+
+Owns rule order and `stop`, the `when:` event filter, `{{capture}}` substitution, how actions
+combine (later queue/tier/priority/status/assign/spam/discard override earlier ones; tags,
+replies, notifications and escalation notes accumulate; fields merge by name; resolve is
+sticky), escalation through tiers, the pure assignment strategies and `diff_decisions` for
+`maildesk rules replay`.
+
+Rule of safety: when the final decision marks the mail spam or discard, auto-replies are
+dropped (and the decision's `notes` say so) so a rule can never answer junk.
+
+Must not: touch the store, send mail, render templates or read the clock. Same input, same
+decision — which is what makes replay and `explain` trustworthy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from maildesk.rules.fields import Facts
+from maildesk.rules.model import TIERS, AssignSpec, Decision, RuleHit, RuleInput
+from maildesk.rules.ruleset import Action, RuleSet
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+def next_tier(tier: str) -> str:
+    """L1 → L2 → L3; L3 stays L3 (see `escalate_tier` for the explanation)."""
+    return escalate_tier(tier)[0]
+
+
+def escalate_tier(tier: str) -> tuple[str, str]:
+    """The next tier and a sentence saying what happened (including "already at L3")."""
+    tier = tier.upper()
+    if tier not in TIERS:
+        raise ValueError(f"unknown tier {tier!r}; tiers are {', '.join(TIERS)}")
+    if tier == TIERS[-1]:
+        return tier, f"already at {tier}, the top tier; stays {tier}"
+    new = TIERS[TIERS.index(tier) + 1]
+    return new, f"{tier} -> {new}"
+
+
+def pick_round_robin(members: Sequence[str], last_assigned: str | None) -> str:
+    """The member after the last one assigned (wrapping); the first when unknown."""
+    if not members:
+        raise ValueError("cannot assign round-robin from an empty group")
+    if last_assigned is not None:
+        lowered = [m.lower() for m in members]
+        if last_assigned.lower() in lowered:
+            return members[(lowered.index(last_assigned.lower()) + 1) % len(members)]
+    return members[0]
+
+
+def pick_least_loaded(loads: Mapping[str, int]) -> str:
+    """The member with the fewest open tickets; ties go to the alphabetically first."""
+    if not loads:
+        raise ValueError("cannot assign least-loaded from an empty group")
+    return min(loads, key=lambda member: (loads[member], member.lower(), member))
+
+
+def fill(template: str, captures: Mapping[str, str]) -> str:
+    """Replace `{{name}}` with a capture; a group that did not take part gives ""."""
+    if "{{" not in template:
+        return template
+    return _PLACEHOLDER.sub(lambda m: captures.get(m[1], ""), template)
+
+
+@dataclass
+class _Draft:
+    """The decision being built while the rules run."""
+
+    start_tier: str
+    queue: str | None = None
+    tier: str | None = None
+    priority: str | None = None
+    status: str | None = None
+    tags: dict[str, None] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)
+    assign: AssignSpec | None = None
+    replies: dict[str, None] = field(default_factory=dict)
+    notify: dict[tuple[str, str], None] = field(default_factory=dict)
+    escalate: list[str] = field(default_factory=list)
+    resolve: bool = False
+    spam: str | None = None
+    discard: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def apply(self, action: Action, caps: Mapping[str, str], rule: str) -> str:
+        kind, value = action.kind, action.value
+        if kind in ("queue", "tier", "priority", "status"):
+            setattr(self, kind, value)
+            return f"{kind}={value}"
+        if kind == "tags":
+            added = [fill(t, caps) for t in value]
+            self.tags.update(dict.fromkeys(t for t in added if t))
+            return "tags+=" + ",".join(added)
+        if kind == "field":
+            done = []
+            for name, template in value:
+                self.fields[name] = fill(template, caps)
+                done.append(f"{name}={self.fields[name]!r}")
+            return "field " + " ".join(done)
+        if kind == "assign":
+            self.assign = value
+            return f"assign={value}"
+        if kind == "reply":
+            self.replies[value] = None
+            return f"reply {value}"
+        if kind == "notify":
+            self.notify[value] = None
+            return f"notify {value[0]} with {value[1]}"
+        if kind == "escalate":
+            current = self.tier or self.start_tier
+            self.tier, what = escalate_tier(current)
+            note = fill(value, caps) or f"escalated by rule {rule!r}"
+            self.escalate.append(note)
+            if self.tier == current:
+                self.notes.append(f"rule {rule!r}: escalate: {what}")
+            return f"escalate {what}: {note}"
+        if kind == "resolve":
+            self.resolve = True
+            return "resolve"
+        if kind in ("spam", "discard"):
+            reason = fill(value, caps)
+            setattr(self, kind, reason)
+            return f"{kind}: {reason}"
+        raise ValueError(f"unknown action {kind!r}")  # the loader admits only known actions
+
+    def finish(self, hits: list[RuleHit]) -> Decision:
+        replies = tuple(self.replies)
+        if replies and (self.spam is not None or self.discard is not None):
+            why = "discard" if self.discard is not None else "spam"
+            self.notes.append(f"auto-replies {', '.join(replies)} suppressed: mail marked {why}")
+            replies = ()
+        return Decision(
+            queue=self.queue,
+            tier=self.tier,
+            priority=self.priority,
+            status=self.status,
+            tags_add=tuple(self.tags),
+            fields=dict(self.fields),
+            assign=self.assign,
+            replies=replies,
+            notify=tuple(self.notify),
+            escalate=tuple(self.escalate),
+            resolve=self.resolve,
+            spam=self.spam,
+            discard=self.discard,
+            hits=tuple(hits),
+            notes=tuple(self.notes),
+        )
+
+
+def evaluate(ruleset: RuleSet, inp: RuleInput) -> Decision:
+    """Run the rules in order; `stop: true` on a matching rule ends the run."""
+    facts = Facts(inp, ruleset.business_hours)
+    draft = _Draft(start_tier=inp.ticket.tier if inp.ticket is not None and inp.ticket.tier in TIERS else "L1")
+    hits: list[RuleHit] = []
+    for rule in ruleset.rules:
+        if not rule.enabled:
+            continue
+        if rule.when != "any" and rule.when != inp.event:
+            hits.append(RuleHit(rule.name, False, rule.line, skipped=f"only for {rule.when} mail, this is {inp.event}"))
+            continue
+        caps: dict[str, str] = {}
+        failed = None if rule.condition is None else rule.condition.check(facts, caps)
+        if failed is not None:
+            hits.append(RuleHit(rule.name, False, rule.line, failed=failed))
+            continue
+        done = tuple(draft.apply(action, caps, rule.name) for action in rule.actions)
+        hits.append(RuleHit(rule.name, True, rule.line, actions=done, captures=caps))
+        if rule.stop:
+            break
+    return draft.finish(hits)
+
+
+def _show(value: object) -> str:
+    if value is None or value == () or value == "":
+        return "(none)"
+    if isinstance(value, tuple):
+        return ", ".join(str(v) if not isinstance(v, tuple) else " ".join(map(str, v)) for v in value)
+    return str(value)
+
+
+def diff_decisions(old: Decision, new: Decision) -> list[str]:
+    """Readable differences, e.g. `queue: billing -> sales`; empty when they agree."""
+    lines: list[str] = []
+    for name in ("queue", "tier", "priority", "status", "assign", "resolve", "spam", "discard"):
+        before, after = getattr(old, name), getattr(new, name)
+        if before != after:
+            lines.append(f"{name}: {_show(before)} -> {_show(after)}")
+    for name in ("tags_add", "replies", "notify", "escalate"):
+        before, after = getattr(old, name), getattr(new, name)
+        if before != after:
+            gone = [_show((v,)) for v in before if v not in after]
+            came = [_show((v,)) for v in after if v not in before]
+            parts = [f"+{v}" for v in came] + [f"-{v}" for v in gone]
+            label = "tags" if name == "tags_add" else name
+            lines.append(f"{label}: " + (" ".join(parts) if parts else f"{_show(before)} -> {_show(after)}"))
+    for key in sorted(set(old.fields) | set(new.fields)):
+        before_f, after_f = old.fields.get(key), new.fields.get(key)
+        if before_f != after_f:
+            lines.append(f"field {key}: {_show(before_f)} -> {_show(after_f)}")
+    if old.matched != new.matched:
+        gone = [n for n in old.matched if n not in new.matched]
+        came = [n for n in new.matched if n not in old.matched]
+        parts = [f"+{n!r}" for n in came] + [f"-{n!r}" for n in gone]
+        lines.append("rules matched: " + (" ".join(parts) if parts else f"order {old.matched} -> {new.matched}"))
+    return lines
+

@@ -1,0 +1,202 @@
+"""Plain data in and out of the rules engine: what a rule sees, what the engine decides.
+
+Owns `RuleInput` (facts about one incoming mail, built by the pipeline), `Decision` (the
+combined result of all rules), `RuleHit` (the explanation of one rule), `AssignSpec`, the
+load-error types and the closed vocabularies (tiers, priorities, statuses, events).
+
+Must not: touch the database, the network, the clock or the file system. Everything here is
+frozen data, so a decision can be stored as an event and replayed later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from maildesk.errors import ConfigError
+
+if TYPE_CHECKING:
+    from maildesk.rules.conditions import Condition
+
+EVENTS = ("new", "reply")
+TIERS = ("L1", "L2", "L3")
+PRIORITIES = ("low", "normal", "high", "urgent")
+STATUSES = ("new", "open", "pending", "resolved", "closed")
+ASSIGN_STRATEGIES = ("agent", "round_robin", "least_loaded")
+
+
+@dataclass(frozen=True)
+class CustomerFacts:
+    """What the desk already knows about the sender (looked up by the pipeline)."""
+
+    email: str = ""
+    domain: str = ""
+    vip: bool = False
+    tickets: int = 0  # earlier tickets, any state
+    open_tickets: int = 0
+
+
+@dataclass(frozen=True)
+class TicketState:
+    """The ticket a reply threads into (None for a new conversation)."""
+
+    status: str = "open"
+    queue: str = ""
+    tier: str = "L1"
+    priority: str = "normal"
+    tags: tuple[str, ...] = ()
+    assignee: str = ""
+
+
+@dataclass(frozen=True)
+class RuleInput:
+    """One incoming mail as the rules see it. Addresses are bare `local@domain` strings."""
+
+    event: str  # "new" | "reply"
+    sender: str
+    sender_name: str = ""
+    recipients: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    subject: str = ""
+    body: str = ""  # visible text (quotes stripped)
+    headers: tuple[tuple[str, str], ...] = ()
+    attachments: tuple[tuple[str, str], ...] = ()  # (filename, content_type)
+    customer: CustomerFacts = field(default_factory=CustomerFacts)
+    ticket: TicketState | None = None
+    now: datetime = datetime(1970, 1, 1)  # always pass the real clock's value
+
+
+@dataclass(frozen=True)
+class AssignSpec:
+    """Who should own the ticket: one agent, or a strategy over a group.
+
+    The pipeline resolves a strategy with `pick_round_robin` / `pick_least_loaded`
+    (in `maildesk.rules.engine`) from data it reads in the store.
+    """
+
+    strategy: str  # "agent" | "round_robin" | "least_loaded"
+    agent: str = ""
+    group: str = ""
+
+    def __str__(self) -> str:
+        return self.agent if self.strategy == "agent" else f"{self.strategy}({self.group})"
+
+
+@dataclass(frozen=True)
+class RuleHit:
+    """One evaluated rule: did it match, why (not), and what it did.
+
+    `why` is built on demand from the failing condition, so evaluating 500 rules does not
+    format 500 explanations nobody reads.
+    """
+
+    name: str
+    matched: bool
+    line: int
+    actions: tuple[str, ...] = ()
+    captures: Mapping[str, str] = field(default_factory=dict)
+    failed: Condition | None = None
+    skipped: str = ""  # reason the rule was not tested at all (event filter)
+
+    @property
+    def why(self) -> str:
+        if self.skipped:
+            return self.skipped
+        if self.matched:
+            caps = ", ".join(f"{k}={v!r}" for k, v in self.captures.items())
+            return "all conditions held" + (f"; captured {caps}" if caps else "")
+        if self.failed is None:
+            return "no match"
+        return f"line {self.failed.line}: {self.failed.describe()} did not hold"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "matched": self.matched,
+            "line": self.line,
+            "why": self.why,
+            "actions": list(self.actions),
+            "captures": dict(self.captures),
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The combined result after all rules ran; None/empty means "no change".
+
+    `tier` already includes every `escalate` step (applied in rule order from the ticket's
+    tier); `escalate` holds the handoff notes, one per step, to record and show to agents.
+    """
+
+    queue: str | None = None
+    tier: str | None = None
+    priority: str | None = None
+    status: str | None = None
+    tags_add: tuple[str, ...] = ()
+    fields: Mapping[str, str] = field(default_factory=dict)
+    assign: AssignSpec | None = None
+    replies: tuple[str, ...] = ()
+    notify: tuple[tuple[str, str], ...] = ()
+    escalate: tuple[str, ...] = ()
+    resolve: bool = False
+    spam: str | None = None
+    discard: str | None = None
+    hits: tuple[RuleHit, ...] = ()
+    notes: tuple[str, ...] = ()  # engine remarks: "already at L3", "auto-replies suppressed"
+
+    @property
+    def matched(self) -> tuple[str, ...]:
+        return tuple(h.name for h in self.hits if h.matched)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "queue": self.queue,
+            "tier": self.tier,
+            "priority": self.priority,
+            "status": self.status,
+            "tags_add": list(self.tags_add),
+            "fields": dict(self.fields),
+            "assign": None if self.assign is None else str(self.assign),
+            "replies": list(self.replies),
+            "notify": [list(n) for n in self.notify],
+            "escalate": list(self.escalate),
+            "resolve": self.resolve,
+            "spam": self.spam,
+            "discard": self.discard,
+            "hits": [h.to_json() for h in self.hits],
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class RuleProblem:
+    """One thing wrong in a rules file, located precisely."""
+
+    file: str
+    line: int  # 1-based; 0 when unknown
+    rule: str  # rule name, or "" for file-level problems
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        who = f" rule {self.rule!r}:" if self.rule else ""
+        return f"{where}:{who} {self.problem}"
+
+
+class RulesError(ConfigError):
+    """A rules file could not be loaded; carries every problem found, not just the first.
+
+    `file`, `line`, `rule` and `problem` describe the first problem; `problems` has them all.
+    """
+
+    def __init__(self, problems: list[RuleProblem] | tuple[RuleProblem, ...]) -> None:
+        self.problems = tuple(problems)
+        first = self.problems[0] if self.problems else RuleProblem("<rules>", 0, "", "unknown problem")
+        self.file, self.line, self.rule, self.problem = first.file, first.line, first.rule, first.problem
+        super().__init__("\n".join(str(p) for p in self.problems) or str(first))
+
+    @property
+    def messages(self) -> list[str]:
+        return [str(p) for p in self.problems]
