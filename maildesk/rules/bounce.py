@@ -345,14 +345,22 @@ def _parse_dsn(root: Message) -> list[RecipientStatus] | None:
 
 
 def is_bounce_candidate(msg: ParsedMessage) -> bool:
-    """Looks like it came from a mail system (gate for text and flufl parsing)."""
+    """Came from a mail system (gate for text and flufl parsing); a subject alone is not enough."""
     sender = msg.from_.email if msg.from_ else ""
     local = sender.partition("@")[0]
+    null_path = any(
+        v.replace(" ", "") in {"<>", "<<>>"}
+        for v in msg.header_all("Return-Path")[:1] + msg.header_all("X-Envelope-From")[:1]
+    )
+    auto = msg.header("Auto-Submitted").split(";", 1)[0].strip().lower() not in {"", "no"}
+    name = msg.from_.name.lower() if msg.from_ else ""
     return bool(
         local in SYSTEM_LOCALPARTS
         or msg.header("X-Failed-Recipients")
-        or (msg.from_ and "mail delivery" in msg.from_.name.lower())
-        or _BOUNCE_SUBJECT_RE.search(msg.subject or "")
+        or "mail delivery" in name
+        or "postmaster" in name
+        or null_path
+        or auto
         or "report-type=delivery-status" in msg.header("Content-Type").lower().replace('"', "").replace(" ", "")
     )
 
