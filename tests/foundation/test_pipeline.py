@@ -1,0 +1,126 @@
+"""The worker over the spool, on SQLite and PostgreSQL: one ticket per new message,
+idempotency by Message-ID, quarantine and failed/ with the stage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from maildesk.store.models import Attachment, Event, Message, Participant, Ticket
+from tests.support.mailgen import eml
+
+
+def count(desk: Any, model: Any) -> int:
+    with desk.store.reader() as s:
+        return int(s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def test_new_message_opens_ticket_with_everything_stored(desk: Any) -> None:
+    raw = eml(message_id="<m1@customer.example>", extra="Cc: Bob <bob@customer.example>")
+    desk.spool.put(raw, "test")
+    result = desk.process()
+    assert result["tickets_created"] == 1 and result["failed"] == 0
+    with desk.store.reader() as s:
+        ticket = s.scalars(select(Ticket)).one()
+        msg = s.scalars(select(Message)).one()
+        assert ticket.subject == "Printer on fire" and ticket.status == "new"
+        assert ticket.customer.email == "anna@customer.example" and ticket.customer.name == "Anna Schmidt"
+        assert msg.raw == raw and msg.message_id == "m1@customer.example"
+        assert "printer is on fire" in msg.full_text
+        parts = {(p.address, p.role) for p in s.scalars(select(Participant))}
+        assert parts == {("anna@customer.example", "customer"), ("bob@customer.example", "cc")}
+        types = [e.type for e in s.scalars(select(Event))]
+        assert "ticket-created" in types
+
+
+def test_replayed_message_is_stored_once(desk: Any) -> None:
+    raw = eml(message_id="<same@customer.example>")
+    for _ in range(3):
+        desk.spool.put(raw, "test")
+    result = desk.process()
+    assert result["tickets_created"] == 1 and result["duplicates"] == 2
+    assert count(desk, Message) == 1
+
+
+def test_same_message_to_two_support_addresses_is_one_ticket(desk: Any) -> None:
+    # two deliveries of one mail differ only in trace headers
+    base = eml(message_id="<two@customer.example>", to="support@example.com, billing@example.com")
+    desk.spool.put(b"Delivered-To: support@example.com\r\n" + base, "smtp", {"rcpt_tos": ["support@example.com"]})
+    desk.spool.put(b"Delivered-To: billing@example.com\r\n" + base, "smtp", {"rcpt_tos": ["billing@example.com"]})
+    desk.process()
+    assert count(desk, Ticket) == 1 and count(desk, Message) == 1
+
+
+def test_same_id_different_content_is_kept_under_synthetic_id(desk: Any) -> None:
+    desk.spool.put(eml(message_id="<clash@x>", body="first"), "test")
+    desk.spool.put(eml(message_id="<clash@x>", body="second, different"), "test")
+    desk.process()
+    with desk.store.reader() as s:
+        ids = [m.message_id for m in s.scalars(select(Message).order_by(Message.id))]
+        assert ids[0] == "clash@x" and ids[1].endswith("@synthetic.maildesk")
+        assert s.scalars(select(Event).where(Event.type == "message-id-collision")).first() is not None
+
+
+def test_missing_message_id_gets_deterministic_synthetic_id(desk: Any) -> None:
+    raw = eml(message_id="")
+    desk.spool.put(raw, "test")
+    desk.spool.put(raw, "test")
+    result = desk.process()
+    assert result["tickets_created"] == 1 and result["duplicates"] == 1
+    with desk.store.reader() as s:
+        assert s.scalars(select(Message.message_id)).one().endswith("@synthetic.maildesk")
+
+
+def test_unparseable_goes_to_quarantine_with_reason(desk: Any) -> None:
+    desk.spool.put(b"this is not a mail message at all\r\n", "test")
+    desk.spool.put(eml(), "test")
+    result = desk.process()
+    assert result["quarantined"] == 1 and result["tickets_created"] == 1
+    (entry,) = desk.spool.entries("quarantine")
+    assert "no header block" in desk.spool.info(entry)["reason"]
+
+
+def test_stage_that_raises_sends_entry_to_failed_and_rolls_back(desk: Any) -> None:
+    def exploding(ctx: Any, session: Any, deps: Any) -> None:
+        raise RuntimeError("rule engine exploded")
+
+    exploding.__name__ = "route"
+    desk.worker.stages = (*desk.worker.stages, exploding)
+    desk.spool.put(eml(), "test")
+    result = desk.process()
+    assert result["failed"] == 1
+    assert count(desk, Ticket) == 0 and count(desk, Message) == 0  # whole transaction rolled back
+    (entry,) = desk.spool.entries("failed")
+    info = desk.spool.info(entry)
+    assert info["stage"] == "route" and "rule engine exploded" in info["error"]
+    assert "Traceback" in info["traceback"]
+
+
+def test_attachments_are_stored_with_safe_names(desk: Any) -> None:
+    raw = (
+        b"From: a@customer.example\r\nTo: support@example.com\r\nSubject: files\r\nMessage-ID: <att@x>\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+        b"Content-Type: text/plain\r\n\r\nsee attached\r\n--b\r\n"
+        b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"../../etc/passwd\"\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n--b--\r\n"
+    )
+    desk.spool.put(raw, "test")
+    desk.process()
+    with desk.store.reader() as s:
+        att = s.scalars(select(Attachment)).one()
+        assert att.filename == "passwd" and att.data == b"hello" and att.size == 5
+
+
+def test_non_utf8_bytes_are_never_decoded_lossily_before_parsing(desk: Any) -> None:
+    raw = (
+        "From: =?iso-8859-1?q?J=F6rg?= <jorg@customer.example>\r\nTo: support@example.com\r\n"
+        "Subject: =?iso-8859-1?q?Gr=FC=DFe?=\r\nMessage-ID: <latin1@x>\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n\r\nSch\xf6ne Gr\xfc\xdfe\r\n"
+    ).encode("latin-1")
+    desk.spool.put(raw, "test")
+    desk.process()
+    with desk.store.reader() as s:
+        msg = s.scalars(select(Message)).one()
+        assert msg.raw == raw and msg.subject == "Grüße" and "Schöne Grüße" in msg.full_text
+        assert msg.sender_name == "Jörg"
