@@ -1,0 +1,122 @@
+"""SMTP intake: a real aiosmtpd listener driven by smtplib on loopback."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import subprocess
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from maildesk.config import Settings
+from maildesk.ingest.smtp import SmtpIntake
+from maildesk.spool import Spool
+from tests.conftest import free_port, make_settings
+from tests.support.mailgen import eml
+
+
+@pytest.fixture
+def smtp_settings(tmp_path: Path) -> Settings:
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    return replace(settings, smtp=replace(settings.smtp, max_message_size=100_000))
+
+
+@pytest.fixture
+def intake(smtp_settings: Settings) -> Iterator[SmtpIntake]:
+    spool = Spool(smtp_settings.spool_path).ensure()
+    server = SmtpIntake(smtp_settings, spool, port=free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+def client(server: SmtpIntake) -> smtplib.SMTP:
+    return smtplib.SMTP(server.hostname, server.port, timeout=10)
+
+
+def test_accepts_mail_for_support_address_and_spools_it(intake: SmtpIntake) -> None:
+    raw = eml(message_id="<s1@customer.example>")
+    with client(intake) as smtp:
+        code, reply = smtp.ehlo()
+        assert b"8BITMIME" in reply and b"SMTPUTF8" in reply
+        refused = smtp.sendmail("anna@customer.example", ["support@example.com"], raw)
+        assert refused == {}
+    spool = intake.handler.spool
+    (entry,) = spool.entries("incoming")
+    meta, got = spool.read(entry)
+    assert got == raw
+    assert meta["envelope"]["rcpt_tos"] == ["support@example.com"]
+    assert meta["envelope"]["mail_from"] == "anna@customer.example"
+
+
+def test_refuses_other_recipients_no_open_relay(intake: SmtpIntake) -> None:
+    with client(intake) as smtp:
+        smtp.ehlo()
+        smtp.mail("spammer@evil.example")
+        code, msg = smtp.rcpt("victim@elsewhere.example")
+        assert code == 550 and msg.startswith(b"5.1.1")
+        code, _ = smtp.rcpt("support+t42-abc@example.com")
+        assert code == 250
+
+
+def test_size_limit_answers_552(intake: SmtpIntake) -> None:
+    big = eml(body="x" * 200_000)
+    with client(intake) as smtp, pytest.raises(smtplib.SMTPException) as info:
+        smtp.sendmail("a@customer.example", ["support@example.com"], big)
+    assert "552" in str(info.value)
+    assert list(intake.handler.spool.entries("incoming")) == []
+
+
+def test_internal_failure_answers_451_never_5xx(intake: SmtpIntake, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_a: Any, **_k: Any) -> str:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(intake.handler.spool, "put", broken)
+    with client(intake) as smtp:
+        smtp.ehlo()
+        smtp.mail("a@customer.example")
+        smtp.rcpt("support@example.com")
+        code, msg = smtp.data(eml())
+    assert code == 451 and msg.startswith(b"4.3.0")
+    assert b"space" not in msg  # no internals leak
+
+
+def test_smtputf8_and_8bit_content(intake: SmtpIntake) -> None:
+    raw = eml(sender="Jörg <jörg@bücher.example>", subject="Grüße", body="Schöne Grüße ✓")
+    with client(intake) as smtp:
+        smtp.ehlo()
+        smtp.sendmail("jörg@bücher.example", ["support@example.com"], raw, mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+    (entry,) = intake.handler.spool.entries("incoming")
+    assert intake.handler.spool.read(entry)[1].rstrip(b"\r\n") == raw.rstrip(b"\r\n")  # smtplib ends DATA with CRLF
+
+
+def test_starttls_with_configured_certificate(tmp_path: Path, smtp_settings: Settings) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=localhost"],
+        check=True, capture_output=True,
+    )
+    settings = replace(smtp_settings, smtp=replace(smtp_settings.smtp, tls_cert=str(cert), tls_key=str(key), require_starttls=True))
+    spool = Spool(settings.spool_path).ensure()
+    server = SmtpIntake(settings, spool, port=free_port())
+    server.start()
+    try:
+        with smtplib.SMTP(server.hostname, server.port, timeout=10) as smtp:
+            smtp.ehlo()
+            assert smtp.has_extn("starttls")
+            code, _ = smtp.mail("a@customer.example")
+            assert code == 530  # TLS required first
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            smtp.starttls(context=ctx)
+            smtp.ehlo()
+            assert smtp.sendmail("a@customer.example", ["support@example.com"], eml()) == {}
+        assert spool.depths()["incoming"] == 1
+    finally:
+        server.stop()
