@@ -1,0 +1,500 @@
+"""The curated context a mail template sees.
+
+Owns what templates may know: small frozen input dataclasses the caller fills from the store
+(`CustomerInput`, `TicketInput`, …) and `build_context`, which turns them into plain dicts of
+strings, numbers and timezone-aware datetimes, with times already formatted in the
+recipient's time zone and locale and a sensible first name for the greeting.
+
+It must not: accept or expose ORM objects (they would leak everything reachable from them),
+mark any text as HTML-safe (customer text is always escaped in HTML), import jinja2, or read
+the clock (`now` is passed in).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_skeleton, format_time, format_timedelta
+
+from maildesk.sanitize import escape_header_text
+from maildesk.threading.subject import format_tag, reply_subject, strip_prefixes
+
+DEFAULT_TAG_FORMAT = "[#{number}]"
+SURVEY_SCORES = (5, 4, 3, 2, 1)
+# Built-in templates written to an agent (the recipient is the agent, not the customer).
+AGENT_FACING = frozenset({"sla_warning", "sla_breach", "agent_notification", "bounce_notice", "refused_reply"})
+
+
+# ---------------------------------------------------------------------------------------
+# Inputs: the lead builds these from the store; nothing else reaches a template.
+
+
+@dataclass(frozen=True)
+class TicketRef:
+    """Another ticket of the same customer, for the history section."""
+
+    number: int
+    subject: str
+    status: str
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CustomerInput:
+    email: str
+    name: str = ""
+    locale: str = ""  # "" means the desk default
+    timezone: str = ""  # IANA name; "" means the desk default
+    vip: bool = False
+    open_tickets: tuple[TicketRef, ...] = ()  # other open tickets, newest first
+    past_ticket_count: int = 0
+    last_satisfaction: int | None = None  # 1..5 from the last survey answer
+
+
+@dataclass(frozen=True)
+class TicketInput:
+    number: int
+    subject: str
+    status: str = "new"  # new | open | pending | resolved | closed
+    queue: str = ""
+    tier: str = "L1"
+    priority: str = "normal"
+    created_at: datetime | None = None
+    first_response_due: datetime | None = None
+    next_update_due: datetime | None = None
+    resolution_due: datetime | None = None
+    assignee_name: str = ""
+    fields: tuple[tuple[str, str], ...] = ()  # extra routed fields shown to agents (label, value)
+
+
+@dataclass(frozen=True)
+class AgentInput:
+    name: str
+    email: str = ""
+    signature: str = ""  # plain text; escaped in HTML like everything else
+    locale: str = ""
+    timezone: str = ""
+
+
+@dataclass(frozen=True)
+class MessageInput:
+    """The message a mail is about: the customer's mail, or the agent's reply text."""
+
+    text: str  # visible text (quotes and signature already split off by the caller)
+    sender_name: str = ""
+    sender_email: str = ""
+    received_at: datetime | None = None
+    attachment_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CompanyInput:
+    name: str
+    support_address: str
+    website: str = ""
+
+
+@dataclass(frozen=True)
+class SlaInput:
+    kind: str  # first_response | next_update | resolution
+    due_at: datetime
+    breached_at: datetime | None = None
+    escalate_to: str = ""  # next tier or manager, for sla_breach
+
+
+@dataclass(frozen=True)
+class SurveyInput:
+    keyword: str = "RATING"  # the customer replies e.g. "RATING 5"
+
+
+@dataclass(frozen=True)
+class BounceInput:
+    address: str
+    reason: str = ""  # the DSN's diagnostic, e.g. "550 5.1.1 user unknown"
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RefusalInput:
+    code: str  # unknown_sender | bad_token | ticket_closed | no_ticket | other
+    detail: str = ""
+    agent_subject: str = ""  # subject of the refused mail
+
+
+@dataclass(frozen=True)
+class FollowupInput:
+    waiting_since: datetime
+    close_after_days: int = 7
+
+
+Person = CustomerInput | AgentInput
+
+
+# ---------------------------------------------------------------------------------------
+# First names
+
+
+_TITLES = frozenset(
+    "dr dr. prof prof. mr mr. mrs mrs. ms ms. miss mx mx. sir dame herr frau hr hr. fr fr. "
+    "dipl dipl. dipl.-ing. ing ing. mag mag. dr.-ing. dr.med. m m. mme mme. mlle mlle. monsieur madame "
+    "sr sr. sra sra. srta srta. dott dott. dott.ssa sig sig. sig.ra ir ir. drs drs. univ.-prof. prof.dr.".split()
+)
+_SUFFIXES = frozenset("jr jr. sr sr. ii iii iv phd ph.d. md m.d. mba msc bsc".split())
+_ROLE_WORDS = frozenset(
+    "support team info admin administrator service services customer customers noreply no-reply "
+    "donotreply billing sales contact office mail hello hallo help helpdesk webmaster postmaster "
+    "accounts accounting invoice invoices orders order shop store the kundenservice kunde buchhaltung "
+    "verwaltung donotreply do-not-reply mailer-daemon root it hr marketing news newsletter notifications notification".split()
+)
+_QUOTES = "\"'`“”„‘’«»‹›"
+_BRACKETED = re.compile(r"\([^)]*\)|\[[^\]]*\]|<[^>]*>")
+_VIA = re.compile(r"\s+(via|über|par|per)\s+.*$", re.IGNORECASE)
+_LETTERS = re.compile(r"^[^\W\d_]+(?:[-'’][^\W\d_]+)*$")
+
+
+def _smart_case(word: str) -> str:
+    """`ANNA-LENA` → `Anna-Lena`; leaves mixed case (`McKenzie`) and uncased scripts alone."""
+    if not (word.isupper() or word.islower()):
+        return word
+    return re.sub(r"[^\W\d_]+", lambda m: m.group(0)[:1].upper() + m.group(0)[1:].lower(), word)
+
+
+def _first_from_address(address: str) -> str:
+    local = address.rpartition("@")[0] if "@" in address else address
+    local = local.split("+", 1)[0].strip().strip(_QUOTES).lower()
+    if local in _ROLE_WORDS or re.sub(r"[._-]+", "", local) in _ROLE_WORDS:
+        return ""
+    parts = [p for p in re.split(r"[._-]+", local) if p]
+    while parts and (parts[0] in _TITLES or parts[0] + "." in _TITLES):
+        parts = parts[1:]
+    # One token ("jsmith", "anna", "info") cannot be told apart from initials or a role.
+    if len(parts) < 2:
+        return ""
+    first = parts[0]
+    if len(first) < 2 or not first.isalpha() or first in _ROLE_WORDS or parts[1] in _ROLE_WORDS:
+        return ""
+    return _smart_case(first)
+
+
+def guess_first_name(name: str, address: str = "") -> str:
+    """A first name to greet someone by, or "" when no honest guess is possible.
+
+    `Schmidt, Anna` → Anna; `Dr. Anna Schmidt` → Anna; `"ANNA SCHMIDT"` → Anna; `SCHMIDT Anna`
+    → Anna; `J. Smith` → ""; only an address: `anna.schmidt@x.de` → Anna, `jsmith@x.de` → "".
+    """
+    text = escape_header_text(name).strip(_QUOTES + " ")
+    text = _VIA.sub("", _BRACKETED.sub(" ", text)).strip(_QUOTES + " ")
+    if not text or "@" in text:
+        return _first_from_address(text if "@" in text else address)
+    if "," in text:
+        last, _, rest = text.partition(",")
+        rest_tokens = rest.split()
+        if rest_tokens and rest_tokens[0].lower() not in _SUFFIXES:
+            text = rest.strip()
+        else:
+            text = last.strip()
+    tokens = [t.strip(_QUOTES + ",;:") for t in text.split()]
+    tokens = [t for t in tokens if t]
+    while tokens and tokens[0].lower() in _TITLES:
+        tokens = tokens[1:]
+    if not tokens:
+        return _first_from_address(address)
+    # "SCHMIDT Anna": surname in capitals first, given name in mixed case after it.
+    if len(tokens) >= 2 and tokens[0].isupper() and len(tokens[0]) > 1 and _LETTERS.match(tokens[0]):
+        mixed = [t for t in tokens[1:] if not t.isupper() and not t.islower() and _LETTERS.match(t)]
+        if mixed:
+            return mixed[0]
+    first = tokens[0].rstrip(".")
+    if len(first) < 2 or not _LETTERS.match(first) or first.lower() in _ROLE_WORDS:
+        return "" if len(tokens) > 1 or not address else _first_from_address(address)
+    return _smart_case(first)
+
+
+# ---------------------------------------------------------------------------------------
+# Formatting
+
+
+def normalize_locale(value: str, default: str = "en") -> str:
+    """`de-AT` → `de_AT`; anything babel does not know becomes `default`."""
+    value = (value or "").strip().replace("-", "_")
+    if not value or not re.fullmatch(r"[A-Za-z]{2,3}(_[A-Za-z0-9]{2,8}){0,2}", value):
+        return default
+    try:
+        return str(Locale.parse(value))
+    except (UnknownLocaleError, ValueError):
+        return default
+
+
+def zone(name: str, default: str = "UTC") -> ZoneInfo:
+    """The named IANA zone, or `default` (then UTC) when unknown."""
+    for candidate in (name, default, "UTC"):
+        if not candidate:
+            continue
+        try:
+            return ZoneInfo(candidate)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+    return ZoneInfo("UTC")
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+def format_when(value: datetime | None, locale: str, tz: str) -> str:
+    """`Wed, Mar 5, 2025, 3:00 PM CET` in the reader's zone and language ("" for None)."""
+    if value is None:
+        return ""
+    local = _aware(value).astimezone(zone(tz))
+    date_part = format_skeleton("yMMMEd", local, locale=locale)
+    time_part = format_time(local, "short", locale=locale)
+    pattern = str(Locale.parse(locale).datetime_formats.get("medium", "{1} {0}"))
+    return f"{pattern.replace('{1}', date_part).replace('{0}', time_part)} {local.tzname() or ''}".strip()
+
+
+def format_relative(value: datetime | None, now: datetime, locale: str) -> str:
+    """`in 2 hours` / `vor 3 Tagen` relative to `now` ("" for None)."""
+    if value is None:
+        return ""
+    delta: timedelta = _aware(value) - _aware(now)
+    return format_timedelta(delta, add_direction=True, threshold=1.1, locale=locale)
+
+
+def excerpt(text: str, limit: int) -> str:
+    """The first `limit` characters of `text`, cut at a word, with an ellipsis when cut."""
+    text = re.sub(r"[ \t]+", " ", re.sub(r"\n{3,}", "\n\n", (text or "").replace("\r\n", "\n"))).strip()
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    space = max(cut.rfind(" "), cut.rfind("\n"))
+    if space > limit * 0.6:
+        cut = cut[:space]
+    return cut.rstrip(" ,.;:\n") + "…"
+
+
+# ---------------------------------------------------------------------------------------
+# The context
+
+
+def _person(person: Person | None) -> dict[str, Any] | None:
+    if person is None:
+        return None
+    name = escape_header_text(person.name)
+    email = escape_header_text(person.email).lower()
+    return {
+        "name": name,
+        "email": email,
+        "first_name": guess_first_name(name, email),
+        "display_name": name or email,
+    }
+
+
+def build_context(
+    *,
+    now: datetime,
+    company: CompanyInput,
+    customer: CustomerInput,
+    ticket: TicketInput | None = None,
+    agent: AgentInput | None = None,
+    message: MessageInput | None = None,
+    recipient: Person | None = None,
+    sla: SlaInput | None = None,
+    survey: SurveyInput | None = None,
+    bounce: BounceInput | None = None,
+    refusal: RefusalInput | None = None,
+    followup: FollowupInput | None = None,
+    default_locale: str = "en",
+    default_timezone: str = "UTC",
+    tag_format: str = DEFAULT_TAG_FORMAT,
+    excerpt_chars: int = 400,
+    reopen_days: int = 14,
+) -> dict[str, Any]:
+    """The template context: plain dicts only; absent sections are None.
+
+    `recipient` is who reads the mail (default: the customer); its locale and time zone
+    decide the language and how every time is written. Pass the same locale to
+    `TemplateRenderer.render`.
+    """
+    reader: Person = recipient if recipient is not None else customer
+    locale = normalize_locale(reader.locale, normalize_locale(default_locale))
+    tz = zone(reader.timezone, default_timezone).key
+
+    def when(value: datetime | None) -> str:
+        return format_when(value, locale, tz)
+
+    def rel(value: datetime | None) -> str:
+        return format_relative(value, now, locale)
+
+    cust = _person(customer) or {}
+    cust.update(
+        {
+            "vip": bool(customer.vip),
+            "open_tickets": [
+                {"number": t.number, "tag": format_tag(tag_format, t.number),
+                 "subject": escape_header_text(t.subject), "status": t.status, "created": when(t.created_at)}
+                for t in customer.open_tickets
+            ],
+            "open_ticket_count": len(customer.open_tickets),
+            "past_ticket_count": customer.past_ticket_count,
+            "is_returning": customer.past_ticket_count > 0 or bool(customer.open_tickets),
+            "last_satisfaction": customer.last_satisfaction,
+        }
+    )
+    ctx: dict[str, Any] = {
+        "locale": locale,
+        "timezone": tz,
+        "now": _aware(now),
+        "now_text": when(now),
+        "company": {
+            "name": escape_header_text(company.name),
+            "support_address": escape_header_text(company.support_address).lower(),
+            "website": escape_header_text(company.website),
+        },
+        "customer": cust,
+        "recipient": _person(reader),
+        "ticket": None,
+        "agent": None,
+        "message": None,
+        "sla": None,
+        "survey": None,
+        "bounce": None,
+        "refusal": None,
+        "followup": None,
+    }
+    if ticket is not None:
+        subject = escape_header_text(ticket.subject)
+        ctx["ticket"] = {
+            "number": ticket.number,
+            "tag": format_tag(tag_format, ticket.number),
+            "subject": strip_prefixes(subject, tag_format) or subject,
+            "reply_subject": escape_header_text(reply_subject(subject, tag_format, ticket.number)),
+            "status": ticket.status,
+            "queue": ticket.queue,
+            "tier": ticket.tier,
+            "priority": ticket.priority,
+            "assignee_name": escape_header_text(ticket.assignee_name),
+            "created": when(ticket.created_at),
+            "created_at": ticket.created_at,
+            "first_response_due": when(ticket.first_response_due),
+            "first_response_due_in": rel(ticket.first_response_due),
+            "first_response_due_at": ticket.first_response_due,
+            "next_update_due": when(ticket.next_update_due),
+            "next_update_due_at": ticket.next_update_due,
+            "resolution_due": when(ticket.resolution_due),
+            "resolution_due_in": rel(ticket.resolution_due),
+            "resolution_due_at": ticket.resolution_due,
+            "reopen_days": reopen_days,
+            "fields": [{"label": escape_header_text(k), "value": escape_header_text(v)} for k, v in ticket.fields],
+        }
+    if agent is not None:
+        person = _person(agent) or {}
+        person["signature"] = (agent.signature or "").replace("\r\n", "\n").strip()
+        ctx["agent"] = person
+    if message is not None:
+        text = (message.text or "").replace("\r\n", "\n").strip()
+        ctx["message"] = {
+            "text": text,
+            "excerpt": excerpt(text, excerpt_chars),
+            "sender_name": escape_header_text(message.sender_name),
+            "sender_email": escape_header_text(message.sender_email).lower(),
+            "received": when(message.received_at),
+            "attachment_names": [escape_header_text(n) for n in message.attachment_names],
+        }
+    if sla is not None:
+        ctx["sla"] = {
+            "kind": sla.kind,
+            "due": when(sla.due_at),
+            "due_in": rel(sla.due_at),
+            "due_at": sla.due_at,
+            "breached": when(sla.breached_at),
+            "breached_ago": rel(sla.breached_at),
+            "escalate_to": escape_header_text(sla.escalate_to),
+        }
+    if survey is not None:
+        keyword = re.sub(r"[^A-Za-z0-9]", "", survey.keyword).upper() or "RATING"
+        ctx["survey"] = {
+            "keyword": keyword,
+            "scores": [{"score": s, "reply": f"{keyword} {s}"} for s in SURVEY_SCORES],
+        }
+    if bounce is not None:
+        ctx["bounce"] = {
+            "address": escape_header_text(bounce.address).lower(),
+            "reason": escape_header_text(bounce.reason),
+            "when": when(bounce.at),
+        }
+    if refusal is not None:
+        ctx["refusal"] = {
+            "code": refusal.code,
+            "detail": escape_header_text(refusal.detail),
+            "agent_subject": escape_header_text(refusal.agent_subject),
+        }
+    if followup is not None:
+        waited = _aware(now) - _aware(followup.waiting_since)
+        ctx["followup"] = {
+            "waiting_since": when(followup.waiting_since),
+            "waiting_days": max(0, waited.days),
+            "close_after_days": followup.close_after_days,
+        }
+    return ctx
+
+
+def sample_context(locale: str = "en", *, template: str = "", now: datetime | None = None) -> dict[str, Any]:
+    """A full context with made-up data for `templates check` and `templates preview --sample`.
+
+    Every section is filled, so one sample renders every built-in template; for the
+    agent-facing ones (`AGENT_FACING`) the reader is the agent.
+    """
+    now = now or datetime(2025, 3, 5, 9, 30, tzinfo=timezone.utc)
+    customer = CustomerInput(
+        email="anna.schmidt@example.org",
+        name="Schmidt, Anna",
+        locale=locale,
+        timezone="Europe/Berlin",
+        open_tickets=(TicketRef(38, "Invoice address wrong", "pending", now - timedelta(days=9)),),
+        past_ticket_count=3,
+        last_satisfaction=4,
+    )
+    agent = AgentInput(name="Jonas Weber", email="jonas@example.com",
+                       signature="Jonas Weber\nSupport team, Example Ltd.", locale=locale, timezone="Europe/Berlin")
+    return build_context(
+        now=now,
+        company=CompanyInput("Example Ltd.", "support@example.com", "https://example.com"),
+        customer=customer,
+        ticket=TicketInput(
+            number=42,
+            subject="Printer on fire",
+            status="open",
+            queue="hardware",
+            tier="L1",
+            priority="high",
+            created_at=now - timedelta(hours=2),
+            first_response_due=now + timedelta(hours=2),
+            next_update_due=now + timedelta(hours=26),
+            resolution_due=now + timedelta(days=3),
+            assignee_name="Jonas Weber",
+            fields=(("Product", "LaserJet 5"), ("Contract", "Gold")),
+        ),
+        agent=agent,
+        message=MessageInput(
+            text="Hello,\n\nmy printer started smoking this morning <b>and</b> now it is on fire.\n"
+                 "What should I do? {{ 7*7 }}\n\nAnna",
+            sender_name="Anna Schmidt",
+            sender_email="anna.schmidt@example.org",
+            received_at=now - timedelta(hours=2),
+            attachment_names=("photo.jpg",),
+        ),
+        sla=SlaInput("first_response", now + timedelta(minutes=30), now - timedelta(minutes=5), "L2 (Maria Rossi)"),
+        survey=SurveyInput("RATING"),
+        bounce=BounceInput("anna.schmidt@example.org", "550 5.1.1 <anna.schmidt@example.org>: user unknown", now),
+        refusal=RefusalInput("unknown_sender", "The reply came from jonas.weber@gmail.com, not your agent address.",
+                             "Re: [#42] Printer on fire"),
+        followup=FollowupInput(now - timedelta(days=4), 7),
+        recipient=agent if template in AGENT_FACING else None,
+        default_locale=locale,
+    )
+
