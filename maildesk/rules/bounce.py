@@ -27,6 +27,11 @@ from typing import Any
 
 from flufl.bounce import all_failures
 
+try:  # flufl.bounce's ordered detector list, so one crashing detector does not stop the others
+    from flufl.bounce._scan import _DETECTORS as _FLUFL_DETECTORS
+except ImportError:  # pragma: no cover - layout of a future flufl.bounce
+    _FLUFL_DETECTORS = []
+
 from maildesk.message import ParsedMessage, normalize_message_id, unfold
 
 _MAX_PARTS = 200
@@ -410,10 +415,25 @@ def _text_permanence(text: str) -> bool | None:
 
 
 def _flufl(root: Message) -> tuple[set[str], set[str]]:
-    try:
-        temporary, permanent = all_failures(root)
-    except Exception:  # noqa: BLE001 - a detector crashing on hostile input
-        return set(), set()
+    """flufl.bounce's (temporary, permanent) failures; its first detector that answers wins.
+
+    Detectors are run one by one (as `all_failures` does) because several of them raise on
+    unusual headers, and `all_failures` then aborts the whole scan and logs a traceback.
+    """
+    temporary: Any = ()
+    permanent: Any = ()
+    if not _FLUFL_DETECTORS:
+        try:
+            temporary, permanent = all_failures(root)
+        except Exception:  # noqa: BLE001 - a detector crashing on hostile input
+            return set(), set()
+    for detector_class in _FLUFL_DETECTORS:
+        try:
+            temporary, permanent = detector_class().process(root)
+        except Exception:  # noqa: BLE001 - a detector crashing on hostile input
+            continue
+        if temporary or permanent:
+            break
 
     def norm(items: Any) -> set[str]:
         out = set()
