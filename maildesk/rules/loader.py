@@ -6,7 +6,7 @@ traps are handled here: we walk PyYAML's composed node graph (`SafeLoader`, no P
 instead of the constructed dicts, so every node keeps its line (`start_mark`) and every error
 reads `rules.yaml:12: rule 'vip': unknown condition field 'sendr'`. Duplicate keys (which
 plain PyYAML silently merges) are errors; string fields take the scalar's source text, so
-`subject: yes` means the word "yes", not True; unquoted times (`08:00` is 480 in YAML 1.1)
+`subject: yes` means the word "yes", not True; unquoted times (`8:00` is the number 480 in YAML 1.1)
 and `holidays: NO` (Norway read as False) get a hint to quote them.
 
 All problems are collected and raised together in one `RulesError`; regexes are compiled
@@ -587,7 +587,8 @@ class _Loader:
         if word is None:
             return None
         if known is not None and word not in known and word.lower() not in known:
-            self.err(node, f"unknown {what} {word!r}{_hint(word, known)}")
+            hint = "" if what == "agent" else _hint(word, known)  # a similar address is a different person
+            self.err(node, f"unknown {what} {word!r}{hint}")
             return None
         return word
 
