@@ -185,7 +185,7 @@ def native_erp(a: dict[str, Any], text: str, test: dict[str, Any]) -> Outcome:
     t0 = time.time()
     msg = ErpParser.read(text)
     elapsed = time.time() - t0
-    target, check = a.get("target") or a.get("expr") or "", a["check"]
+    target = a.get("target") or a.get("expr") or ""
     value: Any
     m = re.fullmatch(r"(?:message|msg)\.fragments\[(\d+)\]\.content", target)
     if target in ("message.reply", "EmailReplyParser.parse_reply(text)"):
@@ -316,6 +316,20 @@ def main(argv: list[str]) -> int:
             grand[label][1] += t
             cells.append(f"{name}: {pct(p, t)}" + (f" ({s} skipped)" if s else ""))
         print(f"  {label:30s} " + " | ".join(cells) + f" | all: {pct(*grand[label])}")
+    print("\n== coverage and speed of split_reply on every fixture file")
+    files = sorted(p for name in names for p in (corpus / name / "emails").glob("*.txt"))
+    lost, spent = [], 0.0
+    for path in files:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        t0 = time.perf_counter()
+        r = split_reply(text)
+        spent += time.perf_counter() - t0
+        def key(s: str) -> list[str]:
+            return sorted(line.strip() for line in s.replace("\r\n", "\n").split("\n") if line.strip())
+        if key("\n".join((r.visible, r.quoted, r.signature))) != key(text):
+            lost.append(path.name)
+    print(f"  {len(files) - len(lost)}/{len(files)} files keep every non-blank line; lost in: {lost or 'none'}")
+    print(f"  mean {1000 * spent / max(1, len(files)):.2f} ms per message")
     print("\n== native scores (each library, its own model and corpus, original assertions)")
     for name in names:
         print(f"  {name:30s} {pct(*run_native(corpus, name))}")

@@ -45,7 +45,7 @@ _WROTE = re.compile(
         r"^.{3,300}\bskrev\b.{0,200}:$",
         r"^(?:w\s+dniu|dnia)\b.{3,300}\b(?:napisa[łl]\(a\)|napisa[łl]a|napisa[łl]|nades[łl]a[łl]|pisze)\b.{0,200}:$",
         r"^dne\b.{3,300}\bnapsal(?:\(a\)|a)?\s*:$",
-        r"^.{3,300}\bнаписал(?:\(а\)|а)?\s*:$",
+        r"^.{3,300}\b(?:написал(?:\(а\)|а)?|пишет)\s*:$",
         r"^.{0,300}(?:写道|寫道)\s*[:：]?$",
         r"^\d{4}\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日.{0,300}[:：]$",
         r"^.{3,300}(?:님이\s*작성|작성)\s*[:：]?$",
@@ -56,6 +56,10 @@ _WROTE = re.compile(
     ]),
     _I,
 )
+
+# Attribution without a verb (Gmail in ru, uk, ja…): a date and an address, then a colon.
+# Trusted only when quoted lines follow.
+_GENERIC_ATTRIBUTION = re.compile(r"^.{0,200}\d.{0,200}<[^<>\s]+@[^<>\s]+>\s*[:：]$")
 
 # Separators that start earlier messages (Outlook, BlackBerry, Gmail/Apple forwards).
 _SEPARATOR = re.compile(
@@ -113,7 +117,7 @@ _SIGN_OFFS = (
     r"s\s+pozdravem|с\s+уважением|спасибо|"
     r"よろしくお願い(?:いた)?します|以上、?よろしくお願い(?:いた)?します|敬具|此致|祝好|谢谢|謝謝"
 )
-_SIGN_OFF = re.compile(r"^\s*(?:" + _SIGN_OFFS + r")\s*[,.!:;]*\s*$", _I)
+_SIGN_OFF = re.compile(r"^\s*(?:" + _SIGN_OFFS + r")\s*[,.!:;。、！]*\s*$", _I)
 _BLANK_OR_QUOTE = re.compile(r"^\s*(?:>.*)?$")
 
 
@@ -125,8 +129,11 @@ def _quoted(line: str) -> bool:
     return line.lstrip().startswith(">")
 
 
-def _header_span(lines: list[str], i: int) -> int:
-    """How many lines (1-3) form a reply attribution starting at line i; 0 if none."""
+def _header_span(lines: list[str], i: int, generic: bool = False) -> int:
+    """How many lines (1-3) form a reply attribution starting at line i; 0 if none.
+
+    `generic` also accepts a verb-less "<date> <name> <address>:" line.
+    """
     if _quoted(lines[i]) or _blank(lines[i]):
         return 0
     joined = ""
@@ -140,7 +147,7 @@ def _header_span(lines: list[str], i: int) -> int:
             joined = f"{joined} {part}" if joined else part
         if len(joined) > 400:
             return 0
-        if re.search(r"[\d@]", joined) and _WROTE.match(joined):
+        if re.search(r"[\d@]", joined) and (_WROTE.match(joined) or generic and _GENERIC_ATTRIBUTION.match(joined)):
             return k + 1
     return 0
 
@@ -203,11 +210,17 @@ def _quote_start(lines: list[str], end: int) -> int:
     """First line of the trailing run of quotes and attributions before `end`, or end."""
     header_lines: set[int] = set()
     for i in range(end):
-        span = _header_span(lines, i)
+        span = _header_span(lines, i, generic=True)
         header_lines.update(range(i, min(end, i + span)))
+    def quote_like(k: int) -> bool:
+        if _blank(lines[k]) or _quoted(lines[k]) or k in header_lines:
+            return True
+        # the tail of a quoted line cut by an undecoded quoted-printable soft break ("=")
+        return k > 0 and _quoted(lines[k - 1]) and lines[k - 1].rstrip().endswith("=")
+
     j = end
     seen_quote = False
-    while j > 0 and (_blank(lines[j - 1]) or _quoted(lines[j - 1]) or j - 1 in header_lines):
+    while j > 0 and quote_like(j - 1):
         seen_quote |= not _blank(lines[j - 1])
         j -= 1
     if not seen_quote:
