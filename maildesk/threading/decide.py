@@ -155,6 +155,9 @@ class _Resolver:
 
 
 def _tag_allowed(facts: TicketFacts, sender: str, free_mail: frozenset[str]) -> tuple[bool, str]:
+    sender = sender.strip().lower()
+    if not sender:
+        return False, "the message has no sender address"
     if sender in facts.participants:
         return True, f"{sender} takes part in #{facts.number}"
     domain = _domain(sender)

@@ -264,3 +264,11 @@ def test_fast_with_long_references():
         decide(inp, store)
     per_call = (time.perf_counter() - start) / 100
     assert per_call < 0.005
+
+
+def test_subject_tag_sender_case_and_empty_sender():
+    store = FakeStore()
+    store.add(42)
+    assert decide(msg(sender="Alice@ACME.com", subject="[#42] x"), store).ticket == 42
+    d = decide(msg(sender="", subject="[#42] x"), store)
+    assert d.ticket is None and "no sender" in d.refused[0]
