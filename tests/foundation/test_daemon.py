@@ -1,0 +1,140 @@
+"""The daemon as a subprocess: clean SIGTERM, SIGKILL at random moments while clients send
+mail (every acknowledged message stored exactly once), and the database going away."""
+
+from __future__ import annotations
+
+import random
+import smtplib
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
+
+from maildesk.store.db import Store
+from maildesk.store.models import Message, Ticket
+from tests.conftest import free_port
+from tests.support.daemon import Daemon, TcpProxy, write_config
+from tests.support.mailgen import eml
+
+
+def send(port: int, raw: bytes) -> bool:
+    """True when the server acknowledged the message with 250."""
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=5) as smtp:
+            smtp.sendmail("c@customer.example", ["support@example.com"], raw)
+        return True
+    except (OSError, smtplib.SMTPException):
+        return False
+
+
+def wait_until(pred, timeout: float = 60.0, step: float = 0.1) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+def stored_ids(url: str) -> list[str]:
+    store = Store(url)
+    try:
+        with store.reader() as s:
+            return list(s.scalars(select(Message.message_id)))
+    except DBAPIError:
+        return []  # not migrated yet, or unreachable
+    finally:
+        store.dispose()
+
+
+def test_sigterm_stops_cleanly(tmp_path: Path, database_url: str) -> None:
+    port = free_port()
+    cfg = write_config(tmp_path / "maildesk.toml", data_dir=tmp_path / "data", database_url=database_url, smtp_port=port)
+    daemon = Daemon(cfg, port, tmp_path / "daemon.log")
+    daemon.start()
+    assert send(port, eml(message_id="<t1@customer.example>"))
+    assert wait_until(lambda: "t1@customer.example" in stored_ids(database_url), 30)
+    assert daemon.terminate() == 0
+    assert "stopped" in (tmp_path / "daemon.log").read_text()
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(tmp_path: Path, database_url: str) -> None:
+    port = free_port()
+    cfg = write_config(tmp_path / "maildesk.toml", data_dir=tmp_path / "data", database_url=database_url, smtp_port=port)
+    daemon = Daemon(cfg, port, tmp_path / "daemon.log")
+    daemon.start()
+    acked: set[str] = set()
+    lock = threading.Lock()
+    per_client = 100
+
+    def client(n: int) -> None:
+        for i in range(per_client):
+            mid = f"crash-{n}-{i}@customer.example"
+            raw = eml(message_id=f"<{mid}>", subject=f"crash {n} {i}")
+            for _ in range(200):  # like an MTA: retry until acknowledged
+                if send(port, raw):
+                    with lock:
+                        acked.add(mid)
+                    break
+                time.sleep(0.05)
+
+    clients = [threading.Thread(target=client, args=(n,)) for n in range(3)]
+    for t in clients:
+        t.start()
+    kills = 0
+    rng = random.Random(1234)
+    while any(t.is_alive() for t in clients):
+        time.sleep(rng.uniform(0.2, 0.8))
+        daemon.kill()
+        kills += 1
+        daemon.start()
+    for t in clients:
+        t.join()
+    assert len(acked) == 3 * per_client and kills >= 3
+    assert wait_until(lambda: len(set(stored_ids(database_url)) & acked) == len(acked), 90)
+    assert daemon.terminate() == 0
+    ids = stored_ids(database_url)
+    assert acked <= set(ids)
+    assert len(ids) == len(set(ids))  # exactly once
+    store = Store(database_url)
+    with store.reader() as s:
+        assert s.scalar(select(func.count()).select_from(Ticket)) == len(ids)
+    store.dispose()
+
+
+def test_database_going_away_keeps_accepting_and_resumes(tmp_path: Path, pg_databases) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL only: an unreachable server is its situation (SQLite is a local file)."""
+    real_url = pg_databases.fresh()
+    host_port = real_url.split("@", 1)[1].split("/", 1)[0]
+    host, _, pg_port = host_port.partition(":")
+    proxy = TcpProxy(host, int(pg_port or 5432))
+    proxy_port = proxy.start()
+    url = real_url.replace(host_port, f"127.0.0.1:{proxy_port}")
+    port = free_port()
+    cfg = write_config(tmp_path / "maildesk.toml", data_dir=tmp_path / "data", database_url=url, smtp_port=port)
+    daemon = Daemon(cfg, port, tmp_path / "daemon.log")
+    daemon.start()
+    try:
+        first = [f"up-{i}@customer.example" for i in range(10)]
+        for mid in first:
+            assert send(port, eml(message_id=f"<{mid}>"))
+        assert wait_until(lambda: set(first) <= set(stored_ids(real_url)), 30)
+        proxy.cut()
+        second = [f"down-{i}@customer.example" for i in range(20)]
+        for mid in second:
+            assert send(port, eml(message_id=f"<{mid}>")), "SMTP must answer 250 from the spool while the DB is down"
+        time.sleep(2)
+        assert not set(second) & set(stored_ids(real_url))
+        proxy.start(proxy_port)
+        assert wait_until(lambda: set(first + second) <= set(stored_ids(real_url)), 90)
+        ids = stored_ids(real_url)
+        assert len(ids) == len(set(ids)) == 30
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()
+        proxy.cut()
+    assert list((tmp_path / "data" / "spool" / "failed").glob("*.msg")) == []
