@@ -204,7 +204,7 @@ def _screen(
     ooo = is_out_of_office_subject(msg.subject)
     auto_submitted = msg.header("Auto-Submitted").strip()
     if auto_submitted:
-        token = auto_submitted.split(";", 1)[0].strip().lower()
+        token = re.sub(r"\([^)]*\)", "", auto_submitted.split(";", 1)[0]).strip().lower()
         if token != "no":
             return ScreenVerdict(
                 "auto-reply",

@@ -335,3 +335,33 @@ def test_garbage_never_raises(raw: bytes) -> None:
     info = parse_bounce(msg)
     assert info is None or isinstance(info.addresses, tuple)
     assert isinstance(flufl_scan(msg), frozenset)
+
+
+YAHOO = """Message from yahoo.com.
+Unable to deliver message to the following address(es).
+
+<gone.user@yahoo.example>:
+Remote host said: 554 delivery error: dd This user doesn't have a yahoo.com account [-5] - mta1.mail.example
+
+--- Original message follows.
+
+From: support@desk.example
+Message-ID: <y1@desk.example>
+Subject: hi
+"""
+
+
+def test_flufl_fallback_for_a_format_without_own_rule() -> None:
+    msg = message({"From": "MAILER-DAEMON@yahoo.com", "To": "support@desk.example", "Subject": "Failure Notice"}, YAHOO)
+    info = parse_bounce(msg)
+    assert info is not None
+    assert info.format == "flufl"
+    assert info.addresses == ("gone.user@yahoo.example",)
+    assert info.permanent is True
+    assert info.permanent_addresses == ("gone.user@yahoo.example",)
+
+
+def test_flufl_is_not_asked_about_mail_without_a_mail_system_signal() -> None:
+    # flufl.bounce alone reports a "failure" for some ordinary mail; it only runs behind our gate.
+    msg = message(human_headers(Subject="Failure Notice"), YAHOO)
+    assert parse_bounce(msg) is None

@@ -24,7 +24,7 @@ def test_plain_human_mail() -> None:
     assert verdict.to_json()["verdict"] == "human"
 
 
-@pytest.mark.parametrize("value", ["no", "No", " no ", "no; owner=alice"])
+@pytest.mark.parametrize("value", ["no", "No", " no ", "no; owner=alice", "no (a person wrote this)"])
 def test_auto_submitted_no_is_human(value: str) -> None:
     assert screen(message(human_headers(Auto_Submitted=value))).verdict == "human"
 
