@@ -145,7 +145,7 @@ def f_format_time(ctx: Context, value: Any, format: str = "short", locale: str |
 @pass_context
 def f_format_timedelta(ctx: Context, value: Any, locale: str | None = None, add_direction: bool = False) -> str:
     delta = value if isinstance(value, timedelta) else timedelta(seconds=float(value))
-    return babel_format_timedelta(delta, add_direction=add_direction, threshold=1.1, locale=_ctx_locale(ctx, locale))
+    return babel_format_timedelta(delta, add_direction=add_direction, locale=_ctx_locale(ctx, locale))
 
 
 @pass_context
@@ -169,9 +169,13 @@ def f_paragraphs(eval_ctx: EvalContext, value: Any) -> str:
         return text
     out = []
     for block in re.split(r"\n\s*\n", text):
-        escaped = str(escape(block))
-        linked = _URL_RE.sub(r'<a href="\1" rel="noopener noreferrer">\1</a>', escaped)
-        out.append("<p>" + linked.replace("\n", "<br>\n") + "</p>")
+        pieces, last = [], 0
+        for match in _URL_RE.finditer(block):
+            url = str(escape(match.group(1)))
+            pieces += [str(escape(block[last : match.start()])), f'<a href="{url}" rel="noopener noreferrer">{url}</a>']
+            last = match.end()
+        pieces.append(str(escape(block[last:])))
+        out.append("<p>" + "".join(pieces).replace("\n", "<br>\n") + "</p>")
     return Markup("\n".join(out))
 
 
@@ -326,6 +330,13 @@ class TemplateRenderer:
         folder = self._first_with(builtin, filename)
         if folder is None:
             raise UnknownTemplate(f"no template {name!r} (site or built-in)")
+        if site and not errors:
+            # No site template of this name: the built-in one, with the site's partials
+            # (signature, layout) when it has them.
+            try:
+                return self._render_in(site + builtin, folder, name, ctx)
+            except Exception as exc:  # noqa: BLE001 - a broken site partial falls back
+                errors.append(str(describe_error(exc, str(folder / filename))))
         try:
             result = self._render_in(builtin, folder, name, ctx)
         except Exception as exc:

@@ -1,0 +1,124 @@
+"""First-name heuristics and the curated template context."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from maildesk.outbound.context import (
+    AgentInput,
+    CompanyInput,
+    CustomerInput,
+    MessageInput,
+    TicketInput,
+    build_context,
+    excerpt,
+    guess_first_name,
+    normalize_locale,
+    sample_context,
+)
+
+NOW = datetime(2025, 3, 5, 9, 30, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("name", "address", "expected"),
+    [
+        ("", "anna.schmidt@x.de", "Anna"),
+        ("", "anna_schmidt+shop@x.de", "Anna"),
+        ("", "jsmith@x.de", ""),
+        ("", "a.schmidt@x.de", ""),
+        ("", "info@x.de", ""),
+        ("", "no-reply@x.de", ""),
+        ("", "customer.service@x.de", ""),
+        ("Schmidt, Anna", "", "Anna"),
+        ("Dr. Anna Schmidt", "", "Anna"),
+        ("Prof. Dr. Hans Meier", "", "Hans"),
+        ("ANNA SCHMIDT", "", "Anna"),
+        ("anna-lena müller", "", "Anna-Lena"),
+        ("SCHMIDT Anna", "", "Anna"),
+        ('"Anna Schmidt"', "", "Anna"),
+        ("'Jürgen'", "", "Jürgen"),
+        ("“Anna Schmidt” (ACME)", "", "Anna"),
+        ("Anna Schmidt via LinkedIn", "", "Anna"),
+        ("J. Smith", "jsmith@x.de", ""),
+        ("Support Team", "", ""),
+        ("anna.schmidt@x.de", "anna.schmidt@x.de", "Anna"),
+        ("McKenzie O'Neil", "", "McKenzie"),
+        ("李雷", "", "李雷"),
+        ("Anna\r\nBcc: x@y", "", ""),  # looks like an address once unfolded: no guess
+    ],
+)
+def test_first_name(name: str, address: str, expected: str) -> None:
+    assert guess_first_name(name, address) == expected
+
+
+def test_locale_normalisation() -> None:
+    assert normalize_locale("de-AT") == "de_AT"
+    assert normalize_locale("../../etc") == "en"
+    assert normalize_locale("xx", "de") == "de"
+
+
+def test_excerpt_cuts_at_a_word() -> None:
+    text = "word " * 100
+    out = excerpt(text, 42)
+    assert out.endswith("…") and len(out) <= 43 and not out[:-1].endswith(" ")
+    assert excerpt("short", 42) == "short"
+
+
+def test_context_formats_times_in_the_readers_zone_and_language() -> None:
+    due = datetime(2025, 3, 5, 14, 0, tzinfo=timezone.utc)
+    ctx = build_context(
+        now=NOW,
+        company=CompanyInput("Example Ltd.", "Support@Example.com"),
+        customer=CustomerInput(email="anna.schmidt@example.org", locale="de-AT", timezone="Europe/Vienna"),
+        ticket=TicketInput(number=7, subject="Fwd: Re: Drucker", first_response_due=due),
+    )
+    assert ctx["locale"] == "de_AT" and ctx["timezone"] == "Europe/Vienna"
+    assert ctx["ticket"]["first_response_due"] == "Mi., 5. März 2025, 15:00 CET"
+    assert ctx["ticket"]["first_response_due_in"] == "in 4 Stunden"
+    assert ctx["ticket"]["reply_subject"] == "Re: [#7] Drucker"
+    assert ctx["ticket"]["tag"] == "[#7]"
+    assert ctx["customer"]["first_name"] == "Anna"
+    assert ctx["company"]["support_address"] == "support@example.com"
+    assert ctx["agent"] is None and ctx["sla"] is None
+
+
+def test_agent_reader_and_unknown_zone() -> None:
+    agent = AgentInput(name="Jonas Weber", email="jonas@example.com", locale="fr", timezone="Mars/Olympus")
+    ctx = build_context(
+        now=NOW,
+        company=CompanyInput("Example", "support@example.com"),
+        customer=CustomerInput(email="x@example.org", name="Anna"),
+        agent=agent,
+        recipient=agent,
+        message=MessageInput(text="a " * 300),
+        default_timezone="Europe/Berlin",
+        excerpt_chars=50,
+    )
+    assert ctx["recipient"]["first_name"] == "Jonas" and ctx["locale"] == "fr"
+    assert ctx["timezone"] == "Europe/Berlin"
+    assert len(ctx["message"]["excerpt"]) <= 51
+
+
+def test_context_holds_only_plain_data() -> None:
+    def walk(value: object) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        else:
+            assert value is None or isinstance(value, (str, int, bool, datetime)), type(value)
+            assert not dataclasses.is_dataclass(value)
+
+    walk(sample_context("en"))
+
+
+def test_sample_context_reader_depends_on_template() -> None:
+    assert sample_context("en", template="ack")["recipient"]["first_name"] == "Anna"
+    assert sample_context("en", template="sla_warning")["recipient"]["first_name"] == "Jonas"
+    assert sample_context("de", now=NOW - timedelta(days=1))["locale"] == "de"
