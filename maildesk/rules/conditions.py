@@ -138,23 +138,26 @@ class Test(Condition):
         else:
             values = facts.lowered(self.field)
         operand = self.operand
-        if op == "equals":
-            ok = any(v == operand for v in values)
-        elif op == "contains":
-            ok = any(operand in v for v in values)
-        elif op == "in":
-            ok = any(v in operand for v in values)
-        elif op == "starts_with":
-            ok = any(v.startswith(operand) for v in values)
-        elif op == "ends_with":
-            ok = any(v.endswith(operand) for v in values)
-        elif op == "gt":
-            ok = any(v > operand for v in values)
-        elif op == "lt":
-            ok = any(v < operand for v in values)
-        else:  # the loader admits only OPERATORS
-            raise ValueError(f"unknown operator {op!r}")
-        return None if ok else self
+        for v in values:  # a loop, not any(genexpr): this is the engine's innermost code
+            if op == "equals":
+                ok = v == operand
+            elif op == "contains":
+                ok = operand in v
+            elif op == "in":
+                ok = v in operand
+            elif op == "starts_with":
+                ok = v.startswith(operand)
+            elif op == "ends_with":
+                ok = v.endswith(operand)
+            elif op == "gt":
+                ok = v > operand
+            elif op == "lt":
+                ok = v < operand
+            else:  # the loader admits only OPERATORS
+                raise ValueError(f"unknown operator {op!r}")
+            if ok:
+                return None
+        return self
 
     def describe(self) -> str:
         return f"{self.field} {self.op} {self.shown}"

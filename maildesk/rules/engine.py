@@ -209,4 +209,3 @@ def diff_decisions(old: Decision, new: Decision) -> list[str]:
         parts = [f"+{n!r}" for n in came] + [f"-{n!r}" for n in gone]
         lines.append("rules matched: " + (" ".join(parts) if parts else f"order {old.matched} -> {new.matched}"))
     return lines
-

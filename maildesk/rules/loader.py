@@ -45,6 +45,8 @@ HOURS_KEYS = ("timezone", "days", "start", "end", "holidays", "closed")
 WHEN = ("new", "reply", "any")
 COMBINATORS = ("all", "any", "not")
 YAML_TRUE = frozenset({"true", "yes", "on", "y"})
+# libyaml's parser keeps the same node marks (lines) and is ~10x faster on big files
+_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_rules(
@@ -103,7 +105,7 @@ def _hint(word: str, choices: Iterable[str]) -> str:
 
 
 def _line(node: Node) -> int:
-    return node.start_mark.line + 1
+    return int(node.start_mark.line) + 1
 
 
 def _kind(node: Node) -> str:
@@ -120,7 +122,7 @@ class _Loader:
         self.known = known
         self.problems: list[RuleProblem] = []
         self.rule = ""  # name of the rule being read, for messages
-        self.yaml: yaml.SafeLoader | None = None
+        self.yaml: Any = None  # a SafeLoader (C-accelerated when libyaml is present)
 
     # -- reporting -------------------------------------------------------------------------
     def err(self, node: Node | None, problem: str) -> None:
@@ -183,7 +185,7 @@ class _Loader:
 
     # -- top level -------------------------------------------------------------------------
     def load(self, text: str) -> RuleSet:
-        self.yaml = yaml.SafeLoader(text)
+        self.yaml = _SAFE_LOADER(text)
         try:
             try:
                 root = self.yaml.get_single_node()
@@ -198,7 +200,9 @@ class _Loader:
             self.yaml.dispose()
             self.yaml = None
         if self.problems or ruleset is None:
-            raise RulesError(sorted(self.problems, key=lambda p: p.line) or [RuleProblem(self.filename, 0, "", "no rules")])
+            raise RulesError(
+                sorted(self.problems, key=lambda p: p.line) or [RuleProblem(self.filename, 0, "", "no rules")]
+            )
         return ruleset
 
     def top(self, root: Node | None) -> RuleSet | None:
@@ -229,7 +233,7 @@ class _Loader:
 
     def business_hours(self, node: Node) -> BusinessHours | None:
         if not isinstance(node, MappingNode):
-            self.err(node, "business_hours must be a mapping like {timezone: Europe/Berlin, start: \"08:00\", ...}")
+            self.err(node, 'business_hours must be a mapping like {timezone: Europe/Berlin, start: "08:00", ...}')
             return None
         items = {key: vnode for key, knode, vnode in self.pairs(node)}
         ok = True
@@ -269,7 +273,10 @@ class _Loader:
         if "holidays" in items:
             hnode = items["holidays"]
             if isinstance(hnode, ScalarNode) and hnode.tag == "tag:yaml.org,2002:bool":
-                self.err(hnode, f"holidays: {hnode.value} reads as true/false in YAML; quote the country code: \"{hnode.value}\"")
+                self.err(
+                    hnode,
+                    f'holidays: {hnode.value} reads as true/false in YAML; quote the country code: "{hnode.value}"',
+                )
                 ok = False
             else:
                 code = self.text(hnode, "holidays") or ""
@@ -301,13 +308,15 @@ class _Loader:
         if node is None:
             return default
         if isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:int":
-            self.err(node, f"{what}: write the time in quotes, e.g. \"{node.value}\" (unquoted, YAML reads it as a number)")
+            self.err(
+                node, f'{what}: write the time in quotes, e.g. "{node.value}" (unquoted, YAML reads it as a number)'
+            )
             return None
         value = self.text(node, what)
         m = TIME.match(value or "")
         if m is None:
             if value is not None:
-                self.err(node, f"{what} must be a time like \"08:00\", not {value!r}")
+                self.err(node, f'{what} must be a time like "08:00", not {value!r}')
             return None
         return time(int(m[1]), int(m[2]))
 
@@ -343,7 +352,9 @@ class _Loader:
             self.err(node, "rule has no name")
         for key, (knode, _) in items.items():
             if key not in RULE_KEYS:
-                hint = " (conditions go under `if:`, actions under `then:`)" if key in ACTIONS or field_kind(key) else ""
+                hint = (
+                    " (conditions go under `if:`, actions under `then:`)" if key in ACTIONS or field_kind(key) else ""
+                )
                 self.err(knode, f"unknown rule key {key!r}{_hint(key, RULE_KEYS) or hint}")
         when = "any"
         if "when" in items:
@@ -458,7 +469,9 @@ class _Loader:
 
     def test(self, key: str, kind: str, op: str, node: Node, line: int, *, case_sensitive: bool) -> Condition | None:
         if kind != STR and op in STRING_ONLY:
-            self.err(node, f"operator {op!r} needs a text field; {key} is {'true/false' if kind == BOOL else 'a number'}")
+            self.err(
+                node, f"operator {op!r} needs a text field; {key} is {'true/false' if kind == BOOL else 'a number'}"
+            )
             return None
         if kind != INT and op in NUMBER_ONLY:
             self.err(node, f"operator {op!r} needs a number field; {key} is {'true/false' if kind == BOOL else 'text'}")
@@ -468,7 +481,9 @@ class _Loader:
                 self.err(node, f"{key} is true/false; compare it as `{key}: true`")
                 return None
             flag = self.boolean(node, key)
-            return None if flag is None else Test(key, op, flag, case_sensitive=True, line=line, shown=str(flag).lower())
+            return (
+                None if flag is None else Test(key, op, flag, case_sensitive=True, line=line, shown=str(flag).lower())
+            )
         if kind == INT:
             if op == "in":
                 if not isinstance(node, SequenceNode):
@@ -539,7 +554,13 @@ class _Loader:
                 if isinstance(item, MappingNode) and item.value:
                     entries.extend(self.pairs(item))
                 elif isinstance(item, ScalarNode) and item.value in ("resolve",):
-                    entries.append((str(item.value), item, ScalarNode("tag:yaml.org,2002:bool", "true", item.start_mark, item.end_mark)))
+                    entries.append(
+                        (
+                            str(item.value),
+                            item,
+                            ScalarNode("tag:yaml.org,2002:bool", "true", item.start_mark, item.end_mark),
+                        )
+                    )
                 else:
                     self.err(item, f"an action must look like `- queue: billing`, not {_kind(item)}")
         else:
@@ -570,7 +591,10 @@ class _Loader:
             for name in PLACEHOLDER.findall(text):
                 if name not in groups:
                     have = f"; this rule captures {', '.join(sorted(groups))}" if groups else ""
-                    self.err(node, f"placeholder {{{{{name}}}}} has no named regex group (?P<{name}>...) in this rule's conditions{have}")
+                    self.err(
+                        node,
+                        f"placeholder {{{{{name}}}}} has no named regex group (?P<{name}>...) in this rule's conditions{have}",
+                    )
 
     def vocab(self, node: Node, what: str, choices: Iterable[str], *, upper: bool = False) -> str | None:
         word = self.text(node, what)
@@ -614,7 +638,7 @@ class _Loader:
 
     def act_field(self, node: Node) -> tuple[tuple[str, str], ...] | None:
         if not isinstance(node, MappingNode) or not node.value:
-            self.err(node, "field takes a mapping like {invoice: \"{{invoice}}\"}")
+            self.err(node, 'field takes a mapping like {invoice: "{{invoice}}"}')
             return None
         out: list[tuple[str, str]] = []
         for name, knode, vnode in self.pairs(node):
@@ -647,7 +671,10 @@ class _Loader:
         if how in ("round_robin", "least_loaded"):
             group = self.known_name(vnode, word, "group", self.known.groups)
             return None if group is None else AssignSpec(strategy=how, group=group)
-        self.err(knode, f"unknown assign strategy {how!r}; use agent, round_robin or least_loaded{_hint(how, ('agent', 'round_robin', 'least_loaded'))}")
+        self.err(
+            knode,
+            f"unknown assign strategy {how!r}; use agent, round_robin or least_loaded{_hint(how, ('agent', 'round_robin', 'least_loaded'))}",
+        )
         return None
 
     def assign_agent(self, node: Node, agent: str) -> AssignSpec | None:
@@ -676,7 +703,9 @@ class _Loader:
         if to is not None and not ADDRESS.match(to):
             self.err(items["to"][1], f"notify to {to!r} is not one email address")
             to = None
-        template = self.known_name(items["template"][1], self.text(items["template"][1], "notify template"), "template", self.known.templates)
+        template = self.known_name(
+            items["template"][1], self.text(items["template"][1], "notify template"), "template", self.known.templates
+        )
         return None if to is None or template is None else (to, template)
 
     def act_escalate(self, node: Node) -> str | None:
@@ -701,7 +730,11 @@ class _Loader:
         return flag
 
     def reason(self, node: Node, what: str) -> str | None:
-        if isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:bool" and str(node.value).lower() in YAML_TRUE:
+        if (
+            isinstance(node, ScalarNode)
+            and node.tag == "tag:yaml.org,2002:bool"
+            and str(node.value).lower() in YAML_TRUE
+        ):
             return f"rule {self.rule!r}"
         return self.text(node, f"{what} reason")
 

@@ -84,7 +84,7 @@ class AssignSpec:
         return self.agent if self.strategy == "agent" else f"{self.strategy}({self.group})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RuleHit:
     """One evaluated rule: did it match, why (not), and what it did.
 

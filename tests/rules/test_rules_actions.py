@@ -111,7 +111,10 @@ def test_stop_ends_evaluation_only_when_the_rule_matches() -> None:
     vip = run(body, mail(subject="invoice", customer=CustomerFacts(vip=True)))
     assert vip.queue == "priority" and [h.name for h in vip.hits] == ["vip"]
     normal = run(body, mail(subject="invoice"))
-    assert normal.queue == "billing" and [(h.name, h.matched) for h in normal.hits] == [("vip", False), ("billing", True)]
+    assert normal.queue == "billing" and [(h.name, h.matched) for h in normal.hits] == [
+        ("vip", False),
+        ("billing", True),
+    ]
 
 
 def test_rule_order_decides() -> None:
@@ -160,7 +163,10 @@ def test_captures_into_fields_from_body_with_missing_group_empty() -> None:
 
 
 def test_captures_keep_the_original_case() -> None:
-    d = run("- name: c\n  if: {subject: {regex: 'ref (?P<ref>\\w+)'}}\n  then: [{field: {ref: '{{ref}}'}}]\n", mail(subject="REF AbC123"))
+    d = run(
+        "- name: c\n  if: {subject: {regex: 'ref (?P<ref>\\w+)'}}\n  then: [{field: {ref: '{{ref}}'}}]\n",
+        mail(subject="REF AbC123"),
+    )
     assert d.fields["ref"] == "AbC123"
 
 

@@ -56,7 +56,9 @@ def test_fields_and_operators(condition: str, expected: bool) -> None:
         cc=("boss@customer.example",),
         headers=(("X-Priority", "1"), ("Received", "from relay1"), ("Received", "from relay2")),
         attachments=(("server.LOG", "text/plain"), ("shot.png", "image/png")),
-        customer=CustomerFacts(email="carol@customer.example", domain="customer.example", vip=True, tickets=3, open_tickets=1),
+        customer=CustomerFacts(
+            email="carol@customer.example", domain="customer.example", vip=True, tickets=3, open_tickets=1
+        ),
     )
     assert matches(condition, inp) is expected
 
@@ -79,7 +81,14 @@ def test_no_attachments() -> None:
     ],
 )
 def test_ticket_fields(condition: str, expected: bool) -> None:
-    ticket = TicketState(status="resolved", queue="billing", tier="L2", priority="high", tags=("vip", "billing"), assignee="anna@desk.example")
+    ticket = TicketState(
+        status="resolved",
+        queue="billing",
+        tier="L2",
+        priority="high",
+        tags=("vip", "billing"),
+        assignee="anna@desk.example",
+    )
     assert matches(condition, reply(ticket)) is expected
 
 
@@ -113,7 +122,9 @@ def test_combinators() -> None:
     assert not matches("{not: {body: {regex: unsubscribe}}}", inp)
     # a mapping with several keys is all-of; nesting works to any depth
     assert matches("{subject: urgent, customer.vip: true}", inp)
-    assert matches("{any: [{not: {customer.vip: true}}, {all: [{subject: urgent}, {not: {from.domain: evil.example}}]}]}", inp)
+    assert matches(
+        "{any: [{not: {customer.vip: true}}, {all: [{subject: urgent}, {not: {from.domain: evil.example}}]}]}", inp
+    )
 
 
 def test_list_under_if_means_all() -> None:

@@ -105,7 +105,9 @@ def test_file_level_problems() -> None:
         "rules.yaml:1: missing `rules:` list",
         "rules.yaml:2: unknown top-level key 'rule' (did you mean 'rules'?)",
     ]
-    assert problems("version: 1\nrules:\n  - name: a\n    then: [{queue: a}]\n  queue: b\n")[0].startswith("rules.yaml:5: YAML syntax:")
+    assert problems("version: 1\nrules:\n  - name: a\n    then: [{queue: a}]\n  queue: b\n")[0].startswith(
+        "rules.yaml:5: YAML syntax:"
+    )
 
 
 def test_yaml_traps_get_hints() -> None:
@@ -118,7 +120,7 @@ def test_yaml_traps_get_hints() -> None:
         then: [{queue: a}]
     """
     got = problems(text)
-    assert got[0].startswith('rules.yaml:2: start: write the time in quotes')
+    assert got[0].startswith("rules.yaml:2: start: write the time in quotes")
     assert got[1] == 'rules.yaml:2: holidays: NO reads as true/false in YAML; quote the country code: "NO"'
 
 
@@ -191,13 +193,17 @@ def test_closed_vocabularies_in_conditions() -> None:
 
 
 def test_string_fields_take_the_words_as_written() -> None:
-    rs = load_rules_text("version: 1\nrules:\n  - name: y\n    if: {subject: yes, body: 0012}\n    then: [{tags: [t]}]\n")
+    rs = load_rules_text(
+        "version: 1\nrules:\n  - name: y\n    if: {subject: yes, body: 0012}\n    then: [{tags: [t]}]\n"
+    )
     assert evaluate(rs, mail(subject="Yes", body="0012")).tags_add == ("t",)
 
 
 def test_known_sets_accept_valid_names() -> None:
     text = "version: 1\nrules:\n  - name: a\n    then: [{queue: billing}, {reply: ack}, {assign: {agent: Anna@Desk.example}}, {assign: {least_loaded: L2}}]\n"
-    rs = load_rules_text(text, known_queues={"billing"}, known_templates={"ack"}, known_agents={"anna@desk.example"}, known_groups={"L2"})
+    rs = load_rules_text(
+        text, known_queues={"billing"}, known_templates={"ack"}, known_agents={"anna@desk.example"}, known_groups={"L2"}
+    )
     assert [a.kind for a in rs.rules[0].actions] == ["queue", "reply", "assign", "assign"]
 
 
@@ -233,5 +239,10 @@ def test_the_shipped_example_loads_and_routes() -> None:
     assert night.replies == ("after_hours",) and night.queue == "general"
     spam = evaluate(rs, mail(subject="Bitcoin investment", now=datetime(2026, 11, 22, 23, 0, tzinfo=UTC)))
     assert spam.discard and spam.replies == () and spam.matched == ("defaults for new mail", "known spam phrases")
-    again = evaluate(rs, mail(event="reply", ticket=TicketState(status="resolved", queue="billing", tier="L1"), body="It is still down!"))
+    again = evaluate(
+        rs,
+        mail(
+            event="reply", ticket=TicketState(status="resolved", queue="billing", tier="L1"), body="It is still down!"
+        ),
+    )
     assert (again.status, again.queue, again.tier, again.priority) == ("open", "technical", "L2", "high")
