@@ -24,6 +24,8 @@ from maildesk.rules.model import TIERS, AssignSpec, Decision, RuleHit, RuleInput
 from maildesk.rules.ruleset import Action, RuleSet
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_UNSAFE = re.compile(r"[\s\x00-\x1f\x7f]+")
+CAPTURE_MAX = 200  # characters of one capture put into a field, tag, note or reason
 
 
 def next_tier(tier: str) -> str:
@@ -60,11 +62,16 @@ def pick_least_loaded(loads: Mapping[str, int]) -> str:
     return min(loads, key=lambda member: (loads[member], member.lower(), member))
 
 
+def clean_capture(value: str) -> str:
+    """Captured text comes from hostile mail: one line, no control characters, bounded."""
+    return _UNSAFE.sub(" ", value).strip()[:CAPTURE_MAX]
+
+
 def fill(template: str, captures: Mapping[str, str]) -> str:
-    """Replace `{{name}}` with a capture; a group that did not take part gives ""."""
+    """Replace `{{name}}` with a cleaned capture; a group that did not take part gives ""."""
     if "{{" not in template:
         return template
-    return _PLACEHOLDER.sub(lambda m: captures.get(m[1], ""), template)
+    return _PLACEHOLDER.sub(lambda m: clean_capture(captures.get(m[1], "")), template)
 
 
 @dataclass
@@ -93,7 +100,7 @@ class _Draft:
             setattr(self, kind, value)
             return f"{kind}={value}"
         if kind == "tags":
-            added = [fill(t, caps) for t in value]
+            added = [fill(t, caps).replace(" ", "-").replace(",", "-") for t in value]
             self.tags.update(dict.fromkeys(t for t in added if t))
             return "tags+=" + ",".join(added)
         if kind == "field":

@@ -246,3 +246,16 @@ def test_evaluation_is_deterministic_and_json_ready() -> None:
     assert evaluate(rs, inp) == evaluate(rs, inp)
     data = json.loads(json.dumps(evaluate(rs, inp).to_json()))
     assert data["queue"] == "billing" and data["hits"][0]["captures"] == {"invoice": "1234"}
+
+
+def test_hostile_captures_are_flattened_and_bounded() -> None:
+    body = r"""
+    - name: grab
+      if: {body: {regex: 'ref:(?P<ref>[\s\S]*)$'}}
+      then: [{field: {ref: "{{ref}}"}}, {tags: ["ref-{{ref}}"]}, {escalate: "ref {{ref}}"}]
+    """
+    d = run(body, mail(body="ref: evil\r\nBcc: victim@example.com\x00" + "x" * 500))
+    assert "\r" not in d.fields["ref"] and "\n" not in d.fields["ref"] and "\x00" not in d.fields["ref"]
+    assert d.fields["ref"].startswith("evil Bcc: victim@example.com x") and len(d.fields["ref"]) == 200
+    assert d.tags_add[0].startswith("ref-evil-Bcc:-victim@example.com") and " " not in d.tags_add[0]
+    assert "\n" not in d.escalate[0]
