@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -243,7 +243,7 @@ def zone(name: str, default: str = "UTC") -> ZoneInfo:
 
 
 def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def format_when(value: datetime | None, locale: str, tz: str) -> str:
@@ -449,7 +449,7 @@ def sample_context(locale: str = "en", *, template: str = "", now: datetime | No
     Every section is filled, so one sample renders every built-in template; for the
     agent-facing ones (`AGENT_FACING`) the reader is the agent.
     """
-    now = now or datetime(2025, 3, 5, 9, 30, tzinfo=timezone.utc)
+    now = now or datetime(2025, 3, 5, 9, 30, tzinfo=UTC)
     customer = CustomerInput(
         email="anna.schmidt@example.org",
         name="Schmidt, Anna",

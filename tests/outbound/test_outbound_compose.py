@@ -6,7 +6,7 @@ import base64
 import dataclasses
 import email
 import email.policy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -16,7 +16,7 @@ from maildesk.outbound.context import sample_context
 from maildesk.outbound.render import TemplateRenderer
 from maildesk.threading.thread_index import child_thread_index, thread_index_root
 
-NOW = datetime(2025, 3, 5, 9, 30, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 5, 9, 30, tzinfo=UTC)
 
 
 def mail(**changes: object) -> OutgoingMail:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -20,7 +20,7 @@ from maildesk.outbound.context import (
     sample_context,
 )
 
-NOW = datetime(2025, 3, 5, 9, 30, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 5, 9, 30, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_excerpt_cuts_at_a_word() -> None:
 
 
 def test_context_formats_times_in_the_readers_zone_and_language() -> None:
-    due = datetime(2025, 3, 5, 14, 0, tzinfo=timezone.utc)
+    due = datetime(2025, 3, 5, 14, 0, tzinfo=UTC)
     ctx = build_context(
         now=NOW,
         company=CompanyInput("Example Ltd.", "Support@Example.com"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dkim
@@ -41,7 +41,7 @@ def message() -> bytes:
             in_reply_to="c1@example.org",
             automatic=True,
         ),
-        now=datetime(2025, 3, 5, 9, 30, tzinfo=timezone.utc),
+        now=datetime(2025, 3, 5, 9, 30, tzinfo=UTC),
     )
 
 
