@@ -59,9 +59,11 @@ class App:
         return extras
 
     def _stages(self) -> tuple[Any, ...]:
-        from maildesk.pipeline.stages import DEFAULT_STAGES
+        from maildesk.pipeline.screen_stage import apply_bounce, screen
+        from maildesk.pipeline.stages import dedupe, persist
+        from maildesk.pipeline.thread_stage import apply_thread_outcome, thread, visible_text
 
-        return DEFAULT_STAGES
+        return (dedupe, screen, visible_text, thread, persist, apply_thread_outcome, apply_bounce)
 
     def migrate(self) -> None:
         if not self._migrated:
@@ -172,6 +174,14 @@ class App:
             os.replace(tmp, path)
         except OSError as exc:
             log.warning("cannot write status file: %s", exc)
+
+
+def describers() -> list[Any]:
+    """What `maildesk parse --json` adds to the parsed message: each stage's verdicts."""
+    from maildesk.pipeline.screen_stage import describe_screen
+    from maildesk.pipeline.thread_stage import describe_threading
+
+    return [describe_screen, describe_threading]
 
 
 def read_daemon_status(settings: Settings) -> dict[str, Any] | None:

@@ -215,11 +215,13 @@ def parse(
     One JSON object per line with `--json`, each with its `file`; a file that cannot be
     parsed gives an object with an `error`. Example: `maildesk parse --json mail/*.eml`
     """
+    from maildesk.app import describers
     from maildesk.inspect import describe_file
 
     settings = _settings(config)
+    extra = describers()
     for file in files:
-        data = describe_file(file, settings)
+        data = describe_file(file, settings, extra)
         if as_json:
             print(json.dumps(data, ensure_ascii=False, default=str))
         elif "error" in data:

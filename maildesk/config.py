@@ -139,6 +139,13 @@ class Settings:
             return self.database.url
         return f"sqlite:///{(self.data_path / 'maildesk.db').resolve()}"
 
+    @property
+    def instance_id(self) -> str:
+        """Stable id of this desk, written into our loop header on outgoing mail."""
+        import hashlib
+
+        return hashlib.sha256(("maildesk-loop:" + self.secret).encode()).hexdigest()[:20]
+
     def resolve(self, path: str) -> Path:
         p = Path(path)
         return p if p.is_absolute() else Path(self.base_dir) / p

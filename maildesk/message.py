@@ -144,8 +144,21 @@ def unfold(value: str) -> str:
     return re.sub(r"[\x00-\x08\x0a-\x1f\x7f]", "", value).strip()
 
 
+def fix_8bit(value: str) -> str:
+    """Raw 8-bit header bytes (RFC 6532 UTF-8, or legacy latin-1) come back from the stdlib
+    parser as surrogate escapes; turn them into the characters they stand for."""
+    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+        return value
+    data = value.encode("utf-8", "surrogateescape")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", "replace")
+
+
 def decode_mime_words(value: str) -> str:
     """Decode RFC 2047 words; tolerate broken encodings without raising."""
+    value = fix_8bit(value)
     try:
         return str(make_header(decode_header(value)))
     except Exception:  # noqa: BLE001 - broken encoded words are common in the wild
@@ -270,7 +283,7 @@ def _parse_date(value: str) -> datetime | None:
 
 def _raw_headers(msg: Any) -> tuple[tuple[str, str], ...]:
     out = []
-    for key, value in msg.items():
+    for key, value in msg.raw_items():  # raw: keeps 8-bit bytes as surrogates, fixed below
         out.append((str(key), unfold(decode_mime_words(str(value)))))
     return tuple(out)
 
@@ -320,7 +333,7 @@ def parse_bytes(raw: bytes) -> ParsedMessage:
         return ""
 
     def raw_all(name: str) -> list[str]:
-        return [str(v) for v in (msg.get_all(name) or [])]
+        return [fix_8bit(str(v)) for k, v in msg.raw_items() if k.lower() == name.lower()]
 
     mid = normalize_message_id(first("Message-ID"))
     synthetic = not mid

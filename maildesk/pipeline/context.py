@@ -32,6 +32,8 @@ class MessageContext:
     signature: str = ""
     kind: str = "customer"
     thread_root: str | None = None  # Outlook Thread-Index root of the message
+    no_new_ticket: bool = False  # automatic mail: store it, but never open a ticket for it
+    thread_locked: bool = False  # the ticket is already known (e.g. the bounce names our mail)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     outcome: str = ""  # ticket-created | appended | duplicate | bounce | ...
 

@@ -107,6 +107,13 @@ def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     ticket: Ticket | None = None
     if ctx.ticket_number is not None:
         ticket = session.get(Ticket, ctx.ticket_number)
+    if ticket is None and ctx.no_new_ticket:
+        _store_message(ctx, session, deps, None, sender_email, sender_name)
+        ctx.outcome = f"{ctx.kind}-without-ticket"
+        for type_, data in ctx.events:
+            q.add_event(session, None, type_, data, now, ctx.message_pk)
+        ctx.events.clear()
+        return
     if ticket is None:
         customer = q.get_or_create_customer(session, sender_email, sender_name, now)
         ticket = Ticket(
@@ -131,14 +138,37 @@ def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     else:
         ticket.updated_at = now
         ctx.outcome = ctx.outcome or "appended"
-        q.add_participant(session, ticket.number, sender_email, "customer" if ctx.kind == "customer" else ctx.kind)
-    for addr in msg.to + msg.cc:
-        if not settings.is_support_address(addr.email) and addr.email != sender_email:
-            q.add_participant(session, ticket.number, addr.email, "cc")
+        if ctx.kind == "customer":
+            q.add_participant(session, ticket.number, sender_email, "customer")
+    if ctx.kind == "customer":
+        for addr in msg.to + msg.cc:
+            if not settings.is_support_address(addr.email) and addr.email != sender_email:
+                q.add_participant(session, ticket.number, addr.email, "cc")
+    row = _store_message(ctx, session, deps, ticket.number, sender_email, sender_name)
+    received = {
+        "message_id": row.message_id,
+        "from": sender_email,
+        "subject": msg.subject[:300],
+        "source": row.source,
+        "size": row.raw_size,
+        "attachments": len(msg.attachments),
+        "defects": list(msg.defects),
+    }
+    q.add_event(session, ticket.number, "ticket-created" if ctx.new_ticket else "message-received", received, now, row.id)
+    for type_, data in ctx.events:
+        q.add_event(session, ticket.number, type_, data, now, row.id)
+    ctx.events.clear()
+
+
+def _store_message(
+    ctx: MessageContext, session: Session, deps: PipelineDeps, number: int | None, sender_email: str, sender_name: str
+) -> Message:
+    msg = ctx.msg
+    now = ctx.now
     sanitize = deps.extras.get("sanitize_html")
     html = sanitize(msg.html) if (sanitize and msg.html) else ""
     row = Message(
-        ticket_number=ticket.number,
+        ticket_number=number,
         direction="in",
         kind=ctx.kind,
         message_id=ctx.stored_message_id or msg.message_id,
@@ -176,19 +206,7 @@ def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
                 data=att.payload,
             )
         )
-    received = {
-        "message_id": row.message_id,
-        "from": sender_email,
-        "subject": msg.subject[:300],
-        "source": row.source,
-        "size": row.raw_size,
-        "attachments": len(msg.attachments),
-        "defects": list(msg.defects),
-    }
-    q.add_event(session, ticket.number, "ticket-created" if ctx.new_ticket else "message-received", received, now, row.id)
-    for type_, data in ctx.events:
-        q.add_event(session, ticket.number, type_, data, now, row.id)
-    ctx.events.clear()
+    return row
 
 
 DEFAULT_STAGES: tuple[Stage, ...] = (dedupe, persist)

@@ -1,0 +1,171 @@
+"""The threading stage: which ticket an incoming message belongs to, and the visible text.
+
+Adapts the store to the pure `maildesk.threading` decision (a `ThreadLookup` backed by
+indexed queries, so the cost does not grow with history) and records the decision as an
+event on the ticket. The decision itself lives in `maildesk.threading.decide`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from maildesk.config import Settings
+from maildesk.message import ParsedMessage
+from maildesk.pipeline.context import MessageContext
+from maildesk.pipeline.stages import PipelineDeps
+from maildesk.store import queries as q
+from maildesk.store.models import Customer, Ticket
+from maildesk.threading import (
+    ThreadDecision,
+    ThreadInput,
+    TicketFacts,
+    decide_thread,
+    find_tag,
+    normalize_subject,
+    thread_index_root,
+)
+from maildesk.threading.quotes import split_reply
+
+
+class StoreThreadLookup:
+    """ThreadLookup over the database (each call is one indexed query)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def tickets_for_message_ids(self, ids: Sequence[str]) -> dict[str, int]:
+        return q.tickets_for_message_ids(self.session, ids)
+
+    def ticket(self, number: int) -> TicketFacts | None:
+        row = self.session.execute(
+            select(Ticket.number, Ticket.status, Ticket.closed_at, Ticket.resolved_at, Ticket.merged_into, Customer.email)
+            .join(Customer, Customer.id == Ticket.customer_id)
+            .where(Ticket.number == number)
+        ).first()
+        if row is None:
+            return None
+        number_, status, closed_at, resolved_at, merged_into, email = row
+        return TicketFacts(
+            number=number_,
+            status=status,
+            participants=frozenset(q.participants(self.session, number_)),
+            customer_domain=email.rpartition("@")[2],
+            closed_at=closed_at or resolved_at,
+            merged_into=merged_into,
+        )
+
+    def ticket_for_thread_index(self, root: str) -> int | None:
+        return q.ticket_for_thread_root(self.session, root)
+
+
+def thread_input(msg: ParsedMessage, ctx: MessageContext) -> ThreadInput:
+    sender = msg.from_.email if msg.from_ else (msg.sender.email if msg.sender else "")
+    recipients = tuple(a.email for a in msg.to + msg.cc) + tuple(ctx.envelope_recipients)
+    return ThreadInput(
+        message_id=msg.message_id,
+        sender=sender,
+        recipients=tuple(dict.fromkeys(recipients)),
+        subject=msg.subject,
+        in_reply_to=msg.in_reply_to,
+        references=msg.references,
+        now=ctx.now,
+        thread_index=msg.header("Thread-Index"),
+        thread_topic=msg.header("Thread-Topic"),
+    )
+
+
+def decide(msg: ParsedMessage, ctx: MessageContext, lookup: Any, settings: Settings) -> ThreadDecision:
+    return decide_thread(
+        thread_input(msg, ctx),
+        lookup,
+        secret=settings.secret,
+        tag_format=settings.desk.subject_tag,
+        reopen_days=settings.desk.reopen_days,
+    )
+
+
+def visible_text(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
+    """Separate what the person wrote from quoted history and signature."""
+    if ctx.duplicate:
+        return
+    reply = split_reply(ctx.msg.text, ctx.msg.html)
+    ctx.visible_text, ctx.quoted_text, ctx.signature = reply.visible, reply.quoted, reply.signature
+
+
+def thread(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
+    """Decide the ticket; record why as an event (written by persist)."""
+    if ctx.duplicate or ctx.thread_locked:
+        return
+    decision = decide(ctx.msg, ctx, StoreThreadLookup(session), deps.settings)
+    ctx.thread = decision
+    ctx.ticket_number = decision.ticket
+    ctx.thread_root = thread_index_root(ctx.msg.header("Thread-Index")) if ctx.msg.header("Thread-Index") else None
+    ctx.note(
+        "threaded",
+        method=decision.method,
+        detail=decision.detail,
+        refused=list(decision.refused),
+        reopen=decision.reopen,
+        linked_to=decision.linked_to,
+    )
+
+
+def apply_thread_outcome(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
+    """After persist: reopen a resolved/closed ticket, or link a new one to the old."""
+    decision: ThreadDecision | None = ctx.thread
+    if ctx.duplicate or decision is None or ctx.ticket_number is None:
+        return
+    ticket = session.get(Ticket, ctx.ticket_number)
+    if ticket is None:
+        return
+    if ctx.kind != "customer":
+        return  # automatic mail is recorded on its ticket without reopening it
+    if decision.reopen and ticket.status in {"resolved", "closed"}:
+        old = ticket.status
+        ticket.status = "open"
+        ticket.resolved_at = None
+        ticket.closed_at = None
+        q.add_event(session, ticket.number, "reopened", {"from": old, "reason": "customer replied within the reopen window"}, ctx.now, ctx.message_pk)
+    elif not ctx.new_ticket and ticket.status == "pending":
+        ticket.status = "open"
+        q.add_event(session, ticket.number, "status", {"from": "pending", "to": "open", "reason": "customer replied"}, ctx.now, ctx.message_pk)
+    if decision.linked_to is not None and ctx.new_ticket:
+        ticket.linked_to = decision.linked_to
+        q.add_event(session, decision.linked_to, "linked", {"new_ticket": ticket.number, "reason": "reply after the reopen window"}, ctx.now)
+
+
+def describe_threading(msg: ParsedMessage, settings: Settings) -> dict[str, Any]:
+    """`maildesk parse` additions: visible text and the evidence (no database: ids unknown)."""
+
+    class _NoHistory:
+        def tickets_for_message_ids(self, ids: Sequence[str]) -> dict[str, int]:
+            return {}
+
+        def ticket(self, number: int) -> TicketFacts | None:
+            return None
+
+        def ticket_for_thread_index(self, root: str) -> int | None:
+            return None
+
+    ctx = MessageContext(entry_id="", meta={}, msg=msg, now=msg.date or datetime.now(UTC))
+    decision = decide(msg, ctx, _NoHistory(), settings)
+    reply = split_reply(msg.text, msg.html)
+    return {
+        "visible_text": reply.visible,
+        "quoted_text": reply.quoted,
+        "signature": reply.signature,
+        "threading": {
+            "in_reply_to": list(msg.in_reply_to),
+            "references": list(msg.references),
+            "subject_tag": find_tag(settings.desk.subject_tag, msg.subject),
+            "normalized_subject": normalize_subject(msg.subject, settings.desk.subject_tag),
+            "thread_index_root": thread_index_root(msg.header("Thread-Index")) if msg.header("Thread-Index") else None,
+            "decision_without_history": {"method": decision.method, "ticket": decision.ticket, "detail": decision.detail,
+                                         "refused": list(decision.refused)},
+        },
+    }
