@@ -429,7 +429,11 @@ class MailboxPoller:
             while not stop.is_set():
                 try:
                     report = self._poll()
-                except ImapUnavailable as exc:
+                except Exception as exc:  # noqa: BLE001 - the loop must outlive any server reply
+                    if not isinstance(exc, ImapUnavailable):
+                        # e.g. a reply imapclient cannot parse: log it with its traceback, reconnect.
+                        self.log.exception("%s: unexpected error while polling", self._where)
+                        self._drop(f"{self._where}: unexpected error: {type(exc).__name__}: {exc}")
                     delay = self.backoff.next()
                     if failing_since is None:
                         failing_since = self.clock()
@@ -447,7 +451,7 @@ class MailboxPoller:
                     self.log.info("imap %s: spooled %d new messages", self.settings.name, report.spooled)
                 try:
                     self._wait_for_mail(stop)
-                except (OSError, IMAPClientError) as exc:
+                except Exception as exc:  # noqa: BLE001 - a drop during IDLE: reconnect on the next poll
                     self._drop(f"{self._where}: connection lost while waiting: {_describe(exc)}")
                     self.log.warning("%s: connection lost while waiting for mail: %s", self._where, _describe(exc))
         finally:

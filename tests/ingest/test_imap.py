@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -197,6 +198,27 @@ def test_move_mode_without_the_move_capability_copies_and_expunges(pollers: Call
         # UID EXPUNGE removed only what was taken and moved: nothing else disappeared silently.
         assert sorted(server.bodies("Done").values()) == sorted([*raws, keep])
         assert server.uids("INBOX") == []
+    finally:
+        server.cleanup()
+
+
+# TLS -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("security", ["ssl", "starttls"])
+def test_tls_connections_verify_the_certificate(pollers: Callable[..., MailboxPoller], spool: Spool, tmp_path: Path, security: str) -> None:
+    server = DovecotServer(tls=True).start()
+    try:
+        raw = make_mail(1)
+        server.append("INBOX", raw)
+        port = server.tls_port if security == "ssl" else server.port
+        settings = settings_for(server, security=security, port=port)
+
+        untrusted = pollers(settings, spool, tmp_path / "state-1").run_once()
+        assert untrusted.spooled == 0 and "CERTIFICATE_VERIFY_FAILED" in untrusted.errors[0]
+
+        context = ssl.create_default_context(cafile=str(server.cafile))
+        report = pollers(settings, spool, tmp_path / "state-2", ssl_context=context).run_once()
+        assert (report.spooled, report.errors) == (1, ())
+        assert [r for _, r in spooled(spool)] == [raw]
     finally:
         server.cleanup()
 
@@ -415,7 +437,7 @@ def test_server_drop_mid_batch_reconnects_with_backoff_and_loses_nothing(pollers
     assert any("recovered after" in m for m in messages)
 
 
-def test_idle_wakes_up_on_new_mail(pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path) -> None:
+def test_idle_wakes_up_on_new_mail(pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     settings = settings_for(dovecot, poll_interval=120.0, idle=True)
     poller = pollers(settings, spool, tmp_path / "state")
     thread, stop = run_in_thread(poller)
@@ -424,6 +446,8 @@ def test_idle_wakes_up_on_new_mail(pollers: Callable[..., MailboxPoller], doveco
         time.sleep(0.3)  # now waiting in IDLE, next poll in two minutes
         dovecot.append("INBOX", make_mail(1))
         latency = wait_until(lambda: len(spooled(spool)) == 1, timeout=5)
+        with capsys.disabled():
+            print(f"\nIMAP IDLE: new mail spooled {latency * 1000:.0f} ms after APPEND")
         assert latency < 2.0
         dovecot.append("INBOX", make_mail(2))
         wait_until(lambda: len(spooled(spool)) == 2, timeout=5)

@@ -58,7 +58,7 @@ state_dir = {dir}/state
 log_path = {dir}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
@@ -70,7 +70,7 @@ default_internal_group = dovenull
 service imap-login {{
   inet_listener imap {{
     port = {port}
-  }}
+  }}{imaps}
 }}
 passdb {{
   driver = passwd-file
@@ -94,6 +94,7 @@ class DovecotServer:
         user: str = "support@example.com",
         password: str = "secret-Pa55",
         extra_config: str = "",
+        tls: bool = False,
     ) -> None:
         self.binary = find_dovecot()
         if os.geteuid() != 0:
@@ -106,6 +107,9 @@ class DovecotServer:
         self.port = free_port()
         self.user = user
         self.password = password
+        self.tls = tls
+        self.tls_port = free_port() if tls else 0  # IMAPS; STARTTLS is offered on .port
+        self.cafile = self.root / "cert.pem"  # the self-signed certificate, to trust in clients
         self._proc: subprocess.Popen[bytes] | None = None
         self._client: IMAPClient | None = None
         self._write_config(extra_config)
@@ -119,8 +123,27 @@ class DovecotServer:
         users = self.root / "users"
         users.write_text(f"{self.user}:{{PLAIN}}{self.password}\n")
         users.chmod(0o644)
+        ssl_lines, imaps = "ssl = no", ""
+        if self.tls:
+            self._make_certificate()
+            ssl_lines = f"ssl = yes\nssl_cert = <{self.cafile}\nssl_key = <{self.root / 'key.pem'}"
+            imaps = f"\n  inet_listener imaps {{\n    port = {self.tls_port}\n    ssl = yes\n  }}"
         self.config = self.root / "dovecot.conf"
-        self.config.write_text(CONFIG_TEMPLATE.format(dir=self.root, port=self.port, extra=extra))
+        self.config.write_text(
+            CONFIG_TEMPLATE.format(dir=self.root, port=self.port, extra=extra, ssl=ssl_lines, imaps=imaps)
+        )
+
+    def _make_certificate(self) -> None:
+        openssl = shutil.which("openssl")
+        if not openssl:
+            raise DovecotUnavailable("openssl is needed for the TLS test server: apt-get install -y openssl")
+        subprocess.run(
+            [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+             "-keyout", str(self.root / "key.pem"), "-out", str(self.cafile)],
+            check=True, capture_output=True,
+        )
+        (self.root / "key.pem").chmod(0o600)
 
     @property
     def running(self) -> bool:
