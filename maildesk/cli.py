@@ -278,6 +278,30 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     console.print(table)
 
 
+@app.command()
+def explain(
+    message_id: Annotated[str, typer.Argument(help="The Message-ID, with or without <>.")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Why did this mail go where it went? Screening, threading, rules and replies, in order.
+
+    Example: `maildesk explain '<CAH3x@mail.gmail.com>'`
+    """
+    from maildesk.explain import explain as explain_message
+    from maildesk.explain import render_text
+
+    desk = _app(config)
+    data = explain_message(desk.store, message_id)
+    if data is None:
+        err.print(f"no stored message with Message-ID {message_id}")
+        raise typer.Exit(1)
+    if as_json:
+        print(json.dumps(data, default=str))
+    else:
+        console.print(render_text(data), markup=False, highlight=False)
+
+
 # Spool ----------------------------------------------------------------------------------
 def _spool(config: Path | None) -> Any:
     from maildesk.spool import Spool
