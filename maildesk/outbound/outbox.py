@@ -1,0 +1,203 @@
+"""The outbox: outgoing mail written as rows in the caller's transaction.
+
+Owns `enqueue`: one `OutboxItem` (the exact bytes to send, envelope sender and recipients,
+a UNIQUE idempotency key) plus one outgoing `Message` row on the ticket (so threading finds
+our own Message-IDs when customers answer), both in the transaction of the change that
+caused the mail — so a mail exists exactly when its cause was committed. A second enqueue
+with the same key writes nothing. Suppressed recipients and the automatic-mail limits
+(`rules/limits.py`) are checked here; mail that may not go is kept in state `held` with an
+event saying why, never dropped silently.
+
+It must not: talk SMTP (that is `relay.py` / `sender.py`), render templates, commit, or read
+the clock (`now` is passed in).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from maildesk.config import LimitSettings
+from maildesk.outbound.compose import OutgoingMail, build_message
+from maildesk.rules.limits import LimitPolicy, SentCounts, check_limits
+from maildesk.store import outbox_queries as oq
+from maildesk.store import queries as q
+from maildesk.store.models import Message, OutboxItem
+from maildesk.threading.thread_index import thread_index_root
+
+Signer = Callable[[bytes], bytes]
+
+
+def loop_id(secret: str) -> str:
+    """This desk's stable X-Maildesk-Loop value (pass it to the screen as `loop_value`).
+
+    Derived from the signing secret so it is stable across restarts and nodes, yet does
+    not reveal the secret.
+    """
+    digest = hmac.new(secret.encode("utf-8"), b"maildesk-loop-id", hashlib.sha256).hexdigest()
+    return f"md-{digest[:16]}"
+
+
+def nonce_for(key: str) -> str:
+    """A Message-ID nonce derived from the idempotency key: the same logical mail always
+    gets the same Message-ID, even when its cause is replayed."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+
+def policy_from(limits: LimitSettings) -> LimitPolicy:
+    return LimitPolicy(
+        per_recipient_hour=limits.per_recipient_hour,
+        per_recipient_day=limits.per_recipient_day,
+        per_ticket_day=limits.per_ticket_day,
+        global_hour=limits.global_hour,
+    )
+
+
+@dataclass(frozen=True)
+class MessageFacts:
+    """What the outgoing Message row records besides the bytes."""
+
+    kind: str = "auto"  # auto | agent-reply
+    text: str = ""
+    html: str = ""
+    internal: bool = False  # a mail to agents, not the customer
+
+
+def _screen_recipients(
+    session: Session,
+    recipients: list[str],
+    *,
+    automatic: bool,
+    ticket_number: int | None,
+    policy: LimitPolicy | None,
+    now: datetime,
+) -> tuple[list[str], list[dict[str, str]]]:
+    """Recipients that may get this mail, and the refused ones with the reason."""
+    allowed: list[str] = []
+    refused: list[dict[str, str]] = []
+    for rcpt in recipients:
+        suppression = q.is_suppressed(session, rcpt, now)
+        if not automatic:
+            if suppression is not None:
+                refused.append({"recipient": rcpt, "reason": f"recipient {rcpt} is suppressed: {suppression.reason}"})
+            else:
+                allowed.append(rcpt)
+            continue
+        rh, rd, td, gh = oq.automatic_counts(session, recipient=rcpt, ticket_number=ticket_number, now=now)
+        decision = check_limits(
+            policy or LimitPolicy(5, 20, 10, 1000),
+            SentCounts(recipient_hour=rh, recipient_day=rd, ticket_day=td, global_hour=gh),
+            recipient=rcpt,
+            suppressed=suppression is not None,
+            suppressed_reason=suppression.reason if suppression is not None else "",
+        )
+        if decision.allowed:
+            allowed.append(rcpt)
+        else:
+            refused.append({"recipient": rcpt, "reason": decision.reason})
+    return allowed, refused
+
+
+def enqueue(
+    session: Session,
+    *,
+    key: str,
+    ticket_number: int | None,
+    mail: OutgoingMail,
+    template: str,
+    automatic: bool,
+    now: datetime,
+    policy: LimitPolicy | None = None,
+    signer: Signer | None = None,
+    facts: MessageFacts | None = None,
+    message_pk: int | None = None,
+) -> OutboxItem | None:
+    """Queue `mail` under the idempotency `key`; None when that key was queued before.
+
+    Returns the new row: state `queued`, or `held` when no recipient may get it (suppressed,
+    or over an automatic-mail limit), with an event on the ticket naming the reason.
+    `policy` is the automatic-mail limit policy (default: the built-in limits); `signer`
+    DKIM-signs the finished bytes. Raises `compose.HeaderInjection` for a bad address.
+    """
+    if oq.item_by_key(session, key) is not None:
+        return None
+    raw = build_message(mail, now=now)
+    if signer is not None:
+        raw = signer(raw)
+    recipients = list(dict.fromkeys(a.lower() for a in (*mail.to, *mail.cc)))
+    allowed, refused = _screen_recipients(
+        session, recipients, automatic=automatic, ticket_number=ticket_number, policy=policy, now=now
+    )
+    state = "queued" if allowed else "held"
+    facts = facts or MessageFacts(kind="auto" if automatic else "agent-reply", text=mail.text, html=mail.html or "")
+    item = OutboxItem(
+        idempotency_key=key[:200],
+        ticket_number=ticket_number,
+        message_id=mail.message_id,
+        template=template[:100],
+        sender=mail.from_addr,
+        recipients=allowed or recipients,
+        raw=raw,
+        automatic=automatic,
+        state=state,
+        attempts=0,
+        next_try=now,
+        last_error="; ".join(r["reason"] for r in refused)[:2000] if refused else "",
+        created_at=now,
+    )
+    message = Message(
+        ticket_number=ticket_number,
+        direction="out",
+        kind=facts.kind,
+        message_id=mail.message_id,
+        mid_hash=q.mid_hash(mail.message_id),
+        content_hash=hashlib.sha256(raw).hexdigest(),
+        raw=raw,
+        raw_size=len(raw),
+        subject=mail.subject[:2000],
+        sender=mail.from_addr.lower(),
+        sender_name=mail.from_name[:300],
+        recipients=recipients,
+        sent_at=None,
+        created_at=now,
+        source=f"outbox:{template}"[:200],
+        full_text=facts.text,
+        visible_text=facts.text,
+        html=facts.html,
+        thread_root=thread_index_root(mail.thread_index) if mail.thread_index else None,
+        screen="human",
+        internal=facts.internal,
+    )
+    try:
+        with session.begin_nested():  # a concurrent enqueue of the same key must not spoil the caller's transaction
+            session.add(item)
+            session.add(message)
+            session.flush()
+    except IntegrityError:
+        if oq.item_by_key(session, key) is not None:
+            return None
+        raise
+    data: dict[str, Any] = {
+        "outbox_id": item.id,
+        "template": template,
+        "message_id": mail.message_id,
+        "recipients": recipients,
+        "automatic": automatic,
+    }
+    if state == "held":
+        data["reasons"] = [r["reason"] for r in refused]
+        q.add_event(
+            session, ticket_number, "automatic-mail-held" if automatic else "mail-held", data, now, message_pk
+        )
+    else:
+        if refused:
+            data["skipped"] = refused
+        q.add_event(session, ticket_number, "mail-queued", data, now, message_pk)
+    return item

@@ -1,0 +1,148 @@
+"""Handing finished mail to the smart host (SMTP relay), or to a local Maildir.
+
+Owns smtplib and the meaning of the relay's answers: `deliver` returns a `DeliveryResult`
+that says whether the mail went, and if not whether trying again can help. Connection
+problems, timeouts, TLS and AUTH failures, 4xx answers and a refused MAIL FROM are
+temporary (they are about our set-up or the relay's state, not this mail: retrying after
+the operator fixes it must work). Only a 5xx answer to RCPT TO or DATA is permanent. With
+no relay configured, mail is written to a Maildir folder (the zero-setup default), which
+an operator can read with any mail client.
+
+It must not: touch the database, decide retries or backoff (that is `sender.py`), or change
+the bytes it is given (beyond the Return-Path / X-Envelope-To lines a Maildir copy gets).
+"""
+
+from __future__ import annotations
+
+import mailbox
+import smtplib
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from maildesk.config import OutboundSettings
+from maildesk.sanitize import escape_header_text
+
+DEFAULT_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    ok: bool
+    permanent: bool = False
+    code: int = 0
+    message: str = ""
+    # recipients the relay refused while it accepted others: address -> (code, text)
+    refused: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # recipients refused permanently at RCPT TO (safe to suppress)
+    permanent_recipients: tuple[str, ...] = ()
+
+
+def _text(value: bytes | str) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return escape_header_text(value)[:500]
+
+
+def _answer(code: int, text: bytes | str) -> str:
+    return f"{code} {_text(text)}".strip()
+
+
+def deliver_maildir(raw: bytes, sender: str, recipients: Sequence[str], folder: Path) -> DeliveryResult:
+    """Write one copy into the Maildir `folder` (created when missing)."""
+    try:
+        box = mailbox.Maildir(str(folder), create=True)
+        envelope = (
+            f"Return-Path: <{escape_header_text(sender)}>\r\n"
+            f"X-Envelope-To: {escape_header_text(', '.join(recipients))}\r\n"
+        ).encode()
+        key = box.add(envelope + raw)
+        box.close()
+    except OSError as exc:
+        return DeliveryResult(False, False, 0, f"cannot write to Maildir {folder}: {exc}")
+    return DeliveryResult(True, False, 250, f"written to {folder} as {key}")
+
+
+def _connect(settings: OutboundSettings, timeout: float, local_hostname: str | None) -> smtplib.SMTP:
+    if settings.security == "ssl":
+        return smtplib.SMTP_SSL(
+            settings.relay_host,
+            settings.relay_port,
+            local_hostname=local_hostname,
+            timeout=timeout,
+            context=ssl.create_default_context(),
+        )
+    smtp = smtplib.SMTP(settings.relay_host, settings.relay_port, local_hostname=local_hostname, timeout=timeout)
+    if settings.security == "starttls":
+        smtp.ehlo()
+        smtp.starttls(context=ssl.create_default_context())
+        smtp.ehlo()
+    return smtp
+
+
+def deliver_smtp(
+    raw: bytes,
+    sender: str,
+    recipients: Sequence[str],
+    settings: OutboundSettings,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    local_hostname: str | None = None,
+) -> DeliveryResult:
+    """One SMTP transaction with the relay in `settings`."""
+    smtp: smtplib.SMTP | None = None
+    options = ["SMTPUTF8"] if b"\r\n\r\n" in raw and not raw.split(b"\r\n\r\n", 1)[0].isascii() else []
+    try:
+        smtp = _connect(settings, timeout, local_hostname)
+        if settings.username:
+            smtp.login(settings.username, settings.password)
+        refused = smtp.sendmail(sender, list(recipients), raw, mail_options=options)
+    except smtplib.SMTPRecipientsRefused as exc:
+        answers = {r: (int(c), _text(t)) for r, (c, t) in exc.recipients.items()}
+        permanent = tuple(r for r, (c, _) in answers.items() if c >= 500)
+        all_permanent = len(permanent) == len(answers)
+        code = max(c for c, _ in answers.values()) if answers else 0
+        detail = "; ".join(f"{r}: {_answer(c, t)}" for r, (c, t) in answers.items())
+        return DeliveryResult(False, all_permanent, code, f"recipients refused: {detail}", answers, permanent)
+    except smtplib.SMTPSenderRefused as exc:
+        return DeliveryResult(False, False, exc.smtp_code, f"sender refused: {_answer(exc.smtp_code, exc.smtp_error)}")
+    except smtplib.SMTPDataError as exc:
+        return DeliveryResult(False, exc.smtp_code >= 500, exc.smtp_code, f"data refused: {_answer(exc.smtp_code, exc.smtp_error)}")
+    except smtplib.SMTPAuthenticationError as exc:
+        return DeliveryResult(False, False, exc.smtp_code, f"relay login failed: {_answer(exc.smtp_code, exc.smtp_error)}")
+    except smtplib.SMTPResponseException as exc:  # HELO, STARTTLS, RSET: the relay's state, not this mail
+        return DeliveryResult(False, False, exc.smtp_code, f"relay answered {_answer(exc.smtp_code, exc.smtp_error)}")
+    except smtplib.SMTPNotSupportedError as exc:
+        return DeliveryResult(False, False, 0, f"relay lacks a needed extension: {_text(str(exc))}")
+    except (TimeoutError, smtplib.SMTPException, ssl.SSLError, OSError) as exc:
+        return DeliveryResult(False, False, 0, f"cannot reach relay {settings.relay_host}:{settings.relay_port}: {type(exc).__name__}: {_text(str(exc))}")
+    finally:
+        if smtp is not None:
+            try:
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                smtp.close()
+    if refused:
+        answers = {r: (int(c), _text(t)) for r, (c, t) in refused.items()}
+        permanent = tuple(r for r, (c, _) in answers.items() if c >= 500)
+        detail = "; ".join(f"{r}: {_answer(c, t)}" for r, (c, t) in answers.items())
+        return DeliveryResult(True, False, 250, f"accepted; some recipients refused: {detail}", answers, permanent)
+    return DeliveryResult(True, False, 250, "accepted by relay")
+
+
+def deliver(
+    raw: bytes,
+    sender: str,
+    recipients: Sequence[str],
+    settings: OutboundSettings,
+    *,
+    maildir: Path | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> DeliveryResult:
+    """Send through the relay, or into `maildir` when no relay_host is configured."""
+    if not settings.relay_host:
+        if maildir is None:
+            return DeliveryResult(False, False, 0, "no relay_host configured and no Maildir folder given")
+        return deliver_maildir(raw, sender, recipients, maildir)
+    return deliver_smtp(raw, sender, recipients, settings, timeout=timeout)

@@ -1,0 +1,294 @@
+"""Draining the outbox: claim due rows, hand them to the relay, record what happened.
+
+Owns the delivery state machine of an `OutboxItem`:
+
+    queued --claim (attempts+1, COMMIT)--> sending --relay ok--> sent
+                                              |--temporary--> queued (next_try = backoff)
+                                              |--permanent or max_attempts--> failed
+    sending (lease ran out: the sender died mid-send) --recover--> queued + "send-interrupted"
+
+The attempt is committed before SMTP starts, so a crash is always visible: the row stays in
+`sending`. While sending, `next_try` holds the lease's end; a row whose lease ran out is put
+back (it may or may not have gone out; its stable Message-ID lets receivers dedupe). On
+PostgreSQL rows are claimed with FOR UPDATE SKIP LOCKED so several nodes can drain one
+outbox. A permanent failure is recorded on the ticket, the refused address is suppressed,
+and the agent is told with a `bounce_notice` (to the assignee; else the active agents of
+the ticket's queue; else all active agents, at most five; else only the event).
+
+It must not: compose customer mail (that is `mailer.py`), decide limits, or sleep in tests
+(time comes from the injected clock; `run_forever` waits on the stop event).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from maildesk.config import Settings
+from maildesk.outbound import relay
+from maildesk.outbound.context import BounceInput
+from maildesk.outbound.mailer import COMPOSE_ERRORS, Mailer, Recipient, compose_failed
+from maildesk.store import outbox_queries as oq
+from maildesk.store import queries as q
+from maildesk.store.db import Store, is_unavailable
+from maildesk.store.models import OutboxItem, Ticket
+
+log = logging.getLogger("maildesk.outbound.sender")
+
+Clock = Callable[[], datetime]
+Deliver = Callable[[bytes, str, Sequence[str]], relay.DeliveryResult]
+
+MAX_BACKOFF_SECONDS = 6 * 3600.0
+NOTICE_TEMPLATE = "bounce_notice"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A snapshot of a claimed row: what the relay needs, outside any transaction."""
+
+    id: int
+    raw: bytes
+    sender: str
+    recipients: tuple[str, ...]
+    attempts: int
+    ticket_number: int | None
+    template: str
+    message_id: str
+
+
+@dataclass
+class SendCounts:
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    recovered: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def attempted(self) -> int:
+        return self.sent + self.deferred + self.failed
+
+    def as_dict(self) -> dict[str, int]:
+        return {"sent": self.sent, "deferred": self.deferred, "failed": self.failed, "recovered": self.recovered}
+
+
+def backoff_seconds(attempts: int, base: float, cap: float = MAX_BACKOFF_SECONDS) -> float:
+    """`base * 2**(attempts-1)`, capped: 30 s, 1 min, 2 min, … for base 30."""
+    return min(cap, base * (2 ** max(0, attempts - 1)))
+
+
+class OutboxSender:
+    """Sends due outbox rows through the relay (or the local Maildir)."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        clock: Clock = utcnow,
+        deliver: Deliver | None = None,
+        mailer: Mailer | None = None,
+        timeout: float = relay.DEFAULT_TIMEOUT,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self.lease = timedelta(seconds=2 * timeout + 60)
+        self._deliver = deliver or self._relay
+        self._mailer = mailer
+        self.totals = SendCounts()
+
+    @property
+    def mailer(self) -> Mailer:
+        if self._mailer is None:
+            self._mailer = Mailer(self.settings)
+        return self._mailer
+
+    def _relay(self, raw: bytes, sender: str, recipients: Sequence[str]) -> relay.DeliveryResult:
+        maildir: Path = self.settings.outgoing_maildir
+        return relay.deliver(raw, sender, recipients, self.settings.outbound, maildir=maildir, timeout=self.timeout)
+
+    # -- recovery ----------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Put rows whose sender died mid-send back in the queue, each with an event."""
+        now = self.clock()
+        with self.store.session() as session:
+            rows = oq.stale_sending(session, now)
+            for row in rows:
+                row.state = "queued"
+                row.next_try = now
+                q.add_event(
+                    session,
+                    row.ticket_number,
+                    "send-interrupted",
+                    {
+                        "outbox_id": row.id,
+                        "template": row.template,
+                        "message_id": row.message_id,
+                        "attempts": row.attempts,
+                        "detail": "the sender stopped while this mail was being handed to the relay; it may or may "
+                        "not have gone out, so it is sent again with the same Message-ID (receivers dedupe)",
+                    },
+                    now,
+                )
+                log.warning("outbox row %s was interrupted while sending; queued again", row.id)
+        self.totals.recovered += len(rows)
+        return len(rows)
+
+    # -- one mail ----------------------------------------------------------------------
+
+    def _claim(self) -> Claimed | None:
+        now = self.clock()
+        with self.store.session() as session:
+            row = oq.claim_due(session, now)
+            if row is None:
+                return None
+            row.state = "sending"
+            row.attempts += 1
+            row.next_try = now + self.lease  # the lease: after it, recover() may take the row back
+            return Claimed(
+                id=row.id,
+                raw=row.raw,
+                sender=row.sender,
+                recipients=tuple(row.recipients or ()),
+                attempts=row.attempts,
+                ticket_number=row.ticket_number,
+                template=row.template,
+                message_id=row.message_id,
+            )
+        # the commit happened on leaving the block: the attempt is durable before SMTP starts
+
+    def _finish(self, item: Claimed, result: relay.DeliveryResult, counts: SendCounts) -> None:
+        now = self.clock()
+        out = self.settings.outbound
+        with self.store.session() as session:
+            row = session.get(OutboxItem, item.id)
+            if row is None or row.state != "sending":
+                log.warning("outbox row %s changed while it was being sent (%s)", item.id, row.state if row else "gone")
+                return
+            base = {"outbox_id": row.id, "template": row.template, "message_id": row.message_id, "attempts": row.attempts}
+            if result.ok:
+                row.state, row.sent_at, row.last_error = "sent", now, ""
+                msg = oq.outgoing_message(session, row.message_id)
+                if msg is not None:
+                    msg.sent_at = now
+                data = {**base, "recipients": list(item.recipients), "relay": result.message[:300]}
+                q.add_event(session, row.ticket_number, "mail-sent", data, now)
+                if result.permanent_recipients:
+                    self._permanent(session, row, result, now)
+                counts.sent += 1
+                return
+            row.last_error = result.message[:2000]
+            if not result.permanent and row.attempts < out.max_attempts:
+                delay = backoff_seconds(row.attempts, out.retry_base_seconds)
+                row.state, row.next_try = "queued", now + timedelta(seconds=delay)
+                q.add_event(session, row.ticket_number, "send-deferred",
+                            {**base, "error": result.message[:500], "retry_in_seconds": delay}, now)
+                counts.deferred += 1
+                return
+            row.state = "failed"
+            why = "permanent" if result.permanent else f"gave up after {row.attempts} attempts"
+            q.add_event(session, row.ticket_number, "send-failed",
+                        {**base, "error": result.message[:500], "code": result.code, "why": why}, now)
+            self._permanent(session, row, result, now)
+            counts.failed += 1
+
+    def _permanent(self, session: Session, row: OutboxItem, result: relay.DeliveryResult, now: datetime) -> None:
+        """Suppress refused addresses and tell the agent (never about a failed notice)."""
+        for address in result.permanent_recipients:
+            code, text = result.refused.get(address, (result.code, result.message))
+            oq.suppress(session, address, f"relay refused: {code} {text}"[:500], row.ticket_number, now)
+            q.add_event(session, row.ticket_number, "address-suppressed",
+                        {"address": address.lower(), "code": code, "reason": text[:300], "outbox_id": row.id}, now)
+        if row.ticket_number is None or row.template == NOTICE_TEMPLATE:
+            return
+        ticket = session.get(Ticket, row.ticket_number)
+        if ticket is None:
+            return
+        address = (result.permanent_recipients or tuple(row.recipients or ()) or ("",))[0]
+        reason = result.refused.get(address, (result.code, result.message))[1] if result.refused else result.message
+        if result.code and not reason.startswith(str(result.code)):
+            reason = f"{result.code} {reason}"
+        agents = []
+        if ticket.assignee:
+            agent = oq.agent_by_email(session, ticket.assignee)
+            agents = [(ticket.assignee, agent)]
+        else:
+            agents = [(a.email, a) for a in oq.agents_for_queue(session, ticket.queue)]
+        if not agents:
+            q.add_event(session, row.ticket_number, "agent-not-notified",
+                        {"outbox_id": row.id, "detail": "no assignee and no active agent to tell about the failed mail"}, now)
+            return
+        for email, agent in agents:
+            try:
+                self.mailer.send(
+                    session,
+                    key=f"bounce-notice:{row.id}:{email.lower()}",
+                    ticket_number=row.ticket_number,
+                    template=NOTICE_TEMPLATE,
+                    to=Recipient(email, agent.name if agent else ""),
+                    now=now,
+                    automatic=True,
+                    reader_agent=Mailer.agent_input(agent, email),
+                    bounce=BounceInput(address=address, reason=reason[:500], at=now),
+                    kind="auto",
+                    internal=True,
+                )
+            except COMPOSE_ERRORS as exc:
+                compose_failed(session, row.ticket_number, NOTICE_TEMPLATE, exc, now)
+
+    # -- loops -------------------------------------------------------------------------
+
+    def send_due(self, limit: int = 50) -> dict[str, int]:
+        """Send up to `limit` due mails, one claim-send-record cycle each. Returns the counts."""
+        counts = SendCounts()
+        for _ in range(limit):
+            item = self._claim()
+            if item is None:
+                break
+            try:
+                result = self._deliver(item.raw, item.sender, item.recipients)
+            except Exception as exc:  # noqa: BLE001 - a delivery bug must not leave the row in sending
+                log.exception("delivery of outbox row %s raised", item.id)
+                result = relay.DeliveryResult(False, False, 0, f"delivery raised {type(exc).__name__}: {exc}")
+            self._finish(item, result, counts)
+        self.totals.sent += counts.sent
+        self.totals.deferred += counts.deferred
+        self.totals.failed += counts.failed
+        return counts.as_dict()
+
+    def run_forever(self, stop: threading.Event) -> None:
+        """Drain until `stop` is set; recovers interrupted rows at start and then now and again."""
+        backoff = 0.5
+        last_recover: datetime | None = None
+        while not stop.is_set():
+            try:
+                now = self.clock()
+                if last_recover is None or now - last_recover >= self.lease / 2:
+                    self.recover()
+                    last_recover = now
+                done = self.send_due()
+                backoff = 0.5
+                if not sum(done.values()):
+                    stop.wait(self.poll_interval)
+            except Exception as exc:  # noqa: BLE001 - the sender never stops for one failure
+                if is_unavailable(exc):
+                    log.error("database unavailable, outbox waits: %s", str(exc).splitlines()[0][:300])
+                else:
+                    log.exception("outbox sender failed; retrying")
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)

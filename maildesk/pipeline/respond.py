@@ -1,0 +1,206 @@
+"""The respond stage, and the other ticket mails callers ask for (agent replies, resolution).
+
+Owns *whether* maildesk answers: the acknowledgement for a new ticket from a human, the
+replies a rule asked for, an agent's reply and the resolution notice. Each goes through
+`outbound.mailer.Mailer` into the outbox, inside the caller's transaction, with an
+idempotency key (`ack:<ticket>`, `rule:<message pk>:<template>`, …) so a replay never sends
+twice.
+
+Who gets the acknowledgement: the From address of the customer's mail (never its Reply-To:
+a forged Reply-To would make us mail a stranger), and only when the screen found a human,
+the mail is not a duplicate and neither the ticket nor the rules marked it spam or discard.
+
+It must not: send or talk SMTP, change ticket status (an agent reply only records an event
+and the first response time), or commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from maildesk.outbound.context import MessageInput
+from maildesk.outbound.mailer import COMPOSE_ERRORS, Mailer, Parent, Recipient, compose_failed
+from maildesk.pipeline.context import MessageContext
+from maildesk.pipeline.stages import PipelineDeps
+from maildesk.store import outbox_queries as oq
+from maildesk.store import queries as q
+from maildesk.store.models import OutboxItem, Participant, Ticket
+
+ACK_TEMPLATE = "ack"
+
+
+def mailer_of(deps: PipelineDeps) -> Mailer:
+    """The desk's Mailer from `deps.extras["mailer"]` (made once and kept there when absent)."""
+    mailer = deps.extras.get("mailer")
+    if not isinstance(mailer, Mailer):
+        mailer = Mailer(deps.settings)
+        deps.extras["mailer"] = mailer
+    return mailer
+
+
+def _is_human(ctx: MessageContext) -> bool:
+    return ctx.screen is None or getattr(ctx.screen, "verdict", "human") == "human"
+
+
+def _junk(ctx: MessageContext, ticket: Ticket) -> str:
+    decision = ctx.decision
+    if ticket.spam:
+        return "ticket marked spam"
+    if decision is not None and getattr(decision, "spam", None) is not None:
+        return f"rules marked spam: {decision.spam}"
+    if decision is not None and getattr(decision, "discard", None) is not None:
+        return f"rules discarded: {decision.discard}"
+    return ""
+
+
+def _customer(ctx: MessageContext, ticket: Ticket) -> Recipient:
+    addr = ctx.msg.from_ or ctx.msg.sender
+    if addr is not None and addr.email:
+        return Recipient(addr.email.lower(), addr.name)
+    return Recipient(ticket.customer.email, ticket.customer.name)
+
+
+def _message_input(ctx: MessageContext) -> MessageInput:
+    addr = ctx.msg.from_ or ctx.msg.sender
+    return MessageInput(
+        text=ctx.visible_text or ctx.msg.text,
+        sender_name=addr.name if addr else "",
+        sender_email=addr.email if addr else "",
+        received_at=ctx.now,
+        attachment_names=tuple(a.filename for a in ctx.msg.attachments),
+    )
+
+
+def respond(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
+    """Acknowledge a new ticket from a human; send the templates the rules named."""
+    if ctx.duplicate or ctx.ticket_number is None:
+        return
+    ticket = session.get(Ticket, ctx.ticket_number)
+    if ticket is None:
+        return
+    if not _is_human(ctx):
+        return
+    skip = _junk(ctx, ticket)
+    if skip:
+        if ctx.new_ticket:
+            q.add_event(session, ticket.number, "auto-reply-skipped", {"reason": skip}, ctx.now, ctx.message_pk)
+        return
+    mailer = mailer_of(deps)
+    to = _customer(ctx, ticket)
+    from_addr = mailer.support_address([*ctx.envelope_recipients, *(a.email for a in ctx.msg.to + ctx.msg.cc)])
+    parent = Parent.of(ctx.msg)
+    templates: list[tuple[str, str]] = []
+    if ctx.new_ticket:
+        templates.append((f"ack:{ticket.number}", ACK_TEMPLATE))
+    replies = tuple(getattr(ctx.decision, "replies", ()) or ())
+    for name in replies:
+        if ctx.new_ticket and name == ACK_TEMPLATE:
+            continue  # the acknowledgement is already on its way
+        templates.append((f"rule:{ctx.message_pk}:{name}", name))
+    for key, template in templates:
+        try:
+            mailer.send(
+                session,
+                key=key,
+                ticket_number=ticket.number,
+                template=template,
+                to=to,
+                now=ctx.now,
+                automatic=True,
+                parent=parent,
+                from_addr=from_addr,
+                message=_message_input(ctx),
+                kind="auto",
+                message_pk=ctx.message_pk,
+            )
+        except COMPOSE_ERRORS as exc:
+            compose_failed(session, ticket.number, template, exc, ctx.now, ctx.message_pk)
+
+
+def _cc_participants(session: Session, ticket_number: int) -> list[str]:
+    from sqlalchemy import select
+
+    return list(
+        session.scalars(
+            select(Participant.address).where(Participant.ticket_number == ticket_number, Participant.role == "cc")
+        )
+    )
+
+
+def send_agent_reply(
+    session: Session,
+    deps: PipelineDeps,
+    ticket_number: int,
+    text: str,
+    agent_email: str,
+    now: datetime,
+    *,
+    key: str | None = None,
+) -> OutboxItem | None:
+    """Queue an agent's reply to the customer (CC participants copied). None: already queued.
+
+    Sets the ticket's first response time when unset and records `agent-replied`; the
+    status change is the caller's. `key` makes a repeated command harmless; by default it
+    is derived from the ticket, the agent, the text and `now`.
+    Raises ValueError for an unknown ticket and COMPOSE_ERRORS when it cannot be composed.
+    """
+    ticket = session.get(Ticket, ticket_number)
+    if ticket is None:
+        raise ValueError(f"no ticket {ticket_number}")
+    mailer = mailer_of(deps)
+    agent_row = oq.agent_by_email(session, agent_email)
+    agent = Mailer.agent_input(agent_row, agent_email.lower())
+    if key is None:
+        digest = hashlib.sha256(f"{agent_email.lower()}\0{text}\0{now.isoformat()}".encode()).hexdigest()[:24]
+        key = f"agent-reply:{ticket_number}:{digest}"
+    item = mailer.send(
+        session,
+        key=key,
+        ticket_number=ticket_number,
+        template="agent_reply",
+        to=Recipient(ticket.customer.email, ticket.customer.name),
+        cc=_cc_participants(session, ticket_number),
+        now=now,
+        automatic=False,
+        parent=Parent.of_row(oq.latest_inbound(session, ticket_number)),
+        agent=agent,
+        message=MessageInput(text=text, sender_name=agent.name if agent else "", sender_email=agent_email.lower()),
+        kind="agent-reply",
+    )
+    if item is None:
+        return None
+    if ticket.first_response_at is None:
+        ticket.first_response_at = now
+    ticket.updated_at = now
+    data: dict[str, Any] = {"agent": agent_email.lower(), "outbox_id": item.id, "message_id": item.message_id,
+                            "state": item.state}
+    q.add_event(session, ticket_number, "agent-replied", data, now)
+    return item
+
+
+def send_resolution_notice(
+    session: Session, deps: PipelineDeps, ticket_number: int, now: datetime, *, key: str | None = None
+) -> OutboxItem | None:
+    """Queue the `resolved` notice to the customer (automatic mail). None: already queued.
+
+    The default key allows one notice per resolution (`resolved:<ticket>:<resolved_at>`).
+    """
+    ticket = session.get(Ticket, ticket_number)
+    if ticket is None:
+        raise ValueError(f"no ticket {ticket_number}")
+    stamp = (ticket.resolved_at or now).strftime("%Y%m%dT%H%M%S")
+    return mailer_of(deps).send(
+        session,
+        key=key or f"resolved:{ticket_number}:{stamp}",
+        ticket_number=ticket_number,
+        template="resolved",
+        to=Recipient(ticket.customer.email, ticket.customer.name),
+        now=now,
+        automatic=True,
+        parent=Parent.of_row(oq.latest_inbound(session, ticket_number)),
+        kind="auto",
+    )

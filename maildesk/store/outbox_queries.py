@@ -1,0 +1,168 @@
+"""Queries for the outbox: idempotency look-ups, automatic-mail counts, claiming due rows.
+
+Owns the SQL behind `outbound/outbox.py` and `outbound/sender.py`. Functions take an open
+Session; the caller owns the transaction. Claiming uses `FOR UPDATE SKIP LOCKED` on
+PostgreSQL (several nodes share one outbox); SQLite has one writer, so the clause is
+simply not rendered there.
+
+It must not: decide whether mail may be sent (that is `rules/limits.py`), build or send
+mail, or read the clock (`now` is passed in).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import Text, cast, func, select
+from sqlalchemy.orm import Session
+
+from maildesk.store.models import Agent, Customer, Message, OutboxItem, SlaClock, Suppression, Ticket
+
+# States that count as "sent or on its way" for the automatic-mail limits.
+COUNTED_STATES = ("queued", "sending", "sent")
+OPEN_STATUSES = ("new", "open", "pending")
+
+
+def item_by_key(session: Session, key: str) -> OutboxItem | None:
+    return session.scalars(select(OutboxItem).where(OutboxItem.idempotency_key == key)).first()
+
+
+def _recipient_like(address: str) -> str:
+    # Recipients are a JSON list written by SQLAlchemy's json.dumps; match the same encoding.
+    return json.dumps(address.lower())
+
+
+def automatic_counts(
+    session: Session, *, recipient: str, ticket_number: int | None, now: datetime
+) -> tuple[int, int, int, int]:
+    """Automatic mails queued or sent: (recipient last hour, recipient last 24 h, ticket last 24 h, all last hour)."""
+    hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(days=1)
+    base = select(func.count()).select_from(OutboxItem).where(
+        OutboxItem.automatic.is_(True), OutboxItem.state.in_(COUNTED_STATES)
+    )
+    to_rcpt = cast(OutboxItem.recipients, Text).contains(_recipient_like(recipient), autoescape=True)
+    recipient_hour = session.scalar(base.where(OutboxItem.created_at >= hour_ago, to_rcpt)) or 0
+    recipient_day = session.scalar(base.where(OutboxItem.created_at >= day_ago, to_rcpt)) or 0
+    ticket_day = 0
+    if ticket_number is not None:
+        ticket_day = session.scalar(
+            base.where(OutboxItem.created_at >= day_ago, OutboxItem.ticket_number == ticket_number)
+        ) or 0
+    global_hour = session.scalar(base.where(OutboxItem.created_at >= hour_ago)) or 0
+    return int(recipient_hour), int(recipient_day), int(ticket_day), int(global_hour)
+
+
+def claim_due(session: Session, now: datetime) -> OutboxItem | None:
+    """The next queued row whose time has come, locked for this transaction (skip rows others hold)."""
+    stmt = (
+        select(OutboxItem)
+        .where(OutboxItem.state == "queued", OutboxItem.next_try <= now)
+        .order_by(OutboxItem.next_try, OutboxItem.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    return session.scalars(stmt).first()
+
+
+def stale_sending(session: Session, now: datetime) -> Sequence[OutboxItem]:
+    """Rows left in `sending` whose lease (kept in next_try) has run out: their sender died."""
+    stmt = (
+        select(OutboxItem)
+        .where(OutboxItem.state == "sending", OutboxItem.next_try <= now)
+        .order_by(OutboxItem.id)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.scalars(stmt))
+
+
+def items_by_state(session: Session, state: str, limit: int = 100) -> list[OutboxItem]:
+    return list(
+        session.scalars(select(OutboxItem).where(OutboxItem.state == state).order_by(OutboxItem.id).limit(limit))
+    )
+
+
+def outgoing_message(session: Session, message_id: str) -> Message | None:
+    from maildesk.store.queries import mid_hash
+
+    return session.scalars(select(Message).where(Message.mid_hash == mid_hash(message_id))).first()
+
+
+def latest_inbound(session: Session, ticket_number: int) -> Message | None:
+    """The newest mail a customer (not an agent or bounce) sent on the ticket."""
+    return session.scalars(
+        select(Message)
+        .where(Message.ticket_number == ticket_number, Message.direction == "in", Message.kind == "customer")
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(1)
+    ).first()
+
+
+def first_inbound(session: Session, ticket_number: int) -> Message | None:
+    return session.scalars(
+        select(Message)
+        .where(Message.ticket_number == ticket_number, Message.direction == "in")
+        .order_by(Message.created_at, Message.id)
+        .limit(1)
+    ).first()
+
+
+def agent_by_email(session: Session, email: str) -> Agent | None:
+    return session.scalars(select(Agent).where(Agent.email == email.lower())).first()
+
+
+def agents_for_queue(session: Session, queue: str, limit: int = 5) -> list[Agent]:
+    """Active agents serving `queue`; when none names it, all active agents (first `limit`)."""
+    active = list(session.scalars(select(Agent).where(Agent.active.is_(True)).order_by(Agent.id)))
+    serving = [a for a in active if queue in (a.queues or [])]
+    return (serving or active)[:limit]
+
+
+def other_open_tickets(session: Session, customer_id: int, exclude: int, limit: int = 5) -> list[Ticket]:
+    return list(
+        session.scalars(
+            select(Ticket)
+            .where(Ticket.customer_id == customer_id, Ticket.number != exclude, Ticket.status.in_(OPEN_STATUSES))
+            .order_by(Ticket.created_at.desc())
+            .limit(limit)
+        )
+    )
+
+
+def past_ticket_count(session: Session, customer_id: int, exclude: int) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Ticket)
+            .where(Ticket.customer_id == customer_id, Ticket.number != exclude, Ticket.status.not_in(OPEN_STATUSES))
+        )
+        or 0
+    )
+
+
+def sla_due(session: Session, ticket_number: int) -> dict[str, datetime]:
+    """kind -> due_at of the running (not stopped) SLA clocks of a ticket."""
+    rows = session.execute(
+        select(SlaClock.kind, SlaClock.due_at).where(
+            SlaClock.ticket_number == ticket_number, SlaClock.stopped.is_(False), SlaClock.due_at.is_not(None)
+        )
+    ).all()
+    return {kind: due for kind, due in rows if due is not None}
+
+
+def customer(session: Session, customer_id: int) -> Customer | None:
+    return session.get(Customer, customer_id)
+
+
+def suppress(session: Session, address: str, reason: str, ticket_number: int | None, now: datetime) -> Suppression:
+    """Suppress `address` for good (or refresh the reason of an existing suppression)."""
+    address = address.lower()
+    row = session.scalars(select(Suppression).where(Suppression.address == address)).first()
+    if row is None:
+        row = Suppression(address=address, reason=reason, ticket_number=ticket_number, created_at=now, until=None)
+        session.add(row)
+    else:
+        row.reason, row.until, row.ticket_number = reason, None, ticket_number
+    session.flush()
+    return row
