@@ -1,0 +1,73 @@
+"""full-text search over messages (subject + visible text)
+
+SQLite: an FTS5 external-content table `messages_fts` over `messages(subject, visible_text)`,
+kept current by triggers (insert, delete, update of either column) and filled once here.
+PostgreSQL: a GIN expression index over a weighted tsvector (subject A, visible text B);
+`store/desk_queries.py` repeats the exact expression so the planner uses the index.
+
+Both use English stemming ("printers" finds "printer") so the two backends answer alike.
+
+Note for later migrations: a SQLite batch "move and copy" of `messages` drops these
+triggers; recreate them with the statements below after such a migration.
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+SQLITE_UP = [
+    "CREATE VIRTUAL TABLE messages_fts USING fts5("
+    "subject, visible_text, content='messages', content_rowid='id', "
+    "tokenize='porter unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER messages_fts_ai AFTER INSERT ON messages BEGIN "
+    "INSERT INTO messages_fts(rowid, subject, visible_text) VALUES (new.id, new.subject, new.visible_text); END",
+    "CREATE TRIGGER messages_fts_ad AFTER DELETE ON messages BEGIN "
+    "INSERT INTO messages_fts(messages_fts, rowid, subject, visible_text) "
+    "VALUES ('delete', old.id, old.subject, old.visible_text); END",
+    "CREATE TRIGGER messages_fts_au AFTER UPDATE OF subject, visible_text ON messages BEGIN "
+    "INSERT INTO messages_fts(messages_fts, rowid, subject, visible_text) "
+    "VALUES ('delete', old.id, old.subject, old.visible_text); "
+    "INSERT INTO messages_fts(rowid, subject, visible_text) VALUES (new.id, new.subject, new.visible_text); END",
+    "INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')",
+]
+SQLITE_DOWN = [
+    "DROP TRIGGER IF EXISTS messages_fts_au",
+    "DROP TRIGGER IF EXISTS messages_fts_ad",
+    "DROP TRIGGER IF EXISTS messages_fts_ai",
+    "DROP TABLE IF EXISTS messages_fts",
+]
+
+# Must stay identical to desk_queries.PG_SEARCH_VECTOR (a test checks the index is used).
+PG_VECTOR = (
+    "(setweight(to_tsvector('english'::regconfig, coalesce(subject, '')), 'A') || "
+    "setweight(to_tsvector('english'::regconfig, coalesce(visible_text, '')), 'B'))"
+)
+PG_UP = [f"CREATE INDEX ix_messages_search ON messages USING gin ({PG_VECTOR})"]
+PG_DOWN = ["DROP INDEX IF EXISTS ix_messages_search"]
+
+
+def _run(statements: list[str]) -> None:
+    for sql in statements:
+        op.execute(sql)
+
+
+def upgrade() -> None:
+    dialect = op.get_bind().dialect.name
+    if dialect == "sqlite":
+        _run(SQLITE_UP)
+    elif dialect == "postgresql":
+        _run(PG_UP)
+
+
+def downgrade() -> None:
+    dialect = op.get_bind().dialect.name
+    if dialect == "sqlite":
+        _run(SQLITE_DOWN)
+    elif dialect == "postgresql":
+        _run(PG_DOWN)
