@@ -1,8 +1,9 @@
 """The durable spool: the only place intake hands mail to the worker.
 
 Owns the folders `tmp/ incoming/ active/ failed/ quarantine/ discarded/` under the data
-folder. `put()` returns only after the bytes are on disk (write, fsync, rename, fsync of the
-folder); sources acknowledge mail only after it returns. It knows nothing of the database,
+folder. `put()` returns only after the bytes are on disk (write, rename, then fsync — which on
+journaling file systems also commits the rename; `fsync_dir=True` adds a folder fsync for
+others); sources acknowledge mail only after it returns. It knows nothing of the database,
 rules or parsing.
 
 An entry is one file: a first line `MDSPOOL1 {json}` (source, envelope, time) followed by the
@@ -65,8 +66,9 @@ def _split_name(name: str) -> tuple[str, int]:
 class Spool:
     """Folder-backed queue with atomic state changes by rename."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, *, fsync_dir: bool = False) -> None:
         self.root = Path(root)
+        self.fsync_dir = fsync_dir  # also fsync the folder (for file systems without ordered metadata)
         self._pending: list[str] = []
         self._lock = threading.Lock()
 
@@ -88,16 +90,18 @@ class Spool:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
             try:
-                os.write(fd, header)
-                view = memoryview(raw)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
+                view = memoryview(header + raw) if len(raw) < 1 << 20 else None
+                for chunk in (view,) if view is not None else (memoryview(header), memoryview(raw)):
+                    while chunk:
+                        chunk = chunk[os.write(fd, chunk) :]
+                os.rename(tmp, self.root / "incoming" / tmp.name)
+                # One fsync after the rename: on journaling file systems (ext4, XFS) it
+                # commits the data and every earlier metadata change, the rename included.
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.rename(tmp, self.root / "incoming" / tmp.name)
-            _fsync_dir(self.root / "incoming")
+            if self.fsync_dir:
+                _fsync_dir(self.root / "incoming")
         except OSError as exc:
             try:
                 tmp.unlink(missing_ok=True)

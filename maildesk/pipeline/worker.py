@@ -57,6 +57,7 @@ class Worker:
         stages: Sequence[Stage] = DEFAULT_STAGES,
         clock: Clock = utcnow,
         after_commit: Callable[[MessageContext], None] | None = None,
+        batch_size: int = 50,
     ) -> None:
         self.spool = spool
         self.store = store
@@ -66,6 +67,8 @@ class Worker:
         self.after_commit = after_commit
         self.stats = WorkerStats()
         self._backoff = 0.5
+        self.max_batch = batch_size
+        self.batch_size = batch_size
 
     def recover(self) -> dict[str, int]:
         counts = self.spool.recover(self.deps.settings.worker.max_attempts)
@@ -74,42 +77,76 @@ class Worker:
         return counts
 
     def process_one(self) -> bool:
-        """Process one entry. False when the spool is empty or the database is down."""
-        entry = self.spool.claim()
-        if entry is None:
+        """Process up to one batch. False when the spool is empty or the database is down."""
+        entries = []
+        for _ in range(self.batch_size):
+            entry = self.spool.claim()
+            if entry is None:
+                break
+            entries.append(entry)
+        if not entries:
             return False
-        return self._process(entry)
+        return self._process_batch(entries)
 
-    def _process(self, entry: SpoolEntry) -> bool:
-        meta, raw = self.spool.read(entry)
-        try:
-            msg = parse_bytes(raw)
-        except UnparseableMessage as exc:
-            self.spool.quarantine(entry, str(exc))
-            self.stats.quarantined += 1
-            log.warning("quarantined %s: %s", entry.id, exc)
+    def _process_batch(self, entries: list[SpoolEntry]) -> bool:
+        """Group commit: one database transaction for the batch, one SAVEPOINT per message,
+        so each message still commits or rolls back as a whole and one bad message never
+        affects another. Spool entries are finished only after the commit; a crash before
+        it leaves them in active/ to be retried, and deduplication makes that harmless."""
+        parsed: list[tuple[SpoolEntry, MessageContext]] = []
+        for entry in entries:
+            meta, raw = self.spool.read(entry)
+            try:
+                msg = parse_bytes(raw)
+            except UnparseableMessage as exc:
+                self.spool.quarantine(entry, str(exc))
+                self.stats.quarantined += 1
+                log.warning("quarantined %s: %s", entry.id, exc)
+                continue
+            parsed.append((entry, MessageContext(entry_id=entry.id, meta=meta, msg=msg, now=self.clock())))
+        if not parsed:
             return True
-        ctx = MessageContext(entry_id=entry.id, meta=meta, msg=msg, now=self.clock())
+        done: list[tuple[SpoolEntry, MessageContext]] = []
+        failed: list[tuple[SpoolEntry, MessageContext, str, str]] = []
         try:
             with self.store.session() as session:
-                for stage in self.stages:
-                    ctx.stage = stage.__name__
-                    stage(ctx, session, self.deps)
-        except Exception as exc:  # noqa: BLE001 - the daemon never stops for one message
-            if is_unavailable(exc):
+                for entry, ctx in parsed:
+                    try:
+                        with session.begin_nested():
+                            for stage in self.stages:
+                                ctx.stage = stage.__name__
+                                stage(ctx, session, self.deps)
+                    except Exception as exc:  # noqa: BLE001 - the daemon never stops for one message
+                        if is_unavailable(exc):
+                            raise
+                        failed.append((entry, ctx, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+                        continue
+                    done.append((entry, ctx))
+        except Exception as exc:  # noqa: BLE001
+            for entry, _ctx in parsed:
                 self.spool.release(entry)
+            if is_unavailable(exc):
                 self.stats.db_unavailable_since = self.stats.db_unavailable_since or time.time()
                 self.stats.last_error = f"database unavailable: {str(exc).splitlines()[0][:300]}"
-                log.error("database unavailable, message kept in spool: %s", self.stats.last_error)
+                log.error("database unavailable, messages kept in spool: %s", self.stats.last_error)
                 return False
-            tb = traceback.format_exc()
-            self.spool.fail(entry, ctx.stage, f"{type(exc).__name__}: {exc}", tb)
-            self.stats.failed += 1
-            self.stats.last_error = f"{ctx.stage}: {type(exc).__name__}: {exc}"
-            log.error("stage %s failed for %s: %s", ctx.stage, entry.id, exc)
+            log.exception("batch commit failed; entries released for another try")
+            self.stats.last_error = f"commit: {type(exc).__name__}: {exc}"
+            self.batch_size = 1  # isolate the culprit on the next round
             return True
-        self.spool.finish(entry)
+        for entry, ctx, error, tb in failed:
+            self.spool.fail(entry, ctx.stage, error, tb)
+            self.stats.failed += 1
+            self.stats.last_error = f"{ctx.stage}: {error}"
+            log.error("stage %s failed for %s: %s", ctx.stage, entry.id, error)
+        for entry, ctx in done:
+            self.spool.finish(entry)
+            self._count(ctx)
         self.stats.db_unavailable_since = None
+        self.batch_size = self.max_batch
+        return True
+
+    def _count(self, ctx: MessageContext) -> None:
         self.stats.processed += 1
         self.stats.outcomes[ctx.outcome or "done"] = self.stats.outcomes.get(ctx.outcome or "done", 0) + 1
         if ctx.duplicate:
@@ -122,8 +159,7 @@ class Worker:
             try:
                 self.after_commit(ctx)
             except Exception:  # noqa: BLE001
-                log.exception("after-commit hook failed for %s", entry.id)
-        return True
+                log.exception("after-commit hook failed for %s", ctx.entry_id)
 
     def drain(self) -> WorkerStats:
         """Process everything spooled now; return when the spool is empty or the DB is down."""

@@ -1,0 +1,130 @@
+"""Intake and processing throughput, measured in one run on one generated corpus.
+
+Usage: python -m bench.intake_bench [--messages N] [--database URL]
+
+1. SMTP acceptance: a bare aiosmtpd handler that only answers 250 versus maildesk's SMTP
+   intake (durable spool write before 250), same client, same messages. Goal: >= 0.8x.
+2. Processing: parsing alone with mail-parser versus maildesk's end-to-end worker
+   (spooled -> committed: parse, screen, visible text, threading, persist). Goal: >= 0.5x.
+Peak memory (max RSS) is printed for the whole run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import smtplib
+import socket
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import mailparser
+from aiosmtpd.controller import Controller
+
+from maildesk.app import App
+from maildesk.config import parse_settings
+from maildesk.ingest.smtp import SmtpIntake
+from maildesk.spool import Spool
+
+WORDS = "printer fire invoice refund login broken please help urgent thanks account order delivery late".split()
+
+
+def corpus(n: int, seed: int = 7) -> list[bytes]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        body = "\r\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 14))) for _ in range(rng.randint(5, 60)))
+        reply = i % 3 == 1 and i > 3
+        headers = [
+            f"From: Customer {i} <customer{i % 500}@example{i % 37}.com>",
+            "To: support@example.com",
+            f"Subject: {'Re: ' if reply else ''}Problem {i % 800} with {rng.choice(WORDS)}",
+            "Date: Sun, 22 Nov 2026 10:00:00 +0000",
+            f"Message-ID: <bench-{i}@example{i % 37}.com>",
+            "MIME-Version: 1.0",
+            "Content-Type: text/plain; charset=utf-8",
+        ]
+        if reply:
+            headers.append(f"In-Reply-To: <bench-{i - 1}@example{(i - 1) % 37}.com>")
+            body += f"\r\n\r\nOn Sat, 21 Nov 2026, Support wrote:\r\n> {rng.choice(WORDS)} {rng.choice(WORDS)}\r\n"
+        out.append(("\r\n".join(headers) + "\r\n\r\n" + body + "\r\n").encode())
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Bare:
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]  # noqa: N802
+        return "250 OK"
+
+
+def send_all(port: int, messages: list[bytes]) -> float:
+    start = time.perf_counter()
+    with smtplib.SMTP("127.0.0.1", port) as smtp:
+        for raw in messages:
+            smtp.sendmail("c@example.com", ["support@example.com"], raw)
+    return len(messages) / (time.perf_counter() - start)
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--database", default="")
+    args = parser.parse_args()
+    msgs = corpus(args.messages)
+    size = sum(map(len, msgs)) / len(msgs)
+    print(f"corpus: {len(msgs)} messages, mean {size / 1024:.1f} KiB, a third are replies")
+
+    port = free_port()
+    bare = Controller(Bare(), hostname="127.0.0.1", port=port)
+    bare.start()
+    send_all(port, msgs[:100])  # warm-up
+    bare_rate = send_all(port, msgs)
+    bare.stop()
+
+    work = Path(tempfile.mkdtemp(prefix="maildesk-bench-"))
+    db = {"url": args.database, "url_env": ""} if args.database else {}
+    settings = replace(
+        parse_settings({"desk": {"data_dir": str(work / "data"), "support_addresses": ["support@example.com"], "secret_env": ""},
+                        "database": db}, base_dir=str(work)),
+        secret="bench",
+    )
+    spool = Spool(settings.spool_path).ensure()
+    port = free_port()
+    intake = SmtpIntake(settings, spool, port=port)
+    intake.start()
+    md_rate = send_all(port, msgs)
+    intake.stop()
+    print(f"SMTP acceptance: bare aiosmtpd {bare_rate:,.0f} msg/s; maildesk (spooled, fsync) {md_rate:,.0f} msg/s;"
+          f" ratio {md_rate / bare_rate:.2f} (goal >= 0.8)")
+
+    start = time.perf_counter()
+    for raw in msgs:
+        mailparser.parse_from_bytes(raw)
+    parse_rate = len(msgs) / (time.perf_counter() - start)
+
+    app = App(settings)
+    app.migrate()
+    start = time.perf_counter()
+    result = app.process()
+    proc_rate = result["processed"] / (time.perf_counter() - start)
+    print(f"processing: mail-parser alone {parse_rate:,.0f} msg/s; maildesk end-to-end ({app.store.backend}) "
+          f"{proc_rate:,.0f} msg/s; ratio {proc_rate / parse_rate:.2f} (goal >= 0.5)")
+    print(f"  outcome: {result['tickets_created']} tickets, {result['appended']} threaded replies, {result['failed']} failed")
+    print(f"peak memory (max RSS of this run): {rss_mb():.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
