@@ -65,6 +65,10 @@ class ImapUnavailable(MaildeskError):
     """The server cannot be reached, refused the login, or dropped the connection."""
 
 
+class ImapStateError(MaildeskError):
+    """The progress file cannot be written (mail already marked stays marked: nothing lost)."""
+
+
 @dataclass
 class _FolderState:
     uidvalidity: int = 0
@@ -104,7 +108,11 @@ class Backoff:
 
 
 class MailboxPoller:
-    """One configured IMAP account: poll (or IDLE on) its folders and spool new mail."""
+    """One configured IMAP account: poll (or IDLE on) its folders and spool new mail.
+
+    One thread drives a poller (run_once or run_forever, not both at once); status() may be
+    called from any thread. Only one poller per mailbox may run at a time (several nodes:
+    hold a lease per mailbox), else both spool the same mail — harmless, but wasteful."""
 
     def __init__(
         self,
@@ -168,20 +176,23 @@ class MailboxPoller:
                     for name, f in self._folders.items()
                 },
             }
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         try:
-            os.write(fd, json.dumps(payload, indent=1).encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, self.state_path)
-        dfd = os.open(self.state_path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+            try:
+                os.write(fd, json.dumps(payload, indent=1).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, self.state_path)
+            dfd = os.open(self.state_path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as exc:
+            raise ImapStateError(f"cannot write IMAP state file {self.state_path}: {exc.strerror or exc}") from exc
 
     # Connection ------------------------------------------------------------------------
     @property
@@ -264,14 +275,15 @@ class MailboxPoller:
                     self._poll_folder(client, folder, counts)
                 except IMAPClientAbortError:
                     raise
-                except (IMAPClientError, SpoolError) as exc:
-                    # A folder-level NO/BAD (missing folder, no keyword support) or a full disk:
-                    # record it and go on with the other folders. Nothing was acknowledged.
+                except (IMAPClientError, SpoolError, ImapStateError) as exc:
+                    # A folder-level NO/BAD (missing folder, no keyword support, a refused
+                    # STORE/MOVE) or a disk problem: record it and go on with the other folders.
+                    # Progress stops before the failed batch: it is fetched again next time.
                     message = f"{self._where} folder {folder!r}: {_describe(exc)}"
                     errors.append(message)
                     self._folder_error(folder, message)
-                    if isinstance(exc, SpoolError):
-                        break  # the spool refuses writes: the other folders would fail too
+                    if not isinstance(exc, IMAPClientError):
+                        break  # the disk refuses writes: the other folders would fail too
         except ImapUnavailable as exc:
             self._drop(str(exc))
             raise
@@ -425,6 +437,7 @@ class MailboxPoller:
         exponential backoff; each failure and the recovery are logged. Never raises for
         server errors."""
         failing_since: float | None = None
+        idle_ok = True
         try:
             while not stop.is_set():
                 try:
@@ -450,10 +463,12 @@ class MailboxPoller:
                 if report.spooled:
                     self.log.info("imap %s: spooled %d new messages", self.settings.name, report.spooled)
                 try:
-                    self._wait_for_mail(stop)
+                    self._wait_for_mail(stop, use_idle=idle_ok)
+                    idle_ok = True
                 except Exception as exc:  # noqa: BLE001 - a drop during IDLE: reconnect on the next poll
                     self._drop(f"{self._where}: connection lost while waiting: {_describe(exc)}")
                     self.log.warning("%s: connection lost while waiting for mail: %s", self._where, _describe(exc))
+                    idle_ok = False  # wait a plain poll_interval next time: no reconnect loop
         finally:
             self.disconnect()
 
@@ -465,16 +480,28 @@ class MailboxPoller:
                 return
             self.sleep(min(IDLE_SLICE, remaining))
 
-    def _wait_for_mail(self, stop: threading.Event) -> None:
+    def _wait_for_mail(self, stop: threading.Event, use_idle: bool = True) -> None:
         client = self._client
-        if client is None or not self.settings.idle or not client.has_capability("IDLE"):
+        first = self._folders[self.settings.folders[0]]
+        if (
+            client is None
+            or not use_idle
+            or not self.settings.idle
+            or first.last_error  # e.g. the folder is missing: IDLE on it would fail in a loop
+            or not client.has_capability("IDLE")
+        ):
             self._wait(stop, self.settings.poll_interval)
             return
         self._idle(client, stop)
 
     def _idle(self, client: IMAPClient, stop: threading.Event) -> None:
         # IDLE watches one folder; the others are re-scanned at least every poll_interval.
-        client.select_folder(self.settings.folders[0], readonly=True)
+        folder = self.settings.folders[0]
+        info = client.select_folder(folder, readonly=True)
+        state = self._folders[folder]
+        uidnext = int(info.get(b"UIDNEXT", 0) or 0)
+        if uidnext - 1 > state.last_uid or int(info.get(b"UIDVALIDITY", 0) or 0) != state.uidvalidity:
+            return  # mail arrived between the scan and now: IDLE would not announce it
         deadline = self.clock() + min(self.settings.poll_interval, IDLE_MAX)
         client.idle()
         try:

@@ -313,6 +313,24 @@ def test_several_folders_and_a_missing_one(pollers: Callable[..., MailboxPoller]
     poller.disconnect()
 
 
+def test_unwritable_state_folder_is_a_clear_error_and_nothing_is_lost(pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path) -> None:
+    raw = make_mail(1)
+    dovecot.append("INBOX", raw)
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the state folder should be")
+
+    report = pollers(settings_for(dovecot), spool, blocker).run_once()
+
+    # Progress cannot be recorded, so nothing is taken (nor marked) until it can.
+    assert report.spooled == 0 and len(report.errors) == 1
+    assert "cannot write IMAP state file" in report.errors[0]
+    assert KEYWORD not in dovecot.flags("INBOX")[1]
+    blocker.unlink()
+    again = pollers(settings_for(dovecot), spool, blocker).run_once()
+    assert (again.spooled, again.errors) == (1, ())
+    assert [r for _, r in spooled(spool)] == [raw]
+
+
 # Failures and reconnecting -------------------------------------------------------------------
 def test_wrong_password_is_reported_clearly_and_backs_off(pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path) -> None:
     settings = dataclasses.replace(settings_for(dovecot), password="wrong")
@@ -455,6 +473,24 @@ def test_idle_wakes_up_on_new_mail(pollers: Callable[..., MailboxPoller], doveco
         stop.set()
         thread.join(5)
     assert not thread.is_alive(), "stop must end IDLE promptly"
+
+
+def test_idle_with_a_missing_first_folder_falls_back_to_polling(pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path) -> None:
+    settings = settings_for(dovecot, folders=("Nope", "INBOX"), poll_interval=0.3, idle=True)
+    poller = pollers(settings, spool, tmp_path / "state")
+    logins_before = dovecot.log_tail(10_000).count("Login: user=")
+    thread, stop = run_in_thread(poller)
+    try:
+        dovecot.append("INBOX", make_mail(1))
+        wait_until(lambda: len(spooled(spool)) == 1, timeout=5)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
+    assert "Nope" in poller.status()["folders"]["Nope"]["last_error"]
+    # One session for the poller, one for the test's own appends: no reconnect loop.
+    assert dovecot.log_tail(10_000).count("Login: user=") - logins_before <= 2
 
 
 def test_without_idle_it_polls_at_the_interval(pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path) -> None:
