@@ -63,6 +63,11 @@ def wait_until(check: Callable[[], bool], timeout: float = 15.0) -> float:
 
 
 @pytest.fixture
+def spool(tmp_path: Path) -> Spool:
+    return Spool(tmp_path / "spool").ensure()
+
+
+@pytest.fixture
 def pollers() -> Iterator[Callable[..., MailboxPoller]]:
     """Build pollers that are logged out after the test, whatever happened."""
     made: list[MailboxPoller] = []
