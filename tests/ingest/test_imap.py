@@ -18,6 +18,7 @@ import pytest
 from maildesk.config import ImapSettings
 from maildesk.ingest.imap import Backoff, MailboxPoller
 from maildesk.spool import Spool
+from tests.support import dovecot as dovecot_support
 from tests.support.dovecot import DovecotServer, free_port
 
 KEYWORD = "$MaildeskSpooled"
@@ -86,6 +87,14 @@ def run_in_thread(poller: MailboxPoller) -> tuple[threading.Thread, threading.Ev
     thread = threading.Thread(target=poller.run_forever, args=(stop,), daemon=True)
     thread.start()
     return thread, stop
+
+
+def test_missing_dovecot_is_a_clear_failure_not_a_skip(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dovecot_support, "DOVECOT_CANDIDATES", ("no-such-dovecot-binary",))
+    with pytest.raises(dovecot_support.DovecotUnavailable, match="apt-get install -y dovecot-imapd"):
+        dovecot_support.DovecotServer()
+    with pytest.raises(pytest.fail.Exception, match="run the project's test command"):
+        next(dovecot_support.dovecot_server())
 
 
 # Basic intake -----------------------------------------------------------------------------
