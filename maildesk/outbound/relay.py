@@ -64,20 +64,23 @@ def deliver_maildir(raw: bytes, sender: str, recipients: Sequence[str], folder: 
     return DeliveryResult(True, False, 250, f"written to {folder} as {key}")
 
 
-def _connect(settings: OutboundSettings, timeout: float, local_hostname: str | None) -> smtplib.SMTP:
+def _connect(
+    settings: OutboundSettings, timeout: float, local_hostname: str | None, context: ssl.SSLContext | None
+) -> smtplib.SMTP:
+    tls = context or ssl.create_default_context()  # certificates and host names are always verified
     if settings.security == "ssl":
         return smtplib.SMTP_SSL(
-            settings.relay_host,
-            settings.relay_port,
-            local_hostname=local_hostname,
-            timeout=timeout,
-            context=ssl.create_default_context(),
+            settings.relay_host, settings.relay_port, local_hostname=local_hostname, timeout=timeout, context=tls
         )
     smtp = smtplib.SMTP(settings.relay_host, settings.relay_port, local_hostname=local_hostname, timeout=timeout)
-    if settings.security == "starttls":
-        smtp.ehlo()
-        smtp.starttls(context=ssl.create_default_context())
-        smtp.ehlo()
+    try:
+        if settings.security == "starttls":
+            smtp.ehlo()
+            smtp.starttls(context=tls)
+            smtp.ehlo()
+    except BaseException:
+        smtp.close()
+        raise
     return smtp
 
 
@@ -89,12 +92,15 @@ def deliver_smtp(
     *,
     timeout: float = DEFAULT_TIMEOUT,
     local_hostname: str | None = None,
+    context: ssl.SSLContext | None = None,
 ) -> DeliveryResult:
-    """One SMTP transaction with the relay in `settings`."""
+    """One SMTP transaction with the relay in `settings` (`context`: TLS trust, default the system's)."""
     smtp: smtplib.SMTP | None = None
-    options = ["SMTPUTF8"] if b"\r\n\r\n" in raw and not raw.split(b"\r\n\r\n", 1)[0].isascii() else []
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    utf8 = not head.isascii() or not all(a.isascii() for a in (sender, *recipients))
+    options = ["SMTPUTF8"] if utf8 else []
     try:
-        smtp = _connect(settings, timeout, local_hostname)
+        smtp = _connect(settings, timeout, local_hostname, context)
         if settings.username:
             smtp.login(settings.username, settings.password)
         refused = smtp.sendmail(sender, list(recipients), raw, mail_options=options)
@@ -139,10 +145,11 @@ def deliver(
     *,
     maildir: Path | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    context: ssl.SSLContext | None = None,
 ) -> DeliveryResult:
     """Send through the relay, or into `maildir` when no relay_host is configured."""
     if not settings.relay_host:
         if maildir is None:
             return DeliveryResult(False, False, 0, "no relay_host configured and no Maildir folder given")
         return deliver_maildir(raw, sender, recipients, maildir)
-    return deliver_smtp(raw, sender, recipients, settings, timeout=timeout)
+    return deliver_smtp(raw, sender, recipients, settings, timeout=timeout, context=context)
