@@ -381,7 +381,7 @@ def resolve(session: Session, number: int, by: str, now: datetime) -> ActionResu
         return ActionResult(number, "resolve", False, {"status": ticket.status})
     old, ticket.status, ticket.resolved_at = ticket.status, "resolved", now
     _stop_clocks(session, number)
-    _record(session, ticket, "status-changed", {"old": old, "new": "resolved"}, by, now)
+    _record(session, ticket, "status", {"from": old, "to": "resolved", "reason": "resolved by an agent"}, by, now)
     return ActionResult(number, "resolve", True, {"old": old, "new": "resolved"})
 
 
@@ -392,7 +392,7 @@ def close(session: Session, number: int, by: str, now: datetime) -> ActionResult
     old, ticket.status, ticket.closed_at = ticket.status, "closed", now
     ticket.resolved_at = ticket.resolved_at or now
     _stop_clocks(session, number)
-    _record(session, ticket, "status-changed", {"old": old, "new": "closed"}, by, now)
+    _record(session, ticket, "status", {"from": old, "to": "closed", "reason": "closed by an agent"}, by, now)
     return ActionResult(number, "close", True, {"old": old, "new": "closed"})
 
 
@@ -402,7 +402,7 @@ def reopen(session: Session, number: int, by: str, now: datetime) -> ActionResul
         return ActionResult(number, "reopen", False, {"status": ticket.status})
     old, ticket.status = ticket.status, "open"
     ticket.resolved_at = ticket.closed_at = None
-    _record(session, ticket, "status-changed", {"old": old, "new": "open", "reopened": True}, by, now)
+    _record(session, ticket, "status", {"from": old, "to": "open", "reason": "reopened by an agent"}, by, now)
     return ActionResult(number, "reopen", True, {"old": old, "new": "open"})
 
 
@@ -430,15 +430,32 @@ def merge(session: Session, target: int, source: int, by: str, now: datetime) ->
     return ActionResult(target, "merge", True, {"into": target, "from": source})
 
 
-def reply(session: Session, deps: Any, number: int, text: str, by: str, now: datetime) -> ActionResult:
-    """A reply to the customer through the outbox (sent by the daemon's sender)."""
+def reply(session: Session, deps: Any, number: int, text: str, by: str, now: datetime,
+          status: str = "pending") -> ActionResult:
+    """A reply to the customer through the outbox (the daemon's sender delivers it); the
+    ticket then waits on the customer (`status`, default pending; their answer reopens it)."""
+    from maildesk.outbound.mailer import COMPOSE_ERRORS
     from maildesk.pipeline.respond import send_agent_reply
 
     if not text.strip():
         raise OperationError("the reply is empty")
-    _ticket(session, number)
-    result = send_agent_reply(session, deps, number, text, by, now)
-    return ActionResult(number, "reply", True, {"result": _jsonable(result if isinstance(result, dict) else str(result))})
+    if status not in STATUSES:
+        raise OperationError(f"unknown status {status!r}; use {', '.join(STATUSES)}")
+    ticket = _ticket(session, number)
+    try:
+        item = send_agent_reply(session, deps, number, text, by, now)
+    except COMPOSE_ERRORS as exc:
+        raise OperationError(f"cannot compose the reply: {exc}") from exc
+    detail: dict[str, Any] = {"queued": item is not None}
+    if item is not None:
+        detail.update(outbox_id=item.id, state=item.state, message_id=item.message_id, recipients=list(item.recipients))
+    if item is not None and ticket.status != status:
+        old, ticket.status = ticket.status, status
+        if status == "resolved":
+            ticket.resolved_at = now
+        _record(session, ticket, "status", {"from": old, "to": status, "reason": "agent replied"}, by, now)
+        detail["status"] = status
+    return ActionResult(number, "reply", item is not None, detail)
 
 
 # Customers and agents ----------------------------------------------------------------------
@@ -565,11 +582,10 @@ def export_customer(session: Session, address: str, out: Path, now: datetime) ->
             "events": len(events)}
 
 
-# Event data keys whose values are content from mail or about a person.
-PERSONAL_KEYS = frozenset({
+# Event data keys whose values are content from mail (always erased) or addresses (scrubbed).
+CONTENT_KEYS = frozenset({
     "subject", "text", "note", "body", "snippet", "name", "sender_name", "detail", "reason", "message_id",
-    "stored_as", "captures", "fields", "headers", "quote", "excerpt", "display_name", "from", "to", "cc",
-    "address", "addresses", "recipients", "rcpt", "reply_to", "sender", "customer", "email", "source",
+    "stored_as", "captures", "fields", "headers", "quote", "excerpt", "display_name", "source",
 })
 
 
@@ -593,9 +609,7 @@ class _Scrubber:
         if isinstance(value, list):
             return [self.data(v, key) for v in value]
         if isinstance(value, str):
-            if key.lower() in PERSONAL_KEYS:
-                return self.token if value.lower() == self.address else ERASED
-            return self.text(value)
+            return ERASED if key.lower() in CONTENT_KEYS else self.text(value)
         return value
 
     def addresses(self, values: Iterable[Any]) -> list[Any]:

@@ -1,0 +1,584 @@
+"""The operator's desk commands: `tickets list`, `ticket show|note|assign|…`, `search`,
+`customer show|export|erase`, `agents list`, `retention apply`.
+
+Thin like `cli.py`: parse arguments, open the desk, call one function of
+`maildesk.operations` in one transaction, print (a Rich table, `--json`, or `--csv`).
+`register(app)` adds the commands to the main Typer app. Everything printed that came from
+mail is shown as plain text with control characters removed (never as Rich markup or
+terminal escapes); CSV cells that a spreadsheet would run as a formula are defused.
+
+Must not: build queries or decide anything (that is `operations.py`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import getpass
+import json
+import re
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from maildesk import operations as ops
+from maildesk.errors import ConfigError, MaildeskError
+
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+
+console = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", envvar="MAILDESK_CONFIG", help="Config file (default: ./maildesk.toml, else built-in defaults)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+ByOpt = Annotated[
+    str | None,
+    typer.Option("--by", envvar="MAILDESK_AGENT", help="Who acts, recorded on the event (default: cli:<login>)."),
+]
+NumberArg = Annotated[int, typer.Argument(help="Ticket number.", min=1)]
+TextOpt = Annotated[str | None, typer.Option("--text", "-t", help="The text itself.")]
+FileOpt = Annotated[str | None, typer.Option("--file", "-f", help="Read the text from a file, or - for standard input.")]
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean(value: Any) -> str:
+    """Text from mail made safe for a terminal: no escapes, no bidi overrides."""
+    return _CONTROL.sub("\ufffd", "" if value is None else str(value))
+
+
+def plain(value: Any, style: str = "") -> Text:
+    return Text(clean(value), style=style)
+
+
+def _by(by: str | None) -> str:
+    if by:
+        return by.strip()
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # noqa: BLE001 - no login name in some containers
+        return "cli"
+
+
+@contextlib.contextmanager
+def _desk(config: Path | None) -> Iterator[Any]:
+    """The App for `config`, migrated; errors become clear exits."""
+    from maildesk.app import App
+    from maildesk.config import load_settings
+
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        err.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(EX_CONFIG) from exc
+    desk = App(settings)
+    try:
+        try:
+            desk.migrate()
+        except Exception as exc:  # noqa: BLE001
+            err.print(f"[red]database unavailable:[/red] {clean(str(exc).splitlines()[0])}")
+            raise typer.Exit(EX_TEMPFAIL) from exc
+        yield desk
+    finally:
+        desk.store.dispose()
+
+
+@contextlib.contextmanager
+def _failing() -> Iterator[None]:
+    try:
+        yield
+    except ops.OperationError as exc:
+        err.print(plain(f"error: {exc}", "red"))
+        raise typer.Exit(1) from exc
+    except MaildeskError as exc:
+        err.print(plain(f"error: {exc}", "red"))
+        raise typer.Exit(1) from exc
+
+
+def _write(desk: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run one operation in one transaction (committed on success)."""
+    with _failing(), desk.store.session() as session:
+        return fn(session, *args, **kwargs)
+
+
+def _read(desk: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    with _failing(), desk.store.reader() as session:
+        return fn(session, *args, **kwargs)
+
+
+def _dump(data: Any) -> None:
+    print(json.dumps(data, default=str, ensure_ascii=False, indent=None))
+
+
+def _text_from(text: str | None, file: str | None, what: str) -> str:
+    if text is not None and file is not None:
+        err.print("give --text or --file, not both")
+        raise typer.Exit(2)
+    if text is not None:
+        return text
+    if file == "-":
+        return sys.stdin.read()
+    if file is not None:
+        try:
+            return Path(file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            err.print(plain(f"cannot read {file}: {exc}", "red"))
+            raise typer.Exit(66) from exc
+    edited = click.edit(f"\n# Write the {what} above. Lines starting with # are dropped.\n")
+    if edited is None:
+        err.print(f"no {what} written; nothing done")
+        raise typer.Exit(1)
+    return "\n".join(line for line in edited.splitlines() if not line.startswith("#"))
+
+
+def _when(value: str | None) -> str:
+    if not value:
+        return ""
+    return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M")
+
+
+def _split(values: list[str] | None) -> tuple[str, ...]:
+    return tuple(v.strip() for item in values or [] for v in item.split(",") if v.strip())
+
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> str:
+    if isinstance(value, list):
+        value = " ".join(str(v) for v in value)
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA) else text
+
+
+# Sub-apps ----------------------------------------------------------------------------------
+tickets_app = typer.Typer(help="Lists of tickets. Example: `maildesk tickets list --status open --breaching`", no_args_is_help=True)
+ticket_app = typer.Typer(help="One ticket: show it, or act on it like an email command would.\n\n"
+                         "Example: `maildesk ticket show 42`, `maildesk ticket assign 42 eva@example.com`", no_args_is_help=True)
+customer_app = typer.Typer(help="Customers: what is held about them, export (access) and erase (right to be forgotten).\n\n"
+                           "Example: `maildesk customer show anna@example.org`", no_args_is_help=True)
+agents_app = typer.Typer(help="Agents and their open load. Example: `maildesk agents list`", no_args_is_help=True)
+retention_app = typer.Typer(help="Data retention. Example: `maildesk retention apply --days 365`", no_args_is_help=True)
+
+
+@tickets_app.command("list")
+def tickets_list(
+    status: Annotated[list[str] | None, typer.Option("--status", "-s", help="new, open, pending, resolved, closed; repeat or comma-separate.")] = None,
+    queue: Annotated[list[str] | None, typer.Option("--queue", "-q", help="Queue name; repeat or comma-separate.")] = None,
+    tier: Annotated[list[str] | None, typer.Option("--tier", help="L1, L2 or L3; repeat or comma-separate.")] = None,
+    priority: Annotated[list[str] | None, typer.Option("--priority", "-p", help="low, normal, high, urgent.")] = None,
+    assignee: Annotated[str | None, typer.Option("--assignee", "-a", help="Agent address, or none for unassigned.")] = None,
+    customer: Annotated[str | None, typer.Option("--customer", help="Part of the customer's address, e.g. @example.org.")] = None,
+    tag: Annotated[str | None, typer.Option("--tag", help="Only tickets with this tag.")] = None,
+    breaching: Annotated[bool, typer.Option("--breaching", help="Only tickets with an SLA clock breached or overdue.")] = False,
+    older_than: Annotated[str | None, typer.Option("--older-than", help="Created longer ago than this: 3d, 12h, 2w.")] = None,
+    text: Annotated[str | None, typer.Option("--text", help="Full-text match on any message (search syntax).")] = None,
+    sort: Annotated[str, typer.Option("--sort", help="created, updated, priority or number.")] = "number",
+    desc: Annotated[bool, typer.Option("--desc", help="Reverse order (newest / highest first).")] = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many rows (0: all).", min=0)] = 500,
+    as_json: JsonOpt = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV (for spreadsheets).")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """List tickets with filters, sorted.
+
+    Example: `maildesk tickets list --status open,pending --tier L2 --older-than 3d --sort priority --desc`
+    """
+    with _desk(config) as desk:
+        now = desk.clock()
+        with _failing():
+            created_before = now - ops.parse_age(older_than) if older_than else None
+        f = ops.TicketFilter(
+            statuses=tuple(s.lower() for s in _split(status)), queues=_split(queue), tiers=_split(tier),
+            priorities=tuple(p.lower() for p in _split(priority)), assignee=assignee, customer=customer, tag=tag,
+            breaching=breaching, created_before=created_before, text=text, sort=sort.lower(), desc=desc,
+            limit=limit or None,
+        )
+        rows = _read(desk, ops.list_tickets, f, now)
+    if as_json:
+        _dump([r.to_dict() for r in rows])
+        return
+    if as_csv:
+        columns = list(ops.TicketSummary.__dataclass_fields__)
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        for r in rows:
+            d = r.to_dict()
+            writer.writerow([_csv_cell(d[c]) for c in columns])
+        return
+    table = Table(title=f"tickets ({len(rows)})")
+    for col in ("#", "status", "prio", "tier", "queue", "assignee", "customer", "subject", "updated", "SLA due"):
+        table.add_column(col, overflow="fold" if col == "subject" else "ellipsis")
+    for r in rows:
+        due = plain(_when(r.next_due), "bold red" if r.breaching else "")
+        table.add_row(str(r.number), r.status, r.priority, r.tier, plain(r.queue), plain(r.assignee or "-"),
+                      plain(r.customer), plain(r.subject[:120]), _when(r.updated_at), due)
+    console.print(table)
+
+
+@ticket_app.command("show")
+def ticket_show(number: NumberArg, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Show a ticket: fields, SLA clocks, the conversation as a person reads it, and its history.
+
+    Example: `maildesk ticket show 42` or `maildesk ticket show 42 --json | jq .events`
+    """
+    with _desk(config) as desk:
+        view = _read(desk, ops.ticket_view, number, desk.clock())
+    if as_json:
+        _dump(view)
+        return
+    head = Table(show_header=False, title=plain(f"#{view['number']} {view['subject']}", "bold"))
+    head.add_column(style="bold")
+    head.add_column()
+    rows = [
+        ("status", view["status"]), ("queue", view["queue"]), ("tier", view["tier"]), ("priority", view["priority"]),
+        ("assignee", view["assignee"] or "-"), ("customer", f"{view['customer_name']} <{view['customer']}>"),
+        ("participants", ", ".join(view["participants"])), ("tags", " ".join(view["tags"]) or "-"),
+        ("created", _when(view["created_at"])), ("updated", _when(view["updated_at"])),
+        ("first response", _when(view["first_response_at"]) or "-"),
+    ]
+    if view["fields"]:
+        rows.append(("fields", json.dumps(view["fields"], ensure_ascii=False)))
+    if view["merged_into"]:
+        rows.append(("merged into", f"#{view['merged_into']}"))
+    if view["merged_from"]:
+        rows.append(("merged from", ", ".join(f"#{n}" for n in view["merged_from"])))
+    for key, value in rows:
+        head.add_row(key, plain(value))
+    console.print(head)
+    if view["sla"]:
+        sla = Table(title="SLA clocks")
+        for col in ("clock", "due", "state"):
+            sla.add_column(col)
+        for c in view["sla"]:
+            sla.add_row(c["kind"], _when(c["due_at"]) or "-",
+                        plain(c["state"], "bold red" if c["state"] in ("breached", "overdue") else ""))
+        console.print(sla)
+    console.rule("conversation")
+    for m in view["messages"]:
+        who = f"{m['from_name']} <{m['from']}>" if m["from_name"] else m["from"]
+        label = "INTERNAL NOTE" if m["internal"] else ("from customer" if m["direction"] == "in" else m["kind"])
+        style = "bold yellow" if m["internal"] else ("bold cyan" if m["direction"] == "in" else "bold green")
+        console.print(plain(f"{_when(m['at'])}  {who}  [{label}]", style))
+        console.print(plain(m["text"].strip() or "(no text)"))
+        if m["quoted_lines"]:
+            console.print(plain(f"({m['quoted_lines']} quoted lines hidden)", "dim"))
+        for a in m["attachments"]:
+            kept = "" if a["data_kept"] else ", data removed"
+            console.print(plain(f"  attachment: {a['filename']} ({a['content_type']}, {_size(a['size'])}{kept})", "dim"))
+        console.print()
+    console.rule("history")
+    events = Table()
+    for col in ("when", "event", "details"):
+        events.add_column(col, overflow="fold")
+    for e in view["events"]:
+        events.add_row(_when(e["at"]), e["type"], plain(json.dumps(e["data"], ensure_ascii=False, default=str)[:400]))
+    console.print(events)
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _report(result: ops.ActionResult, as_json: bool) -> None:
+    if as_json:
+        _dump(result.to_dict())
+        return
+    detail = ", ".join(f"{k}: {v}" for k, v in result.detail.items())
+    state = "done" if result.changed else "nothing to change"
+    console.print(plain(f"#{result.number} {result.action}: {state}" + (f" ({detail})" if detail else "")))
+
+
+@ticket_app.command("note")
+def ticket_note(number: NumberArg, text: TextOpt = None, file: FileOpt = None, by: ByOpt = None,
+                as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Add an internal note (never mailed). Without --text or --file, opens $EDITOR.
+
+    Example: `maildesk ticket note 42 --text "Called the customer, waiting for logs"` or
+    `journalctl -u cups | maildesk ticket note 42 --file -`
+    """
+    body = _text_from(text, file, "note")
+    with _desk(config) as desk:
+        _report(_write(desk, ops.add_note, number, body, _by(by), desk.clock()), as_json)
+
+
+@ticket_app.command("reply")
+def ticket_reply(
+    number: NumberArg, text: TextOpt = None, file: FileOpt = None, by: ByOpt = None,
+    status: Annotated[str, typer.Option("--status", help="Status afterwards (pending waits on the customer).")] = "pending",
+    as_json: JsonOpt = False, config: ConfigOpt = None,
+) -> None:
+    """Reply to the customer (through the outbox; the running daemon sends it).
+
+    --by must be the agent's address. Without --text or --file, opens $EDITOR.
+    Example: `maildesk ticket reply 42 --by eva@example.com --text "Fixed, please try again."`
+    """
+    body = _text_from(text, file, "reply")
+    agent = _by(by)
+    if "@" not in agent:
+        err.print("a reply needs the agent's address: --by eva@example.com or $MAILDESK_AGENT")
+        raise typer.Exit(2)
+    with _desk(config) as desk:
+        _report(_write(desk, ops.reply, desk.deps, number, body, agent, desk.clock(), status=status.lower()), as_json)
+
+
+@ticket_app.command("assign")
+def ticket_assign(number: NumberArg, agent: Annotated[str, typer.Argument(help="Agent address, or none to unassign.")],
+                  by: ByOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Assign a ticket to an agent. Example: `maildesk ticket assign 42 eva@example.com`"""
+    with _desk(config) as desk:
+        _report(_write(desk, ops.assign, number, agent, _by(by), desk.clock()), as_json)
+
+
+@ticket_app.command("tier")
+def ticket_tier(number: NumberArg, tier: Annotated[str, typer.Argument(help="L1, L2 or L3.")],
+                by: ByOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Set the support tier. Example: `maildesk ticket tier 42 L2`"""
+    with _desk(config) as desk:
+        _report(_write(desk, ops.set_tier, number, tier, _by(by), desk.clock()), as_json)
+
+
+@ticket_app.command("escalate")
+def ticket_escalate(number: NumberArg,
+                    note: Annotated[str, typer.Option("--note", help="Hand-off note, kept on the ticket.")] = "",
+                    by: ByOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Escalate to the next tier (L1 -> L2 -> L3) with a hand-off note.
+
+    Example: `maildesk ticket escalate 42 --note "Firmware bug, needs engineering"`
+    """
+    with _desk(config) as desk:
+        _report(_write(desk, ops.escalate, number, note, _by(by), desk.clock()), as_json)
+
+
+@ticket_app.command("priority")
+def ticket_priority(number: NumberArg, priority: Annotated[str, typer.Argument(help="low, normal, high or urgent.")],
+                    by: ByOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Set the priority. Example: `maildesk ticket priority 42 high`"""
+    with _desk(config) as desk:
+        _report(_write(desk, ops.set_priority, number, priority, _by(by), desk.clock()), as_json)
+
+
+@ticket_app.command("tag", context_settings={"ignore_unknown_options": True})
+def ticket_tag(number: NumberArg,
+               changes: Annotated[list[str], typer.Argument(help="+tag adds, -tag removes, a bare tag adds.")],
+               by: ByOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Add and remove tags. Example: `maildesk ticket tag 42 +vip +hardware -billing`"""
+    with _desk(config) as desk:
+        _report(_write(desk, ops.change_tags, number, changes, _by(by), desk.clock()), as_json)
+
+
+@ticket_app.command("resolve")
+def ticket_resolve(number: NumberArg, by: ByOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Mark resolved (SLA clocks stop). Example: `maildesk ticket resolve 42`"""
+    with _desk(config) as desk:
+        _report(_write(desk, ops.resolve, number, _by(by), desk.clock()), as_json)
+
+
+@ticket_app.command("close")
+def ticket_close(number: NumberArg, by: ByOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Close (SLA clocks stop; retention counts from now). Example: `maildesk ticket close 42`"""
+    with _desk(config) as desk:
+        _report(_write(desk, ops.close, number, _by(by), desk.clock()), as_json)
+
+
+@ticket_app.command("reopen")
+def ticket_reopen(number: NumberArg, by: ByOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Reopen a resolved or closed ticket. Example: `maildesk ticket reopen 42`"""
+    with _desk(config) as desk:
+        _report(_write(desk, ops.reopen, number, _by(by), desk.clock()), as_json)
+
+
+@ticket_app.command("merge")
+def ticket_merge(
+    target: Annotated[int, typer.Argument(help="The ticket that stays.", min=1)],
+    source: Annotated[int, typer.Argument(help="The ticket merged into it (closed; its mail goes to TARGET).", min=1)],
+    by: ByOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None,
+) -> None:
+    """Merge ticket SOURCE into TARGET; later mail for SOURCE lands on TARGET.
+
+    Example: `maildesk ticket merge 42 57` (57 is closed and points at 42)
+    """
+    with _desk(config) as desk:
+        _report(_write(desk, ops.merge, target, source, _by(by), desk.clock()), as_json)
+
+
+def search_cmd(
+    query: Annotated[str, typer.Argument(help='Words (all must match), "a phrase", -excluded, a or b.')],
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many tickets.", min=1)] = 20,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Full-text search over subjects and message texts, best match first.
+
+    Example: `maildesk search "printer fire" --limit 5` or `maildesk search '"paper jam" -toner'`
+    """
+    with _desk(config) as desk:
+        hits = _read(desk, ops.search, query, limit)
+    if as_json:
+        _dump([{"ticket": h.ticket_number, "subject": h.subject, "snippet": h.snippet, "rank": h.rank,
+                "message": h.message_pk} for h in hits])
+        return
+    table = Table(title=plain(f"search: {query} ({len(hits)})"))
+    for col in ("#", "subject", "snippet", "rank"):
+        table.add_column(col, overflow="fold")
+    for h in hits:
+        table.add_row(str(h.ticket_number), plain(h.subject[:100]), _highlight(h.snippet), f"{h.rank:.3g}")
+    console.print(table)
+
+
+def _highlight(snippet: str) -> Text:
+    text = Text()
+    for i, part in enumerate(re.split(r"\[([^\[\]]*)\]", clean(snippet))):
+        text.append(part, style="bold yellow" if i % 2 else "")
+    return text
+
+
+@customer_app.command("show")
+def customer_show(address: Annotated[str, typer.Argument(help="The customer's address.")],
+                  as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """A customer: their tickets, the tickets they are copied on, suppressions.
+
+    Example: `maildesk customer show anna@example.org`
+    """
+    with _desk(config) as desk:
+        view = _read(desk, ops.customer_view, address, desk.clock())
+    if as_json:
+        _dump(view)
+        return
+    title = f"{view['name']} <{view['email']}>" if view["name"] else view["email"]
+    console.print(plain(title + ("  (VIP)" if view["vip"] else "") + (f"  erased {view['erased_at']}" if view["erased_at"] else ""), "bold"))
+    table = Table(title=f"tickets ({len(view['tickets'])})")
+    for col in ("#", "status", "prio", "assignee", "subject", "created"):
+        table.add_column(col)
+    for t in view["tickets"]:
+        table.add_row(str(t["number"]), t["status"], t["priority"], plain(t["assignee"] or "-"), plain(t["subject"][:100]),
+                      _when(t["created_at"]))
+    console.print(table)
+    if view["also_on"]:
+        console.print("copied on: " + ", ".join(f"#{n}" for n in view["also_on"]))
+    for s in view["suppressions"]:
+        until = f" until {_when(s['until'])}" if s["until"] else ""
+        console.print(plain(f"suppressed since {_when(s['created_at'])}{until}: {s['reason']}", "red"))
+    if not view["suppressions"]:
+        console.print("not suppressed")
+
+
+@customer_app.command("export")
+def customer_export(
+    address: Annotated[str, typer.Argument(help="The customer's address.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New (or empty) folder to write into.")],
+    as_json: JsonOpt = False, config: ConfigOpt = None,
+) -> None:
+    """Export everything held about a customer: each message as .eml plus customer.json.
+
+    Example: `maildesk customer export anna@example.org --out ./export-anna`
+    """
+    with _desk(config) as desk:
+        result = _read(desk, ops.export_customer, address, out, desk.clock())
+    if as_json:
+        _dump(result)
+        return
+    console.print(plain(f"wrote {result['eml_files']} .eml files and customer.json "
+                        f"({result['tickets']} tickets, {result['messages']} messages) to {result['folder']}"))
+
+
+@customer_app.command("erase")
+def customer_erase(
+    address: Annotated[str, typer.Argument(help="The customer's address.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    as_json: JsonOpt = False, config: ConfigOpt = None,
+) -> None:
+    """Erase a customer's personal data (right to be forgotten). Ticket rows stay, anonymous,
+    so counts and KPIs stay right. This cannot be undone: export first if needed.
+
+    Example: `maildesk customer export anna@example.org --out ./anna && maildesk customer erase anna@example.org`
+    """
+    with _desk(config) as desk:
+        view = _read(desk, ops.customer_view, address, desk.clock())
+        if not yes and not typer.confirm(
+            f"Erase all personal data of {clean(view['email'])} ({len(view['tickets'])} tickets)? This cannot be undone"
+        ):
+            err.print("nothing erased")
+            raise typer.Exit(1)
+        result = _write(desk, ops.erase_customer, address, desk.clock())
+    if as_json:
+        _dump(result)
+        return
+    console.print(plain(f"erased: now {result['token']}; " + ", ".join(f"{k} {v}" for k, v in result.items() if k != "token")))
+    if desk.store.backend == "postgresql":
+        console.print("PostgreSQL keeps old row versions until VACUUM: run `VACUUM messages, attachments, events` soon.")
+
+
+@agents_app.command("list")
+def agents_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+    """Agents (from the agents table and ticket assignees) with their open tickets per tier.
+
+    Example: `maildesk agents list --json | jq '.[] | select(.open > 10)'`
+    """
+    with _desk(config) as desk:
+        rows = _read(desk, ops.agents_load)
+    if as_json:
+        _dump(rows)
+        return
+    table = Table(title=f"agents ({len(rows)})")
+    for col in ("agent", "name", "tiers", "queues", "open", "L1", "L2", "L3", "note"):
+        table.add_column(col)
+    for r in rows:
+        note = ("inactive" if not r["active"] else "") + ("" if r["known"] else "not in agents table")
+        by_tier = r["open_by_tier"]
+        table.add_row(plain(r["email"]), plain(r["name"]), plain(",".join(r["tiers"])), plain(",".join(r["queues"])),
+                      str(r["open"]), str(by_tier.get("L1", 0)), str(by_tier.get("L2", 0)), str(by_tier.get("L3", 0)), note)
+    console.print(table)
+
+
+@retention_app.command("apply")
+def retention_apply(
+    days: Annotated[int, typer.Option("--days", help="Tickets closed longer ago than this many days.", min=1)],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (for cron).")] = False,
+    as_json: JsonOpt = False, config: ConfigOpt = None,
+) -> None:
+    """Remove raw mail and attachment data of tickets closed more than N days ago.
+
+    Texts, fields and history stay, so tickets still read and count.
+    Example (cron): `maildesk retention apply --days 365 --yes`
+    """
+    if not yes and not typer.confirm(f"Remove raw mail and attachments of tickets closed over {days} days ago?"):
+        err.print("nothing removed")
+        raise typer.Exit(1)
+    with _desk(config) as desk:
+        result = _write(desk, ops.apply_retention, days, desk.clock())
+    if as_json:
+        _dump(result)
+        return
+    console.print(f"{result['tickets']} tickets: removed {result['messages']} raw messages ({_size(result['raw_bytes'])}) "
+                  f"and {result['attachments']} attachments ({_size(result['attachment_bytes'])})")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the desk commands to the main app (once; a second call does nothing)."""
+    if getattr(app, "_maildesk_desk_registered", False):
+        return
+    app.add_typer(tickets_app, name="tickets")
+    app.add_typer(ticket_app, name="ticket")
+    app.command("search")(search_cmd)
+    app.add_typer(customer_app, name="customer")
+    app.add_typer(agents_app, name="agents")
+    app.add_typer(retention_app, name="retention")
+    app._maildesk_desk_registered = True  # type: ignore[attr-defined]
