@@ -84,7 +84,7 @@ class SendCounts:
 
 def backoff_seconds(attempts: int, base: float, cap: float = MAX_BACKOFF_SECONDS) -> float:
     """`base * 2**(attempts-1)`, capped: 30 s, 1 min, 2 min, … for base 30."""
-    return min(cap, base * (2 ** max(0, attempts - 1)))
+    return float(min(cap, base * 2.0 ** max(0, attempts - 1)))
 
 
 class OutboxSender:

@@ -18,7 +18,16 @@ from maildesk.pipeline.stages import PipelineDeps
 from maildesk.rules.model import Decision
 from maildesk.rules.screen import screen_message
 from maildesk.store.models import Agent, Message, Ticket
-from tests.outbox.outbox_kit import Clock, RelaySink, event_types, events, new_ticket, outbox_rows, relay_settings, sender_for
+from tests.outbox.outbox_kit import (
+    Clock,
+    RelaySink,
+    event_types,
+    events,
+    new_ticket,
+    outbox_rows,
+    relay_settings,
+    sender_for,
+)
 from tests.support.mailgen import eml
 
 

@@ -160,7 +160,7 @@ def test_permanent_failure_fails_suppresses_and_tells_the_assignee(wired: Any, c
 def test_permanent_failure_without_assignee_tells_queue_agents_and_never_loops(
     wired: Any, clock: Clock, sink: RelaySink
 ) -> None:
-    number = new_ticket(wired, clock)
+    new_ticket(wired, clock)
     with wired.store.session() as s:
         s.add(Agent(email="maria@example.com", name="Maria Rossi", queues=["default"]))
         s.add(Agent(email="other@example.com", name="Other", queues=["billing"]))
@@ -223,3 +223,59 @@ def test_finishing_a_row_recovered_by_someone_else_changes_nothing(wired: Any, c
     counts = SendCounts()
     sender._finish(claimed, DeliveryResult(True, False, 250, "ok"), counts)
     assert counts.sent == 0 and outbox_rows(wired)[0].state == "queued"
+
+
+def queue_plain_mails(desk: Any, number: int, n: int, now: Any) -> None:
+    from maildesk.outbound.compose import OutgoingMail
+    from maildesk.outbound.outbox import enqueue, nonce_for
+    from maildesk.threading import make_message_id
+
+    with desk.store.session() as s:
+        for i in range(n):
+            key = f"bulk:{i}"
+            mail = OutgoingMail(from_addr="support@example.com", to=(f"c{i}@customer.example",), subject=f"[#{number}] n{i}",
+                                text="x", message_id=make_message_id("test-secret", number, "example.com", nonce_for(key)))
+            enqueue(s, key=key, ticket_number=number, mail=mail, template="agent_reply", automatic=False, now=now)
+
+
+def test_two_senders_draining_one_outbox_send_each_mail_once(desk: Any, clock: Clock, sink: RelaySink) -> None:
+    import threading
+
+    number = new_ticket(desk, clock)
+    queue_plain_mails(desk, number, 40, clock())
+    settings = relay_settings(desk.settings, sink.port)
+    senders = [sender_for(desk, settings, clock) for _ in range(2)]
+    threads = [threading.Thread(target=s.send_due, kwargs={"limit": 100}) for s in senders]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    ids = [parse_bytes(raw).message_id for _, _, raw in sink.received]
+    assert len(ids) == 40 and len(set(ids)) == 40
+    assert sum(s.totals.sent for s in senders) == 40
+    assert {r.state for r in outbox_rows(desk)} == {"sent"} and {r.attempts for r in outbox_rows(desk)} == {1}
+
+
+def test_run_forever_recovers_then_drains_until_stopped(desk: Any, clock: Clock, sink: RelaySink) -> None:
+    import threading
+    import time
+
+    number = new_ticket(desk, clock)
+    queue_plain_mails(desk, number, 3, clock())
+    settings = relay_settings(desk.settings, sink.port)
+    crashed = sender_for(desk, settings, clock)
+    assert crashed._claim() is not None  # left in `sending` by a "dead" sender
+    clock.advance(crashed.lease.total_seconds() + 1)
+    sender = sender_for(desk, settings, clock)
+    sender.poll_interval = 0.02
+    stop = threading.Event()
+    thread = threading.Thread(target=sender.run_forever, args=(stop,))
+    thread.start()
+    deadline = time.monotonic() + 20
+    while len(sink.received) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop.set()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert len(sink.received) == 3 and sender.totals.recovered == 1
+    assert "send-interrupted" in event_types(desk, number)
