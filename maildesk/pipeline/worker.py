@@ -78,10 +78,18 @@ class Worker:
 
     def process_one(self) -> bool:
         """Process up to one batch. False when the spool is empty or the database is down."""
-        entries = []
+        entries: list[SpoolEntry] = []
         for _ in range(self.batch_size):
             entry = self.spool.claim()
             if entry is None:
+                break
+            if entry.attempt > 0:
+                # Interrupted before: process it alone, so a crash is blamed on it only
+                # when it happens while it is the only message in flight.
+                if entries:
+                    self.spool.release(entry)
+                    break
+                entries.append(entry)
                 break
             entries.append(entry)
         if not entries:
