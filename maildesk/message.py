@@ -11,21 +11,20 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import html as html_lib
+import logging
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from html.parser import HTMLParser
 from typing import Any
 
-import logging
-
 import mailparser
+
+from maildesk.errors import UnparseableMessage
 
 # mail-parser logs every MIME type it does not render; that is noise, not an error.
 logging.getLogger("mailparser").setLevel(logging.ERROR)
-
-from maildesk.errors import UnparseableMessage
 
 _MSGID_RE = re.compile(r"<([^<>\s]+)>")
 _FILENAME_BAD = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
@@ -277,7 +276,7 @@ def _parse_date(value: str) -> datetime | None:
     if parsed is None:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed
 
 
