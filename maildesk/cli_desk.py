@@ -513,7 +513,7 @@ def customer_erase(
     with _desk(config) as desk:
         view = _read(desk, ops.customer_view, address, desk.clock())
         if not yes and not typer.confirm(
-            f"Erase all personal data of {clean(view['email'])} ({len(view['tickets'])} tickets)? This cannot be undone"
+            f"Erase all personal data of {clean(view['email'])} ({len(view['tickets'])} tickets)? This cannot be undone", err=True
         ):
             err.print("nothing erased")
             raise typer.Exit(1)
@@ -559,7 +559,7 @@ def retention_apply(
     Texts, fields and history stay, so tickets still read and count.
     Example (cron): `maildesk retention apply --days 365 --yes`
     """
-    if not yes and not typer.confirm(f"Remove raw mail and attachments of tickets closed over {days} days ago?"):
+    if not yes and not typer.confirm(f"Remove raw mail and attachments of tickets closed over {days} days ago?", err=True):
         err.print("nothing removed")
         raise typer.Exit(1)
     with _desk(config) as desk:

@@ -598,7 +598,16 @@ class _Scrubber:
         if len(name.strip()) >= 3:
             parts.append(re.escape(name.strip()))
         self.pattern = re.compile("|".join(parts), re.IGNORECASE)
+        self.raw_pattern = re.compile("|".join(parts).encode("utf-8"), re.IGNORECASE)
         self.address = address.lower()
+
+    def raw(self, value: bytes | None) -> bytes | None:
+        """Best effort on another person's raw mail: literal mentions (headers, plain
+        text) are replaced; encoded ones (base64, quoted-printable splits) are not found."""
+        if value is None:
+            return None
+        token = self.token.encode()
+        return self.raw_pattern.sub(lambda m: token if m.group(0).lower() == self.address.encode() else b"[erased]", value)
 
     def text(self, value: str) -> str:
         return self.pattern.sub(lambda m: self.token if m.group(0).lower() == self.address else ERASED, value)
@@ -654,6 +663,8 @@ def erase_customer(session: Session, address: str, now: datetime) -> dict[str, A
             att.content_id = ""
             counts["attachments"] += 1
     for msg in dq.messages_mentioning(session, email, pks):
+        msg.raw = scrub.raw(msg.raw)
+        msg.sender_name = scrub.text(msg.sender_name)
         msg.recipients = scrub.addresses(msg.recipients or [])
         msg.full_text, msg.visible_text = scrub.text(msg.full_text), scrub.text(msg.visible_text)
         msg.quoted_text = scrub.text(msg.quoted_text)
