@@ -389,6 +389,15 @@ def spool_discard(
     console.print(f"{entry.id} discarded (kept in {entry.path.parent})")
 
 
+def _register_desk_commands() -> None:
+    from maildesk.cli_desk import register
+
+    register(app)
+
+
+_register_desk_commands()
+
+
 def main() -> None:
     os.environ.setdefault("COLUMNS", os.environ.get("COLUMNS", "120"))
     app()
