@@ -35,11 +35,8 @@ OPEN_STATUSES = ("new", "open", "pending")
 PRIORITY_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
 SORTS = ("created", "updated", "priority", "number")
 
-# Must stay identical to PG_VECTOR in migrations/versions/0002_search.py (index match).
-PG_SEARCH_VECTOR = (
-    "(setweight(to_tsvector('english'::regconfig, coalesce(messages.subject, '')), 'A') || "
-    "setweight(to_tsvector('english'::regconfig, coalesce(messages.visible_text, '')), 'B'))"
-)
+# PostgreSQL only: the generated tsvector column made by migration 0002 (not in models.py).
+PG_SEARCH_VECTOR = "messages.search_vector"
 SNIPPET_OPEN, SNIPPET_CLOSE = "[", "]"
 
 
@@ -412,7 +409,7 @@ def tickets_with_stored_bytes(session: Session, numbers: Sequence[int]) -> list[
         .join(Attachment, Attachment.message_pk == Message.id)
         .where(Message.ticket_number.in_(nums), Attachment.data.is_not(None))
     )
-    return sorted({int(n) for n in session.scalars(with_raw.union(with_att))})
+    return sorted({int(n) for n in session.scalars(with_raw.union(with_att)) if n is not None})
 
 
 # Erasure -----------------------------------------------------------------------------------

@@ -60,3 +60,22 @@ def test_fts5_query_translation() -> None:
     assert fts5_query("a or b c") == '("a" OR "b") AND "c"'
     assert fts5_query("-only") == ""
     assert fts5_query('say "hi') == '"say" AND "hi"'
+
+
+def test_search_uses_the_index(desk: Any) -> None:
+    """PostgreSQL: the query's tsvector expression matches the GIN index of migration 0002.
+    SQLite: the FTS5 table and its three triggers exist."""
+    from sqlalchemy import text
+
+    from maildesk.store.desk_queries import PG_SEARCH_VECTOR
+
+    _seed(desk)
+    with desk.store.reader() as s:
+        if desk.store.backend == "postgresql":
+            s.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = "\n".join(r[0] for r in s.execute(text(
+                f"EXPLAIN SELECT id FROM messages WHERE {PG_SEARCH_VECTOR} @@ websearch_to_tsquery('english', 'printer')")))
+            assert "ix_messages_search" in plan, plan
+        else:
+            names = set(s.scalars(text("SELECT name FROM sqlite_master WHERE name LIKE 'messages_fts%'")))
+            assert {"messages_fts", "messages_fts_ai", "messages_fts_ad", "messages_fts_au"} <= names
