@@ -61,9 +61,10 @@ class App:
     def _stages(self) -> tuple[Any, ...]:
         from maildesk.pipeline.screen_stage import apply_bounce, screen
         from maildesk.pipeline.stages import dedupe, persist
+        from maildesk.pipeline.respond import respond
         from maildesk.pipeline.thread_stage import apply_thread_outcome, thread, visible_text
 
-        return (dedupe, screen, visible_text, thread, persist, apply_thread_outcome, apply_bounce)
+        return (dedupe, screen, visible_text, thread, persist, apply_thread_outcome, apply_bounce, respond)
 
     def migrate(self) -> None:
         if not self._migrated:
@@ -110,6 +111,11 @@ class App:
         worker_stop = threading.Event()
         worker_thread = threading.Thread(target=self._worker_loop, args=(worker_stop,), name="worker", daemon=True)
         worker_thread.start()
+        from maildesk.outbound.sender import OutboxSender
+
+        sender = OutboxSender(self.store, self.settings, clock=self.clock)
+        sender_thread = threading.Thread(target=self._sender_loop, args=(sender, worker_stop), name="outbox", daemon=True)
+        sender_thread.start()
         if ready is not None:
             ready.set()
         while not stop.wait(1.0):
@@ -122,6 +128,7 @@ class App:
             t.join(timeout=30)
         worker_stop.set()
         worker_thread.join(timeout=60)
+        sender_thread.join(timeout=60)
         self.write_status()
         self.store.dispose()
         log.info("stopped")
@@ -139,6 +146,12 @@ class App:
                 stop.wait(delay)
                 delay = min(delay * 2, 30.0)
         self.worker.run_forever(stop)
+
+    def _sender_loop(self, sender: Any, stop: threading.Event) -> None:
+        while not stop.is_set() and not self._migrated:
+            stop.wait(0.5)  # the worker migrates the schema first
+        if not stop.is_set():
+            sender.run_forever(stop)
 
     # Status ----------------------------------------------------------------------------
     def status_snapshot(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ class Conversation:
         self.desk.spool.put(raw, "test")
         self.desk.process()
         with self.desk.store.reader() as s:
-            return s.scalars(select(Message).order_by(Message.id.desc())).first()
+            return s.scalars(select(Message).where(Message.direction == "in").order_by(Message.id.desc())).first()
 
     def ticket(self, number: int) -> Ticket:
         with self.desk.store.reader() as s:

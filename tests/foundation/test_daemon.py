@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
 from maildesk.store.db import Store
-from maildesk.store.models import Message, Ticket
+from maildesk.store.models import Message, OutboxItem, Ticket
 from tests.conftest import free_port
 from tests.support.daemon import Daemon, TcpProxy, write_config
 from tests.support.mailgen import eml
@@ -43,7 +43,7 @@ def stored_ids(url: str) -> list[str]:
     store = Store(url)
     try:
         with store.reader() as s:
-            return list(s.scalars(select(Message.message_id)))
+            return list(s.scalars(select(Message.message_id).where(Message.direction == "in")))
     except DBAPIError:
         return []  # not migrated yet, or unreachable
     finally:
@@ -103,6 +103,9 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(tmp_path
     store = Store(database_url)
     with store.reader() as s:
         assert s.scalar(select(func.count()).select_from(Ticket)) == len(ids)
+        # and exactly one acknowledgement per ticket: no second outgoing mail after a crash
+        acks = list(s.scalars(select(OutboxItem.ticket_number).where(OutboxItem.template == "ack")))
+        assert len(acks) == len(set(acks)) == len(ids)
     store.dispose()
 
 
