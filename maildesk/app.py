@@ -59,9 +59,9 @@ class App:
         return extras
 
     def _stages(self) -> tuple[Any, ...]:
+        from maildesk.pipeline.respond import respond
         from maildesk.pipeline.screen_stage import apply_bounce, screen
         from maildesk.pipeline.stages import dedupe, persist
-        from maildesk.pipeline.respond import respond
         from maildesk.pipeline.thread_stage import apply_thread_outcome, thread, visible_text
 
         return (dedupe, screen, visible_text, thread, persist, apply_thread_outcome, apply_bounce, respond)
