@@ -106,7 +106,7 @@ class Mailer:
         site = settings.resolve(desk.templates_dir) if desk.templates_dir else None
         self.renderer = renderer or TemplateRenderer(site, default_locale=desk.locale)
         self.policy = outbox.policy_from(settings.limits)
-        self.loop_value = outbox.loop_id(settings.secret)
+        self.loop_value = settings.instance_id  # what the screen recognises as our own mail
         self.signer = self._dkim_signer()
 
     def _dkim_signer(self) -> outbox.Signer | None:

@@ -15,7 +15,6 @@ the clock (`now` is passed in).
 from __future__ import annotations
 
 import hashlib
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,13 +35,10 @@ Signer = Callable[[bytes], bytes]
 
 
 def loop_id(secret: str) -> str:
-    """This desk's stable X-Maildesk-Loop value (pass it to the screen as `loop_value`).
-
-    Derived from the signing secret so it is stable across restarts and nodes, yet does
-    not reveal the secret.
-    """
-    digest = hmac.new(secret.encode("utf-8"), b"maildesk-loop-id", hashlib.sha256).hexdigest()
-    return f"md-{digest[:16]}"
+    """This desk's stable X-Maildesk-Loop value; the same as `Settings.instance_id`, which
+    the screen compares incoming mail with. Stable across restarts and nodes (derived from
+    the signing secret) without revealing it."""
+    return hashlib.sha256(("maildesk-loop:" + secret).encode()).hexdigest()[:20]
 
 
 def nonce_for(key: str) -> str:

@@ -22,6 +22,7 @@ It must not: compose customer mail (that is `mailer.py`), decide limits, or slee
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -108,6 +109,8 @@ class OutboxSender:
         self.poll_interval = poll_interval
         self.lease = timedelta(seconds=2 * timeout + 60)
         self._deliver = deliver or self._relay
+        self._tls = relay.tls_context() if settings.outbound.relay_host and settings.outbound.security != "none" else None
+        self._ehlo_name = socket.getfqdn()  # looked up once: it costs a DNS query per call
         self._mailer = mailer
         self.totals = SendCounts()
 
@@ -119,7 +122,10 @@ class OutboxSender:
 
     def _relay(self, raw: bytes, sender: str, recipients: Sequence[str]) -> relay.DeliveryResult:
         maildir: Path = self.settings.outgoing_maildir
-        return relay.deliver(raw, sender, recipients, self.settings.outbound, maildir=maildir, timeout=self.timeout)
+        return relay.deliver(
+            raw, sender, recipients, self.settings.outbound, maildir=maildir, timeout=self.timeout,
+            context=self._tls, local_hostname=self._ehlo_name,
+        )
 
     # -- recovery ----------------------------------------------------------------------
 

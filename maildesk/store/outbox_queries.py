@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Text, cast, func, select
+from sqlalchemy import Text, cast, false, func, select
 from sqlalchemy.orm import Session
 
 from maildesk.store.models import Agent, Customer, Message, OutboxItem, SlaClock, Suppression, Ticket
@@ -39,18 +39,22 @@ def automatic_counts(
 ) -> tuple[int, int, int, int]:
     """Automatic mails queued or sent: (recipient last hour, recipient last 24 h, ticket last 24 h, all last hour)."""
     hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(days=1)
-    base = select(func.count()).select_from(OutboxItem).where(
-        OutboxItem.automatic.is_(True), OutboxItem.state.in_(COUNTED_STATES)
-    )
     to_rcpt = cast(OutboxItem.recipients, Text).contains(_recipient_like(recipient), autoescape=True)
-    recipient_hour = session.scalar(base.where(OutboxItem.created_at >= hour_ago, to_rcpt)) or 0
-    recipient_day = session.scalar(base.where(OutboxItem.created_at >= day_ago, to_rcpt)) or 0
-    ticket_day = 0
-    if ticket_number is not None:
-        ticket_day = session.scalar(
-            base.where(OutboxItem.created_at >= day_ago, OutboxItem.ticket_number == ticket_number)
-        ) or 0
-    global_hour = session.scalar(base.where(OutboxItem.created_at >= hour_ago)) or 0
+    in_hour = OutboxItem.created_at >= hour_ago
+    of_ticket = OutboxItem.ticket_number == ticket_number if ticket_number is not None else false()
+    row = session.execute(
+        select(
+            func.count().filter(in_hour, to_rcpt),
+            func.count().filter(to_rcpt),
+            func.count().filter(of_ticket),
+            func.count().filter(in_hour),
+        ).where(
+            OutboxItem.automatic.is_(True),
+            OutboxItem.state.in_(COUNTED_STATES),
+            OutboxItem.created_at >= day_ago,
+        )
+    ).one()
+    recipient_hour, recipient_day, ticket_day, global_hour = (int(v or 0) for v in row)
     return int(recipient_hour), int(recipient_day), int(ticket_day), int(global_hour)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.outbox.outbox_kit import Clock, RelaySink, wire
+from tests.outbox.outbox_kit import Clock, RelaySink, quiet, wire
 
 
 @pytest.fixture
@@ -27,3 +27,10 @@ def sink() -> Iterator[RelaySink]:
     relay = RelaySink().start()
     yield relay
     relay.stop()
+
+
+@pytest.fixture
+def bare(desk: Any, clock: Clock) -> Any:
+    """The `desk` fixture without the respond stage: the test queues mail itself."""
+    quiet(desk, clock)
+    return desk

@@ -92,6 +92,12 @@ def wire(desk: Any, clock: Clock) -> None:
     desk.worker.clock = clock
 
 
+def quiet(desk: Any, clock: Clock) -> None:
+    """The pipeline without the respond stage (tests that queue mail themselves)."""
+    desk.worker.stages = tuple(s for s in desk.worker.stages if s is not respond)
+    desk.worker.clock = clock
+
+
 def new_ticket(desk: Any, clock: Clock, **mail: Any) -> int:
     """Deliver one customer mail through the pipeline; the new ticket's number."""
     envelope = mail.pop("envelope", None)

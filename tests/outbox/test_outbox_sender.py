@@ -238,13 +238,13 @@ def queue_plain_mails(desk: Any, number: int, n: int, now: Any) -> None:
             enqueue(s, key=key, ticket_number=number, mail=mail, template="agent_reply", automatic=False, now=now)
 
 
-def test_two_senders_draining_one_outbox_send_each_mail_once(desk: Any, clock: Clock, sink: RelaySink) -> None:
+def test_two_senders_draining_one_outbox_send_each_mail_once(bare: Any, clock: Clock, sink: RelaySink) -> None:
     import threading
 
-    number = new_ticket(desk, clock)
-    queue_plain_mails(desk, number, 40, clock())
-    settings = relay_settings(desk.settings, sink.port)
-    senders = [sender_for(desk, settings, clock) for _ in range(2)]
+    number = new_ticket(bare, clock)
+    queue_plain_mails(bare, number, 40, clock())
+    settings = relay_settings(bare.settings, sink.port)
+    senders = [sender_for(bare, settings, clock) for _ in range(2)]
     threads = [threading.Thread(target=s.send_due, kwargs={"limit": 100}) for s in senders]
     for t in threads:
         t.start()
@@ -253,20 +253,20 @@ def test_two_senders_draining_one_outbox_send_each_mail_once(desk: Any, clock: C
     ids = [parse_bytes(raw).message_id for _, _, raw in sink.received]
     assert len(ids) == 40 and len(set(ids)) == 40
     assert sum(s.totals.sent for s in senders) == 40
-    assert {r.state for r in outbox_rows(desk)} == {"sent"} and {r.attempts for r in outbox_rows(desk)} == {1}
+    assert {r.state for r in outbox_rows(bare)} == {"sent"} and {r.attempts for r in outbox_rows(bare)} == {1}
 
 
-def test_run_forever_recovers_then_drains_until_stopped(desk: Any, clock: Clock, sink: RelaySink) -> None:
+def test_run_forever_recovers_then_drains_until_stopped(bare: Any, clock: Clock, sink: RelaySink) -> None:
     import threading
     import time
 
-    number = new_ticket(desk, clock)
-    queue_plain_mails(desk, number, 3, clock())
-    settings = relay_settings(desk.settings, sink.port)
-    crashed = sender_for(desk, settings, clock)
+    number = new_ticket(bare, clock)
+    queue_plain_mails(bare, number, 3, clock())
+    settings = relay_settings(bare.settings, sink.port)
+    crashed = sender_for(bare, settings, clock)
     assert crashed._claim() is not None  # left in `sending` by a "dead" sender
     clock.advance(crashed.lease.total_seconds() + 1)
-    sender = sender_for(desk, settings, clock)
+    sender = sender_for(bare, settings, clock)
     sender.poll_interval = 0.02
     stop = threading.Event()
     thread = threading.Thread(target=sender.run_forever, args=(stop,))
@@ -278,4 +278,4 @@ def test_run_forever_recovers_then_drains_until_stopped(desk: Any, clock: Clock,
     thread.join(timeout=10)
     assert not thread.is_alive()
     assert len(sink.received) == 3 and sender.totals.recovered == 1
-    assert "send-interrupted" in event_types(desk, number)
+    assert "send-interrupted" in event_types(bare, number)
