@@ -79,3 +79,21 @@ def test_search_uses_the_index(desk: Any) -> None:
         else:
             names = set(s.scalars(text("SELECT name FROM sqlite_master WHERE name LIKE 'messages_fts%'")))
             assert {"messages_fts", "messages_fts_ai", "messages_fts_ad", "messages_fts_au"} <= names
+
+
+def test_migration_0002_downgrades_and_rebuilds_from_existing_mail(desk: Any) -> None:
+    """Down to 0001 drops the search objects; up again indexes mail already stored."""
+    from alembic import command
+    from alembic.config import Config
+
+    from maildesk.store.db import MIGRATIONS
+
+    _seed(desk)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    for target in ("0001", "head"):
+        with desk.store.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            (command.downgrade if target == "0001" else command.upgrade)(cfg, target)
+    with desk.store.reader() as s:
+        assert [h.ticket_number for h in ops.search(s, "printer fire")] == [1]
