@@ -432,21 +432,24 @@ def search_cmd(
     with _desk(config) as desk:
         hits = _read(desk, ops.search, query, limit)
     if as_json:
-        _dump([{"ticket": h.ticket_number, "subject": h.subject, "snippet": h.snippet, "rank": h.rank,
+        _dump([{"ticket": h.ticket_number, "subject": h.subject, "snippet": h.text, "rank": h.rank,
                 "message": h.message_pk} for h in hits])
         return
     table = Table(title=plain(f"search: {query} ({len(hits)})"))
     for col in ("#", "subject", "snippet", "rank"):
         table.add_column(col, overflow="fold")
     for h in hits:
-        table.add_row(str(h.ticket_number), plain(h.subject[:100]), _highlight(h.snippet), f"{h.rank:.3g}")
+        table.add_row(str(h.ticket_number), plain(h.subject[:100]), _highlight(h.marked), f"{h.rank:.3g}")
     console.print(table)
 
 
-def _highlight(snippet: str) -> Text:
+def _highlight(marked: str) -> Text:
+    from maildesk.store.desk_queries import SNIPPET_CLOSE, SNIPPET_OPEN
+
     text = Text()
-    for i, part in enumerate(re.split(r"\[([^\[\]]*)\]", clean(snippet))):
-        text.append(part, style="bold yellow" if i % 2 else "")
+    pattern = re.escape(SNIPPET_OPEN) + "(.*?)" + re.escape(SNIPPET_CLOSE)
+    for i, part in enumerate(re.split(pattern, clean(marked))):
+        text.append(part.replace(SNIPPET_OPEN, "").replace(SNIPPET_CLOSE, ""), style="bold yellow" if i % 2 else "")
     return text
 
 

@@ -37,7 +37,8 @@ SORTS = ("created", "updated", "priority", "number")
 
 # PostgreSQL only: the generated tsvector column made by migration 0002 (not in models.py).
 PG_SEARCH_VECTOR = "messages.search_vector"
-SNIPPET_OPEN, SNIPPET_CLOSE = "[", "]"
+# Private-use characters mark matches inside snippets (never ambiguous with text from mail).
+SNIPPET_OPEN, SNIPPET_CLOSE = "\ue000", "\ue001"
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -100,6 +101,16 @@ class SearchHit:
     snippet: str
     rank: float  # larger is better, comparable only within one search
     message_pk: int
+
+    @property
+    def marked(self) -> str:
+        """The snippet with matches between SNIPPET_OPEN and SNIPPET_CLOSE."""
+        return self.snippet
+
+    @property
+    def text(self) -> str:
+        """The snippet for people and JSON: matches in [brackets]."""
+        return self.snippet.replace(SNIPPET_OPEN, "[").replace(SNIPPET_CLOSE, "]")
 
 
 def search(session: Session, query: str, limit: int = 20) -> list[SearchHit]:
