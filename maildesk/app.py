@@ -46,6 +46,7 @@ class App:
         self.smtp: Any = None
         self.pollers: list[Any] = []
         self.started_at = time.time()
+        self.rules_reloaded_at: float | None = None
 
     # Assembly --------------------------------------------------------------------------
     def _extras(self) -> dict[str, Any]:
@@ -56,20 +57,67 @@ class App:
             extras["sanitize_html"] = clean_html
         except ImportError:  # pragma: no cover - sanitize lands with the outbound issue
             pass
+        from maildesk.pipeline.route import make_rules_holder
+
+        extras["rules"] = make_rules_holder(self.settings)
         return extras
 
     def _stages(self) -> tuple[Any, ...]:
         from maildesk.pipeline.respond import respond
+        from maildesk.pipeline.route import route
         from maildesk.pipeline.screen_stage import apply_bounce, screen
         from maildesk.pipeline.stages import dedupe, persist
         from maildesk.pipeline.thread_stage import apply_thread_outcome, thread, visible_text
 
-        return (dedupe, screen, visible_text, thread, persist, apply_thread_outcome, apply_bounce, respond)
+        return (dedupe, screen, visible_text, thread, persist, apply_thread_outcome, apply_bounce, route, respond)
 
     def migrate(self) -> None:
         if not self._migrated:
             self.store.migrate()
+            self.sync_agents()
             self._migrated = True
+
+    def sync_agents(self) -> None:
+        """Copy the `[[agent]]` tables into the agents table; agents no longer listed become
+        inactive (their history stays). Nothing changes when the config lists no agents."""
+        if not self.settings.agents:
+            return
+        from sqlalchemy import select
+
+        from maildesk.store.models import Agent
+
+        with self.store.session() as session:
+            rows = {a.email.lower(): a for a in session.scalars(select(Agent))}
+            for conf in self.settings.agents:
+                row = rows.pop(conf.email, None)
+                if row is None:
+                    row = Agent(email=conf.email)
+                    session.add(row)
+                row.name, row.tiers, row.queues = conf.name, list(conf.tiers), list(conf.queues)
+                row.signature, row.active = conf.signature, conf.active
+            for row in rows.values():
+                row.active = False
+
+    # Rules -----------------------------------------------------------------------------
+    @property
+    def rules(self) -> Any:
+        """The RulesHolder in force (rules.ruleset, rules.errors, rules.path)."""
+        return self.deps.extras["rules"]
+
+    def reload(self) -> list[str]:
+        """Re-read the rules file now (SIGHUP). A broken file keeps the rules in force;
+        the errors are logged, returned and shown in the status."""
+        holder = self.rules
+        if holder.path is None:
+            return []
+        errors: list[str] = holder.reload()
+        if errors:
+            for line in errors:
+                log.error("rules reload failed, previous rules stay in force: %s", line)
+        else:
+            log.info("rules reloaded from %s: %d rules", holder.path, len(holder.ruleset.rules))
+        self.rules_reloaded_at = time.time()
+        return errors
 
     # Batch -----------------------------------------------------------------------------
     def process(self) -> dict[str, Any]:
@@ -167,6 +215,12 @@ class App:
                 "tempfailed": self.smtp.handler.tempfailed if self.smtp else 0,
             },
             "imap": [p.status() for p in self.pollers],
+            "rules": {
+                "file": str(self.rules.path) if self.rules.path else None,
+                "rules": len(self.rules.ruleset.rules),
+                "errors": list(self.rules.errors),
+                "reloaded_at": self.rules_reloaded_at,
+            },
             "worker": {
                 "processed": stats.processed,
                 "tickets_created": stats.tickets_created,

@@ -8,6 +8,7 @@ dataclasses passed explicitly; there is no global config.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -103,6 +104,31 @@ class LimitSettings:
     global_hour: int = 1000
 
 
+TEAM_TIERS = ("L1", "L2", "L3")  # the same tiers as maildesk.rules.model.TIERS (config is the lower layer)
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """One `[[agent]]` table: a person who works tickets. Synced into the agents table at start."""
+
+    email: str = ""
+    name: str = ""
+    tiers: tuple[str, ...] = ("L1",)
+    queues: tuple[str, ...] = ()  # empty: every queue
+    signature: str = ""
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """One `[[queue]]` table: a team's queue, optionally fed by its own support address."""
+
+    name: str = ""
+    address: str = ""  # mail to this support address starts in this queue (rules may still move it)
+    description: str = ""
+
+
 @dataclass(frozen=True)
 class Settings:
     desk: DeskSettings = field(default_factory=DeskSettings)
@@ -112,6 +138,8 @@ class Settings:
     outbound: OutboundSettings = field(default_factory=OutboundSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    agents: tuple[AgentSettings, ...] = ()
+    queues: tuple[QueueSettings, ...] = ()
     source: str = "<embedded default>"
     base_dir: str = "."
     secret: str = ""
@@ -150,6 +178,16 @@ class Settings:
         p = Path(path)
         return p if p.is_absolute() else Path(self.base_dir) / p
 
+    def queue_for_address(self, address: str) -> str | None:
+        """The `[[queue]]` whose `address` is this one (sub-addresses `local+x@` included)."""
+        address = address.lower()
+        local, _, domain = address.partition("@")
+        base = local.split("+", 1)[0] + "@" + domain
+        for queue in self.queues:
+            if queue.address and queue.address in (address, base):
+                return queue.name
+        return None
+
     def is_support_address(self, address: str) -> bool:
         address = address.lower()
         base = address
@@ -171,6 +209,9 @@ _SECTIONS: dict[str, type] = {
     "worker": WorkerSettings,
     "limits": LimitSettings,
 }
+
+
+_TABLE_ARRAYS: dict[str, tuple[str, type]] = {"agent": ("agents", AgentSettings), "queue": ("queues", QueueSettings)}
 
 
 def _coerce(section: str, cls: type, data: dict[str, Any]) -> Any:
@@ -268,9 +309,60 @@ def _validate(settings: Settings) -> Settings:
         imaps.append(replace(imap, password=password))
     secret = os.environ.get(desk.secret_env, "") if desk.secret_env else ""
     settings = replace(settings, desk=desk, outbound=out, database=db, imap=tuple(imaps))
+    settings = replace(settings, queues=_validate_queues(settings), agents=_validate_agents(settings))
     if not secret:
         secret = _secret_from_data_dir(settings)
     return replace(settings, secret=secret)
+
+
+def _validate_queues(settings: Settings) -> tuple[QueueSettings, ...]:
+    out: list[QueueSettings] = []
+    seen: set[str] = set()
+    for i, queue in enumerate(settings.queues):
+        where = f"queue[{i}]"
+        if not _QUEUE_NAME.match(queue.name):
+            raise ConfigError(f"{where}.name: required; letters, digits, '_', '.', '-' (got {queue.name!r})")
+        if queue.name in seen:
+            raise ConfigError(f"{where}.name: duplicate queue name {queue.name!r}")
+        seen.add(queue.name)
+        address = queue.address.strip().lower()
+        if address:
+            if not _EMAIL.match(address):
+                raise ConfigError(f"{where}.address: {queue.address!r} is not an email address")
+            if not settings.is_support_address(address):
+                raise ConfigError(f"{where}.address: {address} is not one of desk.support_addresses or support_domains")
+            if any(q.address == address for q in out):
+                raise ConfigError(f"{where}.address: {address} already feeds another queue")
+        out.append(replace(queue, address=address))
+    return tuple(out)
+
+
+def _validate_agents(settings: Settings) -> tuple[AgentSettings, ...]:
+    queues = {q.name for q in settings.queues}
+    out: list[AgentSettings] = []
+    seen: set[str] = set()
+    for i, agent in enumerate(settings.agents):
+        where = f"agent[{i}]"
+        email = agent.email.strip().lower()
+        if not _EMAIL.match(email):
+            raise ConfigError(f"{where}.email: required, one email address (got {agent.email!r})")
+        if email in seen:
+            raise ConfigError(f"{where}.email: duplicate agent {email}")
+        seen.add(email)
+        tiers = tuple(t.upper() for t in agent.tiers)
+        for tier in tiers:
+            if tier not in TEAM_TIERS:
+                raise ConfigError(f"{where}.tiers: unknown tier {tier!r}; use {', '.join(TEAM_TIERS)}")
+        if not tiers:
+            raise ConfigError(f"{where}.tiers: at least one of {', '.join(TEAM_TIERS)}")
+        for name in agent.queues:
+            if queues and name not in queues and name != "default":
+                raise ConfigError(f"{where}.queues: unknown queue {name!r} (the [[queue]] tables name: {', '.join(sorted(queues))})")
+        out.append(replace(agent, email=email, tiers=tiers))
+    return tuple(out)
+
+
+_EMAIL = re.compile(r"^[^\s@<>,;\"]+@[^\s@<>,;\"]+\.[^\s@<>,;\"]+$")
 
 
 def _secret_from_data_dir(settings: Settings) -> str:
@@ -294,10 +386,15 @@ def parse_settings(data: dict[str, Any], source: str = "<dict>", base_dir: str =
             if not isinstance(value, list):
                 raise ConfigError("imap: must be an array of tables ([[imap]])")
             values["imap"] = tuple(_coerce(f"imap[{i}]", ImapSettings, v) for i, v in enumerate(value))
+        elif key in _TABLE_ARRAYS:
+            field_name, cls = _TABLE_ARRAYS[key]
+            if not isinstance(value, list):
+                raise ConfigError(f"{key}: must be an array of tables ([[{key}]])")
+            values[field_name] = tuple(_coerce(f"{key}[{i}]", cls, v) for i, v in enumerate(value))
         elif key in _SECTIONS:
             values[key] = _coerce(key, _SECTIONS[key], value)
         else:
-            raise ConfigError(f"{key}: unknown section (known: {', '.join(sorted([*_SECTIONS, 'imap']))})")
+            raise ConfigError(f"{key}: unknown section (known: {', '.join(sorted([*_SECTIONS, 'imap', *_TABLE_ARRAYS]))})")
     return _validate(Settings(**values, source=source, base_dir=base_dir))
 
 

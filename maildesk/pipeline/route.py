@@ -1,0 +1,405 @@
+"""The route stage: the rules decide queue, tier, priority, tags, fields, assignee and the
+automatic mail for a customer's mail, new ticket or reply, and the decision is applied.
+
+Owns: the facts the rules see (`customer_facts`, `ticket_state`: looked up here, evaluated
+by the pure `maildesk.rules.engine`), applying a `Decision` to the ticket row, the
+assignment strategies against the store (round-robin cursor in the `kv` table, least-loaded
+by open tickets per agent), escalation hand-off notes (internal `agent-note` messages plus an
+`escalated` event per step), `notify` mail through the outbox, and the audit trail: one
+`rule` event per matched rule and one `routed` event with the decision, what changed and the
+input facts (so `maildesk rules replay` can re-decide the mail exactly as it was seen).
+`ctx.decision` is set so the respond stage sends the replies the rules named.
+
+Also owns `make_rules_holder` (the rules file loaded with the desk's known queues, agents,
+groups and templates) so the daemon, `rules check` and `rules test` judge a file alike.
+
+Must not: delete anything (spam/discard only mark and close), send or render mail itself,
+commit, or run for duplicates, automatic mail or mail without a ticket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from maildesk.config import Settings
+from maildesk.pipeline.context import MessageContext
+from maildesk.pipeline.stages import PipelineDeps
+from maildesk.rules.engine import evaluate, pick_least_loaded, pick_round_robin
+from maildesk.rules.holder import RulesHolder
+from maildesk.rules.inputs import rule_input_from_message
+from maildesk.rules.loader import load_rules
+from maildesk.rules.model import TIERS, AssignSpec, CustomerFacts, Decision, RuleInput, TicketState
+from maildesk.rules.ruleset import RuleSet
+from maildesk.store import queries as q
+from maildesk.store.models import Agent, Customer, Event, KeyValue, Message, Ticket
+
+log = logging.getLogger("maildesk.rules")
+
+OPEN_STATUSES = ("new", "open", "pending")
+_ESCALATE = re.compile(r"^escalate (?P<what>.*?): (?P<note>.*)$", re.S)
+
+
+# Loading ------------------------------------------------------------------------------------
+def known_groups(settings: Settings) -> set[str]:
+    """Assignment group names a rule may use: tiers, queues and `queue/tier`."""
+    queues = {qs.name for qs in settings.queues} | {"default"}
+    for agent in settings.agents:
+        queues.update(agent.queues)
+    return set(TIERS) | queues | {f"{qn}/{t}" for qn in queues for t in TIERS}
+
+
+def load_for_desk(path: Path, settings: Settings) -> RuleSet:
+    """Load a rules file checked against this desk's queues, agents, groups and templates.
+
+    A check is skipped when the desk does not define that vocabulary (no `[[queue]]`: any
+    queue name; no `[[agent]]`: any agent address and group).
+    """
+    from maildesk.outbound.render import TemplateRenderer
+
+    site = settings.resolve(settings.desk.templates_dir) if settings.desk.templates_dir else None
+    templates = TemplateRenderer(site, default_locale=settings.desk.locale).names()
+    queues = ({qs.name for qs in settings.queues} | {"default"}) if settings.queues else None
+    agents = {a.email for a in settings.agents} if settings.agents else None
+    groups = known_groups(settings) if settings.agents else None
+    return load_rules(path, known_templates=templates, known_queues=queues, known_agents=agents, known_groups=groups)
+
+
+def make_rules_holder(settings: Settings) -> RulesHolder:
+    """The desk's RulesHolder, loaded once (errors are in `holder.errors`, rules empty)."""
+    if not settings.desk.rules_file:
+        return RulesHolder(None)
+    holder = RulesHolder(settings.resolve(settings.desk.rules_file), loader=lambda p: load_for_desk(p, settings))
+    errors = holder.reload()
+    for line in errors:
+        log.error("rules not loaded: %s", line)
+    return holder
+
+
+def refresh(holder: RulesHolder) -> None:
+    """Reload when the file changed (one stat() otherwise); a broken edit keeps the old rules."""
+    errors = holder.reload_if_changed()
+    if errors is None:
+        return
+    if errors:
+        for line in errors:
+            log.error("rules file has errors, previous rules stay in force: %s", line)
+    else:
+        log.info("rules reloaded from %s: %d rules", holder.path, len(holder.ruleset.rules))
+
+
+# Facts --------------------------------------------------------------------------------------
+def customer_facts(session: Session, email: str, exclude_ticket: int | None, before: datetime | None = None) -> CustomerFacts:
+    """VIP flag, earlier tickets and open tickets of the sender (the current ticket excluded)."""
+    email = email.lower()
+    domain = email.rpartition("@")[2]
+    customer = session.scalars(select(Customer).where(Customer.email == email)).first()
+    if customer is None:
+        return CustomerFacts(email=email, domain=domain)
+    base = select(func.count()).select_from(Ticket).where(Ticket.customer_id == customer.id)
+    if exclude_ticket is not None:
+        base = base.where(Ticket.number != exclude_ticket)
+    if before is not None:
+        base = base.where(Ticket.created_at < before)
+    tickets = int(session.scalar(base) or 0)
+    open_tickets = int(session.scalar(base.where(Ticket.status.in_(OPEN_STATUSES))) or 0)
+    return CustomerFacts(email=email, domain=domain, vip=bool(customer.vip), tickets=tickets, open_tickets=open_tickets)
+
+
+def ticket_state(ticket: Ticket, status: str | None = None) -> TicketState:
+    return TicketState(
+        status=status or ticket.status,
+        queue=ticket.queue or "",
+        tier=ticket.tier or "L1",
+        priority=ticket.priority or "normal",
+        tags=tuple(str(t) for t in (ticket.tags or [])),
+        assignee=ticket.assignee or "",
+    )
+
+
+def input_json(inp: RuleInput) -> dict[str, Any]:
+    """The looked-up facts of a RuleInput (the mail itself is stored with the message)."""
+    c = inp.customer
+    data: dict[str, Any] = {
+        "event": inp.event,
+        "customer": {"vip": c.vip, "tickets": c.tickets, "open_tickets": c.open_tickets},
+        "ticket": None,
+    }
+    if inp.ticket is not None:
+        t = inp.ticket
+        data["ticket"] = {"status": t.status, "queue": t.queue, "tier": t.tier, "priority": t.priority,
+                          "tags": list(t.tags), "assignee": t.assignee}
+    return data
+
+
+def _status_before(session: Session, ctx: MessageContext, ticket: Ticket) -> str:
+    """The ticket's status as the customer's mail found it (before this mail reopened it)."""
+    if ctx.thread is None or not getattr(ctx.thread, "reopen", False) or ctx.message_pk is None:
+        return ticket.status
+    ev = session.scalars(
+        select(Event).where(Event.message_pk == ctx.message_pk, Event.type == "reopened").order_by(Event.id)
+    ).first()
+    return str(ev.data.get("from")) if ev is not None and ev.data.get("from") else ticket.status
+
+
+def build_input(session: Session, ctx: MessageContext, ticket: Ticket) -> RuleInput:
+    sender = ctx.msg.from_ or ctx.msg.sender
+    email = sender.email.lower() if sender is not None else ""
+    state = None if ctx.new_ticket else ticket_state(ticket, _status_before(session, ctx, ticket))
+    return rule_input_from_message(
+        ctx.msg,
+        event="new" if ctx.new_ticket else "reply",
+        now=ctx.now,
+        body=ctx.visible_text or ctx.msg.text,
+        customer=customer_facts(session, email, ticket.number),
+        ticket=state,
+    )
+
+
+# Assignment ---------------------------------------------------------------------------------
+def group_members(agents: Iterable[Agent], group: str, queue: str, tier: str) -> list[str]:
+    """Active agents of a group, by email. See the teams section of maildesk.toml."""
+    active = sorted((a for a in agents if a.active), key=lambda a: a.email.lower())
+
+    def serves(a: Agent, qn: str) -> bool:
+        return not a.queues or qn in a.queues
+
+    def at(a: Agent, t: str) -> bool:
+        return t in (a.tiers or [])
+
+    gq, _, gt = group.partition("/")
+    if gt:
+        return [a.email for a in active if serves(a, gq) and at(a, gt)]
+    if group in TIERS:
+        tiered = [a for a in active if at(a, group)]
+        here = [a.email for a in tiered if serves(a, queue)]
+        return here or [a.email for a in tiered]
+    in_queue = [a for a in active if a.queues and group in a.queues] or [a for a in active if serves(a, group)]
+    here = [a.email for a in in_queue if at(a, tier)]
+    return here or [a.email for a in in_queue]
+
+
+def open_loads(session: Session, members: list[str], exclude_ticket: int) -> dict[str, int]:
+    loads = dict.fromkeys(members, 0)
+    lowered = {m.lower(): m for m in members}
+    rows = session.execute(
+        select(func.lower(Ticket.assignee), func.count())
+        .where(Ticket.status.in_(OPEN_STATUSES), Ticket.assignee.is_not(None), Ticket.number != exclude_ticket,
+               func.lower(Ticket.assignee).in_(list(lowered)))
+        .group_by(func.lower(Ticket.assignee))
+    ).all()
+    for who, count in rows:
+        loads[lowered[str(who)]] = int(count)
+    return loads
+
+
+@dataclass(frozen=True)
+class Assignment:
+    agent: str | None
+    detail: dict[str, Any]
+
+
+def resolve_assignment(session: Session, spec: AssignSpec, ticket: Ticket) -> Assignment:
+    """Turn an AssignSpec into one agent address (None with a reason when nobody fits)."""
+    if spec.strategy == "agent":
+        row = session.scalars(select(Agent).where(func.lower(Agent.email) == spec.agent.lower())).first()
+        if row is not None and not row.active:
+            return Assignment(None, {"strategy": "agent", "reason": f"agent {row.email} is not active"})
+        return Assignment(row.email if row is not None else spec.agent.lower(), {"strategy": "agent"})
+    agents = list(session.scalars(select(Agent)))
+    members = group_members(agents, spec.group, ticket.queue, ticket.tier)
+    if not members:
+        return Assignment(None, {"strategy": spec.strategy, "group": spec.group,
+                                 "reason": f"no active agent in group {spec.group!r} (queue {ticket.queue}, tier {ticket.tier})"})
+    if spec.strategy == "least_loaded":
+        loads = open_loads(session, members, ticket.number)
+        return Assignment(pick_least_loaded(loads), {"strategy": "least_loaded", "group": spec.group, "loads": loads})
+    key = f"round_robin:{spec.group}"
+    cursor = session.get(KeyValue, key, with_for_update=True)
+    last = str(cursor.value.get("last")) if cursor is not None and cursor.value.get("last") else None
+    chosen = pick_round_robin(members, last)
+    if cursor is None:
+        session.add(KeyValue(key=key, value={"last": chosen}))
+    else:
+        cursor.value = {"last": chosen}
+    return Assignment(chosen, {"strategy": "round_robin", "group": spec.group, "members": members, "previous": last})
+
+
+# Applying -----------------------------------------------------------------------------------
+def _note_row(session: Session, ticket: Ticket, ctx: MessageContext, text: str, step: int) -> Message:
+    mid = f"rule-note-{ctx.message_pk}-{step}@maildesk.invalid"
+    row = Message(
+        ticket_number=ticket.number, direction="in", kind="agent-note", message_id=mid, mid_hash=q.mid_hash(mid),
+        content_hash=hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest(), raw=None, raw_size=0,
+        subject=ticket.subject, sender="maildesk", sender_name="maildesk rules", recipients=[], sent_at=ctx.now,
+        created_at=ctx.now, source="rules", full_text=text, visible_text=text, internal=True,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _escalations(decision: Decision) -> list[tuple[str, str, str]]:
+    """(rule, what, note) for every escalate step, in the order the rules ran."""
+    out = []
+    for hit in decision.hits:
+        for action in hit.actions if hit.matched else ():
+            m = _ESCALATE.match(action)
+            if m:
+                out.append((hit.name, m["what"], m["note"]))
+    return out
+
+
+def _set_status(ticket: Ticket, status: str, now: datetime) -> None:
+    ticket.status = status
+    if status == "resolved":
+        ticket.resolved_at = now
+        ticket.closed_at = None
+    elif status == "closed":
+        ticket.closed_at = now
+        ticket.resolved_at = ticket.resolved_at or now
+    else:
+        ticket.resolved_at = ticket.closed_at = None
+
+
+def apply_decision(session: Session, ctx: MessageContext, deps: PipelineDeps, ticket: Ticket, decision: Decision) -> dict[str, Any]:
+    """Change the ticket as decided; returns {what: [old, new]} for the `routed` event."""
+    now, pk = ctx.now, ctx.message_pk
+    changes: dict[str, Any] = {}
+
+    def change(name: str, new: Any) -> None:
+        old = getattr(ticket, name)
+        if new is not None and new != old:
+            setattr(ticket, name, new)
+            changes[name] = [old, new]
+
+    old_tier = ticket.tier
+    change("queue", decision.queue)
+    change("priority", decision.priority)
+    # escalation steps: one hand-off note and one event each, tier set once at the end
+    for step, (rule, what, note) in enumerate(_escalations(decision), 1):
+        frm, _, to = what.partition(" -> ")
+        if not to:
+            frm = to = ticket.tier if decision.tier is None else decision.tier
+        text = f"Escalated {what} by rule {rule!r}.\n\n{note}"
+        row = _note_row(session, ticket, ctx, text, step)
+        q.add_event(session, ticket.number, "escalated",
+                    {"from": frm, "to": to, "what": what, "note": note, "rule": rule, "by": "rules", "note_message": row.id}, now, pk)
+    if decision.tier is not None and decision.tier != old_tier:
+        ticket.tier = decision.tier
+        changes["tier"] = [old_tier, decision.tier]
+    status = "resolved" if decision.resolve else decision.status
+    if status is not None and status != ticket.status:
+        changes["status"] = [ticket.status, status]
+        _set_status(ticket, status, now)
+    if decision.tags_add:
+        tags = list(ticket.tags or [])
+        added = [t for t in decision.tags_add if t not in tags]
+        if added:
+            ticket.tags = tags + added
+            changes["tags"] = added
+    filled = {k: v for k, v in decision.fields.items() if v != ""}
+    if filled:
+        before = dict(ticket.fields or {})
+        merged = {**before, **filled}
+        if merged != before:
+            ticket.fields = merged
+            changes["fields"] = {k: v for k, v in filled.items() if before.get(k) != v}
+    junk = decision.discard if decision.discard is not None else decision.spam
+    if junk is not None:
+        kind = "discard" if decision.discard is not None else "spam"
+        if ctx.new_ticket:
+            if not ticket.spam:
+                ticket.spam = True
+                changes["spam"] = [False, True]
+            if kind == "discard" and ticket.status != "closed":
+                changes["status"] = [ticket.status, "closed"]
+                _set_status(ticket, "closed", now)
+            q.add_event(session, ticket.number, "marked-spam" if kind == "spam" else "discarded",
+                        {"reason": junk, "by": "rules", "kept": "the ticket and the mail are kept, never deleted"}, now, pk)
+        else:
+            q.add_event(session, ticket.number, "reply-flagged",
+                        {"kind": kind, "reason": junk, "detail": "a reply on an existing ticket: the ticket is left as it was"}, now, pk)
+    if decision.assign is not None:
+        got = resolve_assignment(session, decision.assign, ticket)
+        if got.agent is None:
+            q.add_event(session, ticket.number, "assign-failed", {"rule_assign": str(decision.assign), **got.detail}, now, pk)
+        elif got.agent != ticket.assignee:
+            changes["assignee"] = [ticket.assignee, got.agent]
+            q.add_event(session, ticket.number, "assigned",
+                        {"old": ticket.assignee, "new": got.agent, "by": "rules", **got.detail}, now, pk)
+            ticket.assignee = got.agent
+            q.add_participant(session, ticket.number, got.agent, "agent")
+    if changes:
+        ticket.updated_at = now
+    for to, template in decision.notify:
+        _notify(session, ctx, deps, ticket, to, template)
+    return changes
+
+
+def _notify(session: Session, ctx: MessageContext, deps: PipelineDeps, ticket: Ticket, to: str, template: str) -> None:
+    from maildesk.outbound.mailer import COMPOSE_ERRORS, Parent, Recipient, compose_failed
+    from maildesk.pipeline.respond import _message_input, mailer_of
+
+    try:
+        item = mailer_of(deps).send(
+            session, key=f"notify:{ctx.message_pk}:{to}:{template}", ticket_number=ticket.number, template=template,
+            to=Recipient(to, ""), now=ctx.now, automatic=True, parent=Parent.of(ctx.msg), kind="auto",
+            internal=True, message=_message_input(ctx), message_pk=ctx.message_pk,
+        )
+    except COMPOSE_ERRORS as exc:
+        compose_failed(session, ticket.number, template, exc, ctx.now, ctx.message_pk)
+        return
+    data: dict[str, Any] = {"to": to, "template": template, "by": "rules"}
+    if item is not None:
+        data.update(outbox_id=item.id, state=item.state)
+    q.add_event(session, ticket.number, "notified", data, ctx.now, ctx.message_pk)
+
+
+def route(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
+    """Queue by support address for a new ticket, then the rules; record every hit."""
+    if ctx.duplicate or ctx.ticket_number is None or ctx.kind != "customer":
+        return
+    ticket = session.get(Ticket, ctx.ticket_number)
+    if ticket is None:
+        return
+    settings = deps.settings
+    if ctx.new_ticket and settings.queues:
+        for rcpt in [*ctx.envelope_recipients, *(a.email for a in ctx.msg.to + ctx.msg.cc)]:
+            queue = settings.queue_for_address(rcpt)
+            if queue is not None:
+                if queue != ticket.queue:
+                    q.add_event(session, ticket.number, "queued-by-address", {"address": rcpt, "queue": queue}, ctx.now, ctx.message_pk)
+                    ticket.queue = queue
+                break
+    holder = deps.extras.get("rules")
+    if not isinstance(holder, RulesHolder) or holder.path is None:
+        return
+    refresh(holder)
+    ruleset = holder.ruleset
+    if not ruleset.rules:
+        return
+    inp = build_input(session, ctx, ticket)
+    decision = evaluate(ruleset, inp)
+    ctx.decision = decision
+    for hit in decision.hits:
+        if hit.matched:
+            q.add_event(session, ticket.number, "rule",
+                        {"name": hit.name, "line": hit.line, "actions": list(hit.actions), "captures": dict(hit.captures)},
+                        ctx.now, ctx.message_pk)
+    changes = apply_decision(session, ctx, deps, ticket, decision)
+    summary = {k: v for k, v in decision.to_json().items() if k != "hits"}
+    q.add_event(session, ticket.number, "routed", {
+        "rules_file": str(holder.path), "rules": len(ruleset.rules), "matched": list(decision.matched),
+        "decision": summary, "changes": changes, "input": input_json(inp),
+        "rules_errors": list(holder.errors)[:5],
+    }, ctx.now, ctx.message_pk)
