@@ -181,11 +181,28 @@ class App:
         self.store.dispose()
         log.info("stopped")
 
+    def warm_up(self) -> None:
+        """One-time work (mapper set-up, template compilation, locale data) done before the
+        first message is claimed, so a crash or kill during start-up is never counted
+        against a message's crash limit."""
+        from sqlalchemy import select
+
+        from maildesk.pipeline.respond import mailer_of
+        from maildesk.store.models import Message, Ticket
+
+        with self.store.reader() as session:
+            session.execute(select(Ticket.number).limit(1)).all()
+            session.execute(select(Message.id).limit(1)).all()
+        problems = mailer_of(self.deps).renderer.check()
+        for problem in problems:
+            log.error("template problem: %s", problem)
+
     def _worker_loop(self, stop: threading.Event) -> None:
         delay = 0.5
         while not stop.is_set():
             try:
                 self.migrate()
+                self.warm_up()
                 break
             except Exception as exc:  # noqa: BLE001 - database down at start: keep spooling
                 self.worker.stats.db_unavailable_since = self.worker.stats.db_unavailable_since or time.time()
