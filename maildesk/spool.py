@@ -90,10 +90,11 @@ class Spool:
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
             try:
-                view = memoryview(header + raw) if len(raw) < 1 << 20 else None
-                for chunk in (view,) if view is not None else (memoryview(header), memoryview(raw)):
-                    while chunk:
-                        chunk = chunk[os.write(fd, chunk) :]
+                written = os.writev(fd, [header, raw])
+                if written < len(header) + len(raw):  # a short write: finish it
+                    rest = memoryview(header + raw)[written:]
+                    while rest:
+                        rest = rest[os.write(fd, rest) :]
                 os.rename(tmp, self.root / "incoming" / tmp.name)
                 # One fsync after the rename: on journaling file systems (ext4, XFS) it
                 # commits the data and every earlier metadata change, the rename included.
