@@ -390,9 +390,13 @@ def spool_discard(
 
 
 def _register_desk_commands() -> None:
-    from maildesk.cli_desk import register
+    from maildesk.cli_admin import register as register_admin
+    from maildesk.cli_desk import register as register_desk
+    from maildesk.cli_rules import register as register_rules
 
-    register(app)
+    register_desk(app)
+    register_rules(app)
+    register_admin(app)
 
 
 _register_desk_commands()

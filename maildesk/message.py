@@ -26,6 +26,7 @@ from maildesk.errors import UnparseableMessage
 # mail-parser logs every MIME type it does not render; that is noise, not an error.
 logging.getLogger("mailparser").setLevel(logging.ERROR)
 
+_SURROGATE = re.compile("[\udc80-\udcff]")
 _MSGID_RE = re.compile(r"<([^<>\s]+)>")
 _FILENAME_BAD = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
 
@@ -146,7 +147,7 @@ def unfold(value: str) -> str:
 def fix_8bit(value: str) -> str:
     """Raw 8-bit header bytes (RFC 6532 UTF-8, or legacy latin-1) come back from the stdlib
     parser as surrogate escapes; turn them into the characters they stand for."""
-    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+    if value.isascii() or not _SURROGATE.search(value):
         return value
     data = value.encode("utf-8", "surrogateescape")
     try:
@@ -158,6 +159,8 @@ def fix_8bit(value: str) -> str:
 def decode_mime_words(value: str) -> str:
     """Decode RFC 2047 words; tolerate broken encodings without raising."""
     value = fix_8bit(value)
+    if "=?" not in value:
+        return value
     try:
         return str(make_header(decode_header(value)))
     except Exception:  # noqa: BLE001 - broken encoded words are common in the wild
