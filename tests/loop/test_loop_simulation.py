@@ -215,3 +215,13 @@ def test_hostile_autoresponder_is_stopped_by_the_limits(loop_run: Any) -> None:
     assert all(f"limit {PER_RECIPIENT_HOUR}" in row[5] for row in held), held
     # The mail after the last acknowledgement was still taken in (a ticket), only not answered.
     assert len(r["tickets"]) == len(r["sent"]) + 1
+
+
+def test_echo_of_our_loop_header_is_recognised_as_our_own_mail(loop_run: Any) -> None:
+    """Like the hostile one, but our X-Maildesk-Loop header comes back: the screen must see its
+    own marker (the value the outbox writes is the value the screen compares) and stop at once."""
+    r = loop_run("echo")
+    _assert_bounded("echo", r)
+    assert len(r["received"]) == 1 and len(r["sent"]) == 1, _report("echo", r)
+    assert r["tickets"] == [1]
+    assert [s for _, s in r["inbound"]] == ["human", "loop"]

@@ -8,7 +8,9 @@ Run as `python -m tests.support.autoresponder --listen PORT --reply-to-port MAIL
              References set (what a badly written vacation script does);
 - `ooo`:     an "Out of Office" reply with `Auto-Submitted: auto-replied` (RFC 3834);
 - `hostile`: strips everything of ours (loop header, threading headers, the ticket tag in
-             the subject), sets no automatic-mail headers and a fresh Message-ID each time.
+             the subject), sets no automatic-mail headers and a fresh Message-ID each time;
+- `echo`:    like `hostile`, but keeps our `X-Maildesk-Loop` header (a forwarding rule or
+             a script that copies the headers it got): only the loop marker can stop it.
 
 Every mail received and every reply sent (or not sent) is appended to the record file as
 one JSON line, so the test can count the exchange. Replies go out from a separate thread
@@ -36,7 +38,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-MODES = ("naive", "ooo", "hostile")
+MODES = ("naive", "ooo", "hostile", "echo")
 RESPONDER = "auto@responder.example"
 SUPPORT = "support@example.com"
 _TAG = re.compile(r"\s*\[[^\]]*#\s*\d+\]\s*")
@@ -69,11 +71,14 @@ def build_reply(original: Message, mode: str, counter: int) -> EmailMessage:
     reply["From"] = f"Auto Responder <{RESPONDER}>"
     reply["To"] = SUPPORT
     reply["Date"] = format_datetime(datetime.now(UTC))
-    if mode == "hostile":
+    if mode in ("hostile", "echo"):
         bare = _TAG.sub(" ", _PREFIX.sub("", subject)).strip()
         reply["Subject"] = f"Re: {bare or 'your mail'}"
         # A fresh Message-ID in a fresh domain every time; nothing of ours survives.
         reply["Message-ID"] = make_msgid(idstring=f"h{counter}", domain=f"relay{counter}.responder.example")
+        if mode == "echo":
+            for value in original.get_all("X-Maildesk-Loop") or []:
+                reply["X-Maildesk-Loop"] = " ".join(str(value).split())
         reply.set_content(f"Thanks for your mail. This is automatic answer number {counter}.\n")
         return reply
     reply["Subject"] = subject if _PREFIX.match(subject) else f"Re: {subject}"
