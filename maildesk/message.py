@@ -213,7 +213,19 @@ def _addresses(values: Any) -> tuple[Address, ...]:
 
 def _parse_address_header(raw_values: list[str]) -> tuple[Address, ...]:
     pairs = email.utils.getaddresses([unfold(decode_mime_words(v)) for v in raw_values])
-    return _addresses(pairs)
+    # An unquoted comma in a display name ("Schmidt, Berta <b@x>") splits it into a bare
+    # word and a mailbox: join them back instead of taking the word for an address.
+    merged: list[tuple[str, str]] = []
+    carry = ""
+    for name, addr in pairs:
+        if addr and "@" not in addr and not name:
+            carry = f"{carry}, {addr}" if carry else addr
+            continue
+        if carry:
+            name = f"{carry}, {name}" if name else carry
+            carry = ""
+        merged.append((name, addr))
+    return _addresses(merged)
 
 
 class _TextExtractor(HTMLParser):

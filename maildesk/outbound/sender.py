@@ -222,40 +222,12 @@ class OutboxSender:
                         {"address": address.lower(), "code": code, "reason": text[:300], "outbox_id": row.id}, now)
         if row.ticket_number is None or row.template == NOTICE_TEMPLATE:
             return
-        ticket = session.get(Ticket, row.ticket_number)
-        if ticket is None:
-            return
         address = (result.permanent_recipients or tuple(row.recipients or ()) or ("",))[0]
         reason = result.refused.get(address, (result.code, result.message))[1] if result.refused else result.message
         if result.code and not reason.startswith(str(result.code)):
             reason = f"{result.code} {reason}"
-        agents = []
-        if ticket.assignee:
-            agent = oq.agent_by_email(session, ticket.assignee)
-            agents = [(ticket.assignee, agent)]
-        else:
-            agents = [(a.email, a) for a in oq.agents_for_queue(session, ticket.queue)]
-        if not agents:
-            q.add_event(session, row.ticket_number, "agent-not-notified",
-                        {"outbox_id": row.id, "detail": "no assignee and no active agent to tell about the failed mail"}, now)
-            return
-        for email, agent in agents:
-            try:
-                self.mailer.send(
-                    session,
-                    key=f"bounce-notice:{row.id}:{email.lower()}",
-                    ticket_number=row.ticket_number,
-                    template=NOTICE_TEMPLATE,
-                    to=Recipient(email, agent.name if agent else ""),
-                    now=now,
-                    automatic=True,
-                    reader_agent=Mailer.agent_input(agent, email),
-                    bounce=BounceInput(address=address, reason=reason[:500], at=now),
-                    kind="auto",
-                    internal=True,
-                )
-            except COMPOSE_ERRORS as exc:
-                compose_failed(session, row.ticket_number, NOTICE_TEMPLATE, exc, now)
+        notify_agents_of_bounce(self.mailer, session, row.ticket_number, address, reason,
+                                key=f"bounce-notice:{row.id}", now=now, outbox_id=row.id)
 
     # -- loops -------------------------------------------------------------------------
 
@@ -298,3 +270,46 @@ class OutboxSender:
                     log.exception("outbox sender failed; retrying")
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
+
+
+def notify_agents_of_bounce(
+    mailer: Mailer,
+    session: Session,
+    ticket_number: int,
+    address: str,
+    reason: str,
+    *,
+    key: str,
+    now: datetime,
+    outbox_id: int | None = None,
+) -> None:
+    """Tell the ticket's assignee (else the queue's active agents) that mail to `address`
+    failed for good. Used for relay refusals and for incoming delivery reports."""
+    ticket = session.get(Ticket, ticket_number)
+    if ticket is None:
+        return
+    if ticket.assignee:
+        agents = [(ticket.assignee, oq.agent_by_email(session, ticket.assignee))]
+    else:
+        agents = [(a.email, a) for a in oq.agents_for_queue(session, ticket.queue)]
+    if not agents:
+        q.add_event(session, ticket_number, "agent-not-notified",
+                    {"outbox_id": outbox_id, "detail": "no assignee and no active agent to tell about the failed mail"}, now)
+        return
+    for email, agent in agents:
+        try:
+            mailer.send(
+                session,
+                key=f"{key}:{email.lower()}",
+                ticket_number=ticket_number,
+                template=NOTICE_TEMPLATE,
+                to=Recipient(email, agent.name if agent else ""),
+                now=now,
+                automatic=True,
+                reader_agent=Mailer.agent_input(agent, email),
+                bounce=BounceInput(address=address, reason=reason[:500], at=now),
+                kind="auto",
+                internal=True,
+            )
+        except COMPOSE_ERRORS as exc:
+            compose_failed(session, ticket_number, NOTICE_TEMPLATE, exc, now)

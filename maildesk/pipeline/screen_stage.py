@@ -69,9 +69,12 @@ def apply_bounce(ctx: MessageContext, session: Session, deps: PipelineDeps) -> N
             session.flush()
         q.add_event(session, ctx.ticket_number, "address-suppressed",
                     {"address": address, "reason": verdict.reason, "message_id": verdict.original_message_id}, ctx.now, ctx.message_pk)
-    notify = deps.extras.get("notify_bounce")
-    if notify is not None and ctx.ticket_number is not None:
-        notify(session, deps, ctx.ticket_number, list(verdict.addresses), verdict.reason, ctx.now)
+    if ctx.ticket_number is not None and verdict.addresses:
+        from maildesk.outbound.sender import notify_agents_of_bounce
+        from maildesk.pipeline.respond import mailer_of
+
+        notify_agents_of_bounce(mailer_of(deps), session, ctx.ticket_number, ", ".join(verdict.addresses),
+                                verdict.reason, key=f"dsn-notice:{ctx.stored_message_id}", now=ctx.now)
 
 
 def describe_screen(msg: ParsedMessage, settings: Settings) -> dict[str, object]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from maildesk.store.models import Event, Message, Participant, Suppression, Ticket
+from maildesk.store.models import Event, Message, OutboxItem, Participant, Suppression, Ticket
 from maildesk.threading import make_message_id
 from tests.support.mailgen import eml
 
@@ -150,6 +150,7 @@ def test_permanent_bounce_suppresses_address_and_is_recorded_on_ticket(desk: Any
     first = c.say(eml(message_id="<b1@customer.example>"))
     ours = make_message_id(desk.settings.secret, first.ticket_number, "example.com")
     with desk.store.session() as s:
+        s.get(Ticket, first.ticket_number).assignee = "agent@example.com"
         s.add(Message(ticket_number=first.ticket_number, direction="out", kind="auto", message_id=ours,
                       mid_hash=__import__("maildesk.store.queries", fromlist=["mid_hash"]).mid_hash(ours),
                       content_hash="x", raw=b"", created_at=c.now, sender="support@example.com", recipients=["anna@customer.example"]))
@@ -171,6 +172,9 @@ def test_permanent_bounce_suppresses_address_and_is_recorded_on_ticket(desk: Any
     assert c.events(first.ticket_number, "address-suppressed")
     with desk.store.reader() as s:
         assert len(list(s.scalars(select(Ticket)))) == 1
+        notices = [o for o in s.scalars(select(OutboxItem)) if o.template == "bounce_notice"]
+    assert [n.recipients for n in notices] == [["agent@example.com"]]  # the agent is told
+    assert b"anna@customer.example" in notices[0].raw
 
 
 def test_our_own_mail_coming_back_is_a_loop(desk: Any) -> None:

@@ -127,3 +127,12 @@ def test_non_utf8_bytes_are_never_decoded_lossily_before_parsing(desk: Any) -> N
         msg = s.scalars(select(Message).where(Message.direction == "in")).one()
         assert msg.raw == raw and msg.subject == "Grüße" and "Schöne Grüße" in msg.full_text
         assert msg.sender_name == "Jörg"
+
+
+def test_unquoted_comma_in_sender_name_keeps_the_address(desk: Any) -> None:
+    desk.spool.put(eml(sender="Schmidt, Berta <berta@customer.example>", message_id="<comma@x>"), "test")
+    desk.process()
+    with desk.store.reader() as s:
+        ticket = s.scalars(select(Ticket)).one()
+        assert ticket.customer.email == "berta@customer.example"
+        assert ticket.customer.name == "Schmidt, Berta"
