@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import random
-import threading
 import resource
 import smtplib
 import socket
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
