@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from maildesk.config import Settings
@@ -98,21 +98,25 @@ def refresh(holder: RulesHolder) -> None:
 
 
 # Facts --------------------------------------------------------------------------------------
-def customer_facts(session: Session, email: str, exclude_ticket: int | None, before: datetime | None = None) -> CustomerFacts:
-    """VIP flag, earlier tickets and open tickets of the sender (the current ticket excluded)."""
+def customer_facts(session: Session, email: str, exclude_ticket: int | None, before: datetime | None = None,
+                   customer: Customer | None = None) -> CustomerFacts:
+    """VIP flag, earlier tickets and open tickets of the sender (the current ticket excluded).
+
+    `customer` saves the lookup when the caller already holds the sender's row."""
     email = email.lower()
     domain = email.rpartition("@")[2]
-    customer = session.scalars(select(Customer).where(Customer.email == email)).first()
+    if customer is None or customer.email.lower() != email:
+        customer = session.scalars(select(Customer).where(Customer.email == email)).first()
     if customer is None:
         return CustomerFacts(email=email, domain=domain)
-    base = select(func.count()).select_from(Ticket).where(Ticket.customer_id == customer.id)
+    is_open = case((Ticket.status.in_(OPEN_STATUSES), 1), else_=0)
+    stmt = select(func.count(), func.coalesce(func.sum(is_open), 0)).select_from(Ticket).where(Ticket.customer_id == customer.id)
     if exclude_ticket is not None:
-        base = base.where(Ticket.number != exclude_ticket)
+        stmt = stmt.where(Ticket.number != exclude_ticket)
     if before is not None:
-        base = base.where(Ticket.created_at < before)
-    tickets = int(session.scalar(base) or 0)
-    open_tickets = int(session.scalar(base.where(Ticket.status.in_(OPEN_STATUSES))) or 0)
-    return CustomerFacts(email=email, domain=domain, vip=bool(customer.vip), tickets=tickets, open_tickets=open_tickets)
+        stmt = stmt.where(Ticket.created_at < before)
+    tickets, open_tickets = session.execute(stmt).one()
+    return CustomerFacts(email=email, domain=domain, vip=bool(customer.vip), tickets=int(tickets), open_tickets=int(open_tickets))
 
 
 def ticket_state(ticket: Ticket, status: str | None = None) -> TicketState:
@@ -160,7 +164,7 @@ def build_input(session: Session, ctx: MessageContext, ticket: Ticket) -> RuleIn
         event="new" if ctx.new_ticket else "reply",
         now=ctx.now,
         body=ctx.visible_text or ctx.msg.text,
-        customer=customer_facts(session, email, ticket.number),
+        customer=customer_facts(session, email, ticket.number, customer=ticket.customer),
         ticket=state,
     )
 
