@@ -7,6 +7,7 @@ else the embedded default.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -59,7 +60,9 @@ def _settings(config: Path | None) -> Settings:
 def _app(config: Path | None) -> Any:
     from maildesk.app import App
 
-    return App(_settings(config))
+    desk = App(_settings(config))
+    atexit.register(desk.store.dispose)  # close database connections however the command ends
+    return desk
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -37,7 +37,10 @@ class PgDatabases:
         import sqlalchemy as sa
 
         self.sa = sa
-        self.admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        from sqlalchemy.pool import NullPool
+
+        # NullPool: every admin statement opens and closes its own connection, none linger
+        self.admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
         self.base = admin_url.rsplit("/", 1)[0]
         self.run_id = f"mdt_{os.getpid()}_{secrets.token_hex(3)}"
         self.template = f"{self.run_id}_tmpl"

@@ -25,6 +25,13 @@ def _open(source: Path) -> mailbox.Mailbox:
 def import_mailbox(source: Path, spool: Spool, *, progress: bool = False) -> int:
     """Spool every message of SOURCE (bytes unchanged). Returns how many were spooled."""
     box = _open(source)
+    try:
+        return _spool_all(box, source, spool, progress)
+    finally:
+        box.close()
+
+
+def _spool_all(box: mailbox.Mailbox, source: Path, spool: Spool, progress: bool) -> int:
     keys = list(box.keys())
     count = 0
     tag = f"import:{source.name}"

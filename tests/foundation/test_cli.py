@@ -1,0 +1,98 @@
+"""The foundation commands through the real console script and Typer's runner."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from maildesk.cli import app
+from tests.support.mailgen import eml
+
+
+def write_config(tmp_path: Path, database_url: str) -> Path:
+    cfg = tmp_path / "maildesk.toml"
+    cfg.write_text(
+        f'[desk]\ndata_dir = "{tmp_path / "data"}"\nsupport_addresses = ["support@example.com"]\nsecret_env = ""\n'
+        f'[database]\nurl = "{database_url}"\nurl_env = ""\n'
+    )
+    return cfg
+
+
+def run(*args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "maildesk", *args], input=input, capture_output=True,
+                          env={**os.environ, **(env or {})}, timeout=120)
+
+
+def test_inject_exit_codes(tmp_path: Path, database_url: str) -> None:
+    cfg = write_config(tmp_path, database_url)
+    ok = run("inject", "-", "--config", str(cfg), input=eml())
+    assert ok.returncode == 0 and ok.stdout.strip()
+    empty = run("inject", "-", "--config", str(cfg), input=b"\n\n")
+    assert empty.returncode == 65 and b"empty message" in empty.stderr
+    bad_config = tmp_path / "broken.toml"
+    bad_config.write_text("[smtp]\nport = 'x'\n")
+    tempfail = run("inject", "-", "--config", str(bad_config), input=eml())
+    assert tempfail.returncode == 75 and b"smtp.port" in tempfail.stderr
+    (tmp_path / "data" / "spool").rename(tmp_path / "moved")
+    (tmp_path / "data" / "spool").write_text("not a folder")  # the spool cannot be written
+    spool_gone = run("inject", "-", "--config", str(cfg), input=eml())
+    assert spool_gone.returncode == 75 and b"cannot spool" in spool_gone.stderr
+    assert b"Traceback" not in spool_gone.stderr
+
+
+def test_import_mbox_and_maildir_then_status(tmp_path: Path, database_url: str) -> None:
+    cfg = write_config(tmp_path, database_url)
+    box = mailbox.mbox(tmp_path / "history.mbox")
+    for i in range(3):
+        box.add(eml(message_id=f"<hist{i}@customer.example>", subject=f"old {i}"))
+    box.close()
+    md = mailbox.Maildir(tmp_path / "md", create=True)
+    md.add(eml(message_id="<md1@customer.example>"))
+    runner = CliRunner()
+    result = runner.invoke(app, ["import", str(tmp_path / "history.mbox"), "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert "spooled 3 messages" in result.output and "tickets_created: 3" in result.output
+    result = runner.invoke(app, ["import", str(tmp_path / "md"), "--config", str(cfg)])
+    assert result.exit_code == 0 and "tickets_created: 1" in result.output
+    result = runner.invoke(app, ["import", str(tmp_path / "nothing-here"), "--config", str(cfg)])
+    assert result.exit_code == 1 and "no such file or folder" in " ".join(result.output.split())
+    status = json.loads(runner.invoke(app, ["status", "--json", "--config", str(cfg)]).stdout)
+    assert status["database"]["tickets"] == 4 and status["spool"]["incoming"] == 0
+
+
+def test_parse_json_gives_error_objects_never_tracebacks(tmp_path: Path) -> None:
+    good = tmp_path / "good.eml"
+    good.write_bytes(eml(extra="Auto-Submitted: auto-replied"))
+    bad = tmp_path / "bad.eml"
+    bad.write_bytes(b"\x00\x01 not mail")
+    result = CliRunner().invoke(app, ["parse", "--json", str(good), str(bad), str(tmp_path / "missing.eml")])
+    assert result.exit_code == 0
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines[0]["file"].endswith("good.eml") and lines[0]["screen"]["verdict"] == "auto-reply"
+    assert lines[0]["visible_text"] and "threading" in lines[0]
+    assert "error" in lines[1] and "error" in lines[2] and "cannot read" in lines[2]["error"]
+
+
+def test_spool_commands(tmp_path: Path, database_url: str) -> None:
+    cfg = write_config(tmp_path, database_url)
+    runner = CliRunner()
+    assert run("inject", "-", "--config", str(cfg), input=b"garbage without headers\n").returncode == 0
+    assert runner.invoke(app, ["process", "--config", str(cfg)]).exit_code == 0
+    listed: list[dict[str, Any]] = json.loads(runner.invoke(app, ["spool", "list", "--state", "quarantine", "--json", "--config", str(cfg)]).stdout)
+    assert len(listed) == 1 and "header" in listed[0]["reason"]
+    entry = listed[0]["id"]
+    shown = json.loads(runner.invoke(app, ["spool", "show", entry, "--json", "--config", str(cfg)]).stdout)
+    assert shown["state"] == "quarantine" and shown["meta"]["source"] == "inject"
+    assert runner.invoke(app, ["spool", "retry", entry, "--config", str(cfg)]).exit_code == 0
+    assert runner.invoke(app, ["process", "--config", str(cfg)]).exit_code == 0
+    result = runner.invoke(app, ["spool", "discard", entry, "--yes", "--config", str(cfg)])
+    assert result.exit_code == 0 and "discarded" in result.output
+    result = runner.invoke(app, ["spool", "show", "nope", "--config", str(cfg)])
+    assert result.exit_code == 1 and "no spool entry" in result.output
