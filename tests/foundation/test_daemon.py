@@ -55,9 +55,12 @@ def test_sigterm_stops_cleanly(tmp_path: Path, database_url: str) -> None:
     cfg = write_config(tmp_path / "maildesk.toml", data_dir=tmp_path / "data", database_url=database_url, smtp_port=port)
     daemon = Daemon(cfg, port, tmp_path / "daemon.log")
     daemon.start()
-    assert send(port, eml(message_id="<t1@customer.example>"))
-    assert wait_until(lambda: "t1@customer.example" in stored_ids(database_url), 30)
-    assert daemon.terminate() == 0
+    try:
+        assert send(port, eml(message_id="<t1@customer.example>"))
+        assert wait_until(lambda: "t1@customer.example" in stored_ids(database_url), 30)
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()
     assert "stopped" in (tmp_path / "daemon.log").read_text()
 
 
@@ -87,16 +90,25 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(tmp_path
         t.start()
     kills = 0
     rng = random.Random(1234)
-    while any(t.is_alive() for t in clients):
-        time.sleep(rng.uniform(0.2, 0.8))
-        daemon.kill()
-        kills += 1
-        daemon.start()
-    for t in clients:
-        t.join()
+    try:
+        while any(t.is_alive() for t in clients):
+            time.sleep(rng.uniform(0.4, 1.2))
+            daemon.kill()
+            kills += 1
+            daemon.start()
+    finally:
+        for t in clients:
+            t.join()
+        if any(t.is_alive() for t in clients):  # pragma: no cover
+            daemon.kill()
     assert len(acked) == 3 * per_client and kills >= 3
-    assert wait_until(lambda: len(set(stored_ids(database_url)) & acked) == len(acked), 90)
-    assert daemon.terminate() == 0
+    try:
+        assert wait_until(lambda: len(set(stored_ids(database_url)) & acked) == len(acked), 120), (
+            f"failed/: {sorted(p.name for p in (tmp_path / 'data' / 'spool' / 'failed').glob('*.json'))}"
+        )
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()
     ids = stored_ids(database_url)
     assert acked <= set(ids)
     assert len(ids) == len(set(ids))  # exactly once

@@ -61,15 +61,18 @@ poll_interval = 0.2
     cfg = write_config(tmp_path / "maildesk.toml", data_dir=tmp_path / "data", database_url=database_url, smtp_port=port, extra=extra)
     daemon = Daemon(cfg, port, tmp_path / "daemon.log")
     daemon.start()
-    rng = random.Random(99)
-    for _ in range(6):
-        time.sleep(rng.uniform(0.2, 0.9))
+    try:
+        rng = random.Random(99)
+        for _ in range(6):
+            time.sleep(rng.uniform(0.4, 1.2))
+            daemon.kill()
+            daemon.start()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not set(ids) <= set(stored_incoming(database_url)):
+            time.sleep(0.3)
+        assert daemon.terminate() == 0
+    finally:
         daemon.kill()
-        daemon.start()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not set(ids) <= set(stored_incoming(database_url)):
-        time.sleep(0.3)
-    assert daemon.terminate() == 0
     stored = stored_incoming(database_url)
     assert set(ids) <= set(stored), f"missing: {len(set(ids) - set(stored))}; log:\n{(tmp_path / 'daemon.log').read_text()[-3000:]}"
     assert len(stored) == len(set(stored)) == len(ids)  # exactly once
