@@ -38,6 +38,7 @@ class SpoolEntry:
     state: str
     path: Path
     attempt: int
+    suspect: bool = False  # was in flight with others when the worker died: to be run alone
 
     @property
     def received_ns(self) -> int:
@@ -58,9 +59,14 @@ def _fsync_dir(path: Path) -> None:
 def _split_name(name: str) -> tuple[str, int]:
     stem = name[: -len(".msg")] if name.endswith(".msg") else name
     base, _, attempt = stem.rpartition(".")
+    attempt = attempt.removesuffix("s")
     if not base or not attempt.isdigit():
         return stem, 0
     return base, int(attempt)
+
+
+def _is_suspect(name: str) -> bool:
+    return name.endswith("s.msg")
 
 
 class Spool:
@@ -83,33 +89,56 @@ class Spool:
     # Intake --------------------------------------------------------------------------
     def put(self, raw: bytes, source: str, envelope: dict[str, Any] | None = None) -> str:
         """Store raw bytes durably in incoming/ and return the entry id."""
-        entry_id = f"{time.time_ns():020d}-{secrets.token_hex(6)}"
-        meta = {"source": source, "received_at": time.time(), "envelope": envelope or {}}
-        header = MAGIC + json.dumps(meta, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
-        tmp = self.root / "tmp" / f"{entry_id}.0.msg"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        (result,) = self.put_many([(raw, source, envelope)])
+        if isinstance(result, SpoolError):
+            raise result
+        return result
+
+    def put_many(self, items: list[tuple[bytes, str, dict[str, Any] | None]]) -> list[str | SpoolError]:
+        """Store several messages durably (group commit): every file is written and renamed
+        first, then each is fsynced, so on a journaling file system the first fsync commits
+        the whole group and the others find nothing left to do. Returns, per item, the
+        entry id or the SpoolError that kept it from being stored."""
+        results: list[str | SpoolError] = []
+        open_fds: list[tuple[int, int, Path]] = []  # (index, fd, final path)
+        for raw, source, envelope in items:
+            entry_id = f"{time.time_ns():020d}-{secrets.token_hex(6)}"
+            meta = {"source": source, "received_at": time.time(), "envelope": envelope or {}}
+            header = MAGIC + json.dumps(meta, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
+            tmp = self.root / "tmp" / f"{entry_id}.0.msg"
+            final = self.root / "incoming" / tmp.name
+            fd = -1
             try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
                 written = os.writev(fd, [header, raw])
                 if written < len(header) + len(raw):  # a short write: finish it
                     rest = memoryview(header + raw)[written:]
                     while rest:
                         rest = rest[os.write(fd, rest) :]
-                os.rename(tmp, self.root / "incoming" / tmp.name)
-                # One fsync after the rename: on journaling file systems (ext4, XFS) it
-                # commits the data and every earlier metadata change, the rename included.
+                os.rename(tmp, final)
+            except OSError as exc:
+                if fd >= 0:
+                    os.close(fd)
+                tmp.unlink(missing_ok=True)
+                results.append(SpoolError(f"cannot write spool entry: {exc.strerror or exc}"))
+                continue
+            open_fds.append((len(results), fd, final))
+            results.append(entry_id)
+        for index, fd, final in open_fds:
+            try:
+                # fsync after the rename: on ext4/XFS it also commits the rename itself.
                 os.fsync(fd)
+            except OSError as exc:
+                final.unlink(missing_ok=True)  # never acknowledged: must not be processed either
+                results[index] = SpoolError(f"cannot sync spool entry: {exc.strerror or exc}")
             finally:
                 os.close(fd)
-            if self.fsync_dir:
-                _fsync_dir(self.root / "incoming")
-        except OSError as exc:
+        if self.fsync_dir and open_fds:
             try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
-            raise SpoolError(f"cannot write spool entry: {exc.strerror or exc}") from exc
-        return entry_id
+                _fsync_dir(self.root / "incoming")
+            except OSError as exc:
+                return [SpoolError(f"cannot sync spool folder: {exc.strerror or exc}") for _ in results]
+        return results
 
     # Worker --------------------------------------------------------------------------
     def claim(self) -> SpoolEntry | None:
@@ -129,7 +158,7 @@ class Spool:
                     except FileNotFoundError:
                         continue  # claimed by another worker
                     base, attempt = _split_name(name)
-                    return SpoolEntry(base, "active", dst, attempt)
+                    return SpoolEntry(base, "active", dst, attempt, _is_suspect(name))
             return None
 
     @staticmethod
@@ -167,13 +196,22 @@ class Spool:
         os.rename(entry.path, self.root / "incoming" / entry.path.name)
 
     def recover(self, max_attempts: int) -> dict[str, int]:
-        """After a crash: active/ entries go back to incoming/ with one more attempt,
-        or to failed/ once they have crashed the worker max_attempts times."""
-        counts = {"retried": 0, "failed": 0}
-        for name in sorted(os.listdir(self.root / "active")):
+        """After a crash, put active/ entries back in incoming/.
+
+        Only an entry that was alone in flight can be blamed: it gets one more attempt, and
+        goes to failed/ once it has crashed the worker `max_attempts` times. Entries that
+        were in flight together are marked suspect, without an attempt, and the worker then
+        runs each of them alone, so a poison message is found without blaming the others.
+        """
+        counts = {"retried": 0, "failed": 0, "suspect": 0}
+        names = sorted(n for n in os.listdir(self.root / "active") if n.endswith(".msg"))
+        for name in names:
             base, attempt = _split_name(name)
             entry = SpoolEntry(base, "active", self.root / "active" / name, attempt)
-            if attempt + 1 >= max_attempts:
+            if len(names) > 1:
+                os.rename(entry.path, self.root / "incoming" / f"{base}.{attempt}s.msg")
+                counts["suspect"] += 1
+            elif attempt + 1 >= max_attempts:
                 self.fail(entry, "crash", f"processing was interrupted {attempt + 1} times; not retried again")
                 counts["failed"] += 1
             else:
@@ -181,7 +219,7 @@ class Spool:
                 counts["retried"] += 1
         for name in os.listdir(self.root / "tmp"):
             (self.root / "tmp" / name).unlink(missing_ok=True)  # never acknowledged
-        if counts["retried"] or counts["failed"]:
+        if names:
             _fsync_dir(self.root / "incoming")
         return counts
 

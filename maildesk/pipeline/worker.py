@@ -72,8 +72,9 @@ class Worker:
 
     def recover(self) -> dict[str, int]:
         counts = self.spool.recover(self.deps.settings.worker.max_attempts)
-        if counts["retried"] or counts["failed"]:
-            log.warning("recovered after a crash: %(retried)d retried, %(failed)d failed for good", counts)
+        if any(counts.values()):
+            log.warning("recovered after a crash: %(suspect)d were in flight together (each will run alone), "
+                        "%(retried)d retried, %(failed)d failed for good", counts)
         return counts
 
     def process_one(self) -> bool:
@@ -83,12 +84,13 @@ class Worker:
             entry = self.spool.claim()
             if entry is None:
                 break
-            if entry.attempt > 0:
+            if entry.attempt > 0 or entry.suspect:
                 # Interrupted before: process it alone, so a crash is blamed on it only
                 # when it happens while it is the only message in flight.
                 if entries:
                     self.spool.release(entry)
                     break
+                log.info("processing %s alone: its processing was interrupted %d time(s) before", entry.id, entry.attempt)
                 entries.append(entry)
                 break
             entries.append(entry)

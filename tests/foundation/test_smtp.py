@@ -75,7 +75,7 @@ def test_internal_failure_answers_451_never_5xx(intake: SmtpIntake, monkeypatch:
     def broken(*_a: Any, **_k: Any) -> str:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(intake.handler.spool, "put", broken)
+    monkeypatch.setattr(intake.handler.spool, "put_many", broken)
     with client(intake) as smtp:
         smtp.ehlo()
         smtp.mail("a@customer.example")

@@ -39,12 +39,28 @@ def test_recover_retries_then_fails_after_max_attempts(spool: Spool) -> None:
     for attempt in range(2):
         entry = spool.claim()
         assert entry is not None and entry.attempt == attempt
-        assert spool.recover(max_attempts=3) == {"retried": 1, "failed": 0}
+        assert spool.recover(max_attempts=3) == {"retried": 1, "failed": 0, "suspect": 0}
     entry = spool.claim()
     assert entry is not None and entry.attempt == 2
-    assert spool.recover(max_attempts=3) == {"retried": 0, "failed": 1}
+    assert spool.recover(max_attempts=3) == {"retried": 0, "failed": 1, "suspect": 0}
     failed = list(spool.entries("failed"))
     assert len(failed) == 1 and spool.info(failed[0])["stage"] == "crash"
+
+
+def test_entries_in_flight_together_become_suspects_without_an_attempt(spool: Spool) -> None:
+    for i in range(3):
+        spool.put(f"Subject: {i}\r\n\r\nx".encode(), "t")
+    claimed = [spool.claim() for _ in range(3)]
+    assert all(e is not None for e in claimed)
+    assert spool.recover(max_attempts=3) == {"retried": 0, "failed": 0, "suspect": 3}
+    again = [spool.claim() for _ in range(3)]
+    assert all(e is not None and e.suspect and e.attempt == 0 for e in again)
+    # one of them crashes the worker while alone: now it is blamed
+    assert spool.recover(max_attempts=3)["suspect"] == 3
+    solo = spool.claim()
+    assert solo is not None
+    assert spool.recover(max_attempts=3) == {"retried": 1, "failed": 0, "suspect": 0}
+    assert any(e.attempt == 1 and not e.suspect for e in spool.entries("incoming"))
 
 
 def test_quarantine_retry_and_discard(spool: Spool) -> None:
