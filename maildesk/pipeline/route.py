@@ -28,7 +28,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from maildesk.config import Settings
@@ -41,11 +40,11 @@ from maildesk.rules.loader import load_rules
 from maildesk.rules.model import TIERS, AssignSpec, CustomerFacts, Decision, RuleInput, TicketState
 from maildesk.rules.ruleset import RuleSet
 from maildesk.store import queries as q
-from maildesk.store.models import Agent, Customer, Event, KeyValue, Message, Ticket
+from maildesk.store import routing_queries as rq
+from maildesk.store.models import Agent, Customer, Message, Ticket
 
 log = logging.getLogger("maildesk.rules")
 
-OPEN_STATUSES = ("new", "open", "pending")
 _ESCALATE = re.compile(r"^escalate (?P<what>.*?): (?P<note>.*)$", re.S)
 
 
@@ -106,16 +105,10 @@ def customer_facts(session: Session, email: str, exclude_ticket: int | None, bef
     email = email.lower()
     domain = email.rpartition("@")[2]
     if customer is None or customer.email.lower() != email:
-        customer = session.scalars(select(Customer).where(Customer.email == email)).first()
+        customer = rq.customer_by_email(session, email)
     if customer is None:
         return CustomerFacts(email=email, domain=domain)
-    is_open = case((Ticket.status.in_(OPEN_STATUSES), 1), else_=0)
-    stmt = select(func.count(), func.coalesce(func.sum(is_open), 0)).select_from(Ticket).where(Ticket.customer_id == customer.id)
-    if exclude_ticket is not None:
-        stmt = stmt.where(Ticket.number != exclude_ticket)
-    if before is not None:
-        stmt = stmt.where(Ticket.created_at < before)
-    tickets, open_tickets = session.execute(stmt).one()
+    tickets, open_tickets = rq.customer_ticket_counts(session, customer.id, exclude_ticket, before)
     return CustomerFacts(email=email, domain=domain, vip=bool(customer.vip), tickets=int(tickets), open_tickets=int(open_tickets))
 
 
@@ -149,10 +142,7 @@ def _status_before(session: Session, ctx: MessageContext, ticket: Ticket) -> str
     """The ticket's status as the customer's mail found it (before this mail reopened it)."""
     if ctx.thread is None or not getattr(ctx.thread, "reopen", False) or ctx.message_pk is None:
         return ticket.status
-    ev = session.scalars(
-        select(Event).where(Event.message_pk == ctx.message_pk, Event.type == "reopened").order_by(Event.id)
-    ).first()
-    return str(ev.data.get("from")) if ev is not None and ev.data.get("from") else ticket.status
+    return rq.reopened_from(session, ctx.message_pk) or ticket.status
 
 
 def build_input(session: Session, ctx: MessageContext, ticket: Ticket) -> RuleInput:
@@ -192,20 +182,6 @@ def group_members(agents: Iterable[Agent], group: str, queue: str, tier: str) ->
     return here or [a.email for a in in_queue]
 
 
-def open_loads(session: Session, members: list[str], exclude_ticket: int) -> dict[str, int]:
-    loads = dict.fromkeys(members, 0)
-    lowered = {m.lower(): m for m in members}
-    rows = session.execute(
-        select(func.lower(Ticket.assignee), func.count())
-        .where(Ticket.status.in_(OPEN_STATUSES), Ticket.assignee.is_not(None), Ticket.number != exclude_ticket,
-               func.lower(Ticket.assignee).in_(list(lowered)))
-        .group_by(func.lower(Ticket.assignee))
-    ).all()
-    for who, count in rows:
-        loads[lowered[str(who)]] = int(count)
-    return loads
-
-
 @dataclass(frozen=True)
 class Assignment:
     agent: str | None
@@ -215,26 +191,21 @@ class Assignment:
 def resolve_assignment(session: Session, spec: AssignSpec, ticket: Ticket) -> Assignment:
     """Turn an AssignSpec into one agent address (None with a reason when nobody fits)."""
     if spec.strategy == "agent":
-        row = session.scalars(select(Agent).where(func.lower(Agent.email) == spec.agent.lower())).first()
+        row = rq.agent_by_email(session, spec.agent)
         if row is not None and not row.active:
             return Assignment(None, {"strategy": "agent", "reason": f"agent {row.email} is not active"})
         return Assignment(row.email if row is not None else spec.agent.lower(), {"strategy": "agent"})
-    agents = list(session.scalars(select(Agent)))
+    agents = rq.all_agents(session)
     members = group_members(agents, spec.group, ticket.queue, ticket.tier)
     if not members:
         return Assignment(None, {"strategy": spec.strategy, "group": spec.group,
                                  "reason": f"no active agent in group {spec.group!r} (queue {ticket.queue}, tier {ticket.tier})"})
     if spec.strategy == "least_loaded":
-        loads = open_loads(session, members, ticket.number)
+        loads = rq.open_loads(session, members, ticket.number)
         return Assignment(pick_least_loaded(loads), {"strategy": "least_loaded", "group": spec.group, "loads": loads})
-    key = f"round_robin:{spec.group}"
-    cursor = session.get(KeyValue, key, with_for_update=True)
-    last = str(cursor.value.get("last")) if cursor is not None and cursor.value.get("last") else None
+    last = rq.round_robin_last(session, spec.group)
     chosen = pick_round_robin(members, last)
-    if cursor is None:
-        session.add(KeyValue(key=key, value={"last": chosen}))
-    else:
-        cursor.value = {"last": chosen}
+    rq.set_round_robin_last(session, spec.group, chosen)
     return Assignment(chosen, {"strategy": "round_robin", "group": spec.group, "members": members, "previous": last})
 
 

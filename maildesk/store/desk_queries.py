@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from maildesk.store.models import (
+    OPEN_STATUSES,
     Agent,
     Attachment,
     Customer,
@@ -31,7 +32,6 @@ from maildesk.store.models import (
     Ticket,
 )
 
-OPEN_STATUSES = ("new", "open", "pending")
 PRIORITY_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
 SORTS = ("created", "updated", "priority", "number")
 

@@ -32,6 +32,8 @@ class Base(DeclarativeBase):
 
 TZDateTime = DateTime(timezone=True)
 
+OPEN_STATUSES = ("new", "open", "pending")  # a ticket in one of these still needs work
+
 
 class Customer(Base):
     __tablename__ = "customers"

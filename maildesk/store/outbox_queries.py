@@ -18,11 +18,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import Text, cast, false, func, select
 from sqlalchemy.orm import Session
 
-from maildesk.store.models import Agent, Customer, Message, OutboxItem, SlaClock, Suppression, Ticket
+from maildesk.store.models import OPEN_STATUSES, Agent, Customer, Message, OutboxItem, SlaClock, Suppression, Ticket
 
 # States that count as "sent or on its way" for the automatic-mail limits.
 COUNTED_STATES = ("queued", "sending", "sent")
-OPEN_STATUSES = ("new", "open", "pending")
 
 
 def item_by_key(session: Session, key: str) -> OutboxItem | None:

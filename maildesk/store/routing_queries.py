@@ -1,0 +1,78 @@
+"""Queries the routing stage needs: customer facts, agent loads, round-robin cursors.
+
+SQL lives in the store; `pipeline/route.py` only decides what to do with the answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from maildesk.store.models import OPEN_STATUSES, Agent, Customer, Event, KeyValue, Ticket
+
+
+def customer_by_email(session: Session, email: str) -> Customer | None:
+    return session.scalars(select(Customer).where(Customer.email == email)).first()
+
+
+def customer_ticket_counts(
+    session: Session, customer_id: int, exclude_ticket: int | None, before: datetime | None = None
+) -> tuple[int, int]:
+    """(all tickets, open tickets) of a customer, the current ticket excluded."""
+    is_open = case((Ticket.status.in_(OPEN_STATUSES), 1), else_=0)
+    stmt = select(func.count(), func.coalesce(func.sum(is_open), 0)).select_from(Ticket).where(Ticket.customer_id == customer_id)
+    if exclude_ticket is not None:
+        stmt = stmt.where(Ticket.number != exclude_ticket)
+    if before is not None:
+        stmt = stmt.where(Ticket.created_at < before)
+    tickets, open_tickets = session.execute(stmt).one()
+    return int(tickets), int(open_tickets)
+
+
+def reopened_from(session: Session, message_pk: int) -> str | None:
+    """The status a ticket had before the message `message_pk` reopened it, if it did."""
+    ev = session.scalars(
+        select(Event).where(Event.message_pk == message_pk, Event.type == "reopened").order_by(Event.id)
+    ).first()
+    return str(ev.data.get("from")) if ev is not None and ev.data.get("from") else None
+
+
+def open_loads(session: Session, members: Sequence[str], exclude_ticket: int) -> dict[str, int]:
+    """Open tickets per agent (by address, case-insensitive), the current ticket excluded."""
+    loads = dict.fromkeys(members, 0)
+    lowered = {m.lower(): m for m in members}
+    rows = session.execute(
+        select(func.lower(Ticket.assignee), func.count())
+        .where(Ticket.status.in_(OPEN_STATUSES), Ticket.assignee.is_not(None), Ticket.number != exclude_ticket,
+               func.lower(Ticket.assignee).in_(list(lowered)))
+        .group_by(func.lower(Ticket.assignee))
+    ).all()
+    for who, count in rows:
+        loads[lowered[str(who)]] = int(count)
+    return loads
+
+
+def agent_by_email(session: Session, email: str) -> Agent | None:
+    return session.scalars(select(Agent).where(func.lower(Agent.email) == email.lower())).first()
+
+
+def all_agents(session: Session) -> list[Agent]:
+    return list(session.scalars(select(Agent)))
+
+
+def round_robin_last(session: Session, group: str) -> str | None:
+    """The agent the group's round robin gave the last ticket to (row locked until commit)."""
+    cursor = session.get(KeyValue, f"round_robin:{group}", with_for_update=True)
+    return str(cursor.value.get("last")) if cursor is not None and cursor.value.get("last") else None
+
+
+def set_round_robin_last(session: Session, group: str, agent: str) -> None:
+    key = f"round_robin:{group}"
+    cursor = session.get(KeyValue, key)
+    if cursor is None:
+        session.add(KeyValue(key=key, value={"last": agent}))
+    else:
+        cursor.value = {"last": agent}
