@@ -113,7 +113,7 @@ class SpoolHandler:
             "helo": session.host_name or "",
         }
         try:
-            entry_id = await self.writer.put(bytes(content), meta)
+            entry_id = await self.writer.put(bytes(content or b""), meta)
         except Exception:  # noqa: BLE001 - any failure of ours is temporary for the client
             self.tempfailed += 1
             log.exception("could not spool a message from %s", meta["peer"])

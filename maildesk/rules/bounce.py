@@ -194,10 +194,11 @@ def part_text(part: Message) -> str:
                 return "\n\n".join(_message_fields_text(m) for m in inner if isinstance(m, Message))
             return str(inner or "")[:_MAX_TEXT]
         charset = part.get_content_charset() or "utf-8"
+        data = payload if isinstance(payload, bytes) else str(payload).encode("utf-8", "replace")
         try:
-            return payload[:_MAX_TEXT].decode(charset, "replace")
+            return data[:_MAX_TEXT].decode(charset, "replace")
         except LookupError:
-            return payload[:_MAX_TEXT].decode("utf-8", "replace")
+            return data[:_MAX_TEXT].decode("utf-8", "replace")
     except Exception:  # noqa: BLE001 - hostile input
         return ""
 
@@ -251,7 +252,7 @@ def _field_blocks(text: str) -> list[dict[str, str]]:
 def _delivery_status_blocks(part: Message) -> list[dict[str, str]]:
     payload = part.get_payload()
     if isinstance(payload, list) and payload and all(isinstance(p, Message) for p in payload):
-        blocks = [{k.lower(): unfold(str(v)) for k, v in block.items()} for block in payload]
+        blocks = [{k.lower(): unfold(str(v)) for k, v in block.items()} for block in payload if isinstance(block, Message)]
         if any("final-recipient" in b or "original-recipient" in b for b in blocks):
             return blocks
     return _field_blocks(part_text(part))
@@ -523,7 +524,8 @@ def _from_text(msg: ParsedMessage, root: Message, text: str, *, fmt_default: str
         # X-Failed-Recipients is authoritative: drop addresses only seen in prose.
         addresses = [a for a in addresses if a in header_failed]
     permanent = _text_permanence(text)
-    temporary_f, permanent_f = (set(), set())
+    temporary_f: set[str] = set()
+    permanent_f: set[str] = set()
     if not addresses:
         temporary_f, permanent_f = _flufl(root)
         if permanent_f or temporary_f:
