@@ -18,15 +18,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from maildesk.cli_common import EX_CONFIG, EX_DATAERR, EX_TEMPFAIL, ConfigOpt, JsonOpt, console, err
 from maildesk.config import Settings, load_settings
 from maildesk.errors import ConfigError, MaildeskError, SpoolError
-
-EX_DATAERR = 65
-EX_TEMPFAIL = 75
-EX_CONFIG = 78
 
 app = typer.Typer(
     name="maildesk",
@@ -39,14 +35,6 @@ app = typer.Typer(
 spool_app = typer.Typer(help="Inspect and act on the spool: failed and quarantined mail.", no_args_is_help=True)
 app.add_typer(spool_app, name="spool")
 
-console = Console()
-err = Console(stderr=True)
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", envvar="MAILDESK_CONFIG", help="Config file (default: ./maildesk.toml, else built-in defaults)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 def _settings(config: Path | None) -> Settings:

@@ -25,24 +25,13 @@ from typing import Annotated, Any
 
 import click
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from maildesk import operations as ops
+from maildesk.cli_common import EX_CONFIG, EX_TEMPFAIL, ConfigOpt, JsonOpt, console, err
 from maildesk.errors import ConfigError, MaildeskError
 
-EX_TEMPFAIL = 75
-EX_CONFIG = 78
-
-console = Console()
-err = Console(stderr=True)
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", envvar="MAILDESK_CONFIG", help="Config file (default: ./maildesk.toml, else built-in defaults)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 ByOpt = Annotated[
     str | None,
     typer.Option("--by", envvar="MAILDESK_AGENT", help="Who acts, recorded on the event (default: cli:<login>)."),

@@ -14,23 +14,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from maildesk.cli_common import EX_CONFIG, ConfigOpt, JsonOpt, console, err
 from maildesk.cli_desk import clean
 from maildesk.errors import ConfigError, MaildeskError
 
-EX_CONFIG = 78
-
-console = Console()
-err = Console(stderr=True)
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", envvar="MAILDESK_CONFIG", help="Config file (default: ./maildesk.toml, else built-in defaults)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 RulesOpt = Annotated[Path | None, typer.Option("--rules", "-r", help="Rules file to use instead of desk.rules_file.")]
 
 
