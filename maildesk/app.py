@@ -125,16 +125,9 @@ class App:
         self.migrate()
         self.worker.recover()
         stats = self.worker.drain()
-        return {
-            "processed": stats.processed,
-            "tickets_created": stats.tickets_created,
-            "appended": stats.appended,
-            "duplicates": stats.duplicates,
-            "quarantined": stats.quarantined,
-            "failed": stats.failed,
-            "database_unavailable": stats.db_unavailable_since is not None,
-            "last_error": stats.last_error,
-        }
+        figures = stats.figures()
+        since = figures.pop("database_unavailable_since")
+        return {**figures, "database_unavailable": since is not None}
 
     # Daemon ----------------------------------------------------------------------------
     def run(self, stop: threading.Event, *, smtp_port: int | None = None, ready: threading.Event | None = None) -> None:
@@ -238,16 +231,7 @@ class App:
                 "errors": list(self.rules.errors),
                 "reloaded_at": self.rules_reloaded_at,
             },
-            "worker": {
-                "processed": stats.processed,
-                "tickets_created": stats.tickets_created,
-                "appended": stats.appended,
-                "duplicates": stats.duplicates,
-                "quarantined": stats.quarantined,
-                "failed": stats.failed,
-                "database_unavailable_since": stats.db_unavailable_since,
-                "last_error": stats.last_error,
-            },
+            "worker": stats.figures(),
         }
 
     def write_status(self) -> None:

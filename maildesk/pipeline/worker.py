@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from maildesk.errors import UnparseableMessage
 from maildesk.message import parse_bytes
@@ -43,6 +44,19 @@ class WorkerStats:
     db_unavailable_since: float | None = None
     last_error: str = ""
     outcomes: dict[str, int] = field(default_factory=dict)
+
+    def figures(self) -> dict[str, Any]:
+        """The counts operators see (`maildesk process`, `maildesk status`)."""
+        return {
+            "processed": self.processed,
+            "tickets_created": self.tickets_created,
+            "appended": self.appended,
+            "duplicates": self.duplicates,
+            "quarantined": self.quarantined,
+            "failed": self.failed,
+            "database_unavailable_since": self.db_unavailable_since,
+            "last_error": self.last_error,
+        }
 
 
 class Worker:
