@@ -194,8 +194,10 @@ class App:
         delay = 0.5
         while not stop.is_set():
             try:
+                started = time.monotonic()
                 self.migrate()
                 self.warm_up()
+                log.info("worker ready (migration and warm-up took %.0f ms)", (time.monotonic() - started) * 1000)
                 break
             except Exception as exc:  # noqa: BLE001 - database down at start: keep spooling
                 self.worker.stats.db_unavailable_since = self.worker.stats.db_unavailable_since or time.time()

@@ -92,7 +92,8 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(tmp_path
     rng = random.Random(1234)
     try:
         while any(t.is_alive() for t in clients):
-            time.sleep(rng.uniform(0.4, 1.2))
+            daemon.wait_ready()  # kill while it works, not while it starts
+            time.sleep(rng.uniform(0.2, 1.0))
             daemon.kill()
             kills += 1
             daemon.start()

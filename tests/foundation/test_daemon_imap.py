@@ -64,7 +64,8 @@ poll_interval = 0.2
     try:
         rng = random.Random(99)
         for _ in range(6):
-            time.sleep(rng.uniform(0.4, 1.2))
+            daemon.wait_ready()  # kill while it works, not while it starts
+            time.sleep(rng.uniform(0.2, 1.0))
             daemon.kill()
             daemon.start()
         deadline = time.monotonic() + 120

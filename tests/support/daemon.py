@@ -55,6 +55,7 @@ class Daemon:
         self.port = port
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
 
     def start(self) -> None:
         env = {**os.environ, "MAILDESK_TEST_SECRET": "crash-secret"}
@@ -63,7 +64,17 @@ class Daemon:
                 [sys.executable, "-m", "maildesk", "run", "--config", str(self.config)],
                 stdout=log, stderr=subprocess.STDOUT, env=env,
             )
+        self.starts += 1
         wait_port("127.0.0.1", self.port)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until this run's worker has migrated and warmed up (it logs "worker ready")."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log.read_text(errors="replace").count("worker ready") >= self.starts:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"the worker did not get ready within {timeout}s")
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
