@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -157,11 +157,13 @@ class App:
         sender = OutboxSender(self.store, self.settings, clock=self.clock)
         sender_thread = threading.Thread(target=self._sender_loop, args=(sender, worker_stop), name="outbox", daemon=True)
         sender_thread.start()
+        scheduler = self._scheduler()
         if ready is not None:
             ready.set()
         while not stop.wait(1.0):
             self.write_status()
         log.info("stopping: intake first")
+        scheduler.shutdown(wait=False)
         if self.smtp is not None:
             self.smtp.stop()
         imap_stop.set()
@@ -206,6 +208,33 @@ class App:
                 stop.wait(delay)
                 delay = min(delay * 2, 30.0)
         self.worker.run_forever(stop)
+
+    def _scheduler(self) -> Any:
+        """Timed work (APScheduler): daily retention when `desk.retention_days` is set."""
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        scheduler = BackgroundScheduler(timezone="UTC")
+        if self.settings.desk.retention_days > 0:
+            scheduler.add_job(self.apply_retention, "interval", hours=24, id="retention",
+                              next_run_time=datetime.now(UTC) + timedelta(minutes=5), coalesce=True, max_instances=1)
+        scheduler.start()
+        return scheduler
+
+    def apply_retention(self) -> dict[str, Any] | None:
+        """Remove raw mail and attachments of tickets closed longer than the retention setting."""
+        days = self.settings.desk.retention_days
+        if days <= 0 or not self._migrated:
+            return None
+        from maildesk.operations import apply_retention
+
+        try:
+            with self.store.session() as session:
+                report = apply_retention(session, days, self.clock())
+        except Exception:  # noqa: BLE001 - timed work must not stop the daemon
+            log.exception("retention failed; it runs again tomorrow")
+            return None
+        log.info("retention (%d days): %s", days, report)
+        return report
 
     def _sender_loop(self, sender: Any, stop: threading.Event) -> None:
         while not stop.is_set() and not self._migrated:

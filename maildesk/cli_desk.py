@@ -61,18 +61,22 @@ def _by(by: str | None) -> str:
         return "cli"
 
 
+def _settings_or_exit(config: Path | None) -> Any:
+    from maildesk.config import load_settings
+
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        err.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(EX_CONFIG) from exc
+
+
 @contextlib.contextmanager
 def _desk(config: Path | None) -> Iterator[Any]:
     """The App for `config`, migrated; errors become clear exits."""
     from maildesk.app import App
-    from maildesk.config import load_settings
 
-    try:
-        settings = load_settings(config)
-    except ConfigError as exc:
-        err.print(f"[red]config error:[/red] {exc}")
-        raise typer.Exit(EX_CONFIG) from exc
-    desk = App(settings)
+    desk = App(_settings_or_exit(config))
     try:
         try:
             desk.migrate()
@@ -542,7 +546,7 @@ def agents_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
 
 @retention_app.command("apply")
 def retention_apply(
-    days: Annotated[int, typer.Option("--days", help="Tickets closed longer ago than this many days.", min=1)],
+    days: Annotated[int | None, typer.Option("--days", help="Tickets closed longer ago than this many days (default: desk.retention_days).", min=1)] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (for cron).")] = False,
     as_json: JsonOpt = False, config: ConfigOpt = None,
 ) -> None:
@@ -551,6 +555,11 @@ def retention_apply(
     Texts, fields and history stay, so tickets still read and count.
     Example (cron): `maildesk retention apply --days 365 --yes`
     """
+    if days is None:
+        days = _settings_or_exit(config).desk.retention_days
+        if days < 1:
+            err.print("no --days given and desk.retention_days is 0 (keep forever): nothing to do")
+            raise typer.Exit(2)
     if not yes and not typer.confirm(f"Remove raw mail and attachments of tickets closed over {days} days ago?", err=True):
         err.print("nothing removed")
         raise typer.Exit(1)

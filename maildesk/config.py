@@ -34,6 +34,7 @@ class DeskSettings:
     reopen_days: int = 14
     rules_file: str = ""
     templates_dir: str = ""
+    retention_days: int = 0
 
 
 @dataclass(frozen=True)
