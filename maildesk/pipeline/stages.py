@@ -53,25 +53,24 @@ def dedupe(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     the same id with other content is kept under a synthetic id, never dropped."""
     msg = ctx.msg
     ctx.stored_message_id = msg.message_id
-    existing = q.message_by_id(session, msg.message_id)
+    existing = q.stored_facts(session, msg.message_id)
     if existing is None:
         return
-    chash = content_hash(msg)
-    if existing.content_hash == chash:
+    existing_id, existing_hash, existing_ticket = existing
+    if existing_hash == content_hash(msg):
         ctx.duplicate = True
         ctx.outcome = "duplicate"
         q.add_event(
             session,
-            existing.ticket_number,
+            existing_ticket,
             "duplicate-delivery",
             {"message_id": msg.message_id, "source": ctx.meta.get("source", ""), "rcpt": ctx.envelope_recipients},
             ctx.now,
-            existing.id,
+            existing_id,
         )
         return
     synthetic = synthetic_message_id(msg.raw)
-    again = q.message_by_id(session, synthetic)
-    if again is not None:
+    if q.stored_facts(session, synthetic) is not None:
         ctx.duplicate = True
         ctx.outcome = "duplicate"
         return
@@ -80,7 +79,7 @@ def dedupe(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
         "message-id-collision",
         message_id=msg.message_id,
         stored_as=synthetic,
-        other_message=existing.id,
+        other_message=existing_id,
         detail="another message with this Message-ID but different content is stored; kept under a synthetic id",
     )
 

@@ -29,6 +29,14 @@ def message_by_id(session: Session, message_id: str) -> Message | None:
     return message_by_hash(session, mid_hash(message_id))
 
 
+def stored_facts(session: Session, message_id: str) -> tuple[int, str, int | None] | None:
+    """(row id, content hash, ticket) of a stored message, without loading its bytes."""
+    row = session.execute(
+        select(Message.id, Message.content_hash, Message.ticket_number).where(Message.mid_hash == mid_hash(message_id))
+    ).first()
+    return (row[0], row[1], row[2]) if row is not None else None
+
+
 def tickets_for_message_ids(session: Session, ids: Sequence[str]) -> dict[str, int]:
     """Stored Message-ID (as given) -> ticket number, for incoming and outgoing mail."""
     if not ids:
