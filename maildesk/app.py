@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from maildesk.clock import utcnow
 from maildesk.config import Settings
 from maildesk.pipeline.stages import PipelineDeps
 from maildesk.pipeline.worker import Worker
@@ -26,9 +27,6 @@ from maildesk.store.db import Store
 
 log = logging.getLogger("maildesk.app")
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class App:
@@ -50,13 +48,9 @@ class App:
 
     # Assembly --------------------------------------------------------------------------
     def _extras(self) -> dict[str, Any]:
-        extras: dict[str, Any] = {"clock": self.clock}
-        try:
-            from maildesk.sanitize import clean_html
+        from maildesk.sanitize import clean_html
 
-            extras["sanitize_html"] = clean_html
-        except ImportError:  # pragma: no cover - sanitize lands with the outbound issue
-            pass
+        extras: dict[str, Any] = {"clock": self.clock, "sanitize_html": clean_html}
         from maildesk.pipeline.route import make_rules_holder
 
         extras["rules"] = make_rules_holder(self.settings)

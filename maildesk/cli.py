@@ -106,7 +106,7 @@ def run(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    if hasattr(desk, "reload") and hasattr(signal, "SIGHUP"):
+    if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, lambda *_: desk.reload())
     try:
         desk.run(stop)

@@ -8,6 +8,7 @@ maildesk shows is derived from them and they are kept as they came.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import hashlib
 import html as html_lib
@@ -363,8 +364,6 @@ def parse_bytes(raw: bytes) -> ParsedMessage:
     for index, att in enumerate(parsed.attachments or []):
         payload_raw = att.get("payload") or ""
         if att.get("binary"):
-            import base64
-
             try:
                 payload = base64.b64decode(payload_raw)
             except Exception:  # noqa: BLE001

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,15 +18,11 @@ from typing import Any
 import pytest
 
 from maildesk.config import Settings, parse_settings
+from tests.support.net import free_port  # noqa: F401 - re-exported for the tests
 
 PG_ADMIN_URL = os.environ.get("MAILDESK_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ("sqlite", "postgresql")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PgDatabases:

@@ -26,11 +26,12 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from maildesk.clock import utcnow
 from maildesk.config import Settings
 from maildesk.outbound import relay
 from maildesk.outbound.context import BounceInput
@@ -48,9 +49,6 @@ Deliver = Callable[[bytes, str, Sequence[str]], relay.DeliveryResult]
 MAX_BACKOFF_SECONDS = 6 * 3600.0
 NOTICE_TEMPLATE = "bounce_notice"
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from maildesk.clock import utcnow
 from maildesk.errors import UnparseableMessage
 from maildesk.message import parse_bytes
 from maildesk.pipeline.context import MessageContext
@@ -28,9 +29,6 @@ log = logging.getLogger("maildesk.worker")
 
 Clock = Callable[[], datetime]
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

@@ -31,6 +31,7 @@ from maildesk.store.models import (
     Suppression,
     Ticket,
 )
+from maildesk.store.queries import agent_by_email, customer_by_email  # noqa: F401 - used here and by callers
 
 PRIORITY_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
 SORTS = ("created", "updated", "priority", "number")
@@ -279,9 +280,6 @@ def agents(session: Session) -> list[Agent]:
     return list(session.scalars(select(Agent).order_by(Agent.email)))
 
 
-def agent_by_email(session: Session, email: str) -> Agent | None:
-    return session.scalars(select(Agent).where(func.lower(Agent.email) == email.lower())).first()
-
 
 def open_load(session: Session) -> list[tuple[str, str, int]]:
     """(assignee, tier, open tickets) for every assignee of an open ticket."""
@@ -294,9 +292,6 @@ def open_load(session: Session) -> list[tuple[str, str, int]]:
 
 
 # Customers ---------------------------------------------------------------------------------
-def customer_by_email(session: Session, email: str) -> Customer | None:
-    return session.scalars(select(Customer).where(func.lower(Customer.email) == email.strip().lower())).first()
-
 
 def tickets_of_customer(session: Session, customer_id: int) -> list[Ticket]:
     return list(session.scalars(select(Ticket).where(Ticket.customer_id == customer_id).order_by(Ticket.number)))

@@ -19,6 +19,7 @@ from sqlalchemy import Text, cast, false, func, select
 from sqlalchemy.orm import Session
 
 from maildesk.store.models import OPEN_STATUSES, Agent, Customer, Message, OutboxItem, SlaClock, Suppression, Ticket
+from maildesk.store.queries import agent_by_email  # noqa: F401 - used here and by callers
 
 # States that count as "sent or on its way" for the automatic-mail limits.
 COUNTED_STATES = ("queued", "sending", "sent")
@@ -110,9 +111,6 @@ def first_inbound(session: Session, ticket_number: int) -> Message | None:
         .limit(1)
     ).first()
 
-
-def agent_by_email(session: Session, email: str) -> Agent | None:
-    return session.scalars(select(Agent).where(Agent.email == email.lower())).first()
 
 
 def agents_for_queue(session: Session, queue: str, limit: int = 5) -> list[Agent]:

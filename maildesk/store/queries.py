@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from maildesk.store.models import Customer, Event, Message, OutboxItem, Participant, Suppression, Ticket
+from maildesk.store.models import Agent, Customer, Event, Message, OutboxItem, Participant, Suppression, Ticket
 
 
 def mid_hash(message_id: str) -> str:
@@ -56,6 +56,14 @@ def ticket_for_thread_root(session: Session, root: str) -> int | None:
 
 def participants(session: Session, number: int) -> list[str]:
     return list(session.scalars(select(Participant.address).where(Participant.ticket_number == number)))
+
+
+def customer_by_email(session: Session, email: str) -> Customer | None:
+    return session.scalars(select(Customer).where(func.lower(Customer.email) == email.strip().lower())).first()
+
+
+def agent_by_email(session: Session, email: str) -> Agent | None:
+    return session.scalars(select(Agent).where(func.lower(Agent.email) == email.lower())).first()
 
 
 def get_or_create_customer(session: Session, email: str, name: str, now: datetime) -> Customer:

@@ -11,11 +11,8 @@ from datetime import datetime
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from maildesk.store.models import OPEN_STATUSES, Agent, Customer, Event, KeyValue, Ticket
-
-
-def customer_by_email(session: Session, email: str) -> Customer | None:
-    return session.scalars(select(Customer).where(Customer.email == email)).first()
+from maildesk.store.models import OPEN_STATUSES, Agent, Event, KeyValue, Ticket
+from maildesk.store.queries import agent_by_email, customer_by_email  # noqa: F401 - used here and by callers
 
 
 def customer_ticket_counts(
@@ -54,9 +51,6 @@ def open_loads(session: Session, members: Sequence[str], exclude_ticket: int) ->
         loads[lowered[str(who)]] = int(count)
     return loads
 
-
-def agent_by_email(session: Session, email: str) -> Agent | None:
-    return session.scalars(select(Agent).where(func.lower(Agent.email) == email.lower())).first()
 
 
 def all_agents(session: Session) -> list[Agent]:

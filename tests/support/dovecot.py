@@ -26,6 +26,8 @@ from typing import Any
 import pytest
 from imapclient import IMAPClient
 
+from tests.support.net import free_port  # noqa: F401 - re-exported for the tests
+
 DOVECOT_CANDIDATES = ("dovecot", "/usr/sbin/dovecot")
 MISSING_MESSAGE = (
     "dovecot is not installed (no `dovecot` on PATH or in /usr/sbin). The IMAP tests run against a "
@@ -45,11 +47,6 @@ def find_dovecot() -> str:
             return found
     raise DovecotUnavailable(MISSING_MESSAGE)
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 CONFIG_TEMPLATE = """\
