@@ -14,6 +14,8 @@ rename, and an entry that crashed the worker `max_attempts` times goes to failed
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import secrets
@@ -48,12 +50,42 @@ class SpoolEntry:
             return 0
 
 
+@dataclass(frozen=True)
+class PendingEntry:
+    """An entry written to incoming/ but not yet synced (see `Spool.write`)."""
+
+    id: str
+    fd: int
+    path: str
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_libc: Any = None
+
+
+def _syncfs(fd: int) -> bool:
+    """One syncfs(2) for a whole group: a single journal commit and cache flush for every
+    file written, where one fsync per file commits the journal once per file. False when
+    the call is missing or fails (the caller then fsyncs each file)."""
+    global _libc
+    if _libc is None:
+        try:
+            import ctypes
+
+            _libc = ctypes.CDLL(None, use_errno=True)
+            _libc.syncfs.argtypes = [ctypes.c_int]
+        except (OSError, AttributeError):
+            _libc = False
+    if not _libc:
+        return False
+    return bool(_libc.syncfs(fd) == 0)
 
 
 def _split_name(name: str) -> tuple[str, int]:
@@ -77,6 +109,10 @@ class Spool:
         self.fsync_dir = fsync_dir  # also fsync the folder (for file systems without ordered metadata)
         self._pending: list[str] = []
         self._lock = threading.Lock()
+        self._tmp_dir = str(self.root / "tmp")
+        self._incoming_dir = str(self.root / "incoming")
+        self._id_prefix = secrets.token_hex(3)
+        self._counter = itertools.count(secrets.randbelow(1 << 24))
 
     def ensure(self) -> Spool:
         for name in ("tmp", *STATES):
@@ -96,49 +132,69 @@ class Spool:
 
     def put_many(self, items: list[tuple[bytes, str, dict[str, Any] | None]]) -> list[str | SpoolError]:
         """Store several messages durably (group commit): every file is written and renamed
-        first, then each is fsynced, so on a journaling file system the first fsync commits
-        the whole group and the others find nothing left to do. Returns, per item, the
-        entry id or the SpoolError that kept it from being stored."""
-        results: list[str | SpoolError] = []
-        open_fds: list[tuple[int, int, Path]] = []  # (index, fd, final path)
-        for raw, source, envelope in items:
-            entry_id = f"{time.time_ns():020d}-{secrets.token_hex(6)}"
-            meta = {"source": source, "received_at": time.time(), "envelope": envelope or {}}
-            header = MAGIC + json.dumps(meta, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
-            tmp = self.root / "tmp" / f"{entry_id}.0.msg"
-            final = self.root / "incoming" / tmp.name
-            fd = -1
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-                written = os.writev(fd, [header, raw])
-                if written < len(header) + len(raw):  # a short write: finish it
-                    rest = memoryview(header + raw)[written:]
-                    while rest:
-                        rest = rest[os.write(fd, rest) :]
-                os.rename(tmp, final)
-            except OSError as exc:
-                if fd >= 0:
-                    os.close(fd)
-                tmp.unlink(missing_ok=True)
-                results.append(SpoolError(f"cannot write spool entry: {exc.strerror or exc}"))
-                continue
-            open_fds.append((len(results), fd, final))
-            results.append(entry_id)
-        for index, fd, final in open_fds:
-            try:
-                # fsync after the rename: on ext4/XFS it also commits the rename itself.
-                os.fsync(fd)
-            except OSError as exc:
-                final.unlink(missing_ok=True)  # never acknowledged: must not be processed either
-                results[index] = SpoolError(f"cannot sync spool entry: {exc.strerror or exc}")
-            finally:
+        first, then one sync covers the group. Returns, per item, the entry id or the
+        SpoolError that kept it from being stored."""
+        written = [self.write(raw, source, envelope) for raw, source, envelope in items]
+        pending = [w for w in written if isinstance(w, PendingEntry)]
+        failures = dict(zip((p.id for p in pending), self.sync(pending), strict=True))
+        return [w if isinstance(w, SpoolError) else (failures[w.id] or w.id) for w in written]
+
+    def write(self, raw: bytes, source: str, envelope: dict[str, Any] | None = None) -> PendingEntry | SpoolError:
+        """Write and rename one entry into incoming/ without syncing it. It must not be
+        acknowledged before `sync()` returns no error for it. The worker may see it
+        earlier, which is harmless: if the sync fails and the sender retries, deduplication
+        by Message-ID makes the second copy a no-op."""
+        entry_id = self._new_id()
+        meta = {"source": source, "received_at": time.time(), "envelope": envelope or {}}
+        header = MAGIC + json.dumps(meta, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
+        name = f"{entry_id}.0.msg"
+        tmp = f"{self._tmp_dir}/{name}"
+        final = f"{self._incoming_dir}/{name}"
+        fd = -1
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            done = os.writev(fd, [header, raw])
+            if done < len(header) + len(raw):  # a short write: finish it
+                rest = memoryview(header + raw)[done:]
+                while rest:
+                    rest = rest[os.write(fd, rest) :]
+            os.rename(tmp, final)
+        except OSError as exc:
+            if fd >= 0:
                 os.close(fd)
-        if self.fsync_dir and open_fds:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            return SpoolError(f"cannot write spool entry: {exc.strerror or exc}")
+        return PendingEntry(entry_id, fd, final)
+
+    def sync(self, pending: list[PendingEntry]) -> list[SpoolError | None]:
+        """Make written entries durable and close them: one syncfs(2) for a group (a
+        single journal commit and cache flush), else an fsync per file, which on ext4/XFS
+        also commits the rename. Returns None per durable entry, else its SpoolError; an
+        entry that could not be synced is removed (it was never acknowledged)."""
+        errors: list[SpoolError | None] = [None] * len(pending)
+        synced = len(pending) > 1 and _syncfs(pending[0].fd)
+        for i, entry in enumerate(pending):
+            try:
+                if not synced:
+                    os.fsync(entry.fd)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                errors[i] = SpoolError(f"cannot sync spool entry: {exc.strerror or exc}")
+            finally:
+                os.close(entry.fd)
+        if self.fsync_dir and pending:
             try:
                 _fsync_dir(self.root / "incoming")
             except OSError as exc:
-                return [SpoolError(f"cannot sync spool folder: {exc.strerror or exc}") for _ in results]
-        return results
+                return [SpoolError(f"cannot sync spool folder: {exc.strerror or exc}") for _ in pending]
+        return errors
+
+    def _new_id(self) -> str:
+        # time, then a per-process random prefix and a counter: unique without a syscall
+        # per message (O_EXCL on the tmp file catches the impossible collision).
+        return f"{time.time_ns():020d}-{self._id_prefix}{next(self._counter) & 0xFFFFFF:06x}"
 
     # Worker --------------------------------------------------------------------------
     def claim(self) -> SpoolEntry | None:

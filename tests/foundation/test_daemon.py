@@ -93,7 +93,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(tmp_path
     try:
         while any(t.is_alive() for t in clients):
             daemon.wait_ready()  # kill while it works, not while it starts
-            time.sleep(rng.uniform(0.2, 1.0))
+            time.sleep(rng.uniform(0.1, 0.6))
             daemon.kill()
             kills += 1
             daemon.start()
