@@ -185,6 +185,7 @@ class App:
         problems = mailer_of(self.deps).renderer.check()
         for problem in problems:
             log.error("template problem: %s", problem)
+        self.worker.preparer.warm()
 
     def _worker_loop(self, stop: threading.Event) -> None:
         delay = 0.5

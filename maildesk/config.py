@@ -95,6 +95,7 @@ class OutboundSettings:
 class WorkerSettings:
     max_attempts: int = 3
     poll_interval: float = 0.5
+    parse_processes: int = -1
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,7 @@ def _coerce(section: str, cls: type, data: dict[str, Any]) -> Any:
         elif isinstance(default, int) and not isinstance(default, bool):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{section}.{key}: must be an integer, got {value!r}")
-            if value < 0:
+            if value < min(0, default):  # a negative default (-1) means "automatic"
                 raise ConfigError(f"{section}.{key}: must not be negative, got {value}")
         elif isinstance(default, float):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -282,6 +283,8 @@ def _validate(settings: Settings) -> Settings:
         out = replace(out, password=os.environ[out.password_env])
     if out.dkim_key_file and not settings.resolve(out.dkim_key_file).is_file():
         raise ConfigError(f"outbound.dkim_key_file: file not found: {out.dkim_key_file}")
+    if settings.worker.parse_processes < -1 or settings.worker.parse_processes > 64:
+        raise ConfigError(f"worker.parse_processes: must be -1 (automatic) or 0-64, got {settings.worker.parse_processes}")
     db = settings.database
     if db.url_env and os.environ.get(db.url_env):
         db = replace(db, url=os.environ[db.url_env])

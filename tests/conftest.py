@@ -103,7 +103,7 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         },
         "database": {"url": database_url, "url_env": ""},
         "smtp": {"port": free_port()},
-        "worker": {"poll_interval": 0.05},
+        "worker": {"poll_interval": 0.05, "parse_processes": 0},  # the pool has its own tests
     }
     for section, values in overrides.items():
         data.setdefault(section, {}).update(values)
@@ -131,4 +131,5 @@ def desk(settings: Settings) -> Iterator[Any]:
     app = App(settings)
     app.migrate()
     yield app
+    app.worker.close()
     app.store.dispose()

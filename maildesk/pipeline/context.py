@@ -36,6 +36,7 @@ class MessageContext:
     thread_locked: bool = False  # the ticket is already known (e.g. the bounce names our mail)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     outcome: str = ""  # ticket-created | appended | duplicate | bounce | ...
+    pre: Any = None  # pipeline.prepare.Prepared: results computed before the transaction
 
     def note(self, type_: str, **data: Any) -> None:
         """Record an event to be written on the ticket when it is known."""

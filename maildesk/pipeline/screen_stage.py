@@ -39,7 +39,8 @@ def verdict_for(msg: ParsedMessage, settings: Settings) -> ScreenVerdict:
 def screen(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     if ctx.duplicate:
         return
-    verdict = verdict_for(ctx.msg, deps.settings)
+    pre = ctx.pre
+    verdict = pre.screen if pre is not None and pre.screen is not None else verdict_for(ctx.msg, deps.settings)
     ctx.screen = verdict
     ctx.note("screened", **verdict.to_json())
     if verdict.verdict in {"bounce", "loop", "auto-reply"}:

@@ -17,7 +17,7 @@ from maildesk.config import Settings
 from maildesk.message import ParsedMessage, synthetic_message_id
 from maildesk.pipeline.context import MessageContext
 from maildesk.store import queries as q
-from maildesk.store.models import Attachment, Message, Ticket
+from maildesk.store.models import Ticket
 
 
 class Stage(Protocol):
@@ -48,6 +48,10 @@ def content_hash(msg: ParsedMessage) -> str:
     return digest.hexdigest()
 
 
+def _content_hash(ctx: MessageContext) -> str:
+    return str(ctx.pre.content_hash) if ctx.pre is not None else content_hash(ctx.msg)
+
+
 def dedupe(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     """Exactly once: a Message-ID already stored with the same content is a duplicate;
     the same id with other content is kept under a synthetic id, never dropped."""
@@ -57,7 +61,7 @@ def dedupe(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     if existing is None:
         return
     existing_id, existing_hash, existing_ticket = existing
-    if existing_hash == content_hash(msg):
+    if existing_hash == _content_hash(ctx):
         ctx.duplicate = True
         ctx.outcome = "duplicate"
         q.add_event(
@@ -96,7 +100,10 @@ def _customer_address(ctx: MessageContext) -> tuple[str, str]:
 
 
 def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
-    """Store the message (raw bytes, text, HTML, attachments), the ticket and participants."""
+    """Store the message (raw bytes, text, HTML, attachments), the ticket and participants.
+
+    The hot path of every message: rows are written with prepared Core statements (see
+    `store.queries`), about seven statements for a new ticket."""
     if ctx.duplicate:
         return
     msg = ctx.msg
@@ -113,99 +120,103 @@ def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
             q.add_event(session, None, type_, data, now, ctx.message_pk)
         ctx.events.clear()
         return
+    people: list[tuple[str, str]] = []
     if ticket is None:
-        customer = q.get_or_create_customer(session, sender_email, sender_name, now)
-        ticket = Ticket(
-            subject=msg.subject[:2000],
-            status="new",
-            queue="default",
-            tier="L1",
-            priority="normal",
-            customer_id=customer.id,
-            tags=[],
-            fields={},
-            created_at=now,
-            updated_at=now,
-            thread_root=ctx.thread_root,
-        )
-        session.add(ticket)
-        session.flush()
+        customer_id = q.customer_id_for(session, sender_email, sender_name, now)
+        number = q.insert_ticket(session, {
+            "subject": msg.subject[:2000],
+            "status": "new",
+            "queue": "default",
+            "tier": "L1",
+            "priority": "normal",
+            "customer_id": customer_id,
+            "tags": [],
+            "fields": {},
+            "created_at": now,
+            "updated_at": now,
+            "thread_root": ctx.thread_root,
+        })
         ctx.new_ticket = True
-        ctx.ticket_number = ticket.number
+        ctx.ticket_number = number
         ctx.outcome = "ticket-created"
-        q.add_participant(session, ticket.number, sender_email, "customer")
+        people.append((sender_email, "customer"))
     else:
+        number = ticket.number
         ticket.updated_at = now
         ctx.outcome = ctx.outcome or "appended"
         if ctx.kind == "customer":
-            q.add_participant(session, ticket.number, sender_email, "customer")
+            people.append((sender_email, "customer"))
     if ctx.kind == "customer":
         for addr in msg.to + msg.cc:
             if not settings.is_support_address(addr.email) and addr.email != sender_email:
-                q.add_participant(session, ticket.number, addr.email, "cc")
-    row = _store_message(ctx, session, deps, ticket.number, sender_email, sender_name)
+                people.append((addr.email, "cc"))
+    if people:
+        q.add_participants(session, number, people, new_ticket=ctx.new_ticket)
+    pk = _store_message(ctx, session, deps, number, sender_email, sender_name)
     received = {
-        "message_id": row.message_id,
+        "message_id": ctx.stored_message_id or msg.message_id,
         "from": sender_email,
         "subject": msg.subject[:300],
-        "source": row.source,
-        "size": row.raw_size,
+        "source": str(ctx.meta.get("source", ""))[:200],
+        "size": len(msg.raw),
         "attachments": len(msg.attachments),
         "defects": list(msg.defects),
     }
-    q.add_event(session, ticket.number, "ticket-created" if ctx.new_ticket else "message-received", received, now, row.id)
+    q.add_event(session, number, "ticket-created" if ctx.new_ticket else "message-received", received, now, pk)
     for type_, data in ctx.events:
-        q.add_event(session, ticket.number, type_, data, now, row.id)
+        q.add_event(session, number, type_, data, now, pk)
     ctx.events.clear()
 
 
 def _store_message(
     ctx: MessageContext, session: Session, deps: PipelineDeps, number: int | None, sender_email: str, sender_name: str
-) -> Message:
+) -> int:
     msg = ctx.msg
-    now = ctx.now
-    sanitize = deps.extras.get("sanitize_html")
-    html = sanitize(msg.html) if (sanitize and msg.html) else ""
-    row = Message(
-        ticket_number=number,
-        direction="in",
-        kind=ctx.kind,
-        message_id=ctx.stored_message_id or msg.message_id,
-        mid_hash=q.mid_hash(ctx.stored_message_id or msg.message_id),
-        content_hash=content_hash(msg),
-        raw=msg.raw,
-        raw_size=len(msg.raw),
-        subject=msg.subject[:2000],
-        sender=sender_email,
-        sender_name=sender_name[:300],
-        recipients=[a.email for a in msg.to + msg.cc],
-        sent_at=msg.date,
-        created_at=now,
-        source=str(ctx.meta.get("source", ""))[:200],
-        full_text=msg.text,
-        visible_text=ctx.visible_text or msg.text,
-        quoted_text=ctx.quoted_text,
-        signature=ctx.signature,
-        html=html,
-        screen=getattr(ctx.screen, "verdict", "human") if ctx.screen is not None else "human",
-    )
-    session.add(row)
-    session.flush()
-    ctx.message_pk = row.id
-    for att in msg.attachments:
-        session.add(
-            Attachment(
-                message_pk=row.id,
-                filename=att.filename,
-                content_type=att.content_type[:255],
-                size=att.size,
-                sha256=hashlib.sha256(att.payload).hexdigest(),
-                content_id=att.content_id[:255],
-                disposition=att.disposition[:30],
-                data=att.payload,
-            )
-        )
-    return row
+    if ctx.pre is not None:
+        html = ctx.pre.html
+    else:
+        sanitize = deps.extras.get("sanitize_html")
+        html = sanitize(msg.html) if (sanitize and msg.html) else ""
+    message_id = ctx.stored_message_id or msg.message_id
+    values = {
+        "ticket_number": number,
+        "direction": "in",
+        "kind": ctx.kind,
+        "message_id": message_id,
+        "mid_hash": q.mid_hash(message_id),
+        "content_hash": _content_hash(ctx),
+        "raw": msg.raw,
+        "raw_size": len(msg.raw),
+        "subject": msg.subject[:2000],
+        "sender": sender_email,
+        "sender_name": sender_name[:300],
+        "recipients": [a.email for a in msg.to + msg.cc],
+        "sent_at": msg.date,
+        "created_at": ctx.now,
+        "source": str(ctx.meta.get("source", ""))[:200],
+        "full_text": msg.text,
+        "visible_text": ctx.visible_text or msg.text,
+        "quoted_text": ctx.quoted_text,
+        "signature": ctx.signature,
+        "html": html,
+        "thread_root": None,
+        "screen": getattr(ctx.screen, "verdict", "human") if ctx.screen is not None else "human",
+        "internal": False,
+    }
+    attachments = [
+        {
+            "filename": att.filename,
+            "content_type": att.content_type[:255],
+            "size": att.size,
+            "sha256": hashlib.sha256(att.payload).hexdigest(),
+            "content_id": att.content_id[:255],
+            "disposition": att.disposition[:30],
+            "data": att.payload,
+        }
+        for att in msg.attachments
+    ]
+    ctx.message_pk = q.insert_message(session, values, attachments)
+    return ctx.message_pk
 
 
 DEFAULT_STAGES: tuple[Stage, ...] = (dedupe, persist)

@@ -93,7 +93,8 @@ def visible_text(ctx: MessageContext, session: Session, deps: PipelineDeps) -> N
     """Separate what the person wrote from quoted history and signature."""
     if ctx.duplicate:
         return
-    reply = split_reply(ctx.msg.text, ctx.msg.html)
+    pre = ctx.pre
+    reply = pre.reply if pre is not None and pre.reply is not None else split_reply(ctx.msg.text, ctx.msg.html)
     ctx.visible_text, ctx.quoted_text, ctx.signature = reply.visible, reply.quoted, reply.signature
 
 

@@ -9,18 +9,19 @@ The worker itself never stops for one message.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from maildesk.clock import utcnow
-from maildesk.errors import UnparseableMessage
-from maildesk.message import parse_bytes
 from maildesk.pipeline.context import MessageContext
+from maildesk.pipeline.prepare import Needs, Outcome, Prepared, PreparePool, Unparseable, default_processes
 from maildesk.pipeline.stages import DEFAULT_STAGES, PipelineDeps, Stage
 from maildesk.spool import Spool, SpoolEntry
 from maildesk.store.db import Store, is_unavailable
@@ -28,6 +29,56 @@ from maildesk.store.db import Store, is_unavailable
 log = logging.getLogger("maildesk.worker")
 
 Clock = Callable[[], datetime]
+
+
+class _Finisher:
+    """Removes the spool copies of committed messages on a thread of its own: on some
+    file systems (ext4 mounted with `discard`) an unlink costs more than writing the
+    message's rows. A crash before the removal leaves the entry in active/; it is then run
+    again and deduplicated, the same as a crash between commit and removal always was."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self._queue: queue.SimpleQueue[list[SpoolEntry] | None] = queue.SimpleQueue()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def finish(self, entries: list[SpoolEntry]) -> None:
+        if not entries:
+            return
+        with self._lock:
+            self._pending += 1
+            self._idle.clear()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="spool-finisher", daemon=True)
+                self._thread.start()
+        self._queue.put(entries)
+
+    def _run(self) -> None:
+        while True:
+            entries = self._queue.get()
+            if entries is None:
+                return
+            for entry in entries:
+                try:
+                    self.spool.finish(entry)
+                except OSError as exc:  # the entry runs again after a restart and is deduplicated
+                    log.error("could not remove finished spool entry %s: %s", entry.id, exc)
+            with self._lock:
+                self._pending -= 1
+                if self._pending == 0:
+                    self._idle.set()
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Wait until every finished entry is removed (end of a drain, shutdown)."""
+        self._idle.wait(timeout)
+
+
+class _StageFailed(Exception):
+    """A stage raised in a batch run without savepoints: run the batch again with them."""
 
 
 
@@ -70,6 +121,7 @@ class Worker:
         clock: Clock = utcnow,
         after_commit: Callable[[MessageContext], None] | None = None,
         batch_size: int = 50,
+        parse_processes: int | None = None,
     ) -> None:
         self.spool = spool
         self.store = store
@@ -81,6 +133,12 @@ class Worker:
         self._backoff = 0.5
         self.max_batch = batch_size
         self.batch_size = batch_size
+        self.preparer = PreparePool(
+            deps.settings,
+            default_processes(deps.settings.worker.parse_processes) if parse_processes is None else parse_processes,
+        )
+        self._next: tuple[list[SpoolEntry], Future[list[Outcome]]] | None = None
+        self._finisher = _Finisher(spool)
 
     def recover(self) -> dict[str, int]:
         counts = self.spool.recover(self.deps.settings.worker.max_attempts)
@@ -89,8 +147,7 @@ class Worker:
                         "%(retried)d retried, %(failed)d failed for good", counts)
         return counts
 
-    def process_one(self) -> bool:
-        """Process up to one batch. False when the spool is empty or the database is down."""
+    def _claim_batch(self, *, normal_only: bool = False) -> list[SpoolEntry]:
         entries: list[SpoolEntry] = []
         for _ in range(self.batch_size):
             entry = self.spool.claim()
@@ -99,53 +156,85 @@ class Worker:
             if entry.attempt > 0 or entry.suspect:
                 # Interrupted before: process it alone, so a crash is blamed on it only
                 # when it happens while it is the only message in flight.
-                if entries:
+                if entries or normal_only:
                     self.spool.release(entry)
                     break
                 log.info("processing %s alone: its processing was interrupted %d time(s) before", entry.id, entry.attempt)
                 entries.append(entry)
                 break
             entries.append(entry)
-        if not entries:
-            return False
-        return self._process_batch(entries)
+        return entries
 
-    def _process_batch(self, entries: list[SpoolEntry]) -> bool:
-        """Group commit: one database transaction for the batch, one SAVEPOINT per message,
-        so each message still commits or rolls back as a whole and one bad message never
-        affects another. Spool entries are finished only after the commit; a crash before
-        it leaves them in active/ to be retried, and deduplication makes that harmless."""
-        parsed: list[tuple[SpoolEntry, MessageContext]] = []
-        for entry in entries:
-            meta, raw = self.spool.read(entry)
-            try:
-                msg = parse_bytes(raw)
-            except UnparseableMessage as exc:
-                self.spool.quarantine(entry, str(exc))
+    def process_one(self) -> bool:
+        """Process up to one batch. False when the spool is empty or the database is down.
+
+        With a prepare pool, the next batch is claimed and handed to the pool before this
+        one is written, so parsing overlaps the database work. Never while an entry must
+        run alone (see `Spool.recover`): then nothing else is in flight."""
+        pending, self._next = self._next, None
+        if pending is None:
+            entries = self._claim_batch()
+            if not entries:
+                return False
+            pending = (entries, self.preparer.submit(entries, self._needs()))
+        entries, future = pending
+        alone = len(entries) == 1 and (entries[0].attempt > 0 or entries[0].suspect)
+        if self.preparer.parallel and not alone:
+            following = self._claim_batch(normal_only=True)
+            if following:
+                self._next = (following, self.preparer.submit(following, self._needs()))
+        outcomes = self.preparer.results(entries, future, self._needs())
+        worked = self._process_batch(list(zip(entries, outcomes, strict=True)))
+        if not worked:
+            self.release_prefetched()
+        return worked
+
+    def _needs(self) -> Needs:
+        """What the configured stages will use from preparation (stages may be swapped)."""
+        names = {stage.__name__ for stage in self.stages}
+        return Needs(screen="screen" in names, reply="visible_text" in names)
+
+    def release_prefetched(self) -> None:
+        """Give a claimed-ahead batch back to incoming/ (on stop, or when the DB is down)."""
+        pending, self._next = self._next, None
+        if pending is not None:
+            entries, future = pending
+            future.cancel()
+            for entry in entries:
+                self.spool.release(entry)
+
+    def close(self) -> None:
+        self.release_prefetched()
+        self._finisher.flush()
+        self.preparer.close()
+
+    def _process_batch(self, batch: list[tuple[SpoolEntry, Outcome]]) -> bool:
+        """Group commit: one database transaction for the batch. Each message still
+        commits or rolls back as a whole and one bad message never affects another: the
+        batch first runs without savepoints (the common case, and the cheap one); if a
+        stage raises, the whole transaction is rolled back and the batch runs again with
+        a SAVEPOINT per message, so only the failing message is left out. Spool entries
+        are finished only after the commit; a crash before it leaves them in active/ to be
+        retried, and deduplication makes that harmless."""
+        parsed: list[tuple[SpoolEntry, Prepared]] = []
+        for entry, outcome in batch:
+            if isinstance(outcome, Unparseable):
+                self.spool.quarantine(entry, outcome.reason)
                 self.stats.quarantined += 1
-                log.warning("quarantined %s: %s", entry.id, exc)
+                log.warning("quarantined %s: %s", entry.id, outcome.reason)
                 continue
-            parsed.append((entry, MessageContext(entry_id=entry.id, meta=meta, msg=msg, now=self.clock())))
+            parsed.append((entry, outcome))
         if not parsed:
             return True
         done: list[tuple[SpoolEntry, MessageContext]] = []
         failed: list[tuple[SpoolEntry, MessageContext, str, str]] = []
         try:
-            with self.store.session() as session:
-                for entry, ctx in parsed:
-                    try:
-                        with session.begin_nested():
-                            for stage in self.stages:
-                                ctx.stage = stage.__name__
-                                stage(ctx, session, self.deps)
-                    except Exception as exc:  # noqa: BLE001 - the daemon never stops for one message
-                        if is_unavailable(exc):
-                            raise
-                        failed.append((entry, ctx, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
-                        continue
-                    done.append((entry, ctx))
+            try:
+                done, failed = self._run(parsed, savepoints=False)
+            except _StageFailed:
+                done, failed = self._run(parsed, savepoints=True)
         except Exception as exc:  # noqa: BLE001
-            for entry, _ctx in parsed:
+            for entry, _pre in parsed:
                 self.spool.release(entry)
             if is_unavailable(exc):
                 self.stats.db_unavailable_since = self.stats.db_unavailable_since or time.time()
@@ -155,18 +244,51 @@ class Worker:
             log.exception("batch commit failed; entries released for another try")
             self.stats.last_error = f"commit: {type(exc).__name__}: {exc}"
             self.batch_size = 1  # isolate the culprit on the next round
+            self.release_prefetched()
             return True
         for entry, ctx, error, tb in failed:
             self.spool.fail(entry, ctx.stage, error, tb)
             self.stats.failed += 1
             self.stats.last_error = f"{ctx.stage}: {error}"
             log.error("stage %s failed for %s: %s", ctx.stage, entry.id, error)
-        for entry, ctx in done:
-            self.spool.finish(entry)
+        self._finisher.finish([entry for entry, _ctx in done])
+        for _entry, ctx in done:
             self._count(ctx)
         self.stats.db_unavailable_since = None
         self.batch_size = self.max_batch
         return True
+
+    def _run(
+        self, parsed: list[tuple[SpoolEntry, Prepared]], *, savepoints: bool
+    ) -> tuple[list[tuple[SpoolEntry, MessageContext]], list[tuple[SpoolEntry, MessageContext, str, str]]]:
+        """Run the stages over the batch in one transaction and commit it. Without
+        savepoints, a failing stage raises _StageFailed (the transaction is rolled back);
+        with them, the failing message's savepoint is rolled back and it is reported."""
+        done: list[tuple[SpoolEntry, MessageContext]] = []
+        failed: list[tuple[SpoolEntry, MessageContext, str, str]] = []
+        with self.store.session() as session:
+            for entry, pre in parsed:
+                ctx = MessageContext(entry_id=entry.id, meta=pre.meta, msg=pre.msg, now=self.clock(), pre=pre)
+                try:
+                    if savepoints:
+                        with session.begin_nested():
+                            self._stages_for(ctx, session)
+                    else:
+                        self._stages_for(ctx, session)
+                except Exception as exc:  # noqa: BLE001 - the daemon never stops for one message
+                    if is_unavailable(exc):
+                        raise
+                    if not savepoints:
+                        raise _StageFailed from exc
+                    failed.append((entry, ctx, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+                    continue
+                done.append((entry, ctx))
+        return done, failed
+
+    def _stages_for(self, ctx: MessageContext, session: Any) -> None:
+        for stage in self.stages:
+            ctx.stage = stage.__name__
+            stage(ctx, session, self.deps)
 
     def _count(self, ctx: MessageContext) -> None:
         self.stats.processed += 1
@@ -185,12 +307,22 @@ class Worker:
 
     def drain(self) -> WorkerStats:
         """Process everything spooled now; return when the spool is empty or the DB is down."""
-        while self.process_one():
-            pass
+        try:
+            while self.process_one():
+                pass
+        finally:
+            self.release_prefetched()
+            self._finisher.flush()
         return self.stats
 
     def run_forever(self, stop: threading.Event) -> None:
         """Process until `stop` is set; finishes the current message before returning."""
+        try:
+            self._run_until(stop)
+        finally:
+            self.close()
+
+    def _run_until(self, stop: threading.Event) -> None:
         poll = self.deps.settings.worker.poll_interval
         while not stop.is_set():
             worked = self.process_one()
