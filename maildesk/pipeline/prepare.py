@@ -10,9 +10,11 @@ takes down a child, which is replaced, never the daemon.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
+import traceback
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -47,11 +49,22 @@ class Prepared:
 
 @dataclass
 class Unparseable:
+    """Not a mail message: the entry goes to quarantine/ with the reason."""
+
     meta: dict[str, Any]
     reason: str
 
 
-Outcome = Prepared | Unparseable
+@dataclass
+class PrepareFailed:
+    """Preparation raised (a bug, or the entry could not be read): failed/ with the traceback."""
+
+    meta: dict[str, Any]
+    error: str
+    traceback: str
+
+
+Outcome = Prepared | Unparseable | PrepareFailed
 
 
 def prepare_raw(meta: dict[str, Any], raw: bytes, settings: Settings, needs: Needs) -> Outcome:
@@ -63,20 +76,30 @@ def prepare_raw(meta: dict[str, Any], raw: bytes, settings: Settings, needs: Nee
     except UnparseableMessage as exc:
         return Unparseable(meta, str(exc))
     prepared = Prepared(meta=meta, msg=msg, content_hash=content_hash(msg), html=clean_html(msg.html) if msg.html else "")
+    # Optional results: if one raises, it is left out and its stage computes it again,
+    # so the failure is reported under that stage's name as it always was.
     if needs.screen:
         from maildesk.pipeline.screen_stage import verdict_for
 
-        prepared.screen = verdict_for(msg, settings)
+        with contextlib.suppress(Exception):
+            prepared.screen = verdict_for(msg, settings)
     if needs.reply:
         from maildesk.threading.quotes import split_reply
 
-        prepared.reply = split_reply(msg.text, msg.html)
+        with contextlib.suppress(Exception):
+            prepared.reply = split_reply(msg.text, msg.html)
     return prepared
 
 
 def prepare_entry(path: Path, settings: Settings, needs: Needs) -> Outcome:
-    meta, raw = Spool.read(SpoolEntry("", "active", path, 0))
-    return prepare_raw(meta, raw, settings, needs)
+    try:
+        meta, raw = Spool.read(SpoolEntry("", "active", path, 0))
+    except OSError as exc:
+        return PrepareFailed({}, f"cannot read the spool entry: {exc.strerror or exc}", "")
+    try:
+        return prepare_raw(meta, raw, settings, needs)
+    except Exception as exc:  # noqa: BLE001 - one message never stops the worker
+        return PrepareFailed(meta, f"{type(exc).__name__}: {exc}", traceback.format_exc())
 
 
 # Child-process side -------------------------------------------------------------------
@@ -146,16 +169,26 @@ class PreparePool:
             return future.result()
         except BrokenProcessPool:
             log.error("a parser process died while preparing %d message(s); preparing them one by one", len(entries))
+        except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be sent back
+            log.error("preparing %d message(s) failed (%s); preparing them one by one", len(entries), exc)
         self._reset()
         outcomes: list[Outcome] = []
         for entry in entries:
             try:
-                outcomes.append(self._executor().submit(_child_prepare, [str(entry.path)], needs).result()[0])
+                if self.parallel:
+                    outcomes.append(self._executor().submit(_child_prepare, [str(entry.path)], needs).result()[0])
+                else:
+                    outcomes.append(prepare_entry(entry.path, self.settings, needs))
             except BrokenProcessPool:
                 self._reset()
                 log.error("the parser crashed on %s; quarantined", entry.id)
-                meta, _ = Spool.read(entry)
+                try:
+                    meta, _ = Spool.read(entry)
+                except OSError:
+                    meta = {}
                 outcomes.append(Unparseable(meta, "the parser crashed on this message (its process died)"))
+            except Exception as exc:  # noqa: BLE001
+                outcomes.append(PrepareFailed({}, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
         return outcomes
 
     def warm(self) -> None:

@@ -21,7 +21,15 @@ from typing import Any
 
 from maildesk.clock import utcnow
 from maildesk.pipeline.context import MessageContext
-from maildesk.pipeline.prepare import Needs, Outcome, Prepared, PreparePool, Unparseable, default_processes
+from maildesk.pipeline.prepare import (
+    Needs,
+    Outcome,
+    Prepared,
+    PrepareFailed,
+    PreparePool,
+    Unparseable,
+    default_processes,
+)
 from maildesk.pipeline.stages import DEFAULT_STAGES, PipelineDeps, Stage
 from maildesk.spool import Spool, SpoolEntry
 from maildesk.store.db import Store, is_unavailable
@@ -141,6 +149,9 @@ class Worker:
         self._finisher = _Finisher(spool)
 
     def recover(self) -> dict[str, int]:
+        if self._next is not None:  # what was claimed ahead is back in incoming/ after this
+            self._next[1].cancel()
+            self._next = None
         counts = self.spool.recover(self.deps.settings.worker.max_attempts)
         if any(counts.values()):
             log.warning("recovered after a crash: %(suspect)d were in flight together (each will run alone), "
@@ -218,6 +229,13 @@ class Worker:
         retried, and deduplication makes that harmless."""
         parsed: list[tuple[SpoolEntry, Prepared]] = []
         for entry, outcome in batch:
+            if isinstance(outcome, PrepareFailed):
+                self.stats.failed += 1
+                self.stats.last_error = f"prepare: {outcome.error}"
+                log.error("could not prepare %s: %s", entry.id, outcome.error)
+                if entry.path.exists():
+                    self.spool.fail(entry, "prepare", outcome.error, outcome.traceback)
+                continue
             if isinstance(outcome, Unparseable):
                 self.spool.quarantine(entry, outcome.reason)
                 self.stats.quarantined += 1
