@@ -205,15 +205,30 @@ class App:
         self.worker.run_forever(stop)
 
     def _scheduler(self) -> Any:
-        """Timed work (APScheduler): daily retention when `desk.retention_days` is set."""
+        """Timed work (APScheduler): hourly pruning of the automatic-mail log, and daily
+        retention when `desk.retention_days` is set."""
         from apscheduler.schedulers.background import BackgroundScheduler
 
         scheduler = BackgroundScheduler(timezone="UTC")
+        scheduler.add_job(self.prune_limit_log, "interval", hours=1, id="prune-limit-log",
+                          next_run_time=datetime.now(UTC) + timedelta(minutes=1), coalesce=True, max_instances=1)
         if self.settings.desk.retention_days > 0:
             scheduler.add_job(self.apply_retention, "interval", hours=24, id="retention",
                               next_run_time=datetime.now(UTC) + timedelta(minutes=5), coalesce=True, max_instances=1)
         scheduler.start()
         return scheduler
+
+    def prune_limit_log(self) -> None:
+        """Hourly: drop automatic-mail log rows the limits no longer look at."""
+        if not self._migrated:
+            return
+        from maildesk.store.outbox_queries import prune_automatic
+
+        try:
+            with self.store.session() as session:
+                prune_automatic(session, self.clock())
+        except Exception:  # noqa: BLE001 - timed work must not stop the daemon
+            log.exception("pruning the automatic-mail log failed; it runs again in an hour")
 
     def apply_retention(self) -> dict[str, Any] | None:
         """Remove raw mail and attachments of tickets closed longer than the retention setting."""

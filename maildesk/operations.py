@@ -675,6 +675,7 @@ def erase_customer(session: Session, address: str, now: datetime) -> dict[str, A
     for sup in dq.suppressions_for(session, email):
         sup.address, sup.reason = token, ERASED
         counts["suppressions"] += 1
+    counts["limit_log"] = dq.forget_automatic(session, email)
     for item in dq.outbox_of(session, numbers, email):
         item.raw = b""
         item.recipients = scrub.addresses(item.recipients or [])

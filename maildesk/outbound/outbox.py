@@ -180,6 +180,8 @@ def enqueue(
         if oq.item_by_key(session, key) is not None:
             return None
         raise
+    if automatic and state == "queued":
+        oq.record_automatic(session, item.id, allowed, ticket_number, now)
     data: dict[str, Any] = {
         "outbox_id": item.id,
         "template": template,

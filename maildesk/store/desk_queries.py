@@ -354,6 +354,13 @@ def messages_mentioning(session: Session, needle: str, exclude: Sequence[int]) -
     return list(session.scalars(stmt))
 
 
+def forget_automatic(session: Session, address: str) -> int:
+    """Drop the automatic-mail limit log of an address (erasure)."""
+    from maildesk.store.outbox_queries import forget_automatic as forget
+
+    return forget(session, address)
+
+
 def outbox_of(session: Session, numbers: Sequence[int], address: str) -> list[OutboxItem]:
     cond: ColumnElement[bool] = func.lower(cast(OutboxItem.recipients, Text)).contains(
         address.lower(), autoescape=True

@@ -18,7 +18,6 @@ from sqlalchemy import Connection, FromClause
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 
-
 Plan = tuple[str, list[str] | None, list[tuple[str, Callable[[Any], Any] | None, Any]]]
 
 

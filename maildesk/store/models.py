@@ -176,6 +176,24 @@ class OutboxItem(Base):
     sent_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
 
 
+class AutoSend(Base):
+    """One automatic mail queued for one recipient: what the loop limits count. Indexed by
+    recipient and time, so a limit check reads a few index entries, where counting the
+    outbox's JSON recipient lists meant scanning every automatic row of the last day."""
+
+    __tablename__ = "auto_sends"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(Integer)
+    recipient: Mapped[str] = mapped_column(String(320))
+    ticket_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    at: Mapped[datetime] = mapped_column(TZDateTime)
+    __table_args__ = (
+        Index("ix_auto_sends_recipient_at", "recipient", "at"),
+        Index("ix_auto_sends_ticket_at", "ticket_number", "at"),
+        Index("ix_auto_sends_at", "at"),
+    )
+
+
 class SlaClock(Base):
     __tablename__ = "sla_clocks"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -11,51 +11,81 @@ mail, or read the clock (`now` is passed in).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Text, cast, false, func, select
+from sqlalchemy import bindparam, distinct, func, insert, select
 from sqlalchemy.orm import Session
 
-from maildesk.store.models import OPEN_STATUSES, Agent, Customer, Message, OutboxItem, SlaClock, Suppression, Ticket
+from maildesk.store.models import (
+    OPEN_STATUSES,
+    Agent,
+    AutoSend,
+    Customer,
+    Message,
+    OutboxItem,
+    SlaClock,
+    Suppression,
+    Ticket,
+)
 from maildesk.store.queries import agent_by_email  # noqa: F401 - used here and by callers
-
-# States that count as "sent or on its way" for the automatic-mail limits.
-COUNTED_STATES = ("queued", "sending", "sent")
 
 
 def item_by_key(session: Session, key: str) -> OutboxItem | None:
     return session.scalars(select(OutboxItem).where(OutboxItem.idempotency_key == key)).first()
 
 
-def _recipient_like(address: str) -> str:
-    # Recipients are a JSON list written by SQLAlchemy's json.dumps; match the same encoding.
-    return json.dumps(address.lower())
+_RECIPIENT_HOUR = select(func.count()).where(AutoSend.recipient == bindparam("r"), AutoSend.at >= bindparam("hour"))
+_RECIPIENT_DAY = select(func.count()).where(AutoSend.recipient == bindparam("r"), AutoSend.at >= bindparam("day"))
+_TICKET_DAY = select(func.count(distinct(AutoSend.outbox_id))).where(
+    AutoSend.ticket_number == bindparam("t"), AutoSend.at >= bindparam("day")
+)
+_GLOBAL_HOUR = select(func.count(distinct(AutoSend.outbox_id))).where(AutoSend.at >= bindparam("hour"))
+_AUTOMATIC_COUNTS = select(
+    _RECIPIENT_HOUR.scalar_subquery(), _RECIPIENT_DAY.scalar_subquery(), _TICKET_DAY.scalar_subquery(),
+    _GLOBAL_HOUR.scalar_subquery(),
+)
 
 
 def automatic_counts(
     session: Session, *, recipient: str, ticket_number: int | None, now: datetime
 ) -> tuple[int, int, int, int]:
-    """Automatic mails queued or sent: (recipient last hour, recipient last 24 h, ticket last 24 h, all last hour)."""
-    hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(days=1)
-    to_rcpt = cast(OutboxItem.recipients, Text).contains(_recipient_like(recipient), autoescape=True)
-    in_hour = OutboxItem.created_at >= hour_ago
-    of_ticket = OutboxItem.ticket_number == ticket_number if ticket_number is not None else false()
-    row = session.execute(
-        select(
-            func.count().filter(in_hour, to_rcpt),
-            func.count().filter(to_rcpt),
-            func.count().filter(of_ticket),
-            func.count().filter(in_hour),
-        ).where(
-            OutboxItem.automatic.is_(True),
-            OutboxItem.state.in_(COUNTED_STATES),
-            OutboxItem.created_at >= day_ago,
-        )
-    ).one()
+    """Automatic mails queued or sent: (recipient last hour, recipient last 24 h, ticket last 24 h, all last hour).
+    One statement over the indexed `auto_sends` log."""
+    from maildesk.store.queries import core
+
+    row = core(session).execute(_AUTOMATIC_COUNTS, {
+        "r": recipient.lower(), "t": ticket_number if ticket_number is not None else -1,
+        "hour": now - timedelta(hours=1), "day": now - timedelta(days=1),
+    }).one()
     recipient_hour, recipient_day, ticket_day, global_hour = (int(v or 0) for v in row)
-    return int(recipient_hour), int(recipient_day), int(ticket_day), int(global_hour)
+    return recipient_hour, recipient_day, ticket_day, global_hour
+
+
+def record_automatic(session: Session, outbox_id: int, recipients: Sequence[str], ticket_number: int | None,
+                     now: datetime) -> None:
+    """Log an automatic mail that was queued, once per recipient, for the limits."""
+    from maildesk.store.queries import core
+
+    rows = [{"outbox_id": outbox_id, "recipient": r.lower(), "ticket_number": ticket_number, "at": now}
+            for r in dict.fromkeys(recipients)]
+    if rows:
+        core(session).execute(insert(AutoSend), rows)
+
+
+def forget_automatic(session: Session, recipient: str) -> int:
+    """Drop the limit log of one address (customer erasure). Returns how many rows went."""
+    from sqlalchemy import delete
+
+    result = session.execute(delete(AutoSend).where(AutoSend.recipient == recipient.lower()))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def prune_automatic(session: Session, now: datetime) -> None:
+    """The limits look back one day; older log rows are of no use."""
+    from sqlalchemy import delete
+
+    session.execute(delete(AutoSend).where(AutoSend.at < now - timedelta(days=2)))
 
 
 def claim_due(session: Session, now: datetime) -> OutboxItem | None:
