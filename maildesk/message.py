@@ -141,6 +141,8 @@ class ParsedMessage:
 
 def unfold(value: str) -> str:
     """Remove CR/LF folding and control characters from a header value."""
+    if value.isprintable():  # the common case: nothing to remove (tab is not printable)
+        return value.strip()
     value = re.sub(r"\r?\n[ \t]*", " ", value)
     return re.sub(r"[\x00-\x08\x0a-\x1f\x7f]", "", value).strip()
 
@@ -212,8 +214,24 @@ def _addresses(values: Any) -> tuple[Address, ...]:
     return tuple(out)
 
 
+# One mailbox with a plain display name: the common case, read without the full parser.
+_NAME_CHARS = r'[^"<>,;:()\\@\[\]]'
+_ADDR = r'[^<>@\s,;:"()\\\[\]]+@[^<>@\s,;:"()\\\[\]]+'
+_SIMPLE_MAILBOX = re.compile(rf'^\s*(?:"({_NAME_CHARS}*)"|({_NAME_CHARS}*?))\s*<({_ADDR})>\s*$|^\s*({_ADDR})\s*$')
+
+
 def _parse_address_header(raw_values: list[str]) -> tuple[Address, ...]:
-    pairs = email.utils.getaddresses([unfold(decode_mime_words(v)) for v in raw_values])
+    if not raw_values:
+        return ()
+    values = [unfold(decode_mime_words(v)) for v in raw_values]
+    if len(values) == 1:
+        simple = _SIMPLE_MAILBOX.match(values[0])
+        if simple is not None:
+            quoted, bare = simple.group(1), simple.group(2)
+            name = quoted.strip() if quoted is not None else re.sub(r"[ \t]+", " ", bare or "").strip()
+            addr = simple.group(3) or simple.group(4)
+            return _addresses([(name, addr)])
+    pairs = email.utils.getaddresses(values)
     # An unquoted comma in a display name ("Schmidt, Berta <b@x>") splits it into a bare
     # word and a mailbox: join them back instead of taking the word for an address.
     merged: list[tuple[str, str]] = []
@@ -347,8 +365,12 @@ def parse_bytes(raw: bytes) -> ParsedMessage:
                 return value
         return ""
 
+    by_name: dict[str, list[str]] = {}
+    for key, value in msg.raw_items():
+        by_name.setdefault(str(key).lower(), []).append(value)
+
     def raw_all(name: str) -> list[str]:
-        return [fix_8bit(str(v)) for k, v in msg.raw_items() if k.lower() == name.lower()]
+        return [fix_8bit(str(v)) for v in by_name.get(name.lower(), ())]
 
     mid = normalize_message_id(first("Message-ID"))
     synthetic = not mid
