@@ -18,6 +18,7 @@ from sqlalchemy import Connection, FromClause
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 
+_MISSING = object()
 Plan = tuple[str, list[str] | None, list[tuple[str, Callable[[Any], Any] | None, Any]]]
 
 
@@ -37,7 +38,7 @@ class FastStatement:
             compiled: Any = self.stmt.compile(dialect=dialect, column_keys=self.keys)
             names = list(compiled.positiontup) if compiled.positiontup is not None else list(compiled.binds)
             params: list[tuple[str, Callable[[Any], Any] | None, Any]] = []
-            for name in dict.fromkeys(names):
+            for name in dict.fromkeys(names):  # the statement's order, each name once
                 column = self.table.c.get(name)
                 if column is not None:
                     bind_type = column.type
@@ -54,18 +55,23 @@ class FastStatement:
 
     def _convert(self, plan: Plan, values: dict[str, Any]) -> Any:
         _sql, positional, params = plan
-        out: dict[str, Any] = {}
+        converted = []
         for name, processor, default in params:
-            if name in values:
-                value = values[name]
-            elif default is not None:
-                value = default.arg(None) if default.is_callable else default.arg
-            else:
-                value = None
-            out[name] = processor(value) if processor is not None and value is not None else value
-        if positional is not None:
-            return tuple(out[name] for name in positional)
-        return out
+            value = values.get(name, _MISSING)
+            if value is _MISSING:
+                if default is None:
+                    value = None
+                else:
+                    value = default.arg(None) if default.is_callable else default.arg
+            if processor is not None and value is not None:
+                value = processor(value)
+            converted.append(value)
+        if positional is None:
+            return dict(zip((p[0] for p in params), converted, strict=True))
+        if len(positional) == len(params):  # each name once, in the statement's order
+            return tuple(converted)
+        by_name = dict(zip((p[0] for p in params), converted, strict=True))
+        return tuple(by_name[name] for name in positional)
 
     def execute(self, conn: Connection, values: dict[str, Any]) -> Any:
         """Run once; returns the driver cursor (fetch RETURNING or SELECT rows from it)."""
