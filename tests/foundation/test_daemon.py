@@ -84,25 +84,28 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(tmp_path
                         acked.add(mid)
                     break
                 time.sleep(0.05)
+            time.sleep(0.01)  # paced, so that the kills fall while mail is arriving
 
     clients = [threading.Thread(target=client, args=(n,)) for n in range(3)]
     for t in clients:
         t.start()
-    kills = 0
+    kills = kills_while_sending = 0
     rng = random.Random(1234)
     try:
-        while any(t.is_alive() for t in clients):
+        while any(t.is_alive() for t in clients) or kills < 3:  # the last kills may fall while it drains
             daemon.wait_ready()  # kill while it works, not while it starts
             time.sleep(rng.uniform(0.1, 0.6))
+            sending = any(t.is_alive() for t in clients)
             daemon.kill()
             kills += 1
+            kills_while_sending += sending
             daemon.start()
     finally:
         for t in clients:
             t.join()
         if any(t.is_alive() for t in clients):  # pragma: no cover
             daemon.kill()
-    assert len(acked) == 3 * per_client and kills >= 3
+    assert len(acked) == 3 * per_client and kills >= 3 and kills_while_sending >= 2
     try:
         assert wait_until(lambda: len(set(stored_ids(database_url)) & acked) == len(acked), 120), (
             f"failed/: {sorted(p.name for p in (tmp_path / 'data' / 'spool' / 'failed').glob('*.json'))}"
