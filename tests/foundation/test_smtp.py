@@ -8,7 +8,6 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -71,18 +70,54 @@ def test_size_limit_answers_552(intake: SmtpIntake) -> None:
     assert list(intake.handler.spool.entries("incoming")) == []
 
 
-def test_internal_failure_answers_451_never_5xx(intake: SmtpIntake, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(*_a: Any, **_k: Any) -> str:
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(intake.handler.spool, "put_many", broken)
-    with client(intake) as smtp:
+def send_data(server: SmtpIntake, raw: bytes) -> tuple[int, bytes]:
+    with client(server) as smtp:
         smtp.ehlo()
         smtp.mail("a@customer.example")
         smtp.rcpt("support@example.com")
-        code, msg = smtp.data(eml())
+        return smtp.data(raw)
+
+
+def journal_segments(spool: Spool) -> list[Path]:
+    return sorted(p for p in (spool.root / "journal").glob("*.jnl") if p.is_file())
+
+
+def test_internal_failure_answers_451_never_5xx_then_recovers(intake: SmtpIntake) -> None:
+    spool = intake.handler.spool
+    assert send_data(intake, eml(message_id="<before@customer.example>"))[0] == 250
+    (segment,) = journal_segments(spool)
+    segment.unlink()
+    segment.mkdir()  # the journal segment replaced under the writer: what it writes there is lost
+    code, msg = send_data(intake, eml(message_id="<lost@customer.example>"))
     assert code == 451 and msg.startswith(b"4.3.0")
-    assert b"space" not in msg  # no internals leak
+    assert b"segment" not in msg and b"journal" not in msg  # no internals leak
+    code, _ = send_data(intake, eml(message_id="<after@customer.example>"))
+    assert code == 250  # on a new segment: the writer never appends after a failure
+    (fresh,) = journal_segments(spool)
+    assert fresh.name > segment.name
+    (entry,) = spool.entries("incoming")
+    assert b"<after@customer.example>" in spool.read(entry)[1]
+    assert intake.handler.tempfailed == 1
+
+
+def test_journal_folder_gone_answers_451_until_it_is_back(smtp_settings: Settings, tmp_path: Path) -> None:
+    spool = Spool(smtp_settings.spool_path).ensure()
+    server = SmtpIntake(smtp_settings, spool, port=free_port(), segment_size=16 * 1024)
+    server.start()
+    try:
+        journal = spool.root / "journal"
+        assert send_data(server, eml(body=("a" * 70 + "\n") * 160))[0] == 250
+        journal.rename(tmp_path / "away")
+        journal.write_text("not a folder")
+        assert send_data(server, eml(body=("b" * 70 + "\n") * 160))[0] == 451  # needs a new segment: cannot
+        journal.unlink()
+        (tmp_path / "away").rename(journal)
+        big = eml(body=("c" * 70 + "\n") * 800)  # bigger than a segment: gets one of its own size
+        assert send_data(server, big)[0] == 250
+        bodies = sorted(len(spool.read(e)[1]) for e in spool.entries("incoming"))
+        assert len(bodies) == 2 and bodies[-1] >= len(big)
+    finally:
+        server.stop()
 
 
 def test_smtputf8_and_8bit_content(intake: SmtpIntake) -> None:
