@@ -212,6 +212,9 @@ class PreparePool:
                     outcomes.append(prepare_entry(entry.path, self.settings, needs))
             except BrokenProcessPool:
                 self._reset()
+                if not self._can_start():  # the pool itself is unusable: not this message's fault
+                    outcomes.append(prepare_entry(entry.path, self.settings, needs))
+                    continue
                 log.error("the parser crashed on %s; quarantined", entry.id)
                 try:
                     meta, _ = Spool.read(entry)
@@ -225,7 +228,22 @@ class PreparePool:
     def warm(self) -> None:
         """Start the child processes now (start-up), not on the first busy batch."""
         if self.parallel:
-            self._executor().submit(_child_ready).result()
+            self._can_start()
+
+    def _can_start(self) -> bool:
+        """True when a child starts and answers. Otherwise (no way to spawn, no importable
+        main module, limits) preparation runs in the worker from now on, said once."""
+        try:
+            if self._executor().submit(_child_ready).result(timeout=120):
+                return True
+        except Exception as exc:  # noqa: BLE001 - BrokenProcessPool, OSError, timeout
+            reason = f"{type(exc).__name__}: {exc}"
+        else:
+            reason = "the child did not initialise"
+        self._reset()
+        log.error("parser processes cannot start (%s); messages are prepared in the worker itself", reason)
+        self.processes = 0
+        return False
 
     def _reset(self) -> None:
         if self._pool is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,6 +92,25 @@ def test_a_killed_parser_process_loses_nothing(settings: Settings, tmp_path: Pat
         pool.close()
     assert [o.msg.message_id for o in outcomes if isinstance(o, Prepared)] == [f"k{i}@customer.example" for i in range(600)]
     assert "parser process died" in caplog.text
+
+
+def test_when_parser_processes_cannot_start_messages_are_prepared_in_the_worker(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A spawned child re-imports the main module; make that impossible, as a broken install would.
+    main = sys.modules["__main__"]
+    monkeypatch.setattr(main, "__spec__", None, raising=False)
+    monkeypatch.setattr(main, "__file__", str(tmp_path / "no-such-main.py"), raising=False)
+    spool = Spool(tmp_path / "spool").ensure()
+    entries = spooled(spool, [eml(message_id=f"<n{i}@customer.example>") for i in range(8)])
+    pool = PreparePool(settings, processes=1)
+    try:
+        with caplog.at_level(logging.ERROR, logger="maildesk.prepare"):
+            outcomes = pool.results(entries, pool.submit(entries, Needs()), Needs())
+    finally:
+        pool.close()
+    assert [o.msg.message_id for o in outcomes if isinstance(o, Prepared)] == [f"n{i}@customer.example" for i in range(8)]
+    assert not pool.parallel and "cannot start" in caplog.text  # none quarantined for the pool's fault
 
 
 def test_an_unreadable_entry_is_a_failure_not_a_crash(settings: Settings, tmp_path: Path) -> None:
