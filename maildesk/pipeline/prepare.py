@@ -25,7 +25,11 @@ from typing import Any
 from maildesk.config import Settings
 from maildesk.errors import UnparseableMessage
 from maildesk.message import ParsedMessage, parse_bytes
+from maildesk.pipeline.screen_stage import verdict_for
+from maildesk.pipeline.stages import content_hash
+from maildesk.sanitize import clean_html
 from maildesk.spool import Spool, SpoolEntry
+from maildesk.threading.quotes import split_reply
 
 log = logging.getLogger("maildesk.prepare")
 
@@ -69,9 +73,6 @@ Outcome = Prepared | Unparseable | PrepareFailed
 
 
 def prepare_raw(meta: dict[str, Any], raw: bytes, settings: Settings, needs: Needs) -> Outcome:
-    from maildesk.pipeline.stages import content_hash
-    from maildesk.sanitize import clean_html
-
     try:
         msg = parse_bytes(raw)
     except UnparseableMessage as exc:
@@ -80,13 +81,9 @@ def prepare_raw(meta: dict[str, Any], raw: bytes, settings: Settings, needs: Nee
     # Optional results: if one raises, it is left out and its stage computes it again,
     # so the failure is reported under that stage's name as it always was.
     if needs.screen:
-        from maildesk.pipeline.screen_stage import verdict_for
-
         with contextlib.suppress(Exception):
             prepared.screen = verdict_for(msg, settings)
     if needs.reply:
-        from maildesk.threading.quotes import split_reply
-
         with contextlib.suppress(Exception):
             prepared.reply = split_reply(msg.text, msg.html)
     return prepared
