@@ -14,6 +14,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import traceback
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -107,6 +108,9 @@ _child_settings: Settings | None = None
 def _child_init(settings: Settings) -> None:
     global _child_settings
     _child_settings = settings
+    # Ctrl-C in a terminal reaches the whole process group: the daemon stops its children
+    # itself, after finishing its batch, so they must not die of it first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _child_prepare(paths: list[str], needs: Needs) -> list[Outcome]:
