@@ -1,4 +1,5 @@
-"""`maildesk init`: writes a commented config, example rules and a templates folder.
+"""`maildesk init`: writes a commented config, example rules and a templates folder with the
+site templates those rules use.
 
 Owns only file creation for a new installation; never touches the database.
 """
@@ -19,6 +20,44 @@ maildesk package under maildesk/templates/ and are good starting points.
 """
 
 
+EXAMPLE_TEMPLATES = {
+    "after_hours.txt.j2": """{% set hello = "Hi " ~ recipient.first_name ~ "," if recipient.first_name else "Hello," %}
+Subject: {{ ticket.reply_subject }}
+
+{{ hello }}
+
+thank you for your message. Our team is away right now; your request {{ ticket.tag }} is
+recorded and we will answer it during our business hours{% if ticket.first_response_due %},
+by {{ ticket.first_response_due }} at the latest{% endif %}.
+
+If there is anything to add, just reply to this email: it stays with your request.
+
+{% include "_signature.txt.j2" %}
+""",
+    "vip_alert.txt.j2": """Subject: {{ ticket.tag }} VIP request from {{ customer.display_name }}: {{ ticket.subject }}
+
+A VIP customer has written; the request went to the priority queue.
+
+  Ticket:    {{ ticket.tag }} {{ ticket.subject }}
+  Customer:  {{ customer.display_name }} <{{ customer.email }}>
+  Queue:     {{ ticket.queue }} · tier {{ ticket.tier }} · priority {{ ticket.priority }}
+  Assigned:  {{ ticket.assignee_name or "nobody yet" }}
+
+{{ message.text|quote }}
+""",
+    "outage_alert.txt.j2": """Subject: {{ ticket.tag }} Possible outage reported by {{ customer.display_name }}: {{ ticket.subject }}
+
+A customer reports that something is down.
+
+  Ticket:    {{ ticket.tag }} {{ ticket.subject }}
+  Customer:  {{ customer.display_name }} <{{ customer.email }}>
+  Priority:  {{ ticket.priority }} · tier {{ ticket.tier }}
+
+{{ message.text|quote }}
+""",
+}
+
+
 def _default(name: str) -> str:
     return resources.files("maildesk").joinpath("defaults", name).read_text(encoding="utf-8")
 
@@ -35,6 +74,8 @@ def init_directory(directory: Path, *, force: bool = False) -> list[Path]:
     except FileNotFoundError:
         files[directory / "rules.yaml"] = "version: 1\nrules: []\n"
     files[directory / "templates" / "README.txt"] = TEMPLATES_README
+    for name, text in EXAMPLE_TEMPLATES.items():  # the ones the example rules use
+        files[directory / "templates" / "en" / name] = text
     existing = [p for p in files if p.exists()]
     if existing and not force:
         raise MaildeskError(f"{existing[0]} exists; use --force to overwrite")

@@ -79,6 +79,17 @@ def test_init_writes_a_config_that_loads(tmp_path: Path) -> None:
     settings = load_settings(tmp_path / "desk" / "maildesk.toml")
     assert settings.data_path == tmp_path / "desk" / "maildesk-data"
     assert settings.desk.rules_file == "rules.yaml"
+    # the example rules load as written: every template they name exists and renders
+    from maildesk.admin_ops import check_templates
+    from maildesk.rules_ops import check as check_rules
+    from maildesk.rules_ops import rules_path
+
+    assert {"after_hours.txt.j2", "vip_alert.txt.j2", "outage_alert.txt.j2"} <= names
+    path = rules_path(settings, None)
+    assert path is not None
+    ruleset, problems = check_rules(settings, path)
+    assert problems == [] and ruleset is not None
+    assert check_templates(settings) == []
     with pytest.raises(Exception, match="exists"):
         init_directory(tmp_path / "desk")
     text = (tmp_path / "desk" / "maildesk.toml").read_text()
