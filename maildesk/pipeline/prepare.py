@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 import traceback
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -111,6 +112,16 @@ def _child_init(settings: Settings) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the daemon stops its children
     # itself, after finishing its batch, so they must not die of it first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A child must not outlive a daemon that was killed (SIGKILL, OOM): nothing would
+    # ever read its results, and each restart would leave another one behind.
+    parent = os.getppid()
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _child_prepare(paths: list[str], needs: Needs) -> list[Outcome]:

@@ -30,6 +30,44 @@ def send(port: int, raw: bytes) -> bool:
         return False
 
 
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and b"multiprocessing" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_parser_processes_do_not_outlive_a_killed_daemon(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = write_config(tmp_path / "maildesk.toml", data_dir=tmp_path / "data",
+                       database_url=f"sqlite:///{tmp_path / 'data' / 'maildesk.db'}", smtp_port=port)
+    daemon = Daemon(cfg, port, tmp_path / "daemon.log")
+    daemon.start()
+    try:
+        daemon.wait_ready()
+        assert daemon.proc is not None
+        children = _children(daemon.proc.pid)
+        assert children, "the daemon runs its parser process(es)"
+        daemon.kill()  # SIGKILL: no chance to stop them itself
+        assert wait_until(lambda: not any(_alive(c) for c in children), 15), "a parser process outlived the daemon"
+    finally:
+        daemon.kill()
+
+
 def wait_until(pred, timeout: float = 60.0, step: float = 0.1) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
