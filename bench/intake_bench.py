@@ -180,7 +180,7 @@ def smtp_part(msgs: list[bytes], settings: Settings, spool: Spool) -> None:
                 entry.path.unlink()  # same corpus again: start from an empty spool
     intake.stop()
     for c in CLIENTS:
-        print(f"SMTP acceptance, {c} client connection(s): bare aiosmtpd {bare_rates[c]:,.0f} msg/s; maildesk (fsync before 250) "
+        print(f"SMTP acceptance, {c} client connection(s): bare aiosmtpd {bare_rates[c]:,.0f} msg/s; maildesk (journal synced before 250) "
               f"{md_rates[c]:,.0f} msg/s; ratio {md_rates[c] / bare_rates[c]:.2f} (goal >= 0.8)")
 
 
