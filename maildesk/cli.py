@@ -153,6 +153,9 @@ def inject(
     except ConfigError as exc:
         err.print(f"maildesk inject: config error: {exc}")
         raise typer.Exit(EX_TEMPFAIL) from exc
+    except Exception as exc:  # noqa: BLE001 - anything else is temporary too: the MTA must keep the mail
+        err.print(f"maildesk inject: cannot start: {type(exc).__name__}: {exc}")
+        raise typer.Exit(EX_TEMPFAIL) from exc
     try:
         raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
     except OSError as exc:
@@ -165,7 +168,7 @@ def inject(
 
     try:
         entry_id = Spool(settings.spool_path).ensure().put(raw, "inject", {"file": file})
-    except (SpoolError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - SpoolError, OSError or a bug: never exit 1 (a bounce)
         err.print(f"maildesk inject: cannot spool: {exc}")
         raise typer.Exit(EX_TEMPFAIL) from exc
     print(entry_id)

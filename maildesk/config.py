@@ -370,15 +370,31 @@ _EMAIL = re.compile(r"^[^\s@<>,;\"]+@[^\s@<>,;\"]+\.[^\s@<>,;\"]+$")
 
 
 def _secret_from_data_dir(settings: Settings) -> str:
-    """The signing secret kept in the data folder, created once with mode 0600."""
+    """The signing secret kept in the data folder, created once with mode 0600.
+
+    Several processes may start at once on a fresh folder (an MTA running `maildesk inject`
+    for each of many messages): the secret is written to a file of its own and then linked
+    into place, which succeeds for exactly one of them, so nobody ever reads a half-written
+    key and everybody ends up with the same one."""
     path = settings.data_path / "secret.key"
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value + "\n")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".secret.key.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)  # atomic: fails when another process was first
+            except FileExistsError:
+                pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    value = path.read_text().strip()
+    if not value:
+        raise ConfigError(f"desk.secret_env: the secret file {path} is empty; remove it to have a new one made")
     return value
 
 

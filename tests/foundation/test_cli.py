@@ -47,6 +47,27 @@ def test_inject_exit_codes(tmp_path: Path, database_url: str) -> None:
     assert b"Traceback" not in spool_gone.stderr
 
 
+def test_many_injects_at_once_on_a_fresh_folder_all_succeed(tmp_path: Path) -> None:
+    # An MTA delivers several messages at once; the first ones also create the data folder
+    # and its secret. None may fail (exit 1 would make the MTA bounce the mail).
+    cfg = write_config(tmp_path, f"sqlite:///{tmp_path / 'data' / 'maildesk.db'}")
+    procs = [subprocess.Popen([sys.executable, "-m", "maildesk", "inject", "-", "--config", str(cfg)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(10)]
+    results = [p.communicate(eml(), timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 10, [err for _, err in results]
+    assert len({out.strip() for out, _ in results}) == 10  # ten entries
+    assert len((tmp_path / "data" / "secret.key").read_text().strip()) == 64
+    assert [p.name for p in (tmp_path / "data").iterdir() if p.name.startswith(".secret")] == []
+
+
+def test_inject_exits_tempfail_when_the_data_folder_cannot_be_made(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("a file where the data folder should be")
+    cfg = write_config(tmp_path, f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    result = run("inject", "-", "--config", str(cfg), input=eml())
+    assert result.returncode == 75 and b"maildesk inject:" in result.stderr and b"Traceback" not in result.stderr
+
+
 def test_import_mbox_and_maildir_then_status(tmp_path: Path, database_url: str) -> None:
     cfg = write_config(tmp_path, database_url)
     box = mailbox.mbox(tmp_path / "history.mbox")

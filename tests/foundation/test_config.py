@@ -72,6 +72,35 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
         load_settings(tmp_path / "nope.toml")
 
 
+def test_the_secret_is_made_once_even_when_many_start_together(tmp_path: Path) -> None:
+    import threading
+
+    from maildesk.config import parse_settings
+
+    settings = parse_settings({"desk": {"data_dir": str(tmp_path / "data"), "support_addresses": ["s@example.com"],
+                                        "secret_env": ""}})
+    assert settings.secret  # made on first use
+    again = [parse_settings({"desk": {"data_dir": str(tmp_path / "data2"), "support_addresses": ["s@example.com"],
+                                      "secret_env": ""}}).secret]
+    start = threading.Barrier(12)
+    seen: list[str] = []
+
+    def load() -> None:
+        start.wait()
+        seen.append(parse_settings({"desk": {"data_dir": str(tmp_path / "data3"), "support_addresses": ["s@example.com"],
+                                             "secret_env": ""}}).secret)
+
+    threads = [threading.Thread(target=load) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 12 and len(set(seen)) == 1 and len(seen[0]) == 64
+    assert oct((tmp_path / "data3" / "secret.key").stat().st_mode & 0o777) == "0o600"
+    assert sorted(p.name for p in (tmp_path / "data3").iterdir()) == ["secret.key"]
+    assert again[0] != seen[0]
+
+
 def test_init_writes_a_config_that_loads(tmp_path: Path) -> None:
     written = init_directory(tmp_path / "desk")
     names = {p.name for p in written}
