@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from maildesk.store.models import Attachment, Event, Message, Participant, Ticket
+from tests.support.crashes import WorkerDied, drain_through_crashes
 from tests.support.mailgen import eml
 
 
@@ -138,10 +139,6 @@ def test_unquoted_comma_in_sender_name_keeps_the_address(desk: Any) -> None:
         assert ticket.customer.name == "Schmidt, Berta"
 
 
-class WorkerDied(BaseException):
-    """Stands for the process dying (not an exception the worker may catch)."""
-
-
 def test_poison_message_is_isolated_and_parked_after_three_crashes(desk: Any) -> None:
     def poison(ctx: Any, session: Any, deps: Any) -> None:
         if ctx.msg.subject == "poison":
@@ -150,14 +147,7 @@ def test_poison_message_is_isolated_and_parked_after_three_crashes(desk: Any) ->
     desk.worker.stages = (poison, *desk.worker.stages)
     for i in range(20):
         desk.spool.put(eml(message_id=f"<p{i}@customer.example>", subject="poison" if i == 7 else f"fine {i}"), "test")
-    crashes = 0
-    while True:
-        try:
-            desk.process()  # recovers what the last "crash" left in active/, then drains
-            break
-        except WorkerDied:
-            crashes += 1
-            assert crashes < 10
+    crashes = drain_through_crashes(desk.process)  # recovers what each crash left, then drains
     # one crash with the whole batch in flight (no one blamed), then three with it alone
     assert crashes == 4
     (failed,) = desk.spool.entries("failed")

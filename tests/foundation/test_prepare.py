@@ -22,6 +22,7 @@ from maildesk.config import Settings
 from maildesk.pipeline.prepare import Needs, Prepared, PrepareFailed, PreparePool, Unparseable, prepare_entry
 from maildesk.spool import Spool, SpoolEntry
 from maildesk.store.models import Event, Message, Participant, Ticket
+from tests.support.crashes import WorkerDied, drain_through_crashes
 from tests.support.mailgen import eml
 
 HTML = (
@@ -136,10 +137,6 @@ def test_worker_with_a_parser_process_stores_every_message_once(settings: Settin
         app.store.dispose()
 
 
-class WorkerDied(BaseException):
-    """Stands for the process dying (not an exception the worker may catch)."""
-
-
 def test_crash_blame_stays_exact_while_batches_are_claimed_ahead(settings: Settings) -> None:
     app = App(pool_settings(settings, 1))
     app.migrate()
@@ -152,14 +149,7 @@ def test_crash_blame_stays_exact_while_batches_are_claimed_ahead(settings: Setti
     try:
         for i in range(120):
             app.spool.put(eml(message_id=f"<q{i}@customer.example>", subject="poison" if i == 70 else f"fine {i}"), "test")
-        crashes = 0
-        while True:
-            try:
-                app.process()
-                break
-            except WorkerDied:
-                crashes += 1
-                assert crashes < 10
+        crashes = drain_through_crashes(app.process)  # recovers what each crash left, then drains
         # one crash in a batch (with the next batch claimed ahead: nobody blamed), then three alone
         assert crashes == 4
         (failed,) = app.spool.entries("failed")
