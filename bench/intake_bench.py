@@ -18,10 +18,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import multiprocessing
+import os
 import random
 import resource
 import smtplib
 import socket
+import statistics
 import tempfile
 import threading
 import time
@@ -182,6 +184,31 @@ def smtp_part(msgs: list[bytes], settings: Settings, spool: Spool) -> None:
     for c in CLIENTS:
         print(f"SMTP acceptance, {c} client connection(s): bare aiosmtpd {bare_rates[c]:,.0f} msg/s; maildesk (journal synced before 250) "
               f"{md_rates[c]:,.0f} msg/s; ratio {md_rates[c] / bare_rates[c]:.2f} (goal >= 0.8)")
+    sync_ms = journal_sync_ms(spool.root, len(msgs[0]))
+    round_trip_ms = 1000 / bare_rates[1]
+    print(f"  one connection waits for each sync: a bare round trip takes {round_trip_ms:.2f} ms and one append + "
+          f"fdatasync on this disk {sync_ms:.2f} ms (median of 200), so even a server that costs nothing reaches at most "
+          f"{round_trip_ms / (round_trip_ms + sync_ms):.2f}x with one connection")
+
+
+def journal_sync_ms(folder: Path, size: int, rounds: int = 200) -> float:
+    """Median time of one record append + fdatasync into a preallocated file on the spool's disk."""
+    path = folder / "bench-sync.tmp"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, size * rounds + 4096)
+        os.fsync(fd)
+        record = b"x" * size
+        times = []
+        for i in range(rounds):
+            start = time.perf_counter()
+            os.pwrite(fd, record, i * size)
+            os.fdatasync(fd)
+            times.append(time.perf_counter() - start)
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+    return statistics.median(times) * 1000
 
 
 def parse_only_rate(msgs: list[bytes]) -> float:
