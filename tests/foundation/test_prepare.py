@@ -19,7 +19,15 @@ from sqlalchemy import select
 
 from maildesk.app import App
 from maildesk.config import Settings
-from maildesk.pipeline.prepare import Needs, Prepared, PrepareFailed, PreparePool, Unparseable, prepare_entry
+from maildesk.pipeline.prepare import (
+    Needs,
+    Prepared,
+    PrepareFailed,
+    PreparePool,
+    Unparseable,
+    default_processes,
+    prepare_entry,
+)
 from maildesk.spool import Spool, SpoolEntry
 from maildesk.store.models import Event, Message, Participant, Ticket
 from tests.support.crashes import WorkerDied, drain_through_crashes
@@ -74,6 +82,24 @@ def test_pool_prepares_exactly_what_inline_preparation_does(settings: Settings, 
     reply = next(p for p in in_child if isinstance(p, Prepared) and p.msg.message_id == "re-1@customer.example")
     assert reply.reply.visible.strip() == "Still broken." and "What model?" in reply.reply.quoted
     assert sum(isinstance(p, Unparseable) for p in in_child) == 1
+
+
+def test_two_children_share_a_batch_and_keep_its_order(settings: Settings, tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool").ensure()
+    entries = spooled(spool, [eml(message_id=f"<two{i}@customer.example>") for i in range(9)] + [b"junk\r\n"])
+    pool = PreparePool(settings, processes=2)
+    try:
+        outcomes = pool.results(entries, pool.submit(entries, Needs()), Needs())
+    finally:
+        pool.close()
+    ids = [o.msg.message_id if isinstance(o, Prepared) else "unparseable" for o in outcomes]
+    assert ids == [f"two{i}@customer.example" for i in range(9)] + ["unparseable"]
+
+
+def test_automatic_size_of_the_pool() -> None:
+    assert default_processes(0) == 0 and default_processes(3) == 3
+    cores = os.cpu_count() or 1
+    assert default_processes(-1) == max(0, min(4, cores - 1))
 
 
 def test_a_killed_parser_process_loses_nothing(settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
