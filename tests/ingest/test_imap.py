@@ -489,6 +489,33 @@ def test_idle_wakes_up_on_new_mail(pollers: Callable[..., MailboxPoller], doveco
     assert not thread.is_alive(), "stop must end IDLE promptly"
 
 
+def test_mail_arriving_just_before_idle_starts_is_not_left_for_the_next_poll(
+    pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Deliver a message in the gap between the poller's look at the folder and IDLE.
+    from imapclient import IMAPClient
+
+    start_idle = IMAPClient.idle
+    gap_mail: list[int] = []
+
+    def idle_after_a_delivery(client: IMAPClient) -> Any:
+        if not gap_mail:
+            gap_mail.append(1)
+            dovecot.append("INBOX", make_mail(1))
+        return start_idle(client)
+
+    monkeypatch.setattr(IMAPClient, "idle", idle_after_a_delivery)
+    settings = settings_for(dovecot, poll_interval=120.0, idle=True)
+    poller = pollers(settings, spool, tmp_path / "state")
+    thread, stop = run_in_thread(poller)
+    try:
+        wait_until(lambda: len(spooled(spool)) == 1, timeout=5)  # not after the two-minute poll
+    finally:
+        stop.set()
+        thread.join(5)
+
+
 def test_idle_with_a_missing_first_folder_falls_back_to_polling(pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path) -> None:
     settings = settings_for(dovecot, folders=("Nope", "INBOX"), poll_interval=0.3, idle=True)
     poller = pollers(settings, spool, tmp_path / "state")
