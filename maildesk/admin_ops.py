@@ -30,9 +30,7 @@ from maildesk.operations import OperationError
 from maildesk.outbound.context import (
     AGENT_FACING,
     AgentInput,
-    CompanyInput,
     MessageInput,
-    build_context,
     normalize_locale,
     sample_context,
 )
@@ -205,18 +203,14 @@ def preview_ticket(
     latest = oq.latest_inbound(session, ticket_number)
     message = None if name in AGENT_TEXT_TEMPLATES else _message_input(latest)
     sender = mailer.ticket_support_address(session, ticket_number)
-    ctx = build_context(
+    ctx = mailer.context(
         now=now,
-        company=CompanyInput(desk.name, mailer.support_address([sender])),
+        sender=sender,
         customer=customer,
         ticket=tinput,
         agent=agent if name in AGENT_TEXT_TEMPLATES else None,  # only an agent's reply names its agent
         message=message,
         recipient=reader,
-        default_locale=desk.locale,
-        default_timezone=desk.timezone,
-        tag_format=desk.subject_tag,
-        reopen_days=desk.reopen_days,
     )
     if name in AGENT_TEXT_TEMPLATES:
         ctx["message"] = sample["message"]  # the agent's text is only known when they write it

@@ -306,16 +306,22 @@ def assign(session: Session, number: int, agent: str, by: str, now: datetime) ->
     return ActionResult(number, "assign", True, {"old": old, "new": target})
 
 
-def set_tier(session: Session, number: int, tier: str, by: str, now: datetime) -> ActionResult:
-    tier = tier.upper()
-    if tier not in TIERS:
-        raise OperationError(f"unknown tier {tier!r}; use {', '.join(TIERS)}")
+def _set_choice(session: Session, number: int, field: str, value: str, choices: Sequence[str], by: str,
+                now: datetime) -> ActionResult:
+    """Set `field` (tier or priority) to one of `choices`, recording `<field>-changed`."""
+    if value not in choices:
+        raise OperationError(f"unknown {field} {value!r}; use {', '.join(choices)}")
     ticket = _ticket(session, number)
-    if ticket.tier == tier:
-        return ActionResult(number, "tier", False, {"tier": tier})
-    old, ticket.tier = ticket.tier, tier
-    _record(session, ticket, "tier-changed", {"old": old, "new": tier}, by, now)
-    return ActionResult(number, "tier", True, {"old": old, "new": tier})
+    old = getattr(ticket, field)
+    if old == value:
+        return ActionResult(number, field, False, {field: value})
+    setattr(ticket, field, value)
+    _record(session, ticket, f"{field}-changed", {"old": old, "new": value}, by, now)
+    return ActionResult(number, field, True, {"old": old, "new": value})
+
+
+def set_tier(session: Session, number: int, tier: str, by: str, now: datetime) -> ActionResult:
+    return _set_choice(session, number, "tier", tier.upper(), TIERS, by, now)
 
 
 def escalate(session: Session, number: int, note: str, by: str, now: datetime) -> ActionResult:
@@ -330,15 +336,7 @@ def escalate(session: Session, number: int, note: str, by: str, now: datetime) -
 
 
 def set_priority(session: Session, number: int, priority: str, by: str, now: datetime) -> ActionResult:
-    priority = priority.lower()
-    if priority not in PRIORITIES:
-        raise OperationError(f"unknown priority {priority!r}; use {', '.join(PRIORITIES)}")
-    ticket = _ticket(session, number)
-    if ticket.priority == priority:
-        return ActionResult(number, "priority", False, {"priority": priority})
-    old, ticket.priority = ticket.priority, priority
-    _record(session, ticket, "priority-changed", {"old": old, "new": priority}, by, now)
-    return ActionResult(number, "priority", True, {"old": old, "new": priority})
+    return _set_choice(session, number, "priority", priority.lower(), PRIORITIES, by, now)
 
 
 def parse_tag_changes(items: Iterable[str]) -> tuple[list[str], list[str]]:

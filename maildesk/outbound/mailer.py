@@ -174,6 +174,21 @@ class Mailer:
         )
         return customer, tinput
 
+    def context(self, *, now: datetime, sender: str, **inputs: Any) -> dict[str, Any]:
+        """The template context on this desk: its company (name and the support address
+        among `sender`), locale, time zone, tag format and reopen window, plus `inputs`
+        (the other keyword arguments of `build_context`)."""
+        desk = self.settings.desk
+        return build_context(
+            now=now,
+            company=CompanyInput(desk.name, self.support_address([sender])),
+            default_locale=desk.locale,
+            default_timezone=desk.timezone,
+            tag_format=desk.subject_tag,
+            reopen_days=desk.reopen_days,
+            **inputs,
+        )
+
     @staticmethod
     def agent_input(agent: Agent | None, email: str = "") -> AgentInput | None:
         if agent is None:
@@ -217,20 +232,8 @@ class Mailer:
         customer, tinput = self._inputs(session, ticket, now)
         if template in AGENT_FACING and reader_agent is None:
             reader_agent = AgentInput(name=to.name or to.email, email=to.email)
-        ctx = build_context(
-            now=now,
-            company=CompanyInput(desk.name, self.support_address([from_addr or ""])),
-            customer=customer,
-            ticket=tinput,
-            agent=agent,
-            message=message,
-            bounce=bounce,
-            recipient=reader_agent,
-            default_locale=desk.locale,
-            default_timezone=desk.timezone,
-            tag_format=desk.subject_tag,
-            reopen_days=desk.reopen_days,
-        )
+        ctx = self.context(now=now, sender=from_addr or "", customer=customer, ticket=tinput, agent=agent,
+                           message=message, bounce=bounce, recipient=reader_agent)
         rendered = self.renderer.render(template, ctx, locale=str(ctx["locale"]), queue=ticket.queue or None)
         if rendered.errors:
             q.add_event(

@@ -122,8 +122,8 @@ def enqueue(
     `policy` is the automatic-mail limit policy (default: the built-in limits); `signer`
     DKIM-signs the finished bytes. Raises `compose.HeaderInjection` for a bad address.
     """
-    if oq.item_by_key(session, key) is not None:
-        return None
+    # No look-up first: Mailer.send checks the key before rendering, and a repeat here is
+    # caught by the unique key below (the same answer: None).
     raw = build_message(mail, now=now)
     if signer is not None:
         raw = signer(raw)

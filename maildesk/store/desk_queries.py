@@ -14,7 +14,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Integer, Text, and_, bindparam, case, cast, column, exists, func, or_, select, text, update
+from sqlalchemy import (
+    Integer,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    column,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -22,6 +37,7 @@ from maildesk.store.models import (
     OPEN_STATUSES,
     Agent,
     Attachment,
+    AutoSend,
     Customer,
     Event,
     Message,
@@ -355,10 +371,9 @@ def messages_mentioning(session: Session, needle: str, exclude: Sequence[int]) -
 
 
 def forget_automatic(session: Session, address: str) -> int:
-    """Drop the automatic-mail limit log of an address (erasure)."""
-    from maildesk.store.outbox_queries import forget_automatic as forget
-
-    return forget(session, address)
+    """Drop the automatic-mail limit log of an address (erasure); returns how many rows went."""
+    result = session.execute(delete(AutoSend).where(AutoSend.recipient == address.lower()))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def outbox_of(session: Session, numbers: Sequence[int], address: str) -> list[OutboxItem]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, distinct, func, insert, select
+from sqlalchemy import bindparam, delete, distinct, func, insert, select
 from sqlalchemy.orm import Session
 
 from maildesk.store.models import (
@@ -28,7 +28,10 @@ from maildesk.store.models import (
     Suppression,
     Ticket,
 )
-from maildesk.store.queries import agent_by_email  # noqa: F401 - used here and by callers
+from maildesk.store.queries import (
+    agent_by_email,  # noqa: F401 - used here and by callers
+    core,
+)
 
 
 def item_by_key(session: Session, key: str) -> OutboxItem | None:
@@ -52,8 +55,6 @@ def automatic_counts(
 ) -> tuple[int, int, int, int]:
     """Automatic mails queued or sent: (recipient last hour, recipient last 24 h, ticket last 24 h, all last hour).
     One statement over the indexed `auto_sends` log."""
-    from maildesk.store.queries import core
-
     row = core(session).execute(_AUTOMATIC_COUNTS, {
         "r": recipient.lower(), "t": ticket_number if ticket_number is not None else -1,
         "hour": now - timedelta(hours=1), "day": now - timedelta(days=1),
@@ -65,26 +66,14 @@ def automatic_counts(
 def record_automatic(session: Session, outbox_id: int, recipients: Sequence[str], ticket_number: int | None,
                      now: datetime) -> None:
     """Log an automatic mail that was queued, once per recipient, for the limits."""
-    from maildesk.store.queries import core
-
     rows = [{"outbox_id": outbox_id, "recipient": r.lower(), "ticket_number": ticket_number, "at": now}
             for r in dict.fromkeys(recipients)]
     if rows:
         core(session).execute(insert(AutoSend), rows)
 
 
-def forget_automatic(session: Session, recipient: str) -> int:
-    """Drop the limit log of one address (customer erasure). Returns how many rows went."""
-    from sqlalchemy import delete
-
-    result = session.execute(delete(AutoSend).where(AutoSend.recipient == recipient.lower()))
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
 def prune_automatic(session: Session, now: datetime) -> None:
     """The limits look back one day; older log rows are of no use."""
-    from sqlalchemy import delete
-
     session.execute(delete(AutoSend).where(AutoSend.at < now - timedelta(days=2)))
 
 

@@ -151,13 +151,7 @@ def add_participants(session: Session, number: int, people: Sequence[tuple[str, 
 
 def add_participant(session: Session, number: int, address: str, role: str) -> bool:
     """Add an address to a ticket unless it is already there. True when added."""
-    exists = session.scalars(
-        select(Participant.id).where(Participant.ticket_number == number, Participant.address == address)
-    ).first()
-    if exists:
-        return False
-    session.add(Participant(ticket_number=number, address=address, role=role))
-    return True
+    return add_participants(session, number, [(address, role)]) == 1
 
 
 def add_event(
