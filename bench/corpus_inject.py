@@ -45,9 +45,16 @@ def main() -> int:
         print("process failed:", proc.stderr)
         return 1
     processed = json.loads(proc.stdout.strip().splitlines()[-1])
-    status = json.loads(subprocess.run([*exe, "status", "--json", "--config", str(cfg)], capture_output=True, text=True).stdout)
-    quarantine = json.loads(subprocess.run([*exe, "spool", "list", "--state", "quarantine", "--json", "--config", str(cfg)],
-                                           capture_output=True, text=True).stdout)
+    status = json.loads(
+        subprocess.run([*exe, "status", "--json", "--config", str(cfg)], capture_output=True, text=True).stdout
+    )
+    quarantine = json.loads(
+        subprocess.run(
+            [*exe, "spool", "list", "--state", "quarantine", "--json", "--config", str(cfg)],
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
     reasons = collections.Counter(q["reason"] for q in quarantine)
     by_folder = collections.Counter(p.relative_to(args.corpus).parts[0] for p in files)
     print(f"files: {len(files)} ({', '.join(f'{k} {v}' for k, v in sorted(by_folder.items()))})")
@@ -58,7 +65,9 @@ def main() -> int:
     print("quarantine reasons:")
     for reason, n in reasons.most_common():
         print(f"  {n:4d}  {reason}")
-    accounted = processed["tickets_created"] + processed["appended"] + processed["duplicates"] + processed["quarantined"]
+    accounted = (
+        processed["tickets_created"] + processed["appended"] + processed["duplicates"] + processed["quarantined"]
+    )
     print(f"accounted for: {accounted} of {codes.get(0, 0)} injected; failed: {processed['failed']}")
     return 0 if processed["failed"] == 0 and accounted == codes.get(0, 0) else 1
 

@@ -39,7 +39,7 @@ from aiosmtpd.controller import Controller
 from maildesk.app import App
 from maildesk.config import Settings, parse_settings
 from maildesk.ingest.smtp import SmtpIntake
-from maildesk.spool import Spool
+from maildesk.spool.files import Spool
 
 CLIENTS = (1, 4, 8)
 WORDS = "printer fire invoice refund login broken please help urgent thanks account order delivery late".split()
@@ -49,7 +49,9 @@ def corpus(n: int, seed: int = 7, tag: str = "") -> list[bytes]:
     rng = random.Random(seed)
     out = []
     for i in range(n):
-        body = "\r\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 14))) for _ in range(rng.randint(5, 60)))
+        body = "\r\n".join(
+            " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 14))) for _ in range(rng.randint(5, 60))
+        )
         reply = i % 3 == 1 and i > 3
         headers = [
             f"From: Customer {i} <customer{i % 500}@example{i % 37}.com>",
@@ -110,11 +112,18 @@ def rss_mb(who: int = resource.RUSAGE_SELF) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=2000)
-    parser.add_argument("--database", default="",
-                        help="a PostgreSQL URL naming a database that does not exist yet: created for the run, "
-                             "dropped after it (default: SQLite in a temporary folder)")
-    parser.add_argument("--part", choices=("all", "smtp", "processing"), default="all",
-                        help="measure only SMTP acceptance or only processing (default: both)")
+    parser.add_argument(
+        "--database",
+        default="",
+        help="a PostgreSQL URL naming a database that does not exist yet: created for the run, "
+        "dropped after it (default: SQLite in a temporary folder)",
+    )
+    parser.add_argument(
+        "--part",
+        choices=("all", "smtp", "processing"),
+        default="all",
+        help="measure only SMTP acceptance or only processing (default: both)",
+    )
     args = parser.parse_args()
     msgs = corpus(args.messages)
     size = sum(map(len, msgs)) / len(msgs)
@@ -124,8 +133,17 @@ def main() -> int:
     database = args.database
     db = {"url": database, "url_env": ""} if database else {}
     settings = replace(
-        parse_settings({"desk": {"data_dir": str(work / "data"), "support_addresses": ["support@example.com"], "secret_env": ""},
-                        "database": db}, base_dir=str(work)),
+        parse_settings(
+            {
+                "desk": {
+                    "data_dir": str(work / "data"),
+                    "support_addresses": ["support@example.com"],
+                    "secret_env": "",
+                },
+                "database": db,
+            },
+            base_dir=str(work),
+        ),
         secret="bench",
     )
     spool = Spool(settings.spool_path).ensure()
@@ -134,8 +152,10 @@ def main() -> int:
     if args.part in ("all", "processing"):
         with scratch_database(database):
             processing_part(msgs, settings, work, database)
-    print(f"peak memory (max RSS): this process {rss_mb():.0f} MiB; largest child process (parser, SMTP clients) "
-          f"{rss_mb(resource.RUSAGE_CHILDREN):.0f} MiB")
+    print(
+        f"peak memory (max RSS): this process {rss_mb():.0f} MiB; largest child process (parser, SMTP clients) "
+        f"{rss_mb(resource.RUSAGE_CHILDREN):.0f} MiB"
+    )
     return 0
 
 
@@ -153,7 +173,9 @@ def scratch_database(url: str) -> Iterator[None]:
     admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}).first():
-            raise SystemExit(f"database {target.database!r} exists; name one that does not (the bench creates and drops it)")
+            raise SystemExit(
+                f"database {target.database!r} exists; name one that does not (the bench creates and drops it)"
+            )
         conn.execute(text(f'CREATE DATABASE "{target.database}"'))
     try:
         yield
@@ -182,13 +204,17 @@ def smtp_part(msgs: list[bytes], settings: Settings, spool: Spool) -> None:
                 entry.path.unlink()  # same corpus again: start from an empty spool
     intake.stop()
     for c in CLIENTS:
-        print(f"SMTP acceptance, {c} client connection(s): bare aiosmtpd {bare_rates[c]:,.0f} msg/s; maildesk (journal synced before 250) "
-              f"{md_rates[c]:,.0f} msg/s; ratio {md_rates[c] / bare_rates[c]:.2f} (goal >= 0.8)")
+        print(
+            f"SMTP acceptance, {c} client connection(s): bare aiosmtpd {bare_rates[c]:,.0f} msg/s; maildesk (journal synced before 250) "
+            f"{md_rates[c]:,.0f} msg/s; ratio {md_rates[c] / bare_rates[c]:.2f} (goal >= 0.8)"
+        )
     sync_ms = journal_sync_ms(spool.root, len(msgs[0]))
     round_trip_ms = 1000 / bare_rates[1]
-    print(f"  one connection waits for each sync: a bare round trip takes {round_trip_ms:.2f} ms and one append + "
-          f"fdatasync on this disk {sync_ms:.2f} ms (median of 200), so even a server that costs nothing reaches at most "
-          f"{round_trip_ms / (round_trip_ms + sync_ms):.2f}x with one connection")
+    print(
+        f"  one connection waits for each sync: a bare round trip takes {round_trip_ms:.2f} ms and one append + "
+        f"fdatasync on this disk {sync_ms:.2f} ms (median of 200), so even a server that costs nothing reaches at most "
+        f"{round_trip_ms / (round_trip_ms + sync_ms):.2f}x with one connection"
+    )
 
 
 def journal_sync_ms(folder: Path, size: int, rounds: int = 200) -> float:
@@ -221,12 +247,12 @@ def parse_only_rate(msgs: list[bytes]) -> float:
 def pipeline_rate(settings: Settings, msgs: list[bytes], *, foundation: bool) -> tuple[float, dict[str, Any]]:
     """Spooled -> committed through the real worker, after the start-up the daemon does
     (migration, warm-up, parser processes started)."""
-    from maildesk.pipeline.stages import dedupe, persist
+    from maildesk.pipeline.order import STORE_ONLY
 
     app = App(settings)
     app.migrate()
     if foundation:
-        app.worker.stages = (dedupe, persist)
+        app.worker.stages = STORE_ONLY
     for raw in msgs:
         app.spool.put(raw, "bench")
     app.worker.preparer.warm()
@@ -243,26 +269,35 @@ def processing_part(msgs: list[bytes], settings: Settings, work: Path, database:
     backend = "postgresql" if database.startswith("postgresql") else "sqlite"
 
     def fresh(tag: str) -> Settings:  # its own spool; the database is shared, the Message-IDs are new
-        return replace(settings, desk=replace(settings.desk, data_dir=str(work / tag)),
-                       database=replace(settings.database, url=database or f"sqlite:///{work / 'bench.db'}"))
+        return replace(
+            settings,
+            desk=replace(settings.desk, data_dir=str(work / tag)),
+            database=replace(settings.database, url=database or f"sqlite:///{work / 'bench.db'}"),
+        )
 
     runs = []
     for k in range(rounds):
         parse_rate = parse_only_rate(msgs)
         rate, _ = pipeline_rate(fresh(f"f{k}"), corpus(n, tag=f"f{k}"), foundation=True)
         runs.append((rate / parse_rate, rate, parse_rate))
-        print(f"  round {k + 1}: mail-parser alone {parse_rate:,.0f} msg/s; issue 2's stages {rate:,.0f} msg/s; "
-              f"ratio {rate / parse_rate:.2f}")
+        print(
+            f"  round {k + 1}: mail-parser alone {parse_rate:,.0f} msg/s; issue 2's stages {rate:,.0f} msg/s; "
+            f"ratio {rate / parse_rate:.2f}"
+        )
     ratio, rate, parse_rate = sorted(runs)[len(runs) // 2]
-    print(f"processing, issue 2's stages (parse, deduplicate, persist: message, ticket, customer, participants, "
-          f"event) on {backend}, spooled -> committed: {rate:,.0f} msg/s against mail-parser alone {parse_rate:,.0f} "
-          f"msg/s; median ratio of {rounds} rounds {ratio:.2f} (goal >= 0.5)")
+    print(
+        f"processing, issue 2's stages (parse, deduplicate, persist: message, ticket, customer, participants, "
+        f"event) on {backend}, spooled -> committed: {rate:,.0f} msg/s against mail-parser alone {parse_rate:,.0f} "
+        f"msg/s; median ratio of {rounds} rounds {ratio:.2f} (goal >= 0.5)"
+    )
 
     parse_rate = parse_only_rate(msgs)
     rate, result = pipeline_rate(fresh("full"), corpus(n, tag="full"), foundation=False)
-    print(f"processing, full pipeline on {backend} (adds screening, reply splitting, threading, rules, acknowledgement "
-          f"composed and queued): {rate:,.0f} msg/s; ratio {rate / parse_rate:.2f} "
-          f"({result['tickets_created']} tickets, {result['appended']} threaded replies, {result['failed']} failed)")
+    print(
+        f"processing, full pipeline on {backend} (adds screening, reply splitting, threading, rules, acknowledgement "
+        f"composed and queued): {rate:,.0f} msg/s; ratio {rate / parse_rate:.2f} "
+        f"({result['tickets_created']} tickets, {result['appended']} threaded replies, {result['failed']} failed)"
+    )
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ def norm(text: str) -> str:
 
 # ---------------------------------------------------------------- candidates (same model)
 
+
 def maildesk_split(text: str, langs: list[str] | None) -> Reply:
     return split_reply(text)
 
@@ -88,10 +89,13 @@ def mpr_adapter(text: str, langs: list[str] | None) -> Reply:
 
 # ---------------------------------------------------------------- translated assertions
 
+
 def _flags(test: dict[str, Any]) -> dict[str, list[bool]]:
     out: dict[str, list[bool]] = {}
     for a in test["assertions"]:
-        m = re.fullmatch(r"\[(?:f|fragment)\.(hidden|quoted|signature) for \w+ in \w+\.fragments\]", a.get("target") or "")
+        m = re.fullmatch(
+            r"\[(?:f|fragment)\.(hidden|quoted|signature) for \w+ in \w+\.fragments\]", a.get("target") or ""
+        )
         if m and a["check"] == "equals":
             out[m.group(1)] = a["expected"]
     return out
@@ -161,9 +165,15 @@ def check_mpr(a: dict[str, Any], r: Reply, test: dict[str, Any], elapsed: float)
         return Outcome(None, f"untranslated {target!r}")
     k, field = int(m.group(1)), m.group(2)
     if k == 0:
-        part = {"body": r.visible, "signatures": r.signature, "content": r.visible + "\n" + r.signature,
-                "headers": r.visible}[field]
-        name = {"body": "visible", "signatures": "signature", "content": "visible+signature", "headers": "visible"}[field]
+        part = {
+            "body": r.visible,
+            "signatures": r.signature,
+            "content": r.visible + "\n" + r.signature,
+            "headers": r.visible,
+        }[field]
+        name = {"body": "visible", "signatures": "signature", "content": "visible+signature", "headers": "visible"}[
+            field
+        ]
     else:
         part, name = r.quoted, "quoted"
     if check == "contains":
@@ -180,6 +190,7 @@ def check_mpr(a: dict[str, Any], r: Reply, test: dict[str, Any], elapsed: float)
 
 
 # ---------------------------------------------------------------- native library scores
+
 
 def native_erp(a: dict[str, Any], text: str, test: dict[str, Any]) -> Outcome:
     t0 = time.time()
@@ -247,6 +258,7 @@ def _native_check(a: dict[str, Any], value: Any, target: str) -> Outcome:
 
 
 # ---------------------------------------------------------------- runner
+
 
 def run(corpus: Path, name: str, splitter: Splitter, label: str, verbose: bool) -> tuple[int, int, int]:
     spec = json.loads((corpus / name / "expected.json").read_text(encoding="utf-8"))
@@ -324,8 +336,10 @@ def main(argv: list[str]) -> int:
         t0 = time.perf_counter()
         r = split_reply(text)
         spent += time.perf_counter() - t0
+
         def key(s: str) -> list[str]:
             return sorted(line.strip() for line in s.replace("\r\n", "\n").split("\n") if line.strip())
+
         if key("\n".join((r.visible, r.quoted, r.signature))) != key(text):
             lost.append(path.name)
     print(f"  {len(files) - len(lost)}/{len(files)} files keep every non-blank line; lost in: {lost or 'none'}")

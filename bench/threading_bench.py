@@ -20,9 +20,8 @@ from sqlalchemy import insert
 
 from maildesk.config import parse_settings
 from maildesk.message import parse_bytes
-from maildesk.pipeline.context import MessageContext
-from maildesk.pipeline.stages import PipelineDeps
-from maildesk.pipeline.thread_stage import thread
+from maildesk.pipeline.context import MessageContext, PipelineDeps
+from maildesk.pipeline.stages.thread import thread
 from maildesk.store import queries as q
 from maildesk.store.db import Store
 from maildesk.store.models import Customer, Message, Participant, Ticket
@@ -33,13 +32,46 @@ def seed(store: Store, n: int) -> None:
     with store.session() as s:
         for start in range(0, n, 5000):
             rng = range(start + 1, min(n, start + 5000) + 1)
-            s.execute(insert(Customer), [{"id": i, "email": f"c{i}@example{i % 97}.com", "name": f"C {i}", "created_at": now} for i in rng])
-            s.execute(insert(Ticket), [{"number": i, "subject": f"Problem {i}", "status": "open", "customer_id": i, "tags": [], "fields": {},
-                                        "created_at": now, "updated_at": now} for i in rng])
-            s.execute(insert(Participant), [{"ticket_number": i, "address": f"c{i}@example{i % 97}.com", "role": "customer"} for i in rng])
-            s.execute(insert(Message), [{"ticket_number": i, "direction": "in", "kind": "customer", "message_id": f"m{i}@example.com",
-                                         "mid_hash": q.mid_hash(f"m{i}@example.com"), "content_hash": "x", "raw": None,
-                                         "created_at": now} for i in rng])
+            s.execute(
+                insert(Customer),
+                [{"id": i, "email": f"c{i}@example{i % 97}.com", "name": f"C {i}", "created_at": now} for i in rng],
+            )
+            s.execute(
+                insert(Ticket),
+                [
+                    {
+                        "number": i,
+                        "subject": f"Problem {i}",
+                        "status": "open",
+                        "customer_id": i,
+                        "tags": [],
+                        "fields": {},
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for i in rng
+                ],
+            )
+            s.execute(
+                insert(Participant),
+                [{"ticket_number": i, "address": f"c{i}@example{i % 97}.com", "role": "customer"} for i in rng],
+            )
+            s.execute(
+                insert(Message),
+                [
+                    {
+                        "ticket_number": i,
+                        "direction": "in",
+                        "kind": "customer",
+                        "message_id": f"m{i}@example.com",
+                        "mid_hash": q.mid_hash(f"m{i}@example.com"),
+                        "content_hash": "x",
+                        "raw": None,
+                        "created_at": now,
+                    }
+                    for i in rng
+                ],
+            )
 
 
 def incoming(n_tickets: int, count: int) -> list[bytes]:
@@ -47,7 +79,11 @@ def incoming(n_tickets: int, count: int) -> list[bytes]:
     for k in range(count):
         i = 1 + (k * 7919) % n_tickets
         kind = k % 4
-        hdr = [f"From: C {i} <c{i}@example{i % 97}.com>", "To: support@example.com", f"Message-ID: <in-{k}@example.com>"]
+        hdr = [
+            f"From: C {i} <c{i}@example{i % 97}.com>",
+            "To: support@example.com",
+            f"Message-ID: <in-{k}@example.com>",
+        ]
         if kind == 0:
             hdr += ["Subject: Re: Problem", f"In-Reply-To: <m{i}@example.com>"]
         elif kind == 1:
@@ -83,7 +119,9 @@ def measure(url: str, n: int, messages: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--database", default="", help="PostgreSQL admin URL ending in a database name to create (default: SQLite)")
+    parser.add_argument(
+        "--database", default="", help="PostgreSQL admin URL ending in a database name to create (default: SQLite)"
+    )
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument("--large", type=int, default=100_000)
     parser.add_argument("--messages", type=int, default=400)

@@ -20,13 +20,13 @@ from typing import Any
 
 from maildesk.clock import utcnow
 from maildesk.config import Settings
-from maildesk.pipeline.stages import PipelineDeps
+from maildesk.pipeline.context import PipelineDeps
+from maildesk.pipeline.order import PIPELINE
 from maildesk.pipeline.worker import Worker
 from maildesk.spool import Spool
 from maildesk.store.db import Store
 
 log = logging.getLogger("maildesk.app")
-
 
 
 class App:
@@ -39,7 +39,7 @@ class App:
         self.spool = Spool(settings.spool_path).ensure()
         self.store = Store(settings.database_url, echo=settings.database.echo)
         self.deps = PipelineDeps(settings=settings, extras=self._extras())
-        self.worker = Worker(self.spool, self.store, self.deps, stages=self._stages(), clock=clock)
+        self.worker = Worker(self.spool, self.store, self.deps, stages=PIPELINE, clock=clock)
         self._migrated = False
         self.smtp: Any = None
         self.pollers: list[Any] = []
@@ -51,19 +51,10 @@ class App:
         from maildesk.sanitize import clean_html
 
         extras: dict[str, Any] = {"clock": self.clock, "sanitize_html": clean_html}
-        from maildesk.pipeline.route import make_rules_holder
+        from maildesk.pipeline.stages.route import make_rules_holder
 
         extras["rules"] = make_rules_holder(self.settings)
         return extras
-
-    def _stages(self) -> tuple[Any, ...]:
-        from maildesk.pipeline.respond import respond
-        from maildesk.pipeline.route import route
-        from maildesk.pipeline.screen_stage import apply_bounce, screen
-        from maildesk.pipeline.stages import dedupe, persist
-        from maildesk.pipeline.thread_stage import apply_thread_outcome, thread, visible_text
-
-        return (dedupe, screen, visible_text, thread, persist, apply_thread_outcome, apply_bounce, route, respond)
 
     def migrate(self) -> None:
         if not self._migrated:
@@ -149,7 +140,9 @@ class App:
         from maildesk.outbound.sender import OutboxSender
 
         sender = OutboxSender(self.store, self.settings, clock=self.clock)
-        sender_thread = threading.Thread(target=self._sender_loop, args=(sender, worker_stop), name="outbox", daemon=True)
+        sender_thread = threading.Thread(
+            target=self._sender_loop, args=(sender, worker_stop), name="outbox", daemon=True
+        )
         sender_thread.start()
         scheduler = self._scheduler()
         if ready is not None:
@@ -176,7 +169,7 @@ class App:
         against a message's crash limit."""
         from sqlalchemy import select
 
-        from maildesk.pipeline.respond import mailer_of
+        from maildesk.pipeline.stages.respond import mailer_of
         from maildesk.store.models import Message, Ticket
 
         with self.store.reader() as session:
@@ -210,11 +203,25 @@ class App:
         from apscheduler.schedulers.background import BackgroundScheduler
 
         scheduler = BackgroundScheduler(timezone="UTC")
-        scheduler.add_job(self.prune_limit_log, "interval", hours=1, id="prune-limit-log",
-                          next_run_time=datetime.now(UTC) + timedelta(minutes=1), coalesce=True, max_instances=1)
+        scheduler.add_job(
+            self.prune_limit_log,
+            "interval",
+            hours=1,
+            id="prune-limit-log",
+            next_run_time=datetime.now(UTC) + timedelta(minutes=1),
+            coalesce=True,
+            max_instances=1,
+        )
         if self.settings.desk.retention_days > 0:
-            scheduler.add_job(self.apply_retention, "interval", hours=24, id="retention",
-                              next_run_time=datetime.now(UTC) + timedelta(minutes=5), coalesce=True, max_instances=1)
+            scheduler.add_job(
+                self.apply_retention,
+                "interval",
+                hours=24,
+                id="retention",
+                next_run_time=datetime.now(UTC) + timedelta(minutes=5),
+                coalesce=True,
+                max_instances=1,
+            )
         scheduler.start()
         return scheduler
 
@@ -235,7 +242,7 @@ class App:
         days = self.settings.desk.retention_days
         if days <= 0 or not self._migrated:
             return None
-        from maildesk.operations import apply_retention
+        from maildesk.services.tickets import apply_retention
 
         try:
             with self.store.session() as session:
@@ -287,8 +294,8 @@ class App:
 
 def describers() -> list[Any]:
     """What `maildesk parse --json` adds to the parsed message: each stage's verdicts."""
-    from maildesk.pipeline.screen_stage import describe_screen
-    from maildesk.pipeline.thread_stage import describe_threading
+    from maildesk.pipeline.stages.screen import describe_screen
+    from maildesk.pipeline.stages.thread import describe_threading
 
     return [describe_screen, describe_threading]
 

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from maildesk.cli_common import EX_CONFIG, EX_DATAERR, EX_TEMPFAIL, ConfigOpt, JsonOpt, console, err
+from maildesk.commands.common import EX_CONFIG, EX_DATAERR, EX_TEMPFAIL, ConfigOpt, JsonOpt, console, err
 from maildesk.config import Settings, load_settings
 from maildesk.errors import ConfigError, MaildeskError, SpoolError
 
@@ -34,7 +34,6 @@ app = typer.Typer(
 )
 spool_app = typer.Typer(help="Inspect and act on the spool: failed and quarantined mail.", no_args_is_help=True)
 app.add_typer(spool_app, name="spool")
-
 
 
 def _settings(config: Path | None) -> Settings:
@@ -73,7 +72,7 @@ def init(
 
     Example: `maildesk init /srv/maildesk && cd /srv/maildesk && maildesk run`
     """
-    from maildesk.setup import init_directory
+    from maildesk.services.init import init_directory
 
     try:
         written = init_directory(directory, force=force)
@@ -164,7 +163,7 @@ def inject(
     if not raw.strip():
         err.print("maildesk inject: empty message, nothing to take")
         raise typer.Exit(EX_DATAERR)
-    from maildesk.spool import Spool
+    from maildesk.spool.files import Spool
 
     try:
         entry_id = Spool(settings.spool_path).ensure().put(raw, "inject", {"file": file})
@@ -178,7 +177,9 @@ def inject(
 def import_(
     source: Annotated[Path, typer.Argument(help="An mbox file or a Maildir folder.")],
     config: ConfigOpt = None,
-    process_now: Annotated[bool, typer.Option("--process/--no-process", help="Process the imported mail right away.")] = True,
+    process_now: Annotated[
+        bool, typer.Option("--process/--no-process", help="Process the imported mail right away.")
+    ] = True,
 ) -> None:
     """Bulk-import history from an mbox file or a Maildir, with a progress bar.
 
@@ -210,7 +211,7 @@ def parse(
     parsed gives an object with an `error`. Example: `maildesk parse --json mail/*.eml`
     """
     from maildesk.app import describers
-    from maildesk.inspect import describe_file
+    from maildesk.services.describe import describe_file
 
     settings = _settings(config)
     extra = describers()
@@ -225,7 +226,9 @@ def parse(
             for key in ("message_id", "subject", "from", "to", "cc", "date", "content_type", "defects"):
                 console.print(f"[bold]{key}[/bold]: {data.get(key)}")
             for att in data.get("attachments", []):
-                console.print(f"[bold]attachment[/bold]: {att['filename']} ({att['content_type']}, {att['size']} bytes)")
+                console.print(
+                    f"[bold]attachment[/bold]: {att['filename']} ({att['content_type']}, {att['size']} bytes)"
+                )
             for key in ("screen", "threading"):
                 if key in data:
                     console.print(f"[bold]{key}[/bold]: {data[key]}")
@@ -239,7 +242,7 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     Example: `maildesk status --json | jq .spool`
     """
     from maildesk.app import read_daemon_status
-    from maildesk.spool import Spool
+    from maildesk.spool.files import Spool
 
     settings = _settings(config)
     data: dict[str, Any] = {"config": settings.source, "data_dir": str(settings.data_path)}
@@ -282,8 +285,8 @@ def explain(
 
     Example: `maildesk explain '<CAH3x@mail.gmail.com>'`
     """
-    from maildesk.explain import explain as explain_message
-    from maildesk.explain import render_text
+    from maildesk.services.explain import explain as explain_message
+    from maildesk.services.explain import render_text
 
     desk = _app(config)
     data = explain_message(desk.store, message_id)
@@ -298,7 +301,7 @@ def explain(
 
 # Spool ----------------------------------------------------------------------------------
 def _spool(config: Path | None) -> Any:
-    from maildesk.spool import Spool
+    from maildesk.spool.files import Spool
 
     return Spool(_settings(config).spool_path).ensure()
 
@@ -319,8 +322,16 @@ def spool_list(
     rows = []
     for entry in entries:
         info = spool.info(entry)
-        rows.append({"id": entry.id, "state": entry.state, "attempt": entry.attempt, "size": entry.path.stat().st_size,
-                     "reason": info.get("reason") or info.get("error") or "", "stage": info.get("stage", "")})
+        rows.append(
+            {
+                "id": entry.id,
+                "state": entry.state,
+                "attempt": entry.attempt,
+                "size": entry.path.stat().st_size,
+                "reason": info.get("reason") or info.get("error") or "",
+                "stage": info.get("stage", ""),
+            }
+        )
     if as_json:
         print(json.dumps(rows))
         return
@@ -343,8 +354,15 @@ def spool_show(entry_id: str, config: ConfigOpt = None, as_json: JsonOpt = False
         raise typer.Exit(1) from exc
     meta, raw = spool.read(entry)
     head = raw.split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
-    data = {"id": entry.id, "state": entry.state, "attempt": entry.attempt, "meta": meta, "info": spool.info(entry),
-            "size": len(raw), "headers": head}
+    data = {
+        "id": entry.id,
+        "state": entry.state,
+        "attempt": entry.attempt,
+        "meta": meta,
+        "info": spool.info(entry),
+        "size": len(raw),
+        "headers": head,
+    }
     if as_json:
         print(json.dumps(data, default=str))
         return
@@ -384,9 +402,9 @@ def spool_discard(
 
 
 def _register_desk_commands() -> None:
-    from maildesk.cli_admin import register as register_admin
-    from maildesk.cli_desk import register as register_desk
-    from maildesk.cli_rules import register as register_rules
+    from maildesk.commands.admin import register as register_admin
+    from maildesk.commands.desk import register as register_desk
+    from maildesk.commands.rules import register as register_rules
 
     register_desk(app)
     register_rules(app)

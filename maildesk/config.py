@@ -223,7 +223,9 @@ def _coerce(section: str, cls: type, data: dict[str, Any]) -> Any:
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key not in known or key == "password":
-            raise ConfigError(f"{section}.{key}: unknown key (known: {', '.join(sorted(k for k in known if k != 'password'))})")
+            raise ConfigError(
+                f"{section}.{key}: unknown key (known: {', '.join(sorted(k for k in known if k != 'password'))})"
+            )
         default = known[key].default
         if isinstance(default, bool):
             if not isinstance(value, bool):
@@ -264,7 +266,9 @@ def _validate(settings: Settings) -> Settings:
         zoneinfo.ZoneInfo(desk.timezone)
     except Exception as exc:  # noqa: BLE001
         raise ConfigError(f"desk.timezone: unknown time zone {desk.timezone!r}") from exc
-    desk = replace(desk, support_addresses=addrs, support_domains=tuple(d.lower().lstrip("@") for d in desk.support_domains))
+    desk = replace(
+        desk, support_addresses=addrs, support_domains=tuple(d.lower().lstrip("@") for d in desk.support_domains)
+    )
     smtp = settings.smtp
     if not 0 < smtp.port < 65536:
         raise ConfigError(f"smtp.port: must be 1-65535, got {smtp.port}")
@@ -284,7 +288,9 @@ def _validate(settings: Settings) -> Settings:
     if out.dkim_key_file and not settings.resolve(out.dkim_key_file).is_file():
         raise ConfigError(f"outbound.dkim_key_file: file not found: {out.dkim_key_file}")
     if settings.worker.parse_processes < -1 or settings.worker.parse_processes > 64:
-        raise ConfigError(f"worker.parse_processes: must be -1 (automatic) or 0-64, got {settings.worker.parse_processes}")
+        raise ConfigError(
+            f"worker.parse_processes: must be -1 (automatic) or 0-64, got {settings.worker.parse_processes}"
+        )
     db = settings.database
     if db.url_env and os.environ.get(db.url_env):
         db = replace(db, url=os.environ[db.url_env])
@@ -361,7 +367,9 @@ def _validate_agents(settings: Settings) -> tuple[AgentSettings, ...]:
             raise ConfigError(f"{where}.tiers: at least one of {', '.join(TEAM_TIERS)}")
         for name in agent.queues:
             if queues and name not in queues and name != "default":
-                raise ConfigError(f"{where}.queues: unknown queue {name!r} (the [[queue]] tables name: {', '.join(sorted(queues))})")
+                raise ConfigError(
+                    f"{where}.queues: unknown queue {name!r} (the [[queue]] tables name: {', '.join(sorted(queues))})"
+                )
         out.append(replace(agent, email=email, tiers=tiers))
     return tuple(out)
 
@@ -414,7 +422,9 @@ def parse_settings(data: dict[str, Any], source: str = "<dict>", base_dir: str =
         elif key in _SECTIONS:
             values[key] = _coerce(key, _SECTIONS[key], value)
         else:
-            raise ConfigError(f"{key}: unknown section (known: {', '.join(sorted([*_SECTIONS, 'imap', *_TABLE_ARRAYS]))})")
+            raise ConfigError(
+                f"{key}: unknown section (known: {', '.join(sorted([*_SECTIONS, 'imap', *_TABLE_ARRAYS]))})"
+            )
     return _validate(Settings(**values, source=source, base_dir=base_dir))
 
 

@@ -17,7 +17,9 @@ import unicodedata
 import nh3
 
 # Tags whose content goes with them (ammonia's default is script and style only).
-_DROP_WITH_CONTENT = frozenset({"script", "style", "iframe", "object", "embed", "form", "noscript", "template", "title"})
+_DROP_WITH_CONTENT = frozenset(
+    {"script", "style", "iframe", "object", "embed", "form", "noscript", "template", "title"}
+)
 _TAGS = frozenset(nh3.ALLOWED_TAGS) - {"area", "map"}
 _ATTRIBUTES: dict[str, set[str]] = {
     **{tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items() if tag in _TAGS},

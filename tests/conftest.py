@@ -24,7 +24,6 @@ PG_ADMIN_URL = os.environ.get("MAILDESK_TEST_PG", "postgresql+psycopg://postgres
 BACKENDS = ("sqlite", "postgresql")
 
 
-
 class PgDatabases:
     """Creates and drops throw-away PostgreSQL databases for one test run."""
 

@@ -9,7 +9,7 @@ import mailbox
 from pathlib import Path
 
 from maildesk.errors import MaildeskError
-from maildesk.spool import Spool
+from maildesk.spool.files import Spool
 
 
 def _open(source: Path) -> mailbox.Mailbox:

@@ -44,7 +44,7 @@ from imapclient.exceptions import (
 
 from maildesk.config import ImapSettings
 from maildesk.errors import MaildeskError, SpoolError
-from maildesk.spool import Spool
+from maildesk.spool.files import Spool
 
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 300.0
@@ -94,7 +94,9 @@ def _chunks(items: Sequence[int], size: int) -> Iterable[list[int]]:
 class Backoff:
     """Exponential delays 1 s, 2 s, 4 s … capped at 5 min, each with up to 25 % jitter off."""
 
-    def __init__(self, first: float = BACKOFF_FIRST, cap: float = BACKOFF_MAX, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, first: float = BACKOFF_FIRST, cap: float = BACKOFF_MAX, rng: random.Random | None = None
+    ) -> None:
         self.first = first
         self.cap = cap
         self.failures = 0
@@ -132,7 +134,9 @@ class MailboxPoller:
         if settings.after not in {"keyword", "move"}:
             raise MaildeskError(f"imap {settings.name!r}: after must be 'keyword' or 'move', got {settings.after!r}")
         if settings.security not in {"ssl", "starttls", "none"}:
-            raise MaildeskError(f"imap {settings.name!r}: security must be ssl, starttls or none, got {settings.security!r}")
+            raise MaildeskError(
+                f"imap {settings.name!r}: security must be ssl, starttls or none, got {settings.security!r}"
+            )
         self.settings = settings
         self.spool = spool
         self.state_path = Path(state_dir) / _state_name(settings.name)
@@ -159,7 +163,12 @@ class MailboxPoller:
                 data = json.loads(self.state_path.read_text())
             except (OSError, ValueError) as exc:
                 # Losing progress only re-scans; our keyword keeps that from re-spooling.
-                self.log.error("imap %s: unreadable state file %s (%s); re-scanning all folders", self.settings.name, self.state_path, exc)
+                self.log.error(
+                    "imap %s: unreadable state file %s (%s); re-scanning all folders",
+                    self.settings.name,
+                    self.state_path,
+                    exc,
+                )
         folders = data.get("folders", {}) if isinstance(data, dict) else {}
         for folder in self.settings.folders:
             saved = folders.get(folder, {}) if isinstance(folders, dict) else {}
@@ -221,10 +230,14 @@ class MailboxPoller:
             client.login(s.username, s.password)
         except LoginError as exc:
             _quietly_close(client)
-            raise ImapUnavailable(f"{self._where}: login failed (check username and password): {_describe(exc)}") from exc
+            raise ImapUnavailable(
+                f"{self._where}: login failed (check username and password): {_describe(exc)}"
+            ) from exc
         except (OSError, IMAPClientError) as exc:
             _quietly_close(client)
-            raise ImapUnavailable(f"{self._where}: connection failed during {'STARTTLS/' if s.security == 'starttls' else ''}login: {_describe(exc)}") from exc
+            raise ImapUnavailable(
+                f"{self._where}: connection failed during {'STARTTLS/' if s.security == 'starttls' else ''}login: {_describe(exc)}"
+            ) from exc
         self._client = client
         with self._lock:
             self._connected = True
@@ -295,7 +308,8 @@ class MailboxPoller:
             if counts[0]:
                 self.log.info(
                     "imap %s: %d spooled before the connection was lost; any not yet marked are fetched again",
-                    self.settings.name, counts[1],
+                    self.settings.name,
+                    counts[1],
                 )
             raise ImapUnavailable(message) from exc
         with self._lock:
@@ -320,13 +334,17 @@ class MailboxPoller:
             permanent = [bytes(f) for f in info.get(b"PERMANENTFLAGS", ())]
             if b"\\*" not in permanent and s.keyword.encode() not in permanent:
                 raise IMAPClientError(
-                    f"the server does not store the keyword {s.keyword} here (PERMANENTFLAGS lacks \\*); use after = \"move\""
+                    f'the server does not store the keyword {s.keyword} here (PERMANENTFLAGS lacks \\*); use after = "move"'
                 )
         if state.uidvalidity and uidvalidity != state.uidvalidity:
             self.log.error(
                 "imap %s folder %r: UIDVALIDITY changed from %d to %d (folder recreated or server restored); "
                 "re-scanning the whole folder, skipping mail that carries %s",
-                s.name, folder, state.uidvalidity, uidvalidity, s.keyword,
+                s.name,
+                folder,
+                state.uidvalidity,
+                uidvalidity,
+                s.keyword,
             )
             with self._lock:
                 state.last_uid = 0
@@ -458,7 +476,9 @@ class MailboxPoller:
                 if failing_since is not None:
                     self.log.warning(
                         "imap %s: connection recovered after %d failed attempts (%.0fs)",
-                        self.settings.name, self.backoff.failures, self.clock() - failing_since,
+                        self.settings.name,
+                        self.backoff.failures,
+                        self.clock() - failing_since,
                     )
                     failing_since = None
                 self.backoff.reset()

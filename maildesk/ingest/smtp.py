@@ -18,7 +18,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from maildesk.config import Settings
-from maildesk.spool import SEGMENT_SIZE, Spool
+from maildesk.spool.files import SEGMENT_SIZE, Spool
 
 log = logging.getLogger("maildesk.smtp")
 
@@ -170,7 +170,9 @@ class SmtpIntake(Controller):
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(settings.resolve(smtp.tls_cert), settings.resolve(smtp.tls_key))
             self._tls = ctx
-        domain = settings.desk.support_addresses[0].partition("@")[2] if settings.desk.support_addresses else "localhost"
+        domain = (
+            settings.desk.support_addresses[0].partition("@")[2] if settings.desk.support_addresses else "localhost"
+        )
         super().__init__(
             self.handler,
             hostname=smtp.host,

@@ -30,8 +30,12 @@ LOOP_HEADER = "X-Maildesk-Loop"
 MAX_REFERENCES = 20  # first id + the latest 19: enough for every client, short enough for every server
 
 # A conservative addr-spec: dot-atom local part (UTF-8 letters allowed), dotted domain.
-_LOCAL_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010ffff-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010ffff-]+)*$")
-_DOMAIN_RE = re.compile(r"^([A-Za-z0-9\u0080-\U0010ffff]([A-Za-z0-9\u0080-\U0010ffff-]{0,61}[A-Za-z0-9\u0080-\U0010ffff])?\.)*[A-Za-z0-9\u0080-\U0010ffff]([A-Za-z0-9\u0080-\U0010ffff-]{0,61}[A-Za-z0-9\u0080-\U0010ffff])?$|^\[[0-9A-Fa-f:.]+\]$")
+_LOCAL_RE = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010ffff-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\U0010ffff-]+)*$"
+)
+_DOMAIN_RE = re.compile(
+    r"^([A-Za-z0-9\u0080-\U0010ffff]([A-Za-z0-9\u0080-\U0010ffff-]{0,61}[A-Za-z0-9\u0080-\U0010ffff])?\.)*[A-Za-z0-9\u0080-\U0010ffff]([A-Za-z0-9\u0080-\U0010ffff-]{0,61}[A-Za-z0-9\u0080-\U0010ffff])?$|^\[[0-9A-Fa-f:.]+\]$"
+)
 _MSGID_RE = re.compile(r"^[!-;=?-~]+@[!-;=?-Z^-~]+$")  # printable ASCII without <, >, space, [, ]
 _HEADER_NAME_RE = re.compile(r"^[!-9;-~]{1,76}$")
 _CONTENT_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
@@ -39,9 +43,26 @@ _CONTENT_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^
 _RESERVED = frozenset(
     h.lower()
     for h in (
-        "From", "To", "Cc", "Bcc", "Reply-To", "Sender", "Subject", "Date", "Message-ID", "In-Reply-To",
-        "References", "MIME-Version", "Content-Type", "Content-Transfer-Encoding", "Content-Disposition",
-        "Auto-Submitted", "Thread-Index", "Return-Path", "DKIM-Signature", LOOP_HEADER,
+        "From",
+        "To",
+        "Cc",
+        "Bcc",
+        "Reply-To",
+        "Sender",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "In-Reply-To",
+        "References",
+        "MIME-Version",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "Content-Disposition",
+        "Auto-Submitted",
+        "Thread-Index",
+        "Return-Path",
+        "DKIM-Signature",
+        LOOP_HEADER,
     )
 )
 
@@ -91,7 +112,9 @@ def _msgid(value: str) -> str | None:
     return value if value and len(value) <= 250 and _MSGID_RE.match(value) else None
 
 
-def references_chain(references: tuple[str, ...] | list[str], in_reply_to: str, limit: int = MAX_REFERENCES) -> list[str]:
+def references_chain(
+    references: tuple[str, ...] | list[str], in_reply_to: str, limit: int = MAX_REFERENCES
+) -> list[str]:
     """References for a reply: the parent's chain plus the parent, deduplicated, trimmed.
 
     Invalid ids are dropped (they come from hostile mail). When longer than `limit`, the
@@ -105,7 +128,7 @@ def references_chain(references: tuple[str, ...] | list[str], in_reply_to: str, 
             ids[mid] = None
     chain = list(ids)
     if len(chain) > limit:
-        chain = chain[:1] + chain[-(limit - 1):]
+        chain = chain[:1] + chain[-(limit - 1) :]
     return chain
 
 

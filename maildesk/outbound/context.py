@@ -335,8 +335,13 @@ def build_context(
         {
             "vip": bool(customer.vip),
             "open_tickets": [
-                {"number": t.number, "tag": format_tag(tag_format, t.number),
-                 "subject": escape_header_text(t.subject), "status": t.status, "created": when(t.created_at)}
+                {
+                    "number": t.number,
+                    "tag": format_tag(tag_format, t.number),
+                    "subject": escape_header_text(t.subject),
+                    "status": t.status,
+                    "created": when(t.created_at),
+                }
                 for t in customer.open_tickets
             ],
             "open_ticket_count": len(customer.open_tickets),
@@ -459,8 +464,13 @@ def sample_context(locale: str = "en", *, template: str = "", now: datetime | No
         past_ticket_count=3,
         last_satisfaction=4,
     )
-    agent = AgentInput(name="Jonas Weber", email="jonas@example.com",
-                       signature="Jonas Weber\nSupport team, Example Ltd.", locale=locale, timezone="Europe/Berlin")
+    agent = AgentInput(
+        name="Jonas Weber",
+        email="jonas@example.com",
+        signature="Jonas Weber\nSupport team, Example Ltd.",
+        locale=locale,
+        timezone="Europe/Berlin",
+    )
     return build_context(
         now=now,
         company=CompanyInput("Example Ltd.", "support@example.com", "https://example.com"),
@@ -482,7 +492,7 @@ def sample_context(locale: str = "en", *, template: str = "", now: datetime | No
         agent=agent,
         message=MessageInput(
             text="Hello,\n\nmy printer started smoking this morning <b>and</b> now it is on fire.\n"
-                 "What should I do? {{ 7*7 }}\n\nAnna",
+            "What should I do? {{ 7*7 }}\n\nAnna",
             sender_name="Anna Schmidt",
             sender_email="anna.schmidt@example.org",
             received_at=now - timedelta(hours=2),
@@ -491,10 +501,12 @@ def sample_context(locale: str = "en", *, template: str = "", now: datetime | No
         sla=SlaInput("first_response", now + timedelta(minutes=30), now - timedelta(minutes=5), "L2 (Maria Rossi)"),
         survey=SurveyInput("RATING"),
         bounce=BounceInput("anna.schmidt@example.org", "550 5.1.1 <anna.schmidt@example.org>: user unknown", now),
-        refusal=RefusalInput("unknown_sender", "The reply came from jonas.weber@gmail.com, not your agent address.",
-                             "Re: [#42] Printer on fire"),
+        refusal=RefusalInput(
+            "unknown_sender",
+            "The reply came from jonas.weber@gmail.com, not your agent address.",
+            "Re: [#42] Printer on fire",
+        ),
         followup=FollowupInput(now - timedelta(days=4), 7),
         recipient=agent if template in AGENT_FACING else None,
         default_locale=locale,
     )
-

@@ -14,8 +14,18 @@ import dkim as dkimpy
 from maildesk.errors import MaildeskError
 
 SIGNED_HEADERS = (
-    b"From", b"To", b"Cc", b"Reply-To", b"Subject", b"Date", b"Message-ID", b"In-Reply-To",
-    b"References", b"MIME-Version", b"Content-Type", b"Auto-Submitted",
+    b"From",
+    b"To",
+    b"Cc",
+    b"Reply-To",
+    b"Subject",
+    b"Date",
+    b"Message-ID",
+    b"In-Reply-To",
+    b"References",
+    b"MIME-Version",
+    b"Content-Type",
+    b"Auto-Submitted",
 )
 
 
@@ -26,8 +36,11 @@ class DkimError(MaildeskError):
 def sign(message_bytes: bytes, *, selector: str, domain: str, key_pem: bytes | str) -> bytes:
     """`message_bytes` with a DKIM-Signature header in front."""
     key = key_pem.encode("ascii") if isinstance(key_pem, str) else key_pem
-    present = {line.split(b":", 1)[0].strip().lower() for line in message_bytes.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
-               if line and line[:1] not in (b" ", b"\t")}
+    present = {
+        line.split(b":", 1)[0].strip().lower()
+        for line in message_bytes.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        if line and line[:1] not in (b" ", b"\t")
+    }
     headers = [h for h in SIGNED_HEADERS if h.lower() in present]
     try:
         signature = dkimpy.sign(

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from maildesk.config import Settings
 from maildesk.message import ParsedMessage, parse_bytes
 from maildesk.outbound import outbox
@@ -36,6 +34,7 @@ from maildesk.outbound.context import (
     build_context,
 )
 from maildesk.outbound.render import RenderError, TemplateRenderer, UnknownTemplate
+from maildesk.store import Session
 from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
 from maildesk.store.models import Agent, Message, OutboxItem, Ticket
@@ -232,8 +231,16 @@ class Mailer:
         customer, tinput = self._inputs(session, ticket, now)
         if template in AGENT_FACING and reader_agent is None:
             reader_agent = AgentInput(name=to.name or to.email, email=to.email)
-        ctx = self.context(now=now, sender=from_addr or "", customer=customer, ticket=tinput, agent=agent,
-                           message=message, bounce=bounce, recipient=reader_agent)
+        ctx = self.context(
+            now=now,
+            sender=from_addr or "",
+            customer=customer,
+            ticket=tinput,
+            agent=agent,
+            message=message,
+            bounce=bounce,
+            recipient=reader_agent,
+        )
         rendered = self.renderer.render(template, ctx, locale=str(ctx["locale"]), queue=ticket.queue or None)
         if rendered.errors:
             q.add_event(
@@ -244,13 +251,23 @@ class Mailer:
                 now,
                 message_pk,
             )
-        sender = self.support_address([from_addr or ""]) if from_addr else self.ticket_support_address(session, ticket_number)
+        sender = (
+            self.support_address([from_addr or ""])
+            if from_addr
+            else self.ticket_support_address(session, ticket_number)
+        )
         domain = sender.rpartition("@")[2]
         subject = rendered.subject
         if find_tag(desk.subject_tag, subject) != ticket_number:
-            subject = reply_subject(subject, desk.subject_tag, ticket_number) if parent else f"{format_tag(desk.subject_tag, ticket_number)} {subject}"
+            subject = (
+                reply_subject(subject, desk.subject_tag, ticket_number)
+                if parent
+                else f"{format_tag(desk.subject_tag, ticket_number)} {subject}"
+            )
         if parent is not None:
-            thread_index = child_thread_index(parent.thread_index, now) if parent.thread_index else new_thread_index(now)
+            thread_index = (
+                child_thread_index(parent.thread_index, now) if parent.thread_index else new_thread_index(now)
+            )
         else:
             thread_index = ""
         mail = OutgoingMail(
@@ -284,8 +301,14 @@ class Mailer:
         )
 
 
-def compose_failed(session: Session, ticket_number: int | None, template: str, exc: Exception, now: datetime,
-                   message_pk: int | None = None) -> None:
+def compose_failed(
+    session: Session,
+    ticket_number: int | None,
+    template: str,
+    exc: Exception,
+    now: datetime,
+    message_pk: int | None = None,
+) -> None:
     """Record that a mail could not be composed (the cause is kept; nothing is sent)."""
     log.error("could not compose %s for ticket %s: %s", template, ticket_number, exc)
     data: dict[str, Any] = {"template": template, "error": f"{type(exc).__name__}: {str(exc)[:500]}"}

@@ -21,11 +21,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from maildesk.config import LimitSettings
 from maildesk.outbound.compose import OutgoingMail, build_message
 from maildesk.rules.limits import LimitPolicy, SentCounts, check_limits
+from maildesk.store import Session
 from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
 from maildesk.store.models import Message, OutboxItem
@@ -191,9 +191,7 @@ def enqueue(
     }
     if state == "held":
         data["reasons"] = [r["reason"] for r in refused]
-        q.add_event(
-            session, ticket_number, "automatic-mail-held" if automatic else "mail-held", data, now, message_pk
-        )
+        q.add_event(session, ticket_number, "automatic-mail-held" if automatic else "mail-held", data, now, message_pk)
     else:
         if refused:
             data["skipped"] = refused

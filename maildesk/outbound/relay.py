@@ -123,15 +123,24 @@ def deliver_smtp(
     except smtplib.SMTPSenderRefused as exc:
         return DeliveryResult(False, False, exc.smtp_code, f"sender refused: {_answer(exc.smtp_code, exc.smtp_error)}")
     except smtplib.SMTPDataError as exc:
-        return DeliveryResult(False, exc.smtp_code >= 500, exc.smtp_code, f"data refused: {_answer(exc.smtp_code, exc.smtp_error)}")
+        return DeliveryResult(
+            False, exc.smtp_code >= 500, exc.smtp_code, f"data refused: {_answer(exc.smtp_code, exc.smtp_error)}"
+        )
     except smtplib.SMTPAuthenticationError as exc:
-        return DeliveryResult(False, False, exc.smtp_code, f"relay login failed: {_answer(exc.smtp_code, exc.smtp_error)}")
+        return DeliveryResult(
+            False, False, exc.smtp_code, f"relay login failed: {_answer(exc.smtp_code, exc.smtp_error)}"
+        )
     except smtplib.SMTPResponseException as exc:  # HELO, STARTTLS, RSET: the relay's state, not this mail
         return DeliveryResult(False, False, exc.smtp_code, f"relay answered {_answer(exc.smtp_code, exc.smtp_error)}")
     except smtplib.SMTPNotSupportedError as exc:
         return DeliveryResult(False, False, 0, f"relay lacks a needed extension: {_text(str(exc))}")
     except (TimeoutError, smtplib.SMTPException, ssl.SSLError, OSError) as exc:
-        return DeliveryResult(False, False, 0, f"cannot reach relay {settings.relay_host}:{settings.relay_port}: {type(exc).__name__}: {_text(str(exc))}")
+        return DeliveryResult(
+            False,
+            False,
+            0,
+            f"cannot reach relay {settings.relay_host}:{settings.relay_port}: {type(exc).__name__}: {_text(str(exc))}",
+        )
     finally:
         if smtp is not None:
             try:

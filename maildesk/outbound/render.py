@@ -122,7 +122,9 @@ def _as_datetime(value: Any) -> datetime | None:
 
 
 @pass_context
-def f_format_datetime(ctx: Context, value: Any, format: str = "medium", locale: str | None = None, tz: str | None = None) -> str:
+def f_format_datetime(
+    ctx: Context, value: Any, format: str = "medium", locale: str | None = None, tz: str | None = None
+) -> str:
     moment = _as_datetime(value)
     if moment is None:
         return ""
@@ -130,7 +132,9 @@ def f_format_datetime(ctx: Context, value: Any, format: str = "medium", locale: 
 
 
 @pass_context
-def f_format_date(ctx: Context, value: Any, format: str = "medium", locale: str | None = None, tz: str | None = None) -> str:
+def f_format_date(
+    ctx: Context, value: Any, format: str = "medium", locale: str | None = None, tz: str | None = None
+) -> str:
     if isinstance(value, date) and not isinstance(value, datetime):
         return babel_format_date(value, format, locale=_ctx_locale(ctx, locale))
     moment = _as_datetime(value)
@@ -140,7 +144,9 @@ def f_format_date(ctx: Context, value: Any, format: str = "medium", locale: str 
 
 
 @pass_context
-def f_format_time(ctx: Context, value: Any, format: str = "short", locale: str | None = None, tz: str | None = None) -> str:
+def f_format_time(
+    ctx: Context, value: Any, format: str = "short", locale: str | None = None, tz: str | None = None
+) -> str:
     if isinstance(value, time):
         return babel_format_time(value, format, locale=_ctx_locale(ctx, locale))
     moment = _as_datetime(value)
@@ -255,7 +261,9 @@ class TemplateRenderer:
             env = ImmutableSandboxedEnvironment(
                 loader=FileSystemLoader(list(key)),
                 undefined=StrictUndefined,
-                autoescape=select_autoescape(enabled_extensions=("html.j2", "html"), default_for_string=False, default=False),
+                autoescape=select_autoescape(
+                    enabled_extensions=("html.j2", "html"), default_for_string=False, default=False
+                ),
                 trim_blocks=True,
                 lstrip_blocks=True,
                 keep_trailing_newline=False,
@@ -390,7 +398,9 @@ class TemplateRenderer:
         problems: list[TemplateProblem] = []
         for path, dirs, loc in self._template_files():
             if not dirs:
-                problems.append(TemplateProblem(str(path), None, "unexpected location (use <locale>/ or <queue>/<locale>/)"))
+                problems.append(
+                    TemplateProblem(str(path), None, "unexpected location (use <locale>/ or <queue>/<locale>/)")
+                )
                 continue
             if normalize_locale(loc, "") != loc:
                 problems.append(TemplateProblem(str(path), None, f"unknown locale folder {loc!r}"))
@@ -411,7 +421,9 @@ class TemplateRenderer:
             name = filename[: -len(TEXT_SUFFIX)] if filename.endswith(TEXT_SUFFIX) else filename[: -len(HTML_SUFFIX)]
             if filename.endswith(HTML_SUFFIX):
                 if not (folder / (name + TEXT_SUFFIX)).is_file():
-                    problems.append(TemplateProblem(str(path), None, f"no {name}{TEXT_SUFFIX} next to it; it is never used"))
+                    problems.append(
+                        TemplateProblem(str(path), None, f"no {name}{TEXT_SUFFIX} next to it; it is never used")
+                    )
                 continue
             if not _NAME_RE.match(name):
                 problems.append(TemplateProblem(str(path), None, f"not a valid template name: {name!r}"))

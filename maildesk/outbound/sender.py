@@ -29,13 +29,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy.orm import Session
-
 from maildesk.clock import utcnow
 from maildesk.config import Settings
 from maildesk.outbound import relay
 from maildesk.outbound.context import BounceInput
 from maildesk.outbound.mailer import COMPOSE_ERRORS, Mailer, Recipient, compose_failed
+from maildesk.store import Session
 from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
 from maildesk.store.db import Store, is_unavailable
@@ -48,7 +47,6 @@ Deliver = Callable[[bytes, str, Sequence[str]], relay.DeliveryResult]
 
 MAX_BACKOFF_SECONDS = 6 * 3600.0
 NOTICE_TEMPLATE = "bounce_notice"
-
 
 
 @dataclass(frozen=True)
@@ -107,7 +105,9 @@ class OutboxSender:
         self.poll_interval = poll_interval
         self.lease = timedelta(seconds=2 * timeout + 60)
         self._deliver = deliver or self._relay
-        self._tls = relay.tls_context() if settings.outbound.relay_host and settings.outbound.security != "none" else None
+        self._tls = (
+            relay.tls_context() if settings.outbound.relay_host and settings.outbound.security != "none" else None
+        )
         self._ehlo_name = socket.getfqdn()  # looked up once: it costs a DNS query per call
         self._mailer = mailer
         self.totals = SendCounts()
@@ -121,8 +121,14 @@ class OutboxSender:
     def _relay(self, raw: bytes, sender: str, recipients: Sequence[str]) -> relay.DeliveryResult:
         maildir: Path = self.settings.outgoing_maildir
         return relay.deliver(
-            raw, sender, recipients, self.settings.outbound, maildir=maildir, timeout=self.timeout,
-            context=self._tls, local_hostname=self._ehlo_name,
+            raw,
+            sender,
+            recipients,
+            self.settings.outbound,
+            maildir=maildir,
+            timeout=self.timeout,
+            context=self._tls,
+            local_hostname=self._ehlo_name,
         )
 
     # -- recovery ----------------------------------------------------------------------
@@ -184,7 +190,12 @@ class OutboxSender:
             if row is None or row.state != "sending":
                 log.warning("outbox row %s changed while it was being sent (%s)", item.id, row.state if row else "gone")
                 return
-            base = {"outbox_id": row.id, "template": row.template, "message_id": row.message_id, "attempts": row.attempts}
+            base = {
+                "outbox_id": row.id,
+                "template": row.template,
+                "message_id": row.message_id,
+                "attempts": row.attempts,
+            }
             if result.ok:
                 row.state, row.sent_at, row.last_error = "sent", now, ""
                 msg = oq.outgoing_message(session, row.message_id)
@@ -200,14 +211,24 @@ class OutboxSender:
             if not result.permanent and row.attempts < out.max_attempts:
                 delay = backoff_seconds(row.attempts, out.retry_base_seconds)
                 row.state, row.next_try = "queued", now + timedelta(seconds=delay)
-                q.add_event(session, row.ticket_number, "send-deferred",
-                            {**base, "error": result.message[:500], "retry_in_seconds": delay}, now)
+                q.add_event(
+                    session,
+                    row.ticket_number,
+                    "send-deferred",
+                    {**base, "error": result.message[:500], "retry_in_seconds": delay},
+                    now,
+                )
                 counts.deferred += 1
                 return
             row.state = "failed"
             why = "permanent" if result.permanent else f"gave up after {row.attempts} attempts"
-            q.add_event(session, row.ticket_number, "send-failed",
-                        {**base, "error": result.message[:500], "code": result.code, "why": why}, now)
+            q.add_event(
+                session,
+                row.ticket_number,
+                "send-failed",
+                {**base, "error": result.message[:500], "code": result.code, "why": why},
+                now,
+            )
             self._permanent(session, row, result, now)
             counts.failed += 1
 
@@ -216,16 +237,29 @@ class OutboxSender:
         for address in result.permanent_recipients:
             code, text = result.refused.get(address, (result.code, result.message))
             oq.suppress(session, address, f"relay refused: {code} {text}"[:500], row.ticket_number, now)
-            q.add_event(session, row.ticket_number, "address-suppressed",
-                        {"address": address.lower(), "code": code, "reason": text[:300], "outbox_id": row.id}, now)
+            q.add_event(
+                session,
+                row.ticket_number,
+                "address-suppressed",
+                {"address": address.lower(), "code": code, "reason": text[:300], "outbox_id": row.id},
+                now,
+            )
         if row.ticket_number is None or row.template == NOTICE_TEMPLATE:
             return
         address = (result.permanent_recipients or tuple(row.recipients or ()) or ("",))[0]
         reason = result.refused.get(address, (result.code, result.message))[1] if result.refused else result.message
         if result.code and not reason.startswith(str(result.code)):
             reason = f"{result.code} {reason}"
-        notify_agents_of_bounce(self.mailer, session, row.ticket_number, address, reason,
-                                key=f"bounce-notice:{row.id}", now=now, outbox_id=row.id)
+        notify_agents_of_bounce(
+            self.mailer,
+            session,
+            row.ticket_number,
+            address,
+            reason,
+            key=f"bounce-notice:{row.id}",
+            now=now,
+            outbox_id=row.id,
+        )
 
     # -- loops -------------------------------------------------------------------------
 
@@ -291,8 +325,13 @@ def notify_agents_of_bounce(
     else:
         agents = [(a.email, a) for a in oq.agents_for_queue(session, ticket.queue)]
     if not agents:
-        q.add_event(session, ticket_number, "agent-not-notified",
-                    {"outbox_id": outbox_id, "detail": "no assignee and no active agent to tell about the failed mail"}, now)
+        q.add_event(
+            session,
+            ticket_number,
+            "agent-not-notified",
+            {"outbox_id": outbox_id, "detail": "no assignee and no active agent to tell about the failed mail"},
+            now,
+        )
         return
     for email, agent in agents:
         try:

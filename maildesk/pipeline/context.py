@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
+from maildesk.config import Settings
 from maildesk.message import ParsedMessage
+from maildesk.store import Session
 
 
 @dataclass
@@ -46,3 +48,17 @@ class MessageContext:
     def envelope_recipients(self) -> list[str]:
         env = self.meta.get("envelope") or {}
         return [str(r).lower() for r in env.get("rcpt_tos", [])]
+
+
+class Stage(Protocol):
+    __name__: str
+
+    def __call__(self, ctx: MessageContext, session: Session, deps: PipelineDeps) -> None: ...
+
+
+@dataclass
+class PipelineDeps:
+    """What stages may use. Built by the composition root (app.py)."""
+
+    settings: Settings
+    extras: dict[str, Any] = field(default_factory=dict)

@@ -27,10 +27,10 @@ from typing import Any
 from maildesk.config import Settings
 from maildesk.errors import UnparseableMessage
 from maildesk.message import ParsedMessage, parse_bytes
-from maildesk.pipeline.screen_stage import verdict_for
-from maildesk.pipeline.stages import content_hash
+from maildesk.pipeline.stages.dedupe import content_hash
+from maildesk.pipeline.stages.screen import verdict_for
 from maildesk.sanitize import clean_html
-from maildesk.spool import Spool, SpoolEntry
+from maildesk.spool.files import Spool, SpoolEntry
 from maildesk.threading.quotes import split_reply
 
 log = logging.getLogger("maildesk.prepare")
@@ -79,7 +79,9 @@ def prepare_raw(meta: dict[str, Any], raw: bytes, settings: Settings, needs: Nee
         msg = parse_bytes(raw)
     except UnparseableMessage as exc:
         return Unparseable(meta, str(exc))
-    prepared = Prepared(meta=meta, msg=msg, content_hash=content_hash(msg), html=clean_html(msg.html) if msg.html else "")
+    prepared = Prepared(
+        meta=meta, msg=msg, content_hash=content_hash(msg), html=clean_html(msg.html) if msg.html else ""
+    )
     # Optional results: if one raises, it is left out and its stage computes it again,
     # so the failure is reported under that stage's name as it always was.
     if needs.screen:
@@ -196,8 +198,9 @@ class PreparePool:
             size = -(-len(paths) // self.processes)  # one chunk per child: all children work on a batch
             try:
                 executor = self._executor()
-                return _gather([executor.submit(_child_prepare, paths[i : i + size], needs)
-                                for i in range(0, len(paths), size)])
+                return _gather(
+                    [executor.submit(_child_prepare, paths[i : i + size], needs) for i in range(0, len(paths), size)]
+                )
             except (BrokenProcessPool, RuntimeError):
                 self._reset()
         done: Future[list[Outcome]] = Future()

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from maildesk.clock import utcnow
-from maildesk.pipeline.context import MessageContext
+from maildesk.pipeline.context import MessageContext, PipelineDeps, Stage
 from maildesk.pipeline.prepare import (
     Needs,
     Outcome,
@@ -30,8 +30,7 @@ from maildesk.pipeline.prepare import (
     Unparseable,
     default_processes,
 )
-from maildesk.pipeline.stages import DEFAULT_STAGES, PipelineDeps, Stage
-from maildesk.spool import Spool, SpoolEntry
+from maildesk.spool.files import Spool, SpoolEntry
 from maildesk.store.db import Store, is_unavailable
 
 log = logging.getLogger("maildesk.worker")
@@ -89,7 +88,6 @@ class _StageFailed(Exception):
     """A stage raised in a batch run without savepoints: run the batch again with them."""
 
 
-
 @dataclass
 class WorkerStats:
     processed: int = 0
@@ -125,7 +123,7 @@ class Worker:
         store: Store,
         deps: PipelineDeps,
         *,
-        stages: Sequence[Stage] = DEFAULT_STAGES,
+        stages: Sequence[Stage],
         clock: Clock = utcnow,
         after_commit: Callable[[MessageContext], None] | None = None,
         batch_size: int = 50,
@@ -154,8 +152,11 @@ class Worker:
             self._next = None
         counts = self.spool.recover(self.deps.settings.worker.max_attempts)
         if any(counts.values()):
-            log.warning("recovered after a crash: %(suspect)d were in flight together (each will run alone), "
-                        "%(retried)d retried, %(failed)d failed for good", counts)
+            log.warning(
+                "recovered after a crash: %(suspect)d were in flight together (each will run alone), "
+                "%(retried)d retried, %(failed)d failed for good",
+                counts,
+            )
         return counts
 
     def _claim_batch(self, *, normal_only: bool = False) -> list[SpoolEntry]:
@@ -170,7 +171,9 @@ class Worker:
                 if entries or normal_only:
                     self.spool.release(entry)
                     break
-                log.info("processing %s alone: its processing was interrupted %d time(s) before", entry.id, entry.attempt)
+                log.info(
+                    "processing %s alone: its processing was interrupted %d time(s) before", entry.id, entry.attempt
+                )
                 entries.append(entry)
                 break
             entries.append(entry)

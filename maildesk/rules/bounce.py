@@ -252,7 +252,9 @@ def _field_blocks(text: str) -> list[dict[str, str]]:
 def _delivery_status_blocks(part: Message) -> list[dict[str, str]]:
     payload = part.get_payload()
     if isinstance(payload, list) and payload and all(isinstance(p, Message) for p in payload):
-        blocks = [{k.lower(): unfold(str(v)) for k, v in block.items()} for block in payload if isinstance(block, Message)]
+        blocks = [
+            {k.lower(): unfold(str(v)) for k, v in block.items()} for block in payload if isinstance(block, Message)
+        ]
         if any("final-recipient" in b or "original-recipient" in b for b in blocks):
             return blocks
     return _field_blocks(part_text(part))

@@ -3,7 +3,7 @@
 Owns the SQL for listing suppressions and outbox rows and for finding the events that
 concern one outbox row. Functions take an open Session; the caller owns the transaction.
 
-It must not: decide anything (that is `maildesk/admin_ops.py`), change rows, or read the
+It must not: decide anything (that is `maildesk/services/admin.py`), change rows, or read the
 clock (`now` is passed in).
 """
 
@@ -65,7 +65,9 @@ def outbox_events(session: Session, item: OutboxItem, limit: int = 500) -> list[
     Filtered in Python on purpose: JSON path syntax differs between SQLite and PostgreSQL,
     and the candidates are already narrowed to the row's ticket and the outbox event types.
     """
-    ticket = Event.ticket_number == item.ticket_number if item.ticket_number is not None else Event.ticket_number.is_(None)
+    ticket = (
+        Event.ticket_number == item.ticket_number if item.ticket_number is not None else Event.ticket_number.is_(None)
+    )
     stmt = (
         select(Event)
         .where(ticket, Event.type.in_(OUTBOX_EVENT_TYPES), Event.at >= item.created_at)

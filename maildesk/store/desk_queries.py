@@ -1,7 +1,7 @@
 """Queries behind the operator's desk commands: ticket lists, full-text search, loads,
 customer data for export and erasure, retention.
 
-Owns the SQL of `maildesk/operations.py` (and the dialect differences: SQLite FTS5 vs
+Owns the SQL of `maildesk/services/tickets.py` (and the dialect differences: SQLite FTS5 vs
 PostgreSQL tsvector, JSON tag tests). Functions take an open Session; the caller owns the
 transaction. It must not decide anything: which rows to change and how is for the caller.
 """
@@ -177,16 +177,18 @@ def search(session: Session, query: str, limit: int = 20) -> list[SearchHit]:
                 "SELECT m.id, ts_headline('english'::regconfig,"
                 " CASE WHEN m.visible_text = '' THEN m.subject ELSE m.visible_text END,"
                 " websearch_to_tsquery('english'::regconfig, :q),"
-                " 'StartSel=" + SNIPPET_OPEN + ", StopSel=" + SNIPPET_CLOSE + ", MaxWords=20, MinWords=8, MaxFragments=1')"
+                " 'StartSel="
+                + SNIPPET_OPEN
+                + ", StopSel="
+                + SNIPPET_CLOSE
+                + ", MaxWords=20, MinWords=8, MaxFragments=1')"
                 " FROM messages m WHERE m.id IN :ids"
             ).bindparams(bindparam("ids", expanding=True))
             snippets = {int(pk): str(s) for pk, s in session.execute(stmt, {"q": query, "ids": [r[1] for r in rows]})}
     subjects = dict(
         session.execute(select(Ticket.number, Ticket.subject).where(Ticket.number.in_([r[0] for r in rows]))).all()
     )
-    return [
-        SearchHit(n, subjects.get(n, ""), " ".join(snippets.get(pk, "").split()), rank, pk) for n, pk, rank in rows
-    ]
+    return [SearchHit(n, subjects.get(n, ""), " ".join(snippets.get(pk, "").split()), rank, pk) for n, pk, rank in rows]
 
 
 def _matching_tickets(session: Session, query: str) -> ColumnElement[bool]:
@@ -202,7 +204,9 @@ def _matching_tickets(session: Session, query: str) -> ColumnElement[bool]:
             f"SELECT messages.ticket_number FROM messages WHERE {PG_SEARCH_VECTOR} @@ "
             "websearch_to_tsquery('english'::regconfig, :text_q)"
         ).bindparams(text_q=query)
-    return Ticket.number.in_(select(column("ticket_number", Integer)).select_from(sub.columns(column("ticket_number", Integer)).subquery()))
+    return Ticket.number.in_(
+        select(column("ticket_number", Integer)).select_from(sub.columns(column("ticket_number", Integer)).subquery())
+    )
 
 
 # Ticket lists ------------------------------------------------------------------------------
@@ -227,7 +231,9 @@ class TicketFilter:
 
 def _has_tag(session: Session, tag: str) -> ColumnElement[bool]:
     if _dialect(session) == "sqlite":
-        return text("EXISTS (SELECT 1 FROM json_each(tickets.tags) AS jt WHERE jt.value = :tag_v)").bindparams(tag_v=tag)  # type: ignore[return-value]
+        return text("EXISTS (SELECT 1 FROM json_each(tickets.tags) AS jt WHERE jt.value = :tag_v)").bindparams(
+            tag_v=tag
+        )  # type: ignore[return-value]
     return text("CAST(tickets.tags AS jsonb) @> jsonb_build_array(CAST(:tag_v AS text))").bindparams(tag_v=tag)  # type: ignore[return-value]
 
 
@@ -261,7 +267,9 @@ def list_tickets(session: Session, f: TicketFilter, now: datetime) -> list[Ticke
     if f.tag:
         stmt = stmt.where(_has_tag(session, f.tag))
     if f.breaching:
-        stmt = stmt.where(exists(select(SlaClock.id).where(SlaClock.ticket_number == Ticket.number, breaching_clock(now))))
+        stmt = stmt.where(
+            exists(select(SlaClock.id).where(SlaClock.ticket_number == Ticket.number, breaching_clock(now)))
+        )
     if f.created_before is not None:
         stmt = stmt.where(Ticket.created_at < f.created_before)
     if f.text:
@@ -282,7 +290,9 @@ def clocks_for(session: Session, numbers: Sequence[int]) -> dict[int, list[SlaCl
     out: dict[int, list[SlaClock]] = {n: [] for n in numbers}
     if not numbers:
         return out
-    for clock in session.scalars(select(SlaClock).where(SlaClock.ticket_number.in_(list(numbers))).order_by(SlaClock.id)):
+    for clock in session.scalars(
+        select(SlaClock).where(SlaClock.ticket_number.in_(list(numbers))).order_by(SlaClock.id)
+    ):
         out[clock.ticket_number].append(clock)
     return out
 
@@ -296,7 +306,6 @@ def agents(session: Session) -> list[Agent]:
     return list(session.scalars(select(Agent).order_by(Agent.email)))
 
 
-
 def open_load(session: Session) -> list[tuple[str, str, int]]:
     """(assignee, tier, open tickets) for every assignee of an open ticket."""
     rows = session.execute(
@@ -308,6 +317,7 @@ def open_load(session: Session) -> list[tuple[str, str, int]]:
 
 
 # Customers ---------------------------------------------------------------------------------
+
 
 def tickets_of_customer(session: Session, customer_id: int) -> list[Ticket]:
     return list(session.scalars(select(Ticket).where(Ticket.customer_id == customer_id).order_by(Ticket.number)))
@@ -340,7 +350,9 @@ def participants_of(session: Session, numbers: Sequence[int], address: str) -> l
     return list(session.scalars(select(Participant).where(cond).order_by(Participant.ticket_number, Participant.id)))
 
 
-def events_of(session: Session, numbers: Sequence[int], message_pks: Sequence[int], needles: Sequence[str]) -> list[Event]:
+def events_of(
+    session: Session, numbers: Sequence[int], message_pks: Sequence[int], needles: Sequence[str]
+) -> list[Event]:
     """Events on the tickets, on the messages, or whose data mentions any needle (any case)."""
     conds: list[ColumnElement[bool]] = []
     if numbers:
@@ -377,9 +389,7 @@ def forget_automatic(session: Session, address: str) -> int:
 
 
 def outbox_of(session: Session, numbers: Sequence[int], address: str) -> list[OutboxItem]:
-    cond: ColumnElement[bool] = func.lower(cast(OutboxItem.recipients, Text)).contains(
-        address.lower(), autoescape=True
-    )
+    cond: ColumnElement[bool] = func.lower(cast(OutboxItem.recipients, Text)).contains(address.lower(), autoescape=True)
     if numbers:
         cond = or_(OutboxItem.ticket_number.in_(list(numbers)), cond)
     return list(session.scalars(select(OutboxItem).where(cond)))
@@ -389,7 +399,9 @@ def outbox_of(session: Session, numbers: Sequence[int], address: str) -> list[Ou
 def closed_before(session: Session, cutoff: datetime) -> list[int]:
     return list(
         session.scalars(
-            select(Ticket.number).where(Ticket.status == "closed", Ticket.closed_at.is_not(None), Ticket.closed_at < cutoff)
+            select(Ticket.number).where(
+                Ticket.status == "closed", Ticket.closed_at.is_not(None), Ticket.closed_at < cutoff
+            )
         )
     )
 

@@ -45,7 +45,9 @@ _TICKET_DAY = select(func.count(distinct(AutoSend.outbox_id))).where(
 )
 _GLOBAL_HOUR = select(func.count(distinct(AutoSend.outbox_id))).where(AutoSend.at >= bindparam("hour"))
 _AUTOMATIC_COUNTS = select(
-    _RECIPIENT_HOUR.scalar_subquery(), _RECIPIENT_DAY.scalar_subquery(), _TICKET_DAY.scalar_subquery(),
+    _RECIPIENT_HOUR.scalar_subquery(),
+    _RECIPIENT_DAY.scalar_subquery(),
+    _TICKET_DAY.scalar_subquery(),
     _GLOBAL_HOUR.scalar_subquery(),
 )
 
@@ -55,19 +57,31 @@ def automatic_counts(
 ) -> tuple[int, int, int, int]:
     """Automatic mails queued or sent: (recipient last hour, recipient last 24 h, ticket last 24 h, all last hour).
     One statement over the indexed `auto_sends` log."""
-    row = core(session).execute(_AUTOMATIC_COUNTS, {
-        "r": recipient.lower(), "t": ticket_number if ticket_number is not None else -1,
-        "hour": now - timedelta(hours=1), "day": now - timedelta(days=1),
-    }).one()
+    row = (
+        core(session)
+        .execute(
+            _AUTOMATIC_COUNTS,
+            {
+                "r": recipient.lower(),
+                "t": ticket_number if ticket_number is not None else -1,
+                "hour": now - timedelta(hours=1),
+                "day": now - timedelta(days=1),
+            },
+        )
+        .one()
+    )
     recipient_hour, recipient_day, ticket_day, global_hour = (int(v or 0) for v in row)
     return recipient_hour, recipient_day, ticket_day, global_hour
 
 
-def record_automatic(session: Session, outbox_id: int, recipients: Sequence[str], ticket_number: int | None,
-                     now: datetime) -> None:
+def record_automatic(
+    session: Session, outbox_id: int, recipients: Sequence[str], ticket_number: int | None, now: datetime
+) -> None:
     """Log an automatic mail that was queued, once per recipient, for the limits."""
-    rows = [{"outbox_id": outbox_id, "recipient": r.lower(), "ticket_number": ticket_number, "at": now}
-            for r in dict.fromkeys(recipients)]
+    rows = [
+        {"outbox_id": outbox_id, "recipient": r.lower(), "ticket_number": ticket_number, "at": now}
+        for r in dict.fromkeys(recipients)
+    ]
     if rows:
         core(session).execute(insert(AutoSend), rows)
 
@@ -129,7 +143,6 @@ def first_inbound(session: Session, ticket_number: int) -> Message | None:
         .order_by(Message.created_at, Message.id)
         .limit(1)
     ).first()
-
 
 
 def agents_for_queue(session: Session, queue: str, limit: int = 5) -> list[Agent]:

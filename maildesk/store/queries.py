@@ -46,21 +46,62 @@ _FACTS = FastStatement(
     select(Message.id, Message.content_hash, Message.ticket_number).where(Message.mid_hash == bindparam("h")),
     Message.__table__,
 )
-_CUSTOMER = FastStatement(select(Customer.id, Customer.name).where(Customer.email == bindparam("e")), Customer.__table__)
-_NEW_CUSTOMER = FastStatement(insert(Customer).returning(Customer.id), Customer.__table__, ["email", "name", "created_at"])
-_TICKET_KEYS = ["subject", "status", "queue", "tier", "priority", "customer_id", "tags", "fields", "created_at", "updated_at",
-                "thread_root"]
+_CUSTOMER = FastStatement(
+    select(Customer.id, Customer.name).where(Customer.email == bindparam("e")), Customer.__table__
+)
+_NEW_CUSTOMER = FastStatement(
+    insert(Customer).returning(Customer.id), Customer.__table__, ["email", "name", "created_at"]
+)
+_TICKET_KEYS = [
+    "subject",
+    "status",
+    "queue",
+    "tier",
+    "priority",
+    "customer_id",
+    "tags",
+    "fields",
+    "created_at",
+    "updated_at",
+    "thread_root",
+]
 _NEW_TICKET = FastStatement(insert(Ticket).returning(Ticket.number), Ticket.__table__, _TICKET_KEYS)
-_MESSAGE_KEYS = ["ticket_number", "direction", "kind", "message_id", "mid_hash", "content_hash", "raw", "raw_size", "subject",
-                 "sender", "sender_name", "recipients", "sent_at", "created_at", "source", "full_text", "visible_text",
-                 "quoted_text", "signature", "html", "thread_root", "screen", "internal"]
+_MESSAGE_KEYS = [
+    "ticket_number",
+    "direction",
+    "kind",
+    "message_id",
+    "mid_hash",
+    "content_hash",
+    "raw",
+    "raw_size",
+    "subject",
+    "sender",
+    "sender_name",
+    "recipients",
+    "sent_at",
+    "created_at",
+    "source",
+    "full_text",
+    "visible_text",
+    "quoted_text",
+    "signature",
+    "html",
+    "thread_root",
+    "screen",
+    "internal",
+]
 _NEW_MESSAGE = FastStatement(insert(Message).returning(Message.id), Message.__table__, _MESSAGE_KEYS)
-_NEW_ATTACHMENT = FastStatement(insert(Attachment), Attachment.__table__,
-                                ["message_pk", "filename", "content_type", "size", "sha256", "content_id", "disposition", "data"])
+_NEW_ATTACHMENT = FastStatement(
+    insert(Attachment),
+    Attachment.__table__,
+    ["message_pk", "filename", "content_type", "size", "sha256", "content_id", "disposition", "data"],
+)
 _NEW_EVENT = FastStatement(insert(Event), Event.__table__, ["ticket_number", "type", "data", "at", "message_pk"])
 _NEW_PARTICIPANT = FastStatement(insert(Participant), Participant.__table__, ["ticket_number", "address", "role"])
-_TICKET_PARTICIPANTS = FastStatement(select(Participant.address).where(Participant.ticket_number == bindparam("n")),
-                                     Participant.__table__)
+_TICKET_PARTICIPANTS = FastStatement(
+    select(Participant.address).where(Participant.ticket_number == bindparam("n")), Participant.__table__
+)
 
 
 def core(session: Session) -> Connection:
@@ -133,7 +174,9 @@ def insert_message(session: Session, values: dict[str, Any], attachments: Sequen
     return pk
 
 
-def add_participants(session: Session, number: int, people: Sequence[tuple[str, str]], *, new_ticket: bool = False) -> int:
+def add_participants(
+    session: Session, number: int, people: Sequence[tuple[str, str]], *, new_ticket: bool = False
+) -> int:
     """Add (address, role) pairs to a ticket, skipping addresses already on it (the first
     role given for an address wins). One statement for a new ticket. Returns how many
     were added."""
@@ -163,7 +206,9 @@ def add_event(
     message_pk: int | None = None,
 ) -> None:
     """Record an event (written at once, so events keep the order they were recorded in)."""
-    _NEW_EVENT.execute(core(session), {"ticket_number": ticket, "type": type_, "data": data, "at": now, "message_pk": message_pk}).close()
+    _NEW_EVENT.execute(
+        core(session), {"ticket_number": ticket, "type": type_, "data": data, "at": now, "message_pk": message_pk}
+    ).close()
 
 
 def events_for_ticket(session: Session, number: int) -> list[Event]:
@@ -175,7 +220,9 @@ def events_for_message(session: Session, message_pk: int) -> list[Event]:
 
 
 def messages_for_ticket(session: Session, number: int) -> list[Message]:
-    return list(session.scalars(select(Message).where(Message.ticket_number == number).order_by(Message.created_at, Message.id)))
+    return list(
+        session.scalars(select(Message).where(Message.ticket_number == number).order_by(Message.created_at, Message.id))
+    )
 
 
 def counts(session: Session) -> dict[str, Any]:

@@ -20,7 +20,11 @@ def customer_ticket_counts(
 ) -> tuple[int, int]:
     """(all tickets, open tickets) of a customer, the current ticket excluded."""
     is_open = case((Ticket.status.in_(OPEN_STATUSES), 1), else_=0)
-    stmt = select(func.count(), func.coalesce(func.sum(is_open), 0)).select_from(Ticket).where(Ticket.customer_id == customer_id)
+    stmt = (
+        select(func.count(), func.coalesce(func.sum(is_open), 0))
+        .select_from(Ticket)
+        .where(Ticket.customer_id == customer_id)
+    )
     if exclude_ticket is not None:
         stmt = stmt.where(Ticket.number != exclude_ticket)
     if before is not None:
@@ -43,14 +47,17 @@ def open_loads(session: Session, members: Sequence[str], exclude_ticket: int) ->
     lowered = {m.lower(): m for m in members}
     rows = session.execute(
         select(func.lower(Ticket.assignee), func.count())
-        .where(Ticket.status.in_(OPEN_STATUSES), Ticket.assignee.is_not(None), Ticket.number != exclude_ticket,
-               func.lower(Ticket.assignee).in_(list(lowered)))
+        .where(
+            Ticket.status.in_(OPEN_STATUSES),
+            Ticket.assignee.is_not(None),
+            Ticket.number != exclude_ticket,
+            func.lower(Ticket.assignee).in_(list(lowered)),
+        )
         .group_by(func.lower(Ticket.assignee))
     ).all()
     for who, count in rows:
         loads[lowered[str(who)]] = int(count)
     return loads
-
 
 
 def all_agents(session: Session) -> list[Agent]:

@@ -28,18 +28,89 @@ from maildesk.threading.subject import find_tag
 from maildesk.threading.thread_index import thread_index_root
 from maildesk.threading.tokens import looks_like_our_message_id, parse_message_id, parse_reply_address
 
-DEFAULT_FREE_MAIL: frozenset[str] = frozenset({
-    "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "hotmail.co.uk", "hotmail.fr", "hotmail.de",
-    "live.com", "live.co.uk", "msn.com", "yahoo.com", "yahoo.co.uk", "yahoo.fr", "yahoo.de", "yahoo.co.jp",
-    "ymail.com", "rocketmail.com", "aol.com", "icloud.com", "me.com", "mac.com", "proton.me", "protonmail.com",
-    "pm.me", "gmx.de", "gmx.net", "gmx.com", "gmx.at", "gmx.ch", "web.de", "t-online.de", "freenet.de",
-    "mail.com", "email.com", "zoho.com", "yandex.ru", "yandex.com", "mail.ru", "bk.ru", "inbox.ru", "list.ru",
-    "rambler.ru", "qq.com", "163.com", "126.com", "sina.com", "sohu.com", "naver.com", "daum.net",
-    "hanmail.net", "libero.it", "virgilio.it", "orange.fr", "wanadoo.fr", "free.fr", "laposte.net", "sfr.fr",
-    "wp.pl", "o2.pl", "onet.pl", "interia.pl", "seznam.cz", "fastmail.com", "fastmail.fm", "hey.com",
-    "tutanota.com", "tuta.io", "mailbox.org", "posteo.de", "btinternet.com", "comcast.net", "verizon.net",
-    "att.net", "sbcglobal.net", "bigpond.com", "rediffmail.com", "uol.com.br", "bol.com.br", "terra.com.br",
-})
+DEFAULT_FREE_MAIL: frozenset[str] = frozenset(
+    {
+        "gmail.com",
+        "googlemail.com",
+        "outlook.com",
+        "hotmail.com",
+        "hotmail.co.uk",
+        "hotmail.fr",
+        "hotmail.de",
+        "live.com",
+        "live.co.uk",
+        "msn.com",
+        "yahoo.com",
+        "yahoo.co.uk",
+        "yahoo.fr",
+        "yahoo.de",
+        "yahoo.co.jp",
+        "ymail.com",
+        "rocketmail.com",
+        "aol.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "proton.me",
+        "protonmail.com",
+        "pm.me",
+        "gmx.de",
+        "gmx.net",
+        "gmx.com",
+        "gmx.at",
+        "gmx.ch",
+        "web.de",
+        "t-online.de",
+        "freenet.de",
+        "mail.com",
+        "email.com",
+        "zoho.com",
+        "yandex.ru",
+        "yandex.com",
+        "mail.ru",
+        "bk.ru",
+        "inbox.ru",
+        "list.ru",
+        "rambler.ru",
+        "qq.com",
+        "163.com",
+        "126.com",
+        "sina.com",
+        "sohu.com",
+        "naver.com",
+        "daum.net",
+        "hanmail.net",
+        "libero.it",
+        "virgilio.it",
+        "orange.fr",
+        "wanadoo.fr",
+        "free.fr",
+        "laposte.net",
+        "sfr.fr",
+        "wp.pl",
+        "o2.pl",
+        "onet.pl",
+        "interia.pl",
+        "seznam.cz",
+        "fastmail.com",
+        "fastmail.fm",
+        "hey.com",
+        "tutanota.com",
+        "tuta.io",
+        "mailbox.org",
+        "posteo.de",
+        "btinternet.com",
+        "comcast.net",
+        "verizon.net",
+        "att.net",
+        "sbcglobal.net",
+        "bigpond.com",
+        "rediffmail.com",
+        "uol.com.br",
+        "bol.com.br",
+        "terra.com.br",
+    }
+)
 
 MAX_REFERENCES = 64  # newest References considered: bounded work whatever the history
 MAX_MERGE_HOPS = 32
@@ -134,8 +205,9 @@ class _Resolver:
             facts = target
         return facts, hops
 
-    def decide(self, facts: TicketFacts, hops: list[int], method: str, detail: str,
-               refused: list[str]) -> ThreadDecision:
+    def decide(
+        self, facts: TicketFacts, hops: list[int], method: str, detail: str, refused: list[str]
+    ) -> ThreadDecision:
         if hops:
             detail += "; merged " + " -> ".join(f"#{n}" for n in hops) + f" -> #{facts.number}"
         if facts.status not in CLOSED_STATUSES:
@@ -143,15 +215,22 @@ class _Resolver:
         window = timedelta(days=self.reopen_days)
         if facts.closed_at is None or self.now - _aware(facts.closed_at) <= window:
             when = "" if facts.closed_at is None else f" at {_aware(facts.closed_at).isoformat()}"
-            return ThreadDecision(facts.number, method,
-                                  f"{detail}; #{facts.number} was {facts.status}{when}, "
-                                  f"within {self.reopen_days} days: reopen",
-                                  reopen=True, refused=tuple(refused))
-        return ThreadDecision(None, "new",
-                              f"{detail}; but #{facts.number} was {facts.status} at "
-                              f"{_aware(facts.closed_at).isoformat()}, more than {self.reopen_days} days ago: "
-                              f"new ticket linked to #{facts.number}",
-                              linked_to=facts.number, refused=tuple(refused))
+            return ThreadDecision(
+                facts.number,
+                method,
+                f"{detail}; #{facts.number} was {facts.status}{when}, within {self.reopen_days} days: reopen",
+                reopen=True,
+                refused=tuple(refused),
+            )
+        return ThreadDecision(
+            None,
+            "new",
+            f"{detail}; but #{facts.number} was {facts.status} at "
+            f"{_aware(facts.closed_at).isoformat()}, more than {self.reopen_days} days ago: "
+            f"new ticket linked to #{facts.number}",
+            linked_to=facts.number,
+            refused=tuple(refused),
+        )
 
 
 def _tag_allowed(facts: TicketFacts, sender: str, free_mail: frozenset[str]) -> tuple[bool, str]:
@@ -169,8 +248,15 @@ def _tag_allowed(facts: TicketFacts, sender: str, free_mail: frozenset[str]) -> 
     return False, f"{sender} does not take part in #{facts.number}"
 
 
-def decide_thread(inp: ThreadInput, lookup: ThreadLookup, *, secret: str, tag_format: str, reopen_days: int,
-                  free_mail_domains: frozenset[str] = DEFAULT_FREE_MAIL) -> ThreadDecision:
+def decide_thread(
+    inp: ThreadInput,
+    lookup: ThreadLookup,
+    *,
+    secret: str,
+    tag_format: str,
+    reopen_days: int,
+    free_mail_domains: frozenset[str] = DEFAULT_FREE_MAIL,
+) -> ThreadDecision:
     """Decide the ticket for `inp` from the strongest evidence; see the module docstring."""
     resolver = _Resolver(lookup, inp.now, reopen_days)
     refused: list[str] = []

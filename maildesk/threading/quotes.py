@@ -34,26 +34,28 @@ _I = re.IGNORECASE
 
 # Reply attribution lines, matched on up to three lines joined by spaces.
 _WROTE = re.compile(
-    "|".join([
-        r"^on\b.{3,300}\bwrote\s*:$",
-        r"^am\b.{3,300}\b(?:schrieb\b.{0,200}|geschrieben\s*):$",
-        r"^le\b.{3,300}\ba\s+[ée]crit\b.{0,200}:$",
-        r"^el\b.{3,300}\bescribi[óo]\s*:$",
-        r"^(?:em|no\s+dia|a)\b.{3,300}\bescreveu\s*:$",
-        r"^il\b.{3,300}\bha\s+scritto\s*:$",
-        r"^op\b.{3,300}\bschreef\b.{0,200}:$",
-        r"^.{3,300}\bskrev\b.{0,200}:$",
-        r"^(?:w\s+dniu|dnia)\b.{3,300}\b(?:napisa[łl]\(a\)|napisa[łl]a|napisa[łl]|nades[łl]a[łl]|pisze)\b.{0,200}:$",
-        r"^dne\b.{3,300}\bnapsal(?:\(a\)|a)?\s*:$",
-        r"^.{3,300}\b(?:написал(?:\(а\)|а)?|пишет)\s*:$",
-        r"^.{0,300}(?:写道|寫道)\s*[:：]?$",
-        r"^\d{4}\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日.{0,300}[:：]$",
-        r"^.{3,300}(?:님이\s*작성|작성)\s*[:：]?$",
-        r"^.{3,300}\bkirjoitti\s*:$",
-        r"^.{3,300}\b[íi]rta\s*:$",
-        r"^.{3,300}\byazd[ıi]\s*:$",
-        r"^.{3,300}\bέγραψε\s*:$",
-    ]),
+    "|".join(
+        [
+            r"^on\b.{3,300}\bwrote\s*:$",
+            r"^am\b.{3,300}\b(?:schrieb\b.{0,200}|geschrieben\s*):$",
+            r"^le\b.{3,300}\ba\s+[ée]crit\b.{0,200}:$",
+            r"^el\b.{3,300}\bescribi[óo]\s*:$",
+            r"^(?:em|no\s+dia|a)\b.{3,300}\bescreveu\s*:$",
+            r"^il\b.{3,300}\bha\s+scritto\s*:$",
+            r"^op\b.{3,300}\bschreef\b.{0,200}:$",
+            r"^.{3,300}\bskrev\b.{0,200}:$",
+            r"^(?:w\s+dniu|dnia)\b.{3,300}\b(?:napisa[łl]\(a\)|napisa[łl]a|napisa[łl]|nades[łl]a[łl]|pisze)\b.{0,200}:$",
+            r"^dne\b.{3,300}\bnapsal(?:\(a\)|a)?\s*:$",
+            r"^.{3,300}\b(?:написал(?:\(а\)|а)?|пишет)\s*:$",
+            r"^.{0,300}(?:写道|寫道)\s*[:：]?$",
+            r"^\d{4}\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日.{0,300}[:：]$",
+            r"^.{3,300}(?:님이\s*작성|작성)\s*[:：]?$",
+            r"^.{3,300}\bkirjoitti\s*:$",
+            r"^.{3,300}\b[íi]rta\s*:$",
+            r"^.{3,300}\byazd[ıi]\s*:$",
+            r"^.{3,300}\bέγραψε\s*:$",
+        ]
+    ),
     _I,
 )
 
@@ -78,14 +80,22 @@ _SEPARATOR = re.compile(
 )
 
 _LABEL = r"^[\s*>]*(?:{})\s*\**\s*[:：]"
-_FROM = re.compile(_LABEL.format(
-    r"from|von|de|da|van|fra|från|od|lähettäjä|от|发件人|寄件者|差出人|feladó|kimden|afzender|remetente|"
-    r"αποστολέας|보낸\s*사람"), _I)
-_OTHER = re.compile(_LABEL.format(
-    r"sent|date|to|subject|cc|gesendet|datum|an|betreff|envoyé|date\s+d'envoi|à|objet|enviado|fecha|para|asunto|"
-    r"inviato|data|a|oggetto|verzonden|aan|onderwerp|sendt|dato|til|emne|skickat|till|ämne|wysłano|do|temat|"
-    r"assunto|отправлено|дата|кому|тема|发送时间|收件人|主题|抄送|日付|送信日時|宛先|件名|받는\s*사람|제목|"
-    r"lähetetty|vastaanottaja|aihe|elküldve|címzett|tárgy|tarih|kime|konu"), _I)
+_FROM = re.compile(
+    _LABEL.format(
+        r"from|von|de|da|van|fra|från|od|lähettäjä|от|发件人|寄件者|差出人|feladó|kimden|afzender|remetente|"
+        r"αποστολέας|보낸\s*사람"
+    ),
+    _I,
+)
+_OTHER = re.compile(
+    _LABEL.format(
+        r"sent|date|to|subject|cc|gesendet|datum|an|betreff|envoyé|date\s+d'envoi|à|objet|enviado|fecha|para|asunto|"
+        r"inviato|data|a|oggetto|verzonden|aan|onderwerp|sendt|dato|til|emne|skickat|till|ämne|wysłano|do|temat|"
+        r"assunto|отправлено|дата|кому|тема|发送时间|收件人|主题|抄送|日付|送信日時|宛先|件名|받는\s*사람|제목|"
+        r"lähetetty|vastaanottaja|aihe|elküldve|címzett|tárgy|tarih|kime|konu"
+    ),
+    _I,
+)
 _RULE = re.compile(r"^\s*(?:_{8,}|-{8,}|={8,}|\*{8,})\s*$")
 _SIG_DELIM = re.compile(r"^(?:-- ?|--|—|__)\s*$")
 _DASH_NAME = re.compile(r"^-\w[\w.'’ -]{0,40}$")
@@ -201,7 +211,7 @@ def _footer_start(lines: list[str], first: int, end: int) -> int:
         if _quoted(lines[i]):
             return end
         if (_SIG_DELIM.match(lines[i]) or _RULE.match(lines[i])) and _short_tail(lines, i + 1, end, 10, 120):
-            if any(not _blank(line) for line in lines[i + 1:end]):
+            if any(not _blank(line) for line in lines[i + 1 : end]):
                 return i
     return end
 
@@ -212,6 +222,7 @@ def _quote_start(lines: list[str], end: int) -> int:
     for i in range(end):
         span = _header_span(lines, i, generic=True)
         header_lines.update(range(i, min(end, i + span)))
+
     def quote_like(k: int) -> bool:
         if _blank(lines[k]) or _quoted(lines[k]) or k in header_lines:
             return True
@@ -243,8 +254,12 @@ def _signature_start(lines: list[str], first: int, end: int) -> int:
         if _SIGN_OFF.match(line) and _short_tail(lines, i + 1, end, 6, 60):
             return i
         previous = next((lines[k].strip() for k in range(i - 1, first - 1, -1) if lines[k].strip()), "")
-        if (_DASH_NAME.match(line) or _SLASH_NAME.match(line)) and not previous.startswith(("-", "/")) \
-                and len(line.split()) <= 4 and _short_tail(lines, i + 1, end, 3, 60):
+        if (
+            (_DASH_NAME.match(line) or _SLASH_NAME.match(line))
+            and not previous.startswith(("-", "/"))
+            and len(line.split()) <= 4
+            and _short_tail(lines, i + 1, end, 3, 60)
+        ):
             if not any(_DASH_NAME.match(lines[k].strip()) for k in range(i + 1, end)):
                 return i
     return end

@@ -16,38 +16,114 @@ from functools import lru_cache
 # "RE[2]:", "Re(3):" or "Re^2:".
 _PREFIX_WORDS: tuple[str, ...] = (
     # English and generic
-    "re", "fwd", "fw", "fwrd", "forward",
+    "re",
+    "fwd",
+    "fw",
+    "fwrd",
+    "forward",
     # German
-    "aw", "wg", "antw", "antwort", "wtrlt", "weitergeleitet",
+    "aw",
+    "wg",
+    "antw",
+    "antwort",
+    "wtrlt",
+    "weitergeleitet",
     # Dutch
-    "doorst", "doorgestuurd",
+    "doorst",
+    "doorgestuurd",
     # Scandinavian / Finnish
-    "sv", "vs", "vb", "vl", "fs", "vast", "vid", "videresend", "vs", "ynt",
+    "sv",
+    "vs",
+    "vb",
+    "vl",
+    "fs",
+    "vast",
+    "vid",
+    "videresend",
+    "vs",
+    "ynt",
     # Italian
-    "r", "rif", "i", "inoltro", "inoltrato",
+    "r",
+    "rif",
+    "i",
+    "inoltro",
+    "inoltrato",
     # French
-    "tr", "réf", "ref", "rép", "rép", "transf", "fwd",
+    "tr",
+    "réf",
+    "ref",
+    "rép",
+    "rép",
+    "transf",
+    "fwd",
     # Spanish / Portuguese
-    "rv", "res", "enc", "encaminhado", "reenviado",
+    "rv",
+    "res",
+    "enc",
+    "encaminhado",
+    "reenviado",
     # Polish / Czech / Slovak / Slovenian / Croatian
-    "odp", "pd", "fwd", "odg", "posl", "přeposlat",
+    "odp",
+    "pd",
+    "fwd",
+    "odg",
+    "posl",
+    "přeposlat",
     # Turkish, Hungarian, Vietnamese, Icelandic, Lithuanian, Latvian, Estonian
-    "ynt", "ilt", "vá", "tl", "sv", "atb", "pārs", "vs", "edasi",
+    "ynt",
+    "ilt",
+    "vá",
+    "tl",
+    "sv",
+    "atb",
+    "pārs",
+    "vs",
+    "edasi",
     # Greek
-    "απ", "σχετ", "πρθ",
+    "απ",
+    "σχετ",
+    "πρθ",
     # Cyrillic
-    "ответ", "отв", "на", "пер", "переслать", "пересл", "fw",
+    "ответ",
+    "отв",
+    "на",
+    "пер",
+    "переслать",
+    "пересл",
+    "fw",
     # Hebrew / Arabic
-    "השב", "הועבר", "رد", "تحويل",
+    "השב",
+    "הועבר",
+    "رد",
+    "تحويل",
     # Chinese, Japanese, Korean
-    "回复", "答复", "回覆", "答覆", "转发", "轉發", "转寄", "轉寄", "返信", "転送", "答", "复", "回", "답장", "전달",
+    "回复",
+    "答复",
+    "回覆",
+    "答覆",
+    "转发",
+    "轉發",
+    "转寄",
+    "轉寄",
+    "返信",
+    "転送",
+    "答",
+    "复",
+    "回",
+    "답장",
+    "전달",
 )
 
 _COLON = r"[:：]"
 _COUNTER = r"(?:\s*(?:\[\d+\]|\(\d+\)|\^\d+))?"
 _PREFIX_RE = re.compile(
-    r"^\s*(?:" + "|".join(sorted({re.escape(w) for w in _PREFIX_WORDS}, key=len, reverse=True)) + r")"
-    + _COUNTER + r"\s*" + _COLON + r"\s*",
+    r"^\s*(?:"
+    + "|".join(sorted({re.escape(w) for w in _PREFIX_WORDS}, key=len, reverse=True))
+    + r")"
+    + _COUNTER
+    + r"\s*"
+    + _COLON
+    + r"\s*",
     re.IGNORECASE,
 )
 _LIST_TAG_RE = re.compile(r"^\s*\[[^\[\]]{1,60}\]\s*")
@@ -91,11 +167,11 @@ def strip_prefixes(subject: str, tag_format: str | None = None) -> str:
     while True:
         match = _PREFIX_RE.match(text)
         if match:
-            text = text[match.end():]
+            text = text[match.end() :]
             continue
         tag = _LIST_TAG_RE.match(text)
         if tag and not _is_ticket_tag(tag.group(0), tag_format):
-            text = text[tag.end():]
+            text = text[tag.end() :]
             continue
         return text.strip()
 

@@ -15,7 +15,7 @@ from tests.support.mailgen import eml
 
 def cli_app() -> typer.Typer:
     from maildesk.cli import app
-    from maildesk.cli_admin import register
+    from maildesk.commands.admin import register
 
     register(app)  # a no-op once cli.py registers the admin commands itself
     return app
@@ -54,8 +54,9 @@ def make_runner(config: Path) -> Run:
     runner = CliRunner()
 
     def run(*args: str, ok: bool = True) -> Any:
-        result = runner.invoke(app, [*args, "--config", str(config)],
-                               env={"COLUMNS": "200", "MAILDESK_AGENT": "", "MAILDESK_CONFIG": ""})
+        result = runner.invoke(
+            app, [*args, "--config", str(config)], env={"COLUMNS": "200", "MAILDESK_AGENT": "", "MAILDESK_CONFIG": ""}
+        )
         if ok:
             assert result.exit_code == 0, (result.output, result.exception)
         return result

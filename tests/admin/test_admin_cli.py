@@ -17,8 +17,13 @@ from tests.admin.conftest import Run, cli_app, make_runner, seed, write_config
 from tests.support.mailgen import eml
 
 COMMANDS = [
-    ["suppressions", "list"], ["suppressions", "remove"], ["templates", "check"], ["templates", "preview"],
-    ["outbox", "list"], ["outbox", "show"], ["outbox", "retry"],
+    ["suppressions", "list"],
+    ["suppressions", "remove"],
+    ["templates", "check"],
+    ["templates", "preview"],
+    ["outbox", "list"],
+    ["outbox", "show"],
+    ["outbox", "retry"],
 ]
 
 
@@ -47,13 +52,28 @@ def test_suppressions_list_and_remove_records_an_event(desk: Any, run_cli: Run) 
     seed(desk, [eml(sender="Anna <anna@customer.example>")])
     now = desk.clock()
     with desk.store.session() as s:
-        s.add(Suppression(address="anna@customer.example", reason="permanent bounce: 550 5.1.1 user unknown",
-                          ticket_number=1, created_at=now))
-        s.add(Suppression(address="old@customer.example", reason="relay refused", ticket_number=None,
-                          created_at=now.replace(year=now.year - 1), until=now.replace(year=now.year - 1, month=1, day=2)))
+        s.add(
+            Suppression(
+                address="anna@customer.example",
+                reason="permanent bounce: 550 5.1.1 user unknown",
+                ticket_number=1,
+                created_at=now,
+            )
+        )
+        s.add(
+            Suppression(
+                address="old@customer.example",
+                reason="relay refused",
+                ticket_number=None,
+                created_at=now.replace(year=now.year - 1),
+                until=now.replace(year=now.year - 1, month=1, day=2),
+            )
+        )
     rows = j(run_cli("suppressions", "list", "--json"))
     assert [(r["address"], r["ticket"], r["active"]) for r in rows] == [
-        ("anna@customer.example", 1, True), ("old@customer.example", None, False)]
+        ("anna@customer.example", 1, True),
+        ("old@customer.example", None, False),
+    ]
     table = run_cli("suppressions", "list").stdout
     assert "anna@customer.example" in table and "550 5.1.1" in table
 
@@ -117,8 +137,16 @@ def test_templates_preview_with_sample_data(desk: Any, run_cli: Run) -> None:
 
 
 def test_templates_preview_for_a_ticket_matches_the_real_acknowledgement(desk: Any, run_cli: Run) -> None:
-    seed(desk, [eml(subject="Scanner jams", sender="\"Schmidt, Berta\" <berta.schmidt@customer.example>",
-                    body="Hello,\n\nthe scanner jams on every page <b>bold</b>.\n\nBerta\n")])
+    seed(
+        desk,
+        [
+            eml(
+                subject="Scanner jams",
+                sender='"Schmidt, Berta" <berta.schmidt@customer.example>',
+                body="Hello,\n\nthe scanner jams on every page <b>bold</b>.\n\nBerta\n",
+            )
+        ],
+    )
     with desk.store.reader() as s:
         ack = s.scalars(select(Message).where(Message.direction == "out", Message.source == "outbox:ack")).one()
         real_subject, real_text = ack.subject, ack.full_text
@@ -150,15 +178,22 @@ def test_templates_preview_for_a_ticket_matches_the_real_acknowledgement(desk: A
 
 def _refusing_relay(raw: bytes, sender: str, recipients: Any) -> DeliveryResult:
     addr = list(recipients)[0]
-    return DeliveryResult(False, True, 550, "550 5.1.1 user unknown", refused={addr: (550, "5.1.1 user unknown")},
-                          permanent_recipients=(addr,))
+    return DeliveryResult(
+        False,
+        True,
+        550,
+        "550 5.1.1 user unknown",
+        refused={addr: (550, "5.1.1 user unknown")},
+        permanent_recipients=(addr,),
+    )
 
 
 def test_outbox_list_show_and_retry_a_failed_mail(desk: Any, run_cli: Run) -> None:
     seed(desk, [eml(subject="Printer on fire", sender="Anna <anna@customer.example>")])
     queued = j(run_cli("outbox", "list", "--json"))
     assert [(r["state"], r["ticket"], r["template"], r["recipients"]) for r in queued] == [
-        ("queued", 1, "ack", ["anna@customer.example"])]
+        ("queued", 1, "ack", ["anna@customer.example"])
+    ]
     item_id = queued[0]["id"]
 
     sender = OutboxSender(desk.store, desk.settings, deliver=_refusing_relay)
@@ -174,7 +209,9 @@ def test_outbox_list_show_and_retry_a_failed_mail(desk: Any, run_cli: Run) -> No
     headers = dict(shown["headers"])
     assert headers["Subject"] == "Re: [#1] Printer on fire" and headers["To"].endswith("anna@customer.example")
     assert headers["Auto-Submitted"] == "auto-replied" and "X-Maildesk-Loop" in headers
-    assert [e["type"] for e in shown["events"]][:1] == ["mail-queued"] and "send-failed" in [e["type"] for e in shown["events"]]
+    assert [e["type"] for e in shown["events"]][:1] == ["mail-queued"] and "send-failed" in [
+        e["type"] for e in shown["events"]
+    ]
     text = run_cli("outbox", "show", str(item_id)).stdout
     assert "failed" in text and "Subject: Re: [#1] Printer on fire" in text and "send-failed" in text
 
@@ -201,8 +238,13 @@ def test_outbox_retry_releases_a_mail_held_by_the_limits(desk: Any, run_cli: Run
 
     desk.settings = replace(desk.settings, limits=replace(desk.settings.limits, per_recipient_hour=1))
     desk.deps.settings = desk.settings
-    seed(desk, [eml(subject="First", sender="Anna <anna@customer.example>"),
-                eml(subject="Second", sender="Anna <anna@customer.example>")])
+    seed(
+        desk,
+        [
+            eml(subject="First", sender="Anna <anna@customer.example>"),
+            eml(subject="Second", sender="Anna <anna@customer.example>"),
+        ],
+    )
     held = j(run_cli("outbox", "list", "--state", "held", "--json"))
     assert len(held) == 1 and held[0]["ticket"] == 2 and "limit 1" in held[0]["last_error"]
     shown = j(run_cli("outbox", "show", str(held[0]["id"]), "--json"))

@@ -19,14 +19,16 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from maildesk import operations as ops
+from maildesk.services import tickets as ops
 from maildesk.store.db import Store
 from maildesk.store.desk_queries import TicketFilter
 from maildesk.store.models import Customer, Message, Ticket
 
-WORDS = ("printer fire paper jam toner invoice refund password reset login account email server outage slow "
-         "network vpn laptop screen battery update install license billing address shipping delivery broken "
-         "error crash backup restore sync calendar meeting phone headset camera keyboard mouse cable router").split()
+WORDS = (
+    "printer fire paper jam toner invoice refund password reset login account email server outage slow "
+    "network vpn laptop screen battery update install license billing address shipping delivery broken "
+    "error crash backup restore sync calendar meeting phone headset camera keyboard mouse cable router"
+).split()
 
 
 def fake_words(rng: random.Random, n: int) -> str:
@@ -61,17 +63,35 @@ def main() -> None:
         s.flush()
         tickets = []
         for i in range(args.messages // 4):
-            t = Ticket(subject=fake_words(rng, 5), customer_id=customer.id, created_at=now - timedelta(hours=i),
-                       updated_at=now, tags=[], fields={})
+            t = Ticket(
+                subject=fake_words(rng, 5),
+                customer_id=customer.id,
+                created_at=now - timedelta(hours=i),
+                updated_at=now,
+                tags=[],
+                fields={},
+            )
             tickets.append(t)
         s.add_all(tickets)
         s.flush()
         for i in range(args.messages):
             body = fake_words(rng, 80)
-            s.add(Message(ticket_number=tickets[i % len(tickets)].number, direction="in", kind="customer",
-                          message_id=f"m{i}@bench", mid_hash=f"{i:064d}", content_hash="x", raw=None,
-                          subject=fake_words(rng, 5), sender="bench@example.org", created_at=now,
-                          full_text=body, visible_text=body))
+            s.add(
+                Message(
+                    ticket_number=tickets[i % len(tickets)].number,
+                    direction="in",
+                    kind="customer",
+                    message_id=f"m{i}@bench",
+                    mid_hash=f"{i:064d}",
+                    content_hash="x",
+                    raw=None,
+                    subject=fake_words(rng, 5),
+                    sender="bench@example.org",
+                    created_at=now,
+                    full_text=body,
+                    visible_text=body,
+                )
+            )
     load = time.perf_counter() - t0
     queries = ["printer fire", "password reset -vpn", '"paper jam"', "toner or invoice", "w123", "laptop battery crash"]
     timings = []
@@ -85,9 +105,11 @@ def main() -> None:
         t1 = time.perf_counter()
         listed = ops.list_tickets(s, TicketFilter(text="printer fire", limit=None), now)
         list_ms = (time.perf_counter() - t1) * 1000
-    print(f"{args.backend}: {args.messages} messages loaded in {load:.1f}s (with index upkeep); "
-          f"search median {statistics.median(timings):.1f} ms, max {max(timings):.1f} ms over {len(timings)} queries; "
-          f"tickets list --text: {len(listed)} tickets in {list_ms:.1f} ms")
+    print(
+        f"{args.backend}: {args.messages} messages loaded in {load:.1f}s (with index upkeep); "
+        f"search median {statistics.median(timings):.1f} ms, max {max(timings):.1f} ms over {len(timings)} queries; "
+        f"tickets list --text: {len(listed)} tickets in {list_ms:.1f} ms"
+    )
     store.dispose()
     if admin is not None:
         with admin.connect() as c:

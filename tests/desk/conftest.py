@@ -25,7 +25,7 @@ def seed(desk: Any, mails: list[bytes]) -> None:
 
 def cli_app() -> typer.Typer:
     from maildesk.cli import app
-    from maildesk.cli_desk import register
+    from maildesk.commands.desk import register
 
     register(app)  # a no-op when cli.py already registered the desk commands
     return app
@@ -53,8 +53,12 @@ def run_cli(desk: Any, tmp_path: Path) -> Callable[..., Any]:
     runner = CliRunner()
 
     def run(*args: str, input: str | None = None, ok: bool = True, env: dict[str, str] | None = None) -> Any:
-        result = runner.invoke(app, [*args, "--config", str(config)], input=input,
-                               env={"COLUMNS": "200", "MAILDESK_AGENT": "", **(env or {})})
+        result = runner.invoke(
+            app,
+            [*args, "--config", str(config)],
+            input=input,
+            env={"COLUMNS": "200", "MAILDESK_AGENT": "", **(env or {})},
+        )
         if ok:
             assert result.exit_code == 0, (result.output, result.exception)
         return result

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from maildesk import operations as ops
+from maildesk.services import tickets as ops
 from maildesk.store.models import Agent, Event, Message, OutboxItem, SlaClock, Ticket
 from tests.desk.conftest import NOW, cli_app, seed
 from tests.support.mailgen import eml
@@ -22,14 +22,28 @@ Run = Callable[..., Any]
 
 @pytest.fixture
 def seeded(desk: Any) -> Any:
-    seed(desk, [
-        eml(subject="Printer on fire", body="The printer in room 4 is on fire.\n", message_id="<p1@customer.example>"),
-        eml(subject="Invoice question", body="My invoice is wrong.\n", sender="Bob Brown <bob@example.org>"),
-        eml(subject="=HYPERLINK(\"http://evil\") [bold]x[/bold]", body="Password reset please.\x1b[31m\n",
-            sender="Cy <cy@example.net>"),
-    ])
+    seed(
+        desk,
+        [
+            eml(
+                subject="Printer on fire",
+                body="The printer in room 4 is on fire.\n",
+                message_id="<p1@customer.example>",
+            ),
+            eml(subject="Invoice question", body="My invoice is wrong.\n", sender="Bob Brown <bob@example.org>"),
+            eml(
+                subject='=HYPERLINK("http://evil") [bold]x[/bold]',
+                body="Password reset please.\x1b[31m\n",
+                sender="Cy <cy@example.net>",
+            ),
+        ],
+    )
     with desk.store.session() as s:
-        s.add(Agent(email="eva@example.com", name="Eva", tiers=["L1", "L2"], queues=["default"], signature="", active=True))
+        s.add(
+            Agent(
+                email="eva@example.com", name="Eva", tiers=["L1", "L2"], queues=["default"], signature="", active=True
+            )
+        )
         s.add(SlaClock(ticket_number=1, kind="first_response", due_at=NOW - timedelta(hours=1)))
         s.add(SlaClock(ticket_number=2, kind="first_response", due_at=NOW + timedelta(days=30)))
         old = s.get(Ticket, 3)
@@ -49,11 +63,27 @@ def test_help_has_examples_and_completion_is_on() -> None:
     runner = CliRunner()
     top = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
     assert "--install-completion" in top.output
-    commands = [["tickets", "list"], ["ticket", "show"], ["ticket", "note"], ["ticket", "assign"], ["ticket", "tier"],
-                ["ticket", "escalate"], ["ticket", "priority"], ["ticket", "tag"], ["ticket", "resolve"],
-                ["ticket", "close"], ["ticket", "reopen"], ["ticket", "merge"], ["ticket", "reply"], ["search"],
-                ["customer", "show"], ["customer", "export"], ["customer", "erase"], ["agents", "list"],
-                ["retention", "apply"]]
+    commands = [
+        ["tickets", "list"],
+        ["ticket", "show"],
+        ["ticket", "note"],
+        ["ticket", "assign"],
+        ["ticket", "tier"],
+        ["ticket", "escalate"],
+        ["ticket", "priority"],
+        ["ticket", "tag"],
+        ["ticket", "resolve"],
+        ["ticket", "close"],
+        ["ticket", "reopen"],
+        ["ticket", "merge"],
+        ["ticket", "reply"],
+        ["search"],
+        ["customer", "show"],
+        ["customer", "export"],
+        ["customer", "erase"],
+        ["agents", "list"],
+        ["retention", "apply"],
+    ]
     for cmd in commands:
         out = runner.invoke(app, [*cmd, "--help"], env={"COLUMNS": "200"})
         assert out.exit_code == 0 and "Example" in out.output, cmd
@@ -65,7 +95,11 @@ def test_tickets_list_filters_and_formats(seeded: Any, run_cli: Run) -> None:
     assert [t["number"] for t in j(run_cli("tickets", "list", "--json", "--customer", "@example.org"))] == [2]
     assert [t["number"] for t in j(run_cli("tickets", "list", "--json", "--older-than", "3d"))] == [3]
     assert [t["number"] for t in j(run_cli("tickets", "list", "--json", "--text", "printer"))] == [1]
-    assert [t["number"] for t in j(run_cli("tickets", "list", "--json", "--status", "new,open", "--tier", "l1"))] == [1, 2, 3]
+    assert [t["number"] for t in j(run_cli("tickets", "list", "--json", "--status", "new,open", "--tier", "l1"))] == [
+        1,
+        2,
+        3,
+    ]
     run_cli("ticket", "priority", "2", "urgent")
     run_cli("ticket", "tag", "1", "+hardware", "+fire")
     run_cli("ticket", "assign", "3", "eva@example.com")
@@ -131,13 +165,28 @@ def test_actions_change_ticket_and_record_events(seeded: Any, run_cli: Run) -> N
     with seeded.store.reader() as s:
         t = s.get(Ticket, 1)
         assert t is not None
-        assert (t.assignee, t.tier, t.priority, t.tags, t.status) == ("eva@example.com", "L3", "high", ["b", "c"], "open")
+        assert (t.assignee, t.tier, t.priority, t.tags, t.status) == (
+            "eva@example.com",
+            "L3",
+            "high",
+            ["b", "c"],
+            "open",
+        )
         assert t.closed_at is None
         events = list(s.scalars(select(Event).where(Event.ticket_number == 1).order_by(Event.id)))
         types = [e.type for e in events if e.data.get("via") == "cli"]
         notes = [m.visible_text for m in s.scalars(select(Message).where(Message.ticket_number == 1, Message.internal))]
-    assert types == ["assigned", "tier-changed", "escalated", "priority-changed", "tags-changed", "tags-changed",
-                         "status", "status", "status"]
+    assert types == [
+        "assigned",
+        "tier-changed",
+        "escalated",
+        "priority-changed",
+        "tags-changed",
+        "tags-changed",
+        "status",
+        "status",
+        "status",
+    ]
     assert len(notes) == 1 and "L2 -> L3" in notes[0] and "needs engineering" in notes[0]
     assert run_cli("ticket", "tier", "1", "L9", ok=False).exit_code == 1
 

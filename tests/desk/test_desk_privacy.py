@@ -28,19 +28,26 @@ def with_attachment(message_id: str) -> bytes:
     body = (
         "--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
         f"My {SECRET_TEXT} broke. Regards, {NAME}\r\n"
-        "--b1\r\nContent-Type: text/plain; name=\"log.txt\"\r\nContent-Disposition: attachment; filename=\"log.txt\"\r\n\r\n"
+        '--b1\r\nContent-Type: text/plain; name="log.txt"\r\nContent-Disposition: attachment; filename="log.txt"\r\n\r\n'
         f"{ATTACHED} log line\r\n--b1--\r\n"
     )
     return (head + body).encode()
 
 
 def seed_customers(desk: Any) -> None:
-    seed(desk, [
-        with_attachment("<a1@customer.example>"),
-        eml(subject="Second problem", body=f"Also my {SECRET_TEXT} is loud.\n", sender=f"{NAME} <{ADDRESS}>"),
-        eml(subject="Bob's printer", body=f"Please also help my colleague {ADDRESS}.\n",
-            sender="Bob Brown <bob@example.org>", extra=f"Cc: {NAME} <{ADDRESS}>"),
-    ])
+    seed(
+        desk,
+        [
+            with_attachment("<a1@customer.example>"),
+            eml(subject="Second problem", body=f"Also my {SECRET_TEXT} is loud.\n", sender=f"{NAME} <{ADDRESS}>"),
+            eml(
+                subject="Bob's printer",
+                body=f"Please also help my colleague {ADDRESS}.\n",
+                sender="Bob Brown <bob@example.org>",
+                extra=f"Cc: {NAME} <{ADDRESS}>",
+            ),
+        ],
+    )
 
 
 def dump_everything(desk: Any) -> str:
@@ -62,8 +69,10 @@ def dump_everything(desk: Any) -> str:
 
 def counts(desk: Any) -> dict[str, int]:
     with desk.store.reader() as s:
-        return {m.__name__: int(s.scalar(select(func.count()).select_from(m)) or 0)
-                for m in (Ticket, Message, Attachment, Customer, Suppression, OutboxItem)}
+        return {
+            m.__name__: int(s.scalar(select(func.count()).select_from(m)) or 0)
+            for m in (Ticket, Message, Attachment, Customer, Suppression, OutboxItem)
+        }
 
 
 def test_export_then_erase_leaves_no_trace(desk: Any, run_cli: Run, tmp_path: Path) -> None:
@@ -126,7 +135,9 @@ def test_retention_drops_bytes_of_long_closed_tickets(desk: Any, run_cli: Run) -
         assert t2 is not None
         t2.status, t2.closed_at = "closed", NOW  # closed recently: kept
     with desk.store.reader() as s:
-        raw_on_1 = s.scalar(select(func.count()).select_from(Message).where(Message.ticket_number == 1, Message.raw.is_not(None)))
+        raw_on_1 = s.scalar(
+            select(func.count()).select_from(Message).where(Message.ticket_number == 1, Message.raw.is_not(None))
+        )
         texts = s.scalar(select(func.count()).select_from(Message).where(Message.visible_text != ""))
     assert run_cli("retention", "apply", "--days", "365", input="n\n", ok=False).exit_code == 1
     report = json.loads(run_cli("retention", "apply", "--days", "365", "--yes", "--json").stdout)
@@ -143,15 +154,27 @@ def test_retention_drops_bytes_of_long_closed_tickets(desk: Any, run_cli: Run) -
 
 
 def test_merge_sends_later_mail_to_the_kept_ticket(desk: Any, run_cli: Run) -> None:
-    seed(desk, [
-        eml(subject="Printer on fire", message_id="<first@customer.example>"),
-        eml(subject="Also the scanner", body="Scanner smokes.\n", message_id="<second@customer.example>"),
-    ])
+    seed(
+        desk,
+        [
+            eml(subject="Printer on fire", message_id="<first@customer.example>"),
+            eml(subject="Also the scanner", body="Scanner smokes.\n", message_id="<second@customer.example>"),
+        ],
+    )
     run_cli("ticket", "tag", "2", "+scanner")
     merged = json.loads(run_cli("ticket", "merge", "1", "2", "--json").stdout)
     assert merged["detail"] == {"into": 1, "from": 2}
-    seed(desk, [eml(subject="Re: Also the scanner", body="Still smoking.\n", message_id="<third@customer.example>",
-                    extra="In-Reply-To: <second@customer.example>\nReferences: <second@customer.example>")])
+    seed(
+        desk,
+        [
+            eml(
+                subject="Re: Also the scanner",
+                body="Still smoking.\n",
+                message_id="<third@customer.example>",
+                extra="In-Reply-To: <second@customer.example>\nReferences: <second@customer.example>",
+            )
+        ],
+    )
     with desk.store.reader() as s:
         one, two = s.get(Ticket, 1), s.get(Ticket, 2)
         assert one is not None and two is not None
@@ -159,8 +182,9 @@ def test_merge_sends_later_mail_to_the_kept_ticket(desk: Any, run_cli: Run) -> N
         third = s.scalars(select(Message).where(Message.message_id == "third@customer.example")).one()
         assert third.ticket_number == 1
         assert s.scalar(select(func.count()).select_from(Ticket)) == 2
-        assert [e.type for e in s.scalars(select(Event).where(Event.type.in_(["merged", "merged-into"])).order_by(Event.id))] \
-            == ["merged-into", "merged"]
+        assert [
+            e.type for e in s.scalars(select(Event).where(Event.type.in_(["merged", "merged-into"])).order_by(Event.id))
+        ] == ["merged-into", "merged"]
     view = json.loads(run_cli("ticket", "show", "1", "--json").stdout)
     assert view["merged_from"] == [2]
     refused = run_cli("ticket", "note", "2", "--text", "x", ok=False)

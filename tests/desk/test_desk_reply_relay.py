@@ -20,17 +20,33 @@ def test_cli_reply_is_delivered_with_threading_headers(desk: Any, tmp_path: Path
     second = "<second@customer.example>"
     desk.spool.put(eml(message_id=first, subject="Printer on fire"), "test")
     desk.process()
-    desk.spool.put(eml(message_id=second, subject="Re: Printer on fire", extra=f"In-Reply-To: {first}\nReferences: {first}"), "test")
+    desk.spool.put(
+        eml(message_id=second, subject="Re: Printer on fire", extra=f"In-Reply-To: {first}\nReferences: {first}"),
+        "test",
+    )
     desk.process()
     config = write_config(desk, tmp_path)
-    result = CliRunner().invoke(cli_app(), ["ticket", "reply", "1", "--by", "eva@example.com",
-                                            "--text", "A technician is on the way.", "--config", str(config)],
-                                env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        cli_app(),
+        [
+            "ticket",
+            "reply",
+            "1",
+            "--by",
+            "eva@example.com",
+            "--text",
+            "A technician is on the way.",
+            "--config",
+            str(config),
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 0, result.output
     sink = RelaySink().start()
     try:
-        sender = OutboxSender(desk.store, relay_settings(desk.settings, sink.port), timeout=5.0,
-                              clock=lambda: datetime.now(UTC))
+        sender = OutboxSender(
+            desk.store, relay_settings(desk.settings, sink.port), timeout=5.0, clock=lambda: datetime.now(UTC)
+        )
         sender.send_due(limit=10)
         replies = [parse_bytes(raw) for _, rcpts, raw in sink.received if b"A technician is on the way." in raw]
     finally:

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from maildesk import operations as ops
+from maildesk.services import tickets as ops
 from maildesk.store.desk_queries import fts5_query
 from tests.desk.conftest import NOW, seed
 from tests.support.mailgen import eml
 
 
 def _seed(desk: Any) -> None:
-    seed(desk, [
-        eml(subject="Printer on fire", body="The printer in room 4 is on fire, flames everywhere.\n"),
-        eml(subject="Invoice question", body="My invoice mentions a printer cartridge twice.\n",
-            sender="Bob <bob@example.org>"),
-        eml(subject="Password reset", body="I cannot log in since yesterday.\n", sender="Cy <cy@example.net>"),
-    ])
+    seed(
+        desk,
+        [
+            eml(subject="Printer on fire", body="The printer in room 4 is on fire, flames everywhere.\n"),
+            eml(
+                subject="Invoice question",
+                body="My invoice mentions a printer cartridge twice.\n",
+                sender="Bob <bob@example.org>",
+            ),
+            eml(subject="Password reset", body="I cannot log in since yesterday.\n", sender="Cy <cy@example.net>"),
+        ],
+    )
 
 
 def test_better_match_ranks_first(desk: Any) -> None:
@@ -73,8 +79,14 @@ def test_search_uses_the_index(desk: Any) -> None:
     with desk.store.reader() as s:
         if desk.store.backend == "postgresql":
             s.execute(text("SET LOCAL enable_seqscan = off"))
-            plan = "\n".join(r[0] for r in s.execute(text(
-                f"EXPLAIN SELECT id FROM messages WHERE {PG_SEARCH_VECTOR} @@ websearch_to_tsquery('english', 'printer')")))
+            plan = "\n".join(
+                r[0]
+                for r in s.execute(
+                    text(
+                        f"EXPLAIN SELECT id FROM messages WHERE {PG_SEARCH_VECTOR} @@ websearch_to_tsquery('english', 'printer')"
+                    )
+                )
+            )
             assert "ix_messages_search" in plan, plan
         else:
             names = set(s.scalars(text("SELECT name FROM sqlite_master WHERE name LIKE 'messages_fts%'")))

@@ -25,9 +25,16 @@ def write_config(tmp_path: Path, database_url: str) -> Path:
     return cfg
 
 
-def run(*args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "maildesk", *args], input=input, capture_output=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+def run(
+    *args: str, input: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "maildesk", *args],
+        input=input,
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 def test_inject_exit_codes(tmp_path: Path, database_url: str) -> None:
@@ -51,9 +58,15 @@ def test_many_injects_at_once_on_a_fresh_folder_all_succeed(tmp_path: Path) -> N
     # An MTA delivers several messages at once; the first ones also create the data folder
     # and its secret. None may fail (exit 1 would make the MTA bounce the mail).
     cfg = write_config(tmp_path, f"sqlite:///{tmp_path / 'data' / 'maildesk.db'}")
-    procs = [subprocess.Popen([sys.executable, "-m", "maildesk", "inject", "-", "--config", str(cfg)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for _ in range(10)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "maildesk", "inject", "-", "--config", str(cfg)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(10)
+    ]
     results = [p.communicate(eml(), timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 10, [err for _, err in results]
     assert len({out.strip() for out, _ in results}) == 10  # ten entries
@@ -106,7 +119,9 @@ def test_spool_commands(tmp_path: Path, database_url: str) -> None:
     runner = CliRunner()
     assert run("inject", "-", "--config", str(cfg), input=b"garbage without headers\n").returncode == 0
     assert runner.invoke(app, ["process", "--config", str(cfg)]).exit_code == 0
-    listed: list[dict[str, Any]] = json.loads(runner.invoke(app, ["spool", "list", "--state", "quarantine", "--json", "--config", str(cfg)]).stdout)
+    listed: list[dict[str, Any]] = json.loads(
+        runner.invoke(app, ["spool", "list", "--state", "quarantine", "--json", "--config", str(cfg)]).stdout
+    )
     assert len(listed) == 1 and "header" in listed[0]["reason"]
     entry = listed[0]["id"]
     shown = json.loads(runner.invoke(app, ["spool", "show", entry, "--json", "--config", str(cfg)]).stdout)

@@ -8,7 +8,7 @@ import pytest
 
 from maildesk.config import load_settings, parse_settings
 from maildesk.errors import ConfigError
-from maildesk.setup import init_directory
+from maildesk.services.init import init_directory
 
 
 def test_embedded_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,7 +33,10 @@ def test_embedded_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         ({"desk": {"subject_tag": "[#]"}}, "desk.subject_tag: must contain {number}"),
         ({"outbound": {"security": "tls"}}, "outbound.security: must be starttls, ssl or none"),
         ({"database": {"url": "mysql://x"}}, "database.url: must be sqlite"),
-        ({"imap": [{"host": "imap.example.com", "username": "u", "password_env": "MD_TEST_NOPE"}]}, "imap[0].password_env: environment variable MD_TEST_NOPE is empty"),
+        (
+            {"imap": [{"host": "imap.example.com", "username": "u", "password_env": "MD_TEST_NOPE"}]},
+            "imap[0].password_env: environment variable MD_TEST_NOPE is empty",
+        ),
         ({"imap": [{"username": "u"}]}, "imap[0].host: required"),
         ({"smtp": {"tls_cert": "missing.pem", "tls_key": "missing.key"}}, "smtp.tls_cert: file not found"),
         ({"bogus": {}}, "bogus: unknown section"),
@@ -77,18 +80,31 @@ def test_the_secret_is_made_once_even_when_many_start_together(tmp_path: Path) -
 
     from maildesk.config import parse_settings
 
-    settings = parse_settings({"desk": {"data_dir": str(tmp_path / "data"), "support_addresses": ["s@example.com"],
-                                        "secret_env": ""}})
+    settings = parse_settings(
+        {"desk": {"data_dir": str(tmp_path / "data"), "support_addresses": ["s@example.com"], "secret_env": ""}}
+    )
     assert settings.secret  # made on first use
-    again = [parse_settings({"desk": {"data_dir": str(tmp_path / "data2"), "support_addresses": ["s@example.com"],
-                                      "secret_env": ""}}).secret]
+    again = [
+        parse_settings(
+            {"desk": {"data_dir": str(tmp_path / "data2"), "support_addresses": ["s@example.com"], "secret_env": ""}}
+        ).secret
+    ]
     start = threading.Barrier(12)
     seen: list[str] = []
 
     def load() -> None:
         start.wait()
-        seen.append(parse_settings({"desk": {"data_dir": str(tmp_path / "data3"), "support_addresses": ["s@example.com"],
-                                             "secret_env": ""}}).secret)
+        seen.append(
+            parse_settings(
+                {
+                    "desk": {
+                        "data_dir": str(tmp_path / "data3"),
+                        "support_addresses": ["s@example.com"],
+                        "secret_env": "",
+                    }
+                }
+            ).secret
+        )
 
     threads = [threading.Thread(target=load) for _ in range(12)]
     for t in threads:
@@ -109,9 +125,9 @@ def test_init_writes_a_config_that_loads(tmp_path: Path) -> None:
     assert settings.data_path == tmp_path / "desk" / "maildesk-data"
     assert settings.desk.rules_file == "rules.yaml"
     # the example rules load as written: every template they name exists and renders
-    from maildesk.admin_ops import check_templates
-    from maildesk.rules_ops import check as check_rules
-    from maildesk.rules_ops import rules_path
+    from maildesk.services.admin import check_templates
+    from maildesk.services.rules import check as check_rules
+    from maildesk.services.rules import rules_path
 
     assert {"after_hours.txt.j2", "vip_alert.txt.j2", "outage_alert.txt.j2"} <= names
     path = rules_path(settings, None)
@@ -127,14 +143,30 @@ def test_init_writes_a_config_that_loads(tmp_path: Path) -> None:
 
     from maildesk import config as c
 
-    for cls in (c.DeskSettings, c.DatabaseSettings, c.SmtpSettings, c.OutboundSettings, c.WorkerSettings, c.LimitSettings, c.ImapSettings):
+    for cls in (
+        c.DeskSettings,
+        c.DatabaseSettings,
+        c.SmtpSettings,
+        c.OutboundSettings,
+        c.WorkerSettings,
+        c.LimitSettings,
+        c.ImapSettings,
+    ):
         for f in fields(cls):
             if f.name != "password":
                 assert f"{f.name} =" in text, f"{cls.__name__}.{f.name} is not documented"
 
 
 def test_support_address_matching() -> None:
-    settings = parse_settings({"desk": {"data_dir": "/tmp/x-md", "support_addresses": ["Support@Example.com"], "support_domains": ["help.example.org"]}})
+    settings = parse_settings(
+        {
+            "desk": {
+                "data_dir": "/tmp/x-md",
+                "support_addresses": ["Support@Example.com"],
+                "support_domains": ["help.example.org"],
+            }
+        }
+    )
     assert settings.is_support_address("support@example.com")
     assert settings.is_support_address("support+t42-abc@example.com")
     assert settings.is_support_address("anyone@help.example.org")

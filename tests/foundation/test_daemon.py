@@ -53,8 +53,12 @@ def _children(pid: int) -> list[int]:
 
 def test_parser_processes_do_not_outlive_a_killed_daemon(tmp_path: Path) -> None:
     port = free_port()
-    cfg = write_config(tmp_path / "maildesk.toml", data_dir=tmp_path / "data",
-                       database_url=f"sqlite:///{tmp_path / 'data' / 'maildesk.db'}", smtp_port=port)
+    cfg = write_config(
+        tmp_path / "maildesk.toml",
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite:///{tmp_path / 'data' / 'maildesk.db'}",
+        smtp_port=port,
+    )
     daemon = Daemon(cfg, port, tmp_path / "daemon.log")
     daemon.start()
     try:
@@ -90,7 +94,9 @@ def stored_ids(url: str) -> list[str]:
 
 def test_sigterm_stops_cleanly(tmp_path: Path, database_url: str) -> None:
     port = free_port()
-    cfg = write_config(tmp_path / "maildesk.toml", data_dir=tmp_path / "data", database_url=database_url, smtp_port=port)
+    cfg = write_config(
+        tmp_path / "maildesk.toml", data_dir=tmp_path / "data", database_url=database_url, smtp_port=port
+    )
     daemon = Daemon(cfg, port, tmp_path / "daemon.log")
     daemon.start()
     try:
@@ -105,7 +111,9 @@ def test_sigterm_stops_cleanly(tmp_path: Path, database_url: str) -> None:
 @pytest.mark.slow
 def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(tmp_path: Path, database_url: str) -> None:
     port = free_port()
-    cfg = write_config(tmp_path / "maildesk.toml", data_dir=tmp_path / "data", database_url=database_url, smtp_port=port)
+    cfg = write_config(
+        tmp_path / "maildesk.toml", data_dir=tmp_path / "data", database_url=database_url, smtp_port=port
+    )
     daemon = Daemon(cfg, port, tmp_path / "daemon.log")
     daemon.start()
     acked: set[str] = set()

@@ -58,7 +58,9 @@ folders = ["INBOX"]
 batch_size = 20
 poll_interval = 0.2
 """
-    cfg = write_config(tmp_path / "maildesk.toml", data_dir=tmp_path / "data", database_url=database_url, smtp_port=port, extra=extra)
+    cfg = write_config(
+        tmp_path / "maildesk.toml", data_dir=tmp_path / "data", database_url=database_url, smtp_port=port, extra=extra
+    )
     daemon = Daemon(cfg, port, tmp_path / "daemon.log")
     daemon.start()
     try:
@@ -75,7 +77,9 @@ poll_interval = 0.2
     finally:
         daemon.kill()
     stored = stored_incoming(database_url)
-    assert set(ids) <= set(stored), f"missing: {len(set(ids) - set(stored))}; log:\n{(tmp_path / 'daemon.log').read_text()[-3000:]}"
+    assert set(ids) <= set(stored), (
+        f"missing: {len(set(ids) - set(stored))}; log:\n{(tmp_path / 'daemon.log').read_text()[-3000:]}"
+    )
     assert len(stored) == len(set(stored)) == len(ids)  # exactly once
     flags = imap_server.flags("INBOX")
     assert len(flags) == len(ids)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from maildesk.errors import SpoolError
-from maildesk.spool import RECORD_HEADER, JournalWriter, Spool
+from maildesk.spool.files import RECORD_HEADER, JournalWriter, Spool
 
 SMALL = 64 * 1024
 
@@ -284,7 +284,7 @@ def test_concurrent_drainers_and_a_claimer_see_each_record_once(spool: Spool) ->
 
 DRAINER = """
 import os, sys, time
-from maildesk.spool import Spool
+from maildesk.spool.files import Spool
 s = Spool(sys.argv[1])
 open(sys.argv[2] + f".ready-{os.getpid()}", "w").close()
 deadline = time.monotonic() + 30
@@ -299,8 +299,12 @@ print(rounds)
 def test_two_drainer_processes_see_each_record_once(spool: Spool, tmp_path: Path) -> None:
     stop = tmp_path / "stop"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), *sys.path])}
-    procs = [subprocess.Popen([sys.executable, "-c", DRAINER, str(spool.root), str(stop)], env=env,
-                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", DRAINER, str(spool.root), str(stop)], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     writer = spool.journal_writer(SMALL)
     ids: list[str] = []
     try:

@@ -73,7 +73,9 @@ def test_missing_message_id_gets_deterministic_synthetic_id(desk: Any) -> None:
     result = desk.process()
     assert result["tickets_created"] == 1 and result["duplicates"] == 1
     with desk.store.reader() as s:
-        assert s.scalars(select(Message.message_id).where(Message.direction == "in")).one().endswith("@synthetic.maildesk")
+        assert (
+            s.scalars(select(Message.message_id).where(Message.direction == "in")).one().endswith("@synthetic.maildesk")
+        )
 
 
 def test_unparseable_goes_to_quarantine_with_reason(desk: Any) -> None:
@@ -106,7 +108,7 @@ def test_attachments_are_stored_with_safe_names(desk: Any) -> None:
         b"From: a@customer.example\r\nTo: support@example.com\r\nSubject: files\r\nMessage-ID: <att@x>\r\n"
         b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
         b"Content-Type: text/plain\r\n\r\nsee attached\r\n--b\r\n"
-        b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"../../etc/passwd\"\r\n"
+        b'Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="../../etc/passwd"\r\n'
         b"Content-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n--b--\r\n"
     )
     desk.spool.put(raw, "test")

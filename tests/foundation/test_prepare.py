@@ -28,7 +28,7 @@ from maildesk.pipeline.prepare import (
     default_processes,
     prepare_entry,
 )
-from maildesk.spool import Spool, SpoolEntry
+from maildesk.spool.files import Spool, SpoolEntry
 from maildesk.store.models import Event, Message, Participant, Ticket
 from tests.support.crashes import WorkerDied, drain_through_crashes
 from tests.support.mailgen import eml
@@ -36,12 +36,15 @@ from tests.support.mailgen import eml
 HTML = (
     b"From: Hans <hans@customer.example>\r\nTo: support@example.com\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n"
     b"Message-ID: <html-1@customer.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=x\r\n\r\n"
-    b"--x\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Hallo <img src=\"http://evil.example/t.png\">"
+    b'--x\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Hallo <img src="http://evil.example/t.png">'
     b"<script>alert(1)</script></p><blockquote>old</blockquote>\r\n--x--\r\n"
 )
 AUTO = eml(subject="Out of office", extra="Auto-Submitted: auto-replied", message_id="<ooo-1@customer.example>")
-REPLY = eml(subject="Re: Printer", body="Still broken.\n\nOn Sun, 22 Nov 2026, Support wrote:\n> What model?\n",
-            message_id="<re-1@customer.example>")
+REPLY = eml(
+    subject="Re: Printer",
+    body="Still broken.\n\nOn Sun, 22 Nov 2026, Support wrote:\n> What model?\n",
+    message_id="<re-1@customer.example>",
+)
 
 
 def pool_settings(settings: Settings, processes: int) -> Settings:
@@ -102,7 +105,9 @@ def test_automatic_size_of_the_pool() -> None:
     assert default_processes(-1) == max(0, min(4, cores - 1))
 
 
-def test_a_killed_parser_process_loses_nothing(settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_killed_parser_process_loses_nothing(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     spool = Spool(tmp_path / "spool").ensure()
     entries = spooled(spool, [eml(message_id=f"<k{i}@customer.example>", body="word " * 400) for i in range(600)])
     needs = Needs(screen=True, reply=True)
@@ -117,7 +122,9 @@ def test_a_killed_parser_process_loses_nothing(settings: Settings, tmp_path: Pat
             outcomes = pool.results(entries, future, needs)
     finally:
         pool.close()
-    assert [o.msg.message_id for o in outcomes if isinstance(o, Prepared)] == [f"k{i}@customer.example" for i in range(600)]
+    assert [o.msg.message_id for o in outcomes if isinstance(o, Prepared)] == [
+        f"k{i}@customer.example" for i in range(600)
+    ]
     assert "parser process died" in caplog.text
 
 
@@ -136,7 +143,9 @@ def test_when_parser_processes_cannot_start_messages_are_prepared_in_the_worker(
             outcomes = pool.results(entries, pool.submit(entries, Needs()), Needs())
     finally:
         pool.close()
-    assert [o.msg.message_id for o in outcomes if isinstance(o, Prepared)] == [f"n{i}@customer.example" for i in range(8)]
+    assert [o.msg.message_id for o in outcomes if isinstance(o, Prepared)] == [
+        f"n{i}@customer.example" for i in range(8)
+    ]
     assert not pool.parallel and "cannot start" in caplog.text  # none quarantined for the pool's fault
 
 
@@ -174,7 +183,9 @@ def test_crash_blame_stays_exact_while_batches_are_claimed_ahead(settings: Setti
     app.worker.stages = (poison, *app.worker.stages)
     try:
         for i in range(120):
-            app.spool.put(eml(message_id=f"<q{i}@customer.example>", subject="poison" if i == 70 else f"fine {i}"), "test")
+            app.spool.put(
+                eml(message_id=f"<q{i}@customer.example>", subject="poison" if i == 70 else f"fine {i}"), "test"
+            )
         crashes = drain_through_crashes(app.process)  # recovers what each crash left, then drains
         # one crash in a batch (with the next batch claimed ahead: nobody blamed), then three alone
         assert crashes == 4
@@ -188,8 +199,12 @@ def test_crash_blame_stays_exact_while_batches_are_claimed_ahead(settings: Setti
 
 
 def test_rows_written_on_the_driver_connection_read_back_through_the_orm(desk: Any) -> None:
-    raw = eml(sender="Zoë Ärger <zoe@customer.example>", subject="Ünïcode ✓", message_id="<fast@customer.example>",
-              extra="Cc: Bob <bob@customer.example>, support@example.com")
+    raw = eml(
+        sender="Zoë Ärger <zoe@customer.example>",
+        subject="Ünïcode ✓",
+        message_id="<fast@customer.example>",
+        extra="Cc: Bob <bob@customer.example>, support@example.com",
+    )
     desk.spool.put(raw, "smtp", {"rcpt_tos": ["support@example.com"]})
     before = datetime.now(UTC)
     desk.process()
@@ -205,7 +220,9 @@ def test_rows_written_on_the_driver_connection_read_back_through_the_orm(desk: A
         assert msg.recipients == ["support@example.com", "bob@customer.example", "support@example.com"]
         assert msg.sent_at is not None and msg.sent_at.year == 2026
         assert {(p.address, p.role) for p in s.scalars(select(Participant))} == {
-            ("zoe@customer.example", "customer"), ("bob@customer.example", "cc")}
+            ("zoe@customer.example", "customer"),
+            ("bob@customer.example", "cc"),
+        }
         created = s.scalars(select(Event).where(Event.type == "ticket-created")).one()
         assert created.data["from"] == "zoe@customer.example" and created.data["source"] == "smtp"
         assert created.message_pk == msg.id and created.ticket_number == ticket.number

@@ -13,7 +13,7 @@ import pytest
 
 from maildesk.config import Settings
 from maildesk.ingest.smtp import SmtpIntake
-from maildesk.spool import Spool
+from maildesk.spool.files import Spool
 from tests.conftest import free_port, make_settings
 from tests.support.mailgen import eml
 
@@ -132,11 +132,28 @@ def test_smtputf8_and_8bit_content(intake: SmtpIntake) -> None:
 def test_starttls_with_configured_certificate(tmp_path: Path, smtp_settings: Settings) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=localhost"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ],
+        check=True,
+        capture_output=True,
     )
-    settings = replace(smtp_settings, smtp=replace(smtp_settings.smtp, tls_cert=str(cert), tls_key=str(key), require_starttls=True))
+    settings = replace(
+        smtp_settings, smtp=replace(smtp_settings.smtp, tls_cert=str(cert), tls_key=str(key), require_starttls=True)
+    )
     spool = Spool(settings.spool_path).ensure()
     server = SmtpIntake(settings, spool, port=free_port())
     server.start()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from maildesk.errors import SpoolError
-from maildesk.spool import Spool
+from maildesk.spool.files import Spool
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 
 from maildesk.config import ImapSettings
 from maildesk.ingest.imap import Backoff, MailboxPoller
-from maildesk.spool import Spool
+from maildesk.spool.files import Spool
 from tests.support import dovecot as dovecot_support
 from tests.support.dovecot import DovecotServer, free_port
 
@@ -98,7 +98,9 @@ def test_missing_dovecot_is_a_clear_failure_not_a_skip(monkeypatch: pytest.Monke
 
 
 # Basic intake -----------------------------------------------------------------------------
-def test_inbox_mail_is_spooled_once_with_exact_bytes_and_marked(pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path) -> None:
+def test_inbox_mail_is_spooled_once_with_exact_bytes_and_marked(
+    pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path
+) -> None:
     raws = [
         make_mail(1),
         make_mail(2, body="Grüße, non-UTF-8 bytes: caf\xe9\r\n".encode("latin-1")),
@@ -117,7 +119,12 @@ def test_inbox_mail_is_spooled_once_with_exact_bytes_and_marked(pollers: Callabl
     meta, raw = by_uid[uids[1]]
     assert raw == raws[1]
     assert meta["source"] == "imap:support/INBOX"
-    assert meta["envelope"] == {"uid": uids[1], "uidvalidity": dovecot.uidvalidity("INBOX"), "folder": "INBOX", "mailbox": "support"}
+    assert meta["envelope"] == {
+        "uid": uids[1],
+        "uidvalidity": dovecot.uidvalidity("INBOX"),
+        "folder": "INBOX",
+        "mailbox": "support",
+    }
     flags = dovecot.flags("INBOX")
     assert all(KEYWORD in flags[uid] for uid in uids)
     assert not any("\\Seen" in flags[uid] for uid in uids), "the poller must never set \\Seen"
@@ -142,7 +149,9 @@ def test_inbox_mail_is_spooled_once_with_exact_bytes_and_marked(pollers: Callabl
     poller.disconnect()
 
 
-def test_mail_already_read_in_another_client_is_still_taken(pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path) -> None:
+def test_mail_already_read_in_another_client_is_still_taken(
+    pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path
+) -> None:
     seen = [make_mail(i) for i in range(3)]
     for raw in seen:
         dovecot.append("INBOX", raw, flags=["\\Seen"])
@@ -155,7 +164,9 @@ def test_mail_already_read_in_another_client_is_still_taken(pollers: Callable[..
     assert sorted(raw for _, raw in spooled(spool)) == sorted([*seen, unseen])
 
 
-def test_lost_state_file_does_not_respool_keyword_marked_mail(pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path) -> None:
+def test_lost_state_file_does_not_respool_keyword_marked_mail(
+    pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path
+) -> None:
     for i in range(5):
         dovecot.append("INBOX", make_mail(i))
     state = tmp_path / "state"
@@ -169,7 +180,9 @@ def test_lost_state_file_does_not_respool_keyword_marked_mail(pollers: Callable[
     assert len(spooled(spool)) == 6
 
 
-def test_move_mode_moves_after_spooling_and_creates_the_folder(pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path) -> None:
+def test_move_mode_moves_after_spooling_and_creates_the_folder(
+    pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path
+) -> None:
     raws = [make_mail(i) for i in range(4)]
     for raw in raws:
         dovecot.append("INBOX", raw, flags=["\\Seen"] if raw is raws[0] else ())
@@ -189,7 +202,9 @@ def test_move_mode_moves_after_spooling_and_creates_the_folder(pollers: Callable
     poller.disconnect()
 
 
-def test_move_mode_without_the_move_capability_copies_and_expunges(pollers: Callable[..., MailboxPoller], spool: Spool, tmp_path: Path) -> None:
+def test_move_mode_without_the_move_capability_copies_and_expunges(
+    pollers: Callable[..., MailboxPoller], spool: Spool, tmp_path: Path
+) -> None:
     # Advertise no MOVE (an older server): the poller must fall back to COPY + \Deleted + UID EXPUNGE.
     caps = "IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE UIDPLUS NAMESPACE"
     server = DovecotServer(extra_config=f"imap_capability = {caps}\n").start()
@@ -218,7 +233,9 @@ def test_move_mode_without_the_move_capability_copies_and_expunges(pollers: Call
 
 # TLS -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("security", ["ssl", "starttls"])
-def test_tls_connections_verify_the_certificate(pollers: Callable[..., MailboxPoller], spool: Spool, tmp_path: Path, security: str) -> None:
+def test_tls_connections_verify_the_certificate(
+    pollers: Callable[..., MailboxPoller], spool: Spool, tmp_path: Path, security: str
+) -> None:
     server = DovecotServer(tls=True).start()
     try:
         raw = make_mail(1)
@@ -247,12 +264,16 @@ class WatchingSpool(Spool):
         self.saved_last_uid: list[int] = []
 
     def put(self, raw: bytes, source: str, envelope: dict[str, Any] | None = None) -> str:
-        saved = json.loads(self.state_file.read_text())["folders"]["INBOX"]["last_uid"] if self.state_file.exists() else 0
+        saved = (
+            json.loads(self.state_file.read_text())["folders"]["INBOX"]["last_uid"] if self.state_file.exists() else 0
+        )
         self.saved_last_uid.append(saved)
         return super().put(raw, source, envelope)
 
 
-def test_batches_of_100_take_250_messages_and_save_progress_after_each(pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, tmp_path: Path) -> None:
+def test_batches_of_100_take_250_messages_and_save_progress_after_each(
+    pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, tmp_path: Path
+) -> None:
     raws = [make_mail(i) for i in range(250)]
     dovecot.append_many("INBOX", raws)
     state = tmp_path / "state"
@@ -269,7 +290,13 @@ def test_batches_of_100_take_250_messages_and_save_progress_after_each(pollers: 
     assert all(KEYWORD in f for f in dovecot.flags("INBOX").values())
 
 
-def test_uidvalidity_change_rescans_without_respooling_marked_mail(pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_uidvalidity_change_rescans_without_respooling_marked_mail(
+    pollers: Callable[..., MailboxPoller],
+    dovecot: DovecotServer,
+    spool: Spool,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     dovecot.create_folder("Support")
     old = [make_mail(i) for i in range(5)]
     for raw in old:
@@ -304,7 +331,9 @@ def test_uidvalidity_change_rescans_without_respooling_marked_mail(pollers: Call
     poller.disconnect()
 
 
-def test_several_folders_and_a_missing_one(pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path) -> None:
+def test_several_folders_and_a_missing_one(
+    pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path
+) -> None:
     dovecot.create_folder("Sales")
     dovecot.create_folder("Factures été")
     dovecot.append("INBOX", make_mail(1))
@@ -327,7 +356,9 @@ def test_several_folders_and_a_missing_one(pollers: Callable[..., MailboxPoller]
     poller.disconnect()
 
 
-def test_unwritable_state_folder_is_a_clear_error_and_nothing_is_lost(pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path) -> None:
+def test_unwritable_state_folder_is_a_clear_error_and_nothing_is_lost(
+    pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path
+) -> None:
     raw = make_mail(1)
     dovecot.append("INBOX", raw)
     blocker = tmp_path / "state"
@@ -346,7 +377,9 @@ def test_unwritable_state_folder_is_a_clear_error_and_nothing_is_lost(pollers: C
 
 
 # Failures and reconnecting -------------------------------------------------------------------
-def test_wrong_password_is_reported_clearly_and_backs_off(pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path) -> None:
+def test_wrong_password_is_reported_clearly_and_backs_off(
+    pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path
+) -> None:
     settings = dataclasses.replace(settings_for(dovecot), password="wrong")
     poller = pollers(settings, spool, tmp_path / "state")
 
@@ -375,8 +408,12 @@ def test_wrong_password_is_reported_clearly_and_backs_off(pollers: Callable[...,
     assert "login failed" in looping.status()["last_error"]
 
 
-def test_run_forever_backs_off_exponentially_while_the_server_is_down(pollers: Callable[..., MailboxPoller], spool: Spool, tmp_path: Path) -> None:
-    settings = ImapSettings(name="x", host="127.0.0.1", port=free_port(), security="none", username="u", password="p", timeout=2)
+def test_run_forever_backs_off_exponentially_while_the_server_is_down(
+    pollers: Callable[..., MailboxPoller], spool: Spool, tmp_path: Path
+) -> None:
+    settings = ImapSettings(
+        name="x", host="127.0.0.1", port=free_port(), security="none", username="u", password="p", timeout=2
+    )
     now = [0.0]
     waits: dict[int, float] = {}
     stop = threading.Event()
@@ -409,8 +446,12 @@ def test_backoff_doubles_with_jitter_and_caps_at_five_minutes() -> None:
     assert backoff.next() == 1.0
 
 
-def test_no_server_listening_is_an_error_not_a_crash(pollers: Callable[..., MailboxPoller], spool: Spool, tmp_path: Path) -> None:
-    settings = ImapSettings(name="x", host="127.0.0.1", port=free_port(), security="none", username="u", password="p", timeout=2)
+def test_no_server_listening_is_an_error_not_a_crash(
+    pollers: Callable[..., MailboxPoller], spool: Spool, tmp_path: Path
+) -> None:
+    settings = ImapSettings(
+        name="x", host="127.0.0.1", port=free_port(), security="none", username="u", password="p", timeout=2
+    )
     report = pollers(settings, spool, tmp_path / "state").run_once()
     assert report.spooled == 0
     assert "cannot connect" in report.errors[0] and "refused" in report.errors[0].lower()
@@ -433,7 +474,9 @@ class DroppingSpool(Spool):
         return entry
 
 
-def test_server_drop_mid_batch_reconnects_with_backoff_and_loses_nothing(pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_server_drop_mid_batch_reconnects_with_backoff_and_loses_nothing(
+    pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     raws = [make_mail(i) for i in range(120)]
     dovecot.append_many("INBOX", raws)
     spool = DroppingSpool(tmp_path / "spool", dovecot, after=130)
@@ -469,7 +512,13 @@ def test_server_drop_mid_batch_reconnects_with_backoff_and_loses_nothing(pollers
     assert any("recovered after" in m for m in messages)
 
 
-def test_idle_wakes_up_on_new_mail(pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_idle_wakes_up_on_new_mail(
+    pollers: Callable[..., MailboxPoller],
+    dovecot: DovecotServer,
+    spool: Spool,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     settings = settings_for(dovecot, poll_interval=120.0, idle=True)
     poller = pollers(settings, spool, tmp_path / "state")
     thread, stop = run_in_thread(poller)
@@ -490,7 +539,10 @@ def test_idle_wakes_up_on_new_mail(pollers: Callable[..., MailboxPoller], doveco
 
 
 def test_mail_arriving_just_before_idle_starts_is_not_left_for_the_next_poll(
-    pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path,
+    pollers: Callable[..., MailboxPoller],
+    dovecot: DovecotServer,
+    spool: Spool,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Deliver a message in the gap between the poller's look at the folder and IDLE.
@@ -516,7 +568,9 @@ def test_mail_arriving_just_before_idle_starts_is_not_left_for_the_next_poll(
         thread.join(5)
 
 
-def test_idle_with_a_missing_first_folder_falls_back_to_polling(pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path) -> None:
+def test_idle_with_a_missing_first_folder_falls_back_to_polling(
+    pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path
+) -> None:
     settings = settings_for(dovecot, folders=("Nope", "INBOX"), poll_interval=0.3, idle=True)
     poller = pollers(settings, spool, tmp_path / "state")
     logins_before = dovecot.log_tail(10_000).count("Login: user=")
@@ -534,7 +588,9 @@ def test_idle_with_a_missing_first_folder_falls_back_to_polling(pollers: Callabl
     assert dovecot.log_tail(10_000).count("Login: user=") - logins_before <= 2
 
 
-def test_without_idle_it_polls_at_the_interval(pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path) -> None:
+def test_without_idle_it_polls_at_the_interval(
+    pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path
+) -> None:
     settings = settings_for(dovecot, poll_interval=0.3, idle=False)
     poller = pollers(settings, spool, tmp_path / "state")
     thread, stop = run_in_thread(poller)
@@ -548,7 +604,13 @@ def test_without_idle_it_polls_at_the_interval(pollers: Callable[..., MailboxPol
     assert not thread.is_alive()
 
 
-def test_fetch_and_spool_rate_for_1000_messages(pollers: Callable[..., MailboxPoller], dovecot: DovecotServer, spool: Spool, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_fetch_and_spool_rate_for_1000_messages(
+    pollers: Callable[..., MailboxPoller],
+    dovecot: DovecotServer,
+    spool: Spool,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     raws = [make_mail(i, size=3000) for i in range(1000)]
     dovecot.append_many("INBOX", raws)
     poller = pollers(settings_for(dovecot, batch_size=100), spool, tmp_path / "state")

@@ -61,9 +61,23 @@ class Responder:
         root = Path(__file__).resolve().parents[2]
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.support.autoresponder", "--listen", str(port),
-                 "--reply-to-port", str(reply_port), "--mode", mode, "--record", str(record)],
-                stdout=out, stderr=subprocess.STDOUT, cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.support.autoresponder",
+                    "--listen",
+                    str(port),
+                    "--reply-to-port",
+                    str(reply_port),
+                    "--mode",
+                    mode,
+                    "--record",
+                    str(record),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=root,
+                env={**os.environ, "PYTHONPATH": str(root)},
             )
         wait_port("127.0.0.1", port)
 
@@ -85,8 +99,12 @@ class Responder:
 def _send_customer_mail(port: int) -> None:
     import smtplib
 
-    raw = eml(subject="Where is my order?", sender=f"Robin Auto <{RESPONDER}>",
-              body="Hello,\n\nmy order 1234 has not arrived.\n\nRobin\n", message_id="<kickoff-1@responder.example>")
+    raw = eml(
+        subject="Where is my order?",
+        sender=f"Robin Auto <{RESPONDER}>",
+        body="Hello,\n\nmy order 1234 has not arrived.\n\nRobin\n",
+        message_id="<kickoff-1@responder.example>",
+    )
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
         smtp.sendmail(RESPONDER, ["support@example.com"], raw)
 
@@ -99,7 +117,9 @@ def loop_run(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch)
     def run(mode: str) -> dict[str, Any]:
         smtp_port, relay_port = free_port(), free_port()
         data_dir = tmp_path / "data"
-        extra = LIMITS + f"""
+        extra = (
+            LIMITS
+            + f"""
 [outbound]
 relay_host = "127.0.0.1"
 relay_port = {relay_port}
@@ -107,8 +127,10 @@ security = "none"
 max_attempts = 2
 retry_base_seconds = 1.0
 """
-        cfg = write_config(tmp_path / "maildesk.toml", data_dir=data_dir, database_url=database_url,
-                           smtp_port=smtp_port, extra=extra)
+        )
+        cfg = write_config(
+            tmp_path / "maildesk.toml", data_dir=data_dir, database_url=database_url, smtp_port=smtp_port, extra=extra
+        )
         monkeypatch.setenv("MAILDESK_TEST_SECRET", "crash-secret")  # what Daemon gives the subprocess
         instance_id = load_settings(cfg).instance_id
         responder = Responder(relay_port, smtp_port, mode, tmp_path / "responder.jsonl", tmp_path / "responder.log")
@@ -124,12 +146,18 @@ retry_base_seconds = 1.0
         store = Store(database_url)
         try:
             with store.session() as s:
-                outbox = [(o.id, o.state, list(o.recipients or []), o.template, o.ticket_number, o.last_error)
-                          for o in s.scalars(select(OutboxItem).order_by(OutboxItem.id))]
-                events = [(e.type, e.ticket_number, dict(e.data or {})) for e in s.scalars(select(Event).order_by(Event.id))]
+                outbox = [
+                    (o.id, o.state, list(o.recipients or []), o.template, o.ticket_number, o.last_error)
+                    for o in s.scalars(select(OutboxItem).order_by(OutboxItem.id))
+                ]
+                events = [
+                    (e.type, e.ticket_number, dict(e.data or {})) for e in s.scalars(select(Event).order_by(Event.id))
+                ]
                 tickets = list(s.scalars(select(Ticket.number).order_by(Ticket.number)))
-                inbound = [(m.ticket_number, m.screen) for m in s.scalars(
-                    select(Message).where(Message.direction == "in").order_by(Message.id))]
+                inbound = [
+                    (m.ticket_number, m.screen)
+                    for m in s.scalars(select(Message).where(Message.direction == "in").order_by(Message.id))
+                ]
         finally:
             store.dispose()
         got = responder.events()
@@ -155,8 +183,10 @@ retry_base_seconds = 1.0
 
 def _report(mode: str, r: dict[str, Any]) -> str:
     states = Counter(row[1] for row in r["outbox"])
-    return (f"{mode}: maildesk->responder {len(r['received'])}, responder->maildesk {len(r['sent'])}, "
-            f"tickets {len(r['tickets'])}, outbox {dict(states)}, inbound screens {Counter(s for _, s in r['inbound'])}")
+    return (
+        f"{mode}: maildesk->responder {len(r['received'])}, responder->maildesk {len(r['sent'])}, "
+        f"tickets {len(r['tickets'])}, outbox {dict(states)}, inbound screens {Counter(s for _, s in r['inbound'])}"
+    )
 
 
 def _assert_bounded(mode: str, r: dict[str, Any]) -> None:

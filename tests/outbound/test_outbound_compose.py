@@ -165,7 +165,9 @@ def test_no_recipient_and_naive_now_refused() -> None:
 
 
 def test_non_ascii_names_and_subjects_are_rfc2047_encoded() -> None:
-    raw = build_message(mail(from_name="Jürgen Müller – Support", subject="Re: [#42] Drucker brennt – schnell!"), now=NOW)
+    raw = build_message(
+        mail(from_name="Jürgen Müller – Support", subject="Re: [#42] Drucker brennt – schnell!"), now=NOW
+    )
     head = headers_of(raw)
     assert head.isascii() and b"=?utf-8?" in head
     parsed = parse_bytes(raw)
@@ -190,22 +192,32 @@ def test_internationalised_addresses() -> None:
 
 def test_attachments_get_safe_names() -> None:
     raw = build_message(
-        mail(attachments=(("../../etc/passwd", "text/plain", b"root:x"), ("report.pdf", "application/pdf", b"%PDF-1.4"),
-                          ("a.bin", "bogus type\r\nX: y", b"\x00\x01"))),
+        mail(
+            attachments=(
+                ("../../etc/passwd", "text/plain", b"root:x"),
+                ("report.pdf", "application/pdf", b"%PDF-1.4"),
+                ("a.bin", "bogus type\r\nX: y", b"\x00\x01"),
+            )
+        ),
         now=NOW,
     )
     parsed = parse_bytes(raw)
     assert [a.filename for a in parsed.attachments] == ["passwd", "report.pdf", "a.bin"]
     assert [a.content_type for a in parsed.attachments] == [
-        "application/octet-stream", "application/pdf", "application/octet-stream"]
+        "application/octet-stream",
+        "application/pdf",
+        "application/octet-stream",
+    ]
     assert parsed.attachments[1].payload == b"%PDF-1.4"
 
 
 def test_rendered_template_into_a_message() -> None:
     ctx = sample_context("de")
     out = TemplateRenderer(None).render("resolved", ctx, locale="de")
-    raw = build_message(mail(subject=out.subject, text=out.text, html=out.html, in_reply_to="cust-1@example.org",
-                             automatic=True), now=NOW)
+    raw = build_message(
+        mail(subject=out.subject, text=out.text, html=out.html, in_reply_to="cust-1@example.org", automatic=True),
+        now=NOW,
+    )
     parsed = parse_bytes(raw)
     assert parsed.subject == "Re: [#42] Printer on fire"
     assert "als gelöst markiert" in parsed.text and "als gelöst markiert" in parsed.html

@@ -17,8 +17,16 @@ from maildesk.outbound.context import (
 from maildesk.outbound.render import RenderError, TemplateRenderer, UnknownTemplate
 
 BUILTINS = {
-    "ack", "agent_reply", "resolved", "sla_warning", "sla_breach", "followup", "survey",
-    "agent_notification", "bounce_notice", "refused_reply",
+    "ack",
+    "agent_reply",
+    "resolved",
+    "sla_warning",
+    "sla_breach",
+    "followup",
+    "survey",
+    "agent_notification",
+    "bounce_notice",
+    "refused_reply",
 }
 
 
@@ -116,7 +124,9 @@ def test_hostile_customer_text_escaped_in_html_and_not_evaluated(tmp_path: Path,
 
 def test_site_html_template_autoescapes_and_text_does_not(tmp_path: Path) -> None:
     write(tmp_path, "en/agent_notification.txt.j2", "Subject: {{ ticket.tag }} note\n\n{{ message.text }}\n")
-    write(tmp_path, "en/agent_notification.html.j2", "<div>{{ message.text }}</div><p>{{ message.text|paragraphs }}</p>")
+    write(
+        tmp_path, "en/agent_notification.html.j2", "<div>{{ message.text }}</div><p>{{ message.text|paragraphs }}</p>"
+    )
     out = TemplateRenderer(tmp_path).render("agent_notification", hostile_context(HOSTILE), locale="en")
     assert out.errors == () and "<script>alert('x')</script>" in out.text
     assert out.html is not None and "<script" not in out.html and out.html.count("&lt;script&gt;") == 2

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from maildesk.config import Settings
 from maildesk.outbound.sender import OutboxSender
-from maildesk.pipeline.respond import respond
+from maildesk.pipeline.stages.respond import respond
 from maildesk.store.models import Event, OutboxItem, Ticket
 from tests.conftest import free_port
 from tests.support.mailgen import eml
@@ -56,7 +56,9 @@ class SinkHandler:
             answer = self.data_script.pop(0)
             if not answer.startswith("250"):
                 return answer
-        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content or envelope.content)))
+        self.received.append(
+            (envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content or envelope.content))
+        )
         return "250 2.0.0 queued"
 
 
@@ -124,4 +126,6 @@ def event_types(desk: Any, ticket: int) -> list[str]:
 
 def events(desk: Any, ticket: int, type_: str) -> list[Event]:
     with desk.store.reader() as s:
-        return list(s.scalars(select(Event).where(Event.ticket_number == ticket, Event.type == type_).order_by(Event.id)))
+        return list(
+            s.scalars(select(Event).where(Event.ticket_number == ticket, Event.type == type_).order_by(Event.id))
+        )

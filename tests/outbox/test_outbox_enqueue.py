@@ -32,12 +32,26 @@ def mail(number: int, to: str = "anna@customer.example", key: str = "k") -> Outg
 def test_second_enqueue_with_same_key_writes_nothing(bare: Any, clock: Clock) -> None:
     number = new_ticket(bare, clock)
     with bare.store.session() as s:
-        first = enqueue(s, key=f"ack:{number}", ticket_number=number, mail=mail(number, key="a"), template="ack",
-                        automatic=True, now=clock())
+        first = enqueue(
+            s,
+            key=f"ack:{number}",
+            ticket_number=number,
+            mail=mail(number, key="a"),
+            template="ack",
+            automatic=True,
+            now=clock(),
+        )
         assert first is not None and first.state == "queued"
     with bare.store.session() as s:
-        again = enqueue(s, key=f"ack:{number}", ticket_number=number, mail=mail(number, key="b"), template="ack",
-                        automatic=True, now=clock())
+        again = enqueue(
+            s,
+            key=f"ack:{number}",
+            ticket_number=number,
+            mail=mail(number, key="b"),
+            template="ack",
+            automatic=True,
+            now=clock(),
+        )
         assert again is None
     rows = outbox_rows(bare)
     assert len(rows) == 1 and rows[0].idempotency_key == f"ack:{number}"
@@ -67,14 +81,18 @@ def test_suppressed_recipient_is_held_with_an_event(bare: Any, clock: Clock) -> 
     with bare.store.session() as s:
         s.add(Suppression(address="anna@customer.example", reason="550 5.1.1 user unknown", created_at=clock()))
     with bare.store.session() as s:
-        item = enqueue(s, key="ack", ticket_number=number, mail=mail(number), template="ack", automatic=True, now=clock())
+        item = enqueue(
+            s, key="ack", ticket_number=number, mail=mail(number), template="ack", automatic=True, now=clock()
+        )
         assert item is not None and item.state == "held"
     (ev,) = events(bare, number, "automatic-mail-held")
     assert "suppressed" in ev.data["reasons"][0] and "user unknown" in ev.data["reasons"][0]
     # a human agent's mail to a suppressed address is held too (it would only bounce again)
     with bare.store.session() as s:
         human = replace(mail(number, key="h"), automatic=False)
-        item = enqueue(s, key="agent", ticket_number=number, mail=human, template="agent_reply", automatic=False, now=clock())
+        item = enqueue(
+            s, key="agent", ticket_number=number, mail=human, template="agent_reply", automatic=False, now=clock()
+        )
         assert item is not None and item.state == "held"
     assert "mail-held" in event_types(bare, number)
 
@@ -82,10 +100,18 @@ def test_suppressed_recipient_is_held_with_an_event(bare: Any, clock: Clock) -> 
 def test_expired_suppression_no_longer_holds(bare: Any, clock: Clock) -> None:
     number = new_ticket(bare, clock)
     with bare.store.session() as s:
-        s.add(Suppression(address="anna@customer.example", reason="mailbox full", created_at=clock(),
-                          until=clock().replace(year=2025)))
+        s.add(
+            Suppression(
+                address="anna@customer.example",
+                reason="mailbox full",
+                created_at=clock(),
+                until=clock().replace(year=2025),
+            )
+        )
     with bare.store.session() as s:
-        item = enqueue(s, key="ack", ticket_number=number, mail=mail(number), template="ack", automatic=True, now=clock())
+        item = enqueue(
+            s, key="ack", ticket_number=number, mail=mail(number), template="ack", automatic=True, now=clock()
+        )
         assert item is not None and item.state == "queued"
 
 
@@ -95,8 +121,16 @@ def test_limits_hold_automatic_mail_per_recipient_and_recover_after_an_hour(bare
     states = []
     for i in range(3):
         with bare.store.session() as s:
-            item = enqueue(s, key=f"n{i}", ticket_number=number, mail=mail(number, key=f"n{i}"), template="ack",
-                           automatic=True, now=clock(), policy=policy)
+            item = enqueue(
+                s,
+                key=f"n{i}",
+                ticket_number=number,
+                mail=mail(number, key=f"n{i}"),
+                template="ack",
+                automatic=True,
+                now=clock(),
+                policy=policy,
+            )
             assert item is not None
             states.append(item.state)
     assert states == ["queued", "queued", "held"]
@@ -104,17 +138,41 @@ def test_limits_hold_automatic_mail_per_recipient_and_recover_after_an_hour(bare
     assert "in the last hour" in held.data["reasons"][0] and "(limit 2)" in held.data["reasons"][0]
     # another recipient is not affected; held mail does not count against anyone
     with bare.store.session() as s:
-        other = enqueue(s, key="bob", ticket_number=number, mail=mail(number, to="bob_x@customer.example", key="bob"),
-                        template="ack", automatic=True, now=clock(), policy=policy)
+        other = enqueue(
+            s,
+            key="bob",
+            ticket_number=number,
+            mail=mail(number, to="bob_x@customer.example", key="bob"),
+            template="ack",
+            automatic=True,
+            now=clock(),
+            policy=policy,
+        )
         assert other is not None and other.state == "queued"
     clock.advance(3601)
     with bare.store.session() as s:
-        later = enqueue(s, key="n3", ticket_number=number, mail=mail(number, key="n3"), template="ack",
-                        automatic=True, now=clock(), policy=policy)
+        later = enqueue(
+            s,
+            key="n3",
+            ticket_number=number,
+            mail=mail(number, key="n3"),
+            template="ack",
+            automatic=True,
+            now=clock(),
+            policy=policy,
+        )
         assert later is not None and later.state == "queued"  # 2 in the day so far, limit 3
     with bare.store.session() as s:
-        full = enqueue(s, key="n4", ticket_number=number, mail=mail(number, key="n4"), template="ack",
-                       automatic=True, now=clock(), policy=policy)
+        full = enqueue(
+            s,
+            key="n4",
+            ticket_number=number,
+            mail=mail(number, key="n4"),
+            template="ack",
+            automatic=True,
+            now=clock(),
+            policy=policy,
+        )
         assert full is not None and full.state == "held"
     assert "24 hours" in events(bare, number, "automatic-mail-held")[-1].data["reasons"][0]
 
@@ -125,8 +183,16 @@ def test_limit_counts_do_not_confuse_similar_addresses(bare: Any, clock: Clock) 
     policy = LimitPolicy(per_recipient_hour=1, per_recipient_day=10, per_ticket_day=100, global_hour=100)
     for i, to in enumerate(["a_b@x.example", "axb@x.example", "ba_b@x.example", "a_b@x.example.org"]):
         with bare.store.session() as s:
-            item = enqueue(s, key=f"s{i}", ticket_number=number, mail=mail(number, to=to, key=f"s{i}"), template="ack",
-                           automatic=True, now=clock(), policy=policy)
+            item = enqueue(
+                s,
+                key=f"s{i}",
+                ticket_number=number,
+                mail=mail(number, to=to, key=f"s{i}"),
+                template="ack",
+                automatic=True,
+                now=clock(),
+                policy=policy,
+            )
             assert item is not None and item.state == "queued", to
 
 
@@ -134,8 +200,16 @@ def test_non_automatic_mail_ignores_limits(bare: Any, clock: Clock) -> None:
     number = new_ticket(bare, clock)
     zero = LimitPolicy(0, 0, 0, 0)
     with bare.store.session() as s:
-        item = enqueue(s, key="agent", ticket_number=number, mail=replace(mail(number), automatic=False),
-                       template="agent_reply", automatic=False, now=clock(), policy=zero)
+        item = enqueue(
+            s,
+            key="agent",
+            ticket_number=number,
+            mail=replace(mail(number), automatic=False),
+            template="agent_reply",
+            automatic=False,
+            now=clock(),
+            policy=zero,
+        )
         assert item is not None and item.state == "queued"
 
 

@@ -27,9 +27,26 @@ def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 
@@ -99,7 +116,9 @@ def test_answers_map_to_temporary_or_permanent(
 def test_one_recipient_refused_of_two_is_delivered_and_reported(plain: tuple[SinkHandler, int]) -> None:
     handler, port = plain
     handler.rcpt_script = ["250 ok", "550 5.1.1 bob unknown"]
-    result = deliver(RAW, "support@example.com", ["anna@customer.example", "bob@customer.example"], settings(port), timeout=5)
+    result = deliver(
+        RAW, "support@example.com", ["anna@customer.example", "bob@customer.example"], settings(port), timeout=5
+    )
     assert result.ok and result.permanent_recipients == ("bob@customer.example",)
     assert result.refused["bob@customer.example"][0] == 550
     assert handler.received[0][1] == ["anna@customer.example"]
@@ -112,19 +131,33 @@ def test_connection_refused_is_temporary() -> None:
 
 def test_starttls_with_auth(cert: tuple[Path, Path]) -> None:
     handler, port, auth = SinkHandler(), free_port(), Auth()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, tls_context=server_context(cert),
-                            require_starttls=True, authenticator=auth, auth_required=True)
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=server_context(cert),
+        require_starttls=True,
+        authenticator=auth,
+        auth_required=True,
+    )
     controller.start()
     try:
         out = settings(port, username="desk", password="s3cret")
         out = replace(out, security="starttls")
-        result = deliver(RAW, "support@example.com", ["anna@customer.example"], out, timeout=5,
-                         context=client_context(cert))
+        result = deliver(
+            RAW, "support@example.com", ["anna@customer.example"], out, timeout=5, context=client_context(cert)
+        )
         assert result.ok, result.message
         assert auth.seen == [("desk", "s3cret")] and len(handler.received) == 1
         # wrong password: a set-up problem, so temporary (retries work once it is fixed)
-        bad = deliver(RAW, "support@example.com", ["anna@customer.example"], replace(out, password="nope"), timeout=2,
-                      context=client_context(cert))
+        bad = deliver(
+            RAW,
+            "support@example.com",
+            ["anna@customer.example"],
+            replace(out, password="nope"),
+            timeout=2,
+            context=client_context(cert),
+        )
         assert not bad.ok and not bad.permanent
         # a certificate we do not trust is refused, temporarily
         untrusted = deliver(RAW, "support@example.com", ["anna@customer.example"], out, timeout=5)
@@ -140,7 +173,9 @@ def test_implicit_tls(cert: tuple[Path, Path]) -> None:
     controller.start()
     try:
         out = replace(settings(port), security="ssl")
-        result = deliver(RAW, "support@example.com", ["anna@customer.example"], out, timeout=5, context=client_context(cert))
+        result = deliver(
+            RAW, "support@example.com", ["anna@customer.example"], out, timeout=5, context=client_context(cert)
+        )
         assert result.ok, result.message
         assert len(handler.received) == 1
     finally:

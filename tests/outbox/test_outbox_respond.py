@@ -12,9 +12,8 @@ from maildesk.message import parse_bytes
 from maildesk.outbound.mailer import Mailer
 from maildesk.outbound.outbox import loop_id
 from maildesk.outbound.render import TemplateRenderer
-from maildesk.pipeline.context import MessageContext
-from maildesk.pipeline.respond import respond, send_agent_reply, send_resolution_notice
-from maildesk.pipeline.stages import PipelineDeps
+from maildesk.pipeline.context import MessageContext, PipelineDeps
+from maildesk.pipeline.stages.respond import respond, send_agent_reply, send_resolution_notice
 from maildesk.rules.model import Decision
 from maildesk.rules.screen import screen_message
 from maildesk.store.models import Agent, Message, Ticket
@@ -43,7 +42,8 @@ def screening(ctx: MessageContext, session: Any, deps: PipelineDeps) -> None:
 
 def with_stages(desk: Any, *middle: Any) -> None:
     """dedupe → the given stages (screen, route stand-ins) → persist → respond."""
-    from maildesk.pipeline.stages import dedupe, persist
+    from maildesk.pipeline.stages.dedupe import dedupe
+    from maildesk.pipeline.stages.persist import persist
 
     desk.worker.stages = (dedupe, *middle, persist, respond)
 
@@ -98,7 +98,8 @@ def test_reply_on_existing_ticket_gets_no_second_ack(wired: Any, clock: Clock) -
     def thread_to_ticket(ctx: MessageContext, session: Any, deps: PipelineDeps) -> None:
         ctx.ticket_number = number
 
-    from maildesk.pipeline.stages import dedupe, persist
+    from maildesk.pipeline.stages.dedupe import dedupe
+    from maildesk.pipeline.stages.persist import persist
 
     wired.worker.stages = (dedupe, thread_to_ticket, persist, respond)
     wired.spool.put(eml(subject=f"Re: [#{number}] Printer on fire", body="more details"), "smtp")
@@ -129,24 +130,33 @@ def test_rule_replies_are_sent_and_unknown_templates_are_recorded(wired: Any, cl
 
 
 def test_agent_reply_threads_on_the_customer_mail_and_sets_first_response(wired: Any, clock: Clock) -> None:
-    number = new_ticket(wired, clock, message_id="<cust1@customer.example>", to="billing@example.com",
-                       extra="Cc: Bob <bob@customer.example>")
+    number = new_ticket(
+        wired,
+        clock,
+        message_id="<cust1@customer.example>",
+        to="billing@example.com",
+        extra="Cc: Bob <bob@customer.example>",
+    )
     with wired.store.session() as s:
         s.add(Agent(email="jonas@example.com", name="Jonas Weber", signature="Jonas Weber\nExample Ltd."))
     clock.advance(600)
     with wired.store.session() as s:
-        item = send_agent_reply(s, wired.deps, number, "Please unplug it.\nJonas", "Jonas@Example.com", clock(),
-                                key="cli:1")
+        item = send_agent_reply(
+            s, wired.deps, number, "Please unplug it.\nJonas", "Jonas@Example.com", clock(), key="cli:1"
+        )
         assert item is not None and not item.automatic and item.state == "queued"
     with wired.store.session() as s:
-        again = send_agent_reply(s, wired.deps, number, "Please unplug it.\nJonas", "jonas@example.com", clock(),
-                                 key="cli:1")
+        again = send_agent_reply(
+            s, wired.deps, number, "Please unplug it.\nJonas", "jonas@example.com", clock(), key="cli:1"
+        )
         assert again is None
     row = outbox_rows(wired)[-1]
     got = parse_bytes(row.raw)
     assert got.in_reply_to == ("cust1@customer.example",)
     assert got.from_ is not None and got.from_.email == "billing@example.com"  # the address the customer wrote to
-    assert [a.email for a in got.to] == ["anna@customer.example"] and [a.email for a in got.cc] == ["bob@customer.example"]
+    assert [a.email for a in got.to] == ["anna@customer.example"] and [a.email for a in got.cc] == [
+        "bob@customer.example"
+    ]
     assert got.header("Auto-Submitted") == "" and "Please unplug it." in got.text and "Example Ltd." in got.text
     assert sorted(row.recipients) == ["anna@customer.example", "bob@customer.example"]
     with wired.store.reader() as s:

@@ -30,7 +30,10 @@ from tests.outbox.outbox_kit import (
 def test_ack_reaches_the_relay_with_threading_headers(wired: Any, clock: Clock, sink: RelaySink) -> None:
     theirs = new_thread_index(clock() - timedelta(days=1))
     number = new_ticket(
-        wired, clock, message_id="<q1@customer.example>", subject="Re: Printer on fire",
+        wired,
+        clock,
+        message_id="<q1@customer.example>",
+        subject="Re: Printer on fire",
         extra=f"References: <older@customer.example>\nThread-Index: {theirs}",
         envelope={"rcpt_tos": ["billing@example.com"], "mail_from": "anna@customer.example"},
     )
@@ -233,8 +236,13 @@ def queue_plain_mails(desk: Any, number: int, n: int, now: Any) -> None:
     with desk.store.session() as s:
         for i in range(n):
             key = f"bulk:{i}"
-            mail = OutgoingMail(from_addr="support@example.com", to=(f"c{i}@customer.example",), subject=f"[#{number}] n{i}",
-                                text="x", message_id=make_message_id("test-secret", number, "example.com", nonce_for(key)))
+            mail = OutgoingMail(
+                from_addr="support@example.com",
+                to=(f"c{i}@customer.example",),
+                subject=f"[#{number}] n{i}",
+                text="x",
+                message_id=make_message_id("test-secret", number, "example.com", nonce_for(key)),
+            )
             enqueue(s, key=key, ticket_number=number, mail=mail, template="agent_reply", automatic=False, now=now)
 
 

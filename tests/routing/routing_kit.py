@@ -29,8 +29,14 @@ QUEUES: list[dict[str, Any]] = [
 ]
 
 
-def team_settings(tmp_path: Path, database_url: str, rules: str | None, *, agents: list[dict[str, Any]] | None = None,
-                  queues: list[dict[str, Any]] | None = None) -> Settings:
+def team_settings(
+    tmp_path: Path,
+    database_url: str,
+    rules: str | None,
+    *,
+    agents: list[dict[str, Any]] | None = None,
+    queues: list[dict[str, Any]] | None = None,
+) -> Settings:
     """Test settings plus teams, a rules file (tmp_path/rules.yaml) and a site template folder."""
     templates = tmp_path / "templates" / "en"
     templates.mkdir(parents=True, exist_ok=True)
@@ -43,11 +49,18 @@ def team_settings(tmp_path: Path, database_url: str, rules: str | None, *, agent
         rules_path.write_text(rules)
         desk["rules_file"] = str(rules_path)
     settings = make_settings(tmp_path, database_url, desk=desk)
-    team = parse_settings({
-        "desk": {"data_dir": str(tmp_path / "data"), "support_addresses": list(settings.desk.support_addresses), "secret_env": ""},
-        "agent": AGENTS if agents is None else agents,
-        "queue": QUEUES if queues is None else queues,
-    }, base_dir=str(tmp_path))
+    team = parse_settings(
+        {
+            "desk": {
+                "data_dir": str(tmp_path / "data"),
+                "support_addresses": list(settings.desk.support_addresses),
+                "secret_env": "",
+            },
+            "agent": AGENTS if agents is None else agents,
+            "queue": QUEUES if queues is None else queues,
+        },
+        base_dir=str(tmp_path),
+    )
     return replace(settings, agents=team.agents, queues=team.queues)
 
 
@@ -72,8 +85,9 @@ class Desk:
         stats = self.app.process()
         assert stats["failed"] == 0 and stats["quarantined"] == 0, stats
         with self.app.store.reader() as s:
-            row = s.scalars(select(Message).where(Message.direction == "in", Message.kind == "customer")
-                            .order_by(Message.id.desc())).first()
+            row = s.scalars(
+                select(Message).where(Message.direction == "in", Message.kind == "customer").order_by(Message.id.desc())
+            ).first()
             assert row is not None
             return row
 
@@ -86,13 +100,22 @@ class Desk:
 
     def events(self, number: int | None, type_: str) -> list[dict[str, Any]]:
         with self.app.store.reader() as s:
-            return [e.data for e in s.scalars(select(Event).where(Event.ticket_number == number, Event.type == type_)
-                                              .order_by(Event.id))]
+            return [
+                e.data
+                for e in s.scalars(
+                    select(Event).where(Event.ticket_number == number, Event.type == type_).order_by(Event.id)
+                )
+            ]
 
     def notes(self, number: int | None) -> list[Message]:
         with self.app.store.reader() as s:
-            return list(s.scalars(select(Message).where(Message.ticket_number == number, Message.kind == "agent-note")
-                                  .order_by(Message.id)))
+            return list(
+                s.scalars(
+                    select(Message)
+                    .where(Message.ticket_number == number, Message.kind == "agent-note")
+                    .order_by(Message.id)
+                )
+            )
 
     def outbox(self, number: int | None = None) -> list[OutboxItem]:
         with self.app.store.reader() as s:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from maildesk.config import parse_settings
 from maildesk.errors import ConfigError
-from maildesk.explain import explain
+from maildesk.services.explain import explain
 from maildesk.store.models import Agent, Customer, KeyValue, Ticket
 from tests.routing.routing_kit import Desk, team_settings
 from tests.support.mailgen import eml
@@ -79,7 +79,11 @@ def test_conditions_and_actions_apply_to_the_ticket_and_are_explained(make_desk:
     assert hits[1]["captures"] == {"invoice": "AB-12345"} and hits[1]["line"] > 0
     routed = d.events(t.number, "routed")[-1]
     assert routed["changes"]["queue"] == ["default", "billing"]
-    assert routed["input"] == {"event": "new", "customer": {"vip": False, "tickets": 0, "open_tickets": 0}, "ticket": None}
+    assert routed["input"] == {
+        "event": "new",
+        "customer": {"vip": False, "tickets": 0, "open_tickets": 0},
+        "ticket": None,
+    }
     # explain lists the rule hits with the mail
     why = explain(d.app.store, "<r1@customer.example>")
     assert why is not None
@@ -162,9 +166,15 @@ rules:
     assert t.queue == "billing"  # [[queue]] address routes it before the rules
     assert d.events(t.number, "queued-by-address") == [{"address": "billing@example.com", "queue": "billing"}]
     d.later(hours=1)
-    reply = d.say(eml(to="billing@example.com", subject="Re: Invoice wrong", message_id="<q2@customer.example>",
-                      body="The portal is still down since this morning.\n\n> old quoted text about an outage\n",
-                      extra="In-Reply-To: <q1@customer.example>"))
+    reply = d.say(
+        eml(
+            to="billing@example.com",
+            subject="Re: Invoice wrong",
+            message_id="<q2@customer.example>",
+            body="The portal is still down since this morning.\n\n> old quoted text about an outage\n",
+            extra="In-Reply-To: <q1@customer.example>",
+        )
+    )
     assert reply.ticket_number == t.number
     t = d.ticket(t.number)
     assert (t.queue, t.tier, t.priority) == ("technical", "L2", "urgent")
@@ -180,8 +190,14 @@ rules:
         row.status = "resolved"
         row.resolved_at = d.now
     d.later(days=1)
-    d.say(eml(subject="Re: Invoice wrong", message_id="<q3@customer.example>", body="Hm, one more question.",
-              extra="In-Reply-To: <q2@customer.example>"))
+    d.say(
+        eml(
+            subject="Re: Invoice wrong",
+            message_id="<q3@customer.example>",
+            body="Hm, one more question.",
+            extra="In-Reply-To: <q2@customer.example>",
+        )
+    )
     t = d.ticket(t.number)
     assert t.status == "open" and "reopened" in t.tags and t.priority == "high"
     assert d.events(t.number, "routed")[-1]["input"]["ticket"]["status"] == "resolved"
@@ -199,13 +215,22 @@ rules:
     tiers = []
     for i in range(1, 4):
         d.later(minutes=10)
-        d.say(eml(subject="Re: Printer on fire", message_id=f"<e{i}@customer.example>", body=f"Get me a manager now ({i})",
-                  extra=f"In-Reply-To: <e{i - 1}@customer.example>"))
+        d.say(
+            eml(
+                subject="Re: Printer on fire",
+                message_id=f"<e{i}@customer.example>",
+                body=f"Get me a manager now ({i})",
+                extra=f"In-Reply-To: <e{i - 1}@customer.example>",
+            )
+        )
         tiers.append(d.ticket(t).tier)
     assert tiers == ["L2", "L3", "L3"]
     steps = [(e["from"], e["to"], e["rule"]) for e in d.events(t, "escalated")]
-    assert steps == [("L1", "L2", "customer asks for a manager"), ("L2", "L3", "customer asks for a manager"),
-                     ("L3", "L3", "customer asks for a manager")]
+    assert steps == [
+        ("L1", "L2", "customer asks for a manager"),
+        ("L2", "L3", "customer asks for a manager"),
+        ("L3", "L3", "customer asks for a manager"),
+    ]
     notes = d.notes(t)
     assert len(notes) == 3 and all(n.internal and n.sender == "maildesk" for n in notes)
     assert "L1 -> L2" in notes[0].visible_text and "Customer asked for a manager." in notes[0].visible_text
@@ -233,7 +258,9 @@ rules:
     again = make_desk(rules)
     assert again.ticket(again.say(eml(subject="invoice 4")).ticket_number).assignee == "bob@example.com"
     last = again.events(again.say(eml(subject="invoice 5")).ticket_number, "assigned")[-1]
-    assert last["strategy"] == "round_robin" and last["previous"] == "bob@example.com" and last["new"] == "ann@example.com"
+    assert (
+        last["strategy"] == "round_robin" and last["previous"] == "bob@example.com" and last["new"] == "ann@example.com"
+    )
 
 
 def test_least_loaded_assignment_counts_open_tickets_per_agent(make_desk: Any) -> None:
@@ -246,9 +273,18 @@ rules:
     # load: cem 2 open, dora 1 open + 3 resolved (resolved ones do not count)
     numbers = [d.say(eml(subject=f"seed {i}")).ticket_number for i in range(6)]
     with d.app.store.session() as s:
-        for n, (who, status) in zip(numbers, [("cem@example.com", "open"), ("cem@example.com", "new"),
-                                              ("dora@example.com", "pending"), ("dora@example.com", "resolved"),
-                                              ("dora@example.com", "resolved"), ("dora@example.com", "closed")], strict=True):
+        for n, (who, status) in zip(
+            numbers,
+            [
+                ("cem@example.com", "open"),
+                ("cem@example.com", "new"),
+                ("dora@example.com", "pending"),
+                ("dora@example.com", "resolved"),
+                ("dora@example.com", "resolved"),
+                ("dora@example.com", "closed"),
+            ],
+            strict=True,
+        ):
             row = s.get(Ticket, n)
             assert row is not None
             row.assignee, row.status = who, status
@@ -266,11 +302,14 @@ rules:
 
 
 def test_assignment_to_an_empty_group_is_reported_not_fatal(make_desk: Any) -> None:
-    d = make_desk("""
+    d = make_desk(
+        """
 rules:
   - name: to L3 of billing
     then: [{assign: {round_robin: billing/L3}}]
-""", agents=[{"email": "ann@example.com", "tiers": ["L1"], "queues": ["billing"]}])
+""",
+        agents=[{"email": "ann@example.com", "tiers": ["L1"], "queues": ["billing"]}],
+    )
     t = d.ticket(d.say(eml()).ticket_number)
     assert t.assignee is None
     assert "no active agent" in d.events(t.number, "assign-failed")[-1]["reason"]
@@ -316,8 +355,14 @@ rules:
     assert items["agent_notification"].recipients == ["lead@example.com"]
     assert d.events(t, "notified")[-1]["to"] == "lead@example.com"
     d.later(hours=2)
-    d.say(eml(subject="Re: urgent: printer", message_id="<n2@customer.example>", body="Thanks, it works again!",
-              extra="In-Reply-To: <n1@customer.example>"))
+    d.say(
+        eml(
+            subject="Re: urgent: printer",
+            message_id="<n2@customer.example>",
+            body="Thanks, it works again!",
+            extra="In-Reply-To: <n1@customer.example>",
+        )
+    )
     tk = d.ticket(t)
     assert tk.status == "resolved" and tk.resolved_at is not None
     # a replay of the same mail changes nothing and sends nothing twice
@@ -343,7 +388,9 @@ rules:
 """)
     assert d.ticket(d.say(eml(subject="one")).ticket_number).queue == "billing"
     # an admin saves a broken edit: unknown action and unknown queue
-    d.rules_path.write_text("version: 1\nrules:\n  - name: to tech\n    then: [{queue: tehcnical}, {prioritty: high}]\n")
+    d.rules_path.write_text(
+        "version: 1\nrules:\n  - name: to tech\n    then: [{queue: tehcnical}, {prioritty: high}]\n"
+    )
     t2 = d.ticket(d.say(eml(subject="two")).ticket_number)
     assert t2.queue == "billing"  # the old rules still run
     status = d.app.status_snapshot()["rules"]
@@ -380,17 +427,23 @@ def test_agents_are_synced_from_the_config(make_desk: Any) -> None:
     assert rows2["bob@example.com"][2] is False and len(rows2) == 5
 
 
-@pytest.mark.parametrize(("table", "entry", "message"), [
-    ("agent", {"email": "not-an-address"}, "agent[0].email"),
-    ("agent", {"email": "a@example.com", "tiers": ["L4"]}, "agent[0].tiers: unknown tier 'L4'"),
-    ("agent", {"email": "a@example.com", "queues": ["nope"]}, "agent[0].queues: unknown queue 'nope'"),
-    ("agent", {"email": "a@example.com", "colour": "red"}, "agent[0].colour: unknown key"),
-    ("queue", {"name": "x", "address": "elsewhere@other.example"}, "queue[0].address"),
-    ("queue", {"name": "bad name"}, "queue[0].name"),
-])
+@pytest.mark.parametrize(
+    ("table", "entry", "message"),
+    [
+        ("agent", {"email": "not-an-address"}, "agent[0].email"),
+        ("agent", {"email": "a@example.com", "tiers": ["L4"]}, "agent[0].tiers: unknown tier 'L4'"),
+        ("agent", {"email": "a@example.com", "queues": ["nope"]}, "agent[0].queues: unknown queue 'nope'"),
+        ("agent", {"email": "a@example.com", "colour": "red"}, "agent[0].colour: unknown key"),
+        ("queue", {"name": "x", "address": "elsewhere@other.example"}, "queue[0].address"),
+        ("queue", {"name": "bad name"}, "queue[0].name"),
+    ],
+)
 def test_team_config_errors_name_the_key(tmp_path: Path, table: str, entry: dict[str, Any], message: str) -> None:
-    data: dict[str, Any] = {"desk": {"data_dir": str(tmp_path), "support_addresses": ["support@example.com"], "secret_env": ""},
-                            "queue": [{"name": "billing"}], table: [entry]}
+    data: dict[str, Any] = {
+        "desk": {"data_dir": str(tmp_path), "support_addresses": ["support@example.com"], "secret_env": ""},
+        "queue": [{"name": "billing"}],
+        table: [entry],
+    }
     if table == "queue":
         data["queue"] = [entry]
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):

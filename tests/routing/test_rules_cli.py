@@ -14,7 +14,7 @@ import typer
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from maildesk.cli_rules import register
+from maildesk.commands.rules import register
 from maildesk.config import load_settings
 from maildesk.store.models import Event, KeyValue, Message, OutboxItem, Ticket
 from tests.routing.routing_kit import Desk
@@ -51,7 +51,7 @@ def write_config(tmp_path: Path, database_url: str) -> Path:
     cfg = tmp_path / "maildesk.toml"
     cfg.write_text(f"""
 [desk]
-data_dir = "{tmp_path / 'data'}"
+data_dir = "{tmp_path / "data"}"
 support_addresses = ["support@example.com", "billing@example.com"]
 secret_env = ""
 rules_file = "rules.yaml"
@@ -105,8 +105,10 @@ def test_check_reports_every_problem_with_file_and_line(cli: Any, tmp_path: Path
     ok = run("check")
     assert ok.exit_code == 0 and "ok, 2 rules" in ok.output
     bad = tmp_path / "bad.yaml"
-    bad.write_text("version: 1\nrules:\n  - name: a\n    then: [{queue: bilingg}]\n  - name: b\n"
-                   "    if: {sendr: x@y.z}\n    then: [{assign: {round_robin: nobody}}, {reply: nope}]\n")
+    bad.write_text(
+        "version: 1\nrules:\n  - name: a\n    then: [{queue: bilingg}]\n  - name: b\n"
+        "    if: {sendr: x@y.z}\n    then: [{assign: {round_robin: nobody}}, {reply: nope}]\n"
+    )
     res = run("check", str(bad))
     assert res.exit_code == 1
     lines = [ln for ln in res.output.splitlines() if ln.startswith(str(bad))]
@@ -142,7 +144,10 @@ def test_test_shows_each_rule_and_the_decision_without_side_effects(cli: Any, tm
 
 def _counts(desk: Desk) -> tuple[int, ...]:
     with desk.app.store.reader() as s:
-        return tuple(int(s.scalar(select(func.count()).select_from(t)) or 0) for t in (Ticket, Message, Event, OutboxItem, KeyValue))
+        return tuple(
+            int(s.scalar(select(func.count()).select_from(t)) or 0)
+            for t in (Ticket, Message, Event, OutboxItem, KeyValue)
+        )
 
 
 def test_replay_on_a_stored_history_shows_what_would_change_and_writes_nothing(cli: Any) -> None:
@@ -151,8 +156,14 @@ def test_replay_on_a_stored_history_shows_what_would_change_and_writes_nothing(c
     desk.say(eml(subject="Invoice 100 please", message_id="<h1@customer.example>"))
     desk.say(eml(subject="Invoice 200 please", message_id="<h2@customer.example>"))
     desk.say(eml(subject="site down", body="we have an outage", message_id="<h3@customer.example>"))
-    desk.say(eml(subject="Re: site down", body="still an outage", message_id="<h4@customer.example>",
-                 extra="In-Reply-To: <h3@customer.example>"))
+    desk.say(
+        eml(
+            subject="Re: site down",
+            body="still an outage",
+            message_id="<h4@customer.example>",
+            extra="In-Reply-To: <h3@customer.example>",
+        )
+    )
     desk.say(eml(subject="just a question", message_id="<h5@customer.example>"))
     old = desk.say(eml(subject="Invoice 1 from long ago", message_id="<h0@customer.example>"))
     with desk.app.store.session() as s:
@@ -167,10 +178,17 @@ def test_replay_on_a_stored_history_shows_what_would_change_and_writes_nothing(c
 
     res = run("replay", "--since", "30d", "--rules", str(cfg.parent / "rules-v2.yaml"))
     assert res.exit_code == 0, res.output
-    assert "priority: (none) -> high" in res.output and "tier: L2 -> L3" in res.output and "replies: +after_hours" in res.output
+    assert (
+        "priority: (none) -> high" in res.output
+        and "tier: L2 -> L3" in res.output
+        and "replies: +after_hours" in res.output
+    )
     assert "5 messages, 4 would change: priority 2, replies 2, tier 2" in res.output
-    data = json.loads(run("replay", "--since", "30d", "--rules", str(cfg.parent / "rules-v2.yaml"),
-                          "--against", "recorded", "--json").stdout)
+    data = json.loads(
+        run(
+            "replay", "--since", "30d", "--rules", str(cfg.parent / "rules-v2.yaml"), "--against", "recorded", "--json"
+        ).stdout
+    )
     assert data["changed"] == 4 and data["against"] == "recorded decisions"
     by_mid = {i["message"]: i for i in data["items"]}
     assert by_mid["h4@customer.example"]["event"] == "reply" and by_mid["h4@customer.example"]["approximate"] is False

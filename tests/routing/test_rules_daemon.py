@@ -33,7 +33,9 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_sighup_reloads_rules_and_a_broken_file_keeps_the_daemon_on_the_old_rules(tmp_path: Path, database_url: str) -> None:
+def test_sighup_reloads_rules_and_a_broken_file_keeps_the_daemon_on_the_old_rules(
+    tmp_path: Path, database_url: str
+) -> None:
     port = free_port()
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES.format(queue="billing"))
@@ -69,6 +71,7 @@ name = "general"
     store.migrate()  # so this test can read while the daemon starts
     daemon.start()
     try:
+
         def send(subject: str) -> str:
             with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
                 smtp.sendmail("anna@customer.example", ["support@example.com"], eml(subject=subject))

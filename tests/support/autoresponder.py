@@ -139,7 +139,10 @@ class Responder:
                 self.recorder.write("send-error", n=counter, error=f"{type(exc).__name__}: {exc}")
                 continue
             self.recorder.write(
-                "sent", n=counter, message_id=str(reply["Message-ID"]), subject=str(reply["Subject"]),
+                "sent",
+                n=counter,
+                message_id=str(reply["Message-ID"]),
+                subject=str(reply["Subject"]),
                 in_reply_to=str(reply.get("In-Reply-To", "")),
             )
 

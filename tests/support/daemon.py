@@ -62,7 +62,9 @@ class Daemon:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "maildesk", "run", "--config", str(self.config)],
-                stdout=log, stderr=subprocess.STDOUT, env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
         self.starts += 1
         wait_port("127.0.0.1", self.port)

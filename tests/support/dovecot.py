@@ -48,7 +48,6 @@ def find_dovecot() -> str:
     raise DovecotUnavailable(MISSING_MESSAGE)
 
 
-
 CONFIG_TEMPLATE = """\
 base_dir = {dir}/run
 state_dir = {dir}/state
@@ -135,10 +134,26 @@ class DovecotServer:
         if not openssl:
             raise DovecotUnavailable("openssl is needed for the TLS test server: apt-get install -y openssl")
         subprocess.run(
-            [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-             "-keyout", str(self.root / "key.pem"), "-out", str(self.cafile)],
-            check=True, capture_output=True,
+            [
+                openssl,
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-keyout",
+                str(self.root / "key.pem"),
+                "-out",
+                str(self.cafile),
+            ],
+            check=True,
+            capture_output=True,
         )
         (self.root / "key.pem").chmod(0o600)
 
@@ -170,7 +185,9 @@ class DovecotServer:
                 pass
             time.sleep(0.02)
         self.stop()
-        raise DovecotUnavailable(f"dovecot did not answer on {self.host}:{self.port} within {timeout}s\n{self.log_tail()}")
+        raise DovecotUnavailable(
+            f"dovecot did not answer on {self.host}:{self.port} within {timeout}s\n{self.log_tail()}"
+        )
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the master and every process it started, and wait until they are gone.
@@ -269,7 +286,9 @@ class DovecotServer:
         if not uids:
             return {}
         data = client.get_flags(uids)
-        return {int(uid): {f.decode() if isinstance(f, bytes) else str(f) for f in flags} for uid, flags in data.items()}
+        return {
+            int(uid): {f.decode() if isinstance(f, bytes) else str(f) for f in flags} for uid, flags in data.items()
+        }
 
     def uidvalidity(self, folder: str) -> int:
         status = self._admin().folder_status(folder, ["UIDVALIDITY"])

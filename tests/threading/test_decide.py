@@ -38,14 +38,28 @@ class FakeStore:
         self.calls.append("root")
         return self.roots.get(root)
 
-    def add(self, number, status="open", participants=("alice@acme.com",), domain="acme.com",
-            closed_at=None, merged_into=None):
+    def add(
+        self,
+        number,
+        status="open",
+        participants=("alice@acme.com",),
+        domain="acme.com",
+        closed_at=None,
+        merged_into=None,
+    ):
         self.tickets[number] = TicketFacts(number, status, frozenset(participants), domain, closed_at, merged_into)
 
 
 def msg(**kw) -> ThreadInput:
-    base = dict(message_id="new@client", sender="alice@acme.com", recipients=("support@help.example",),
-                subject="Printer", in_reply_to=(), references=(), now=NOW)
+    base = dict(
+        message_id="new@client",
+        sender="alice@acme.com",
+        recipients=("support@help.example",),
+        subject="Printer",
+        in_reply_to=(),
+        references=(),
+        now=NOW,
+    )
     base.update(kw)
     return ThreadInput(**base)
 

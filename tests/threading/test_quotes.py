@@ -150,8 +150,12 @@ def test_mutt():
 
 
 def test_outlook_desktop_with_signoff():
-    check(OUTLOOK_DESKTOP, "Still broken after the restart.", "-----Original Message-----",
-          "Regards,\nBob Smith\nACME Ltd.")
+    check(
+        OUTLOOK_DESKTOP,
+        "Still broken after the restart.",
+        "-----Original Message-----",
+        "Regards,\nBob Smith\nACME Ltd.",
+    )
 
 
 def test_outlook_web_underscores():
@@ -196,13 +200,19 @@ def test_reply_headers_in_many_languages(header, answer):
 @pytest.mark.parametrize(
     ("separator", "labels"),
     [
-        ("-----Ursprüngliche Nachricht-----", ("Von: A <a@x.de>", "Gesendet: Samstag, 22. November 2026 14:00",
-                                               "An: B", "Betreff: AW: Drucker")),
+        (
+            "-----Ursprüngliche Nachricht-----",
+            ("Von: A <a@x.de>", "Gesendet: Samstag, 22. November 2026 14:00", "An: B", "Betreff: AW: Drucker"),
+        ),
         ("", ("Von: A <a@x.de>", "Gesendet: Samstag, 22. November 2026 14:00", "An: B", "Betreff: Drucker")),
-        ("-----Message d'origine-----", ("De : A <a@x.fr>", "Envoyé : samedi 22 novembre 2026 14:00",
-                                         "À : B", "Objet : Imprimante")),
-        ("-----Mensaje original-----", ("De: A", "Enviado el: sábado, 22 de noviembre de 2026 14:00",
-                                        "Para: B", "Asunto: Impresora")),
+        (
+            "-----Message d'origine-----",
+            ("De : A <a@x.fr>", "Envoyé : samedi 22 novembre 2026 14:00", "À : B", "Objet : Imprimante"),
+        ),
+        (
+            "-----Mensaje original-----",
+            ("De: A", "Enviado el: sábado, 22 de noviembre de 2026 14:00", "Para: B", "Asunto: Impresora"),
+        ),
         ("-----Oprindelig meddelelse-----", ("Fra: A", "Sendt: 22. november 2026 14:00", "Til: B", "Emne: Printer")),
         ("", ("Från: A", "Skickat: den 22 november 2026 14:00", "Till: B", "Ämne: Skrivare")),
         ("", ("Van: A", "Verzonden: zaterdag 22 november 2026 14:00", "Aan: B", "Onderwerp: Printer")),
@@ -290,9 +300,25 @@ def test_hyphen_lists_are_not_signatures():
 
 @pytest.mark.parametrize(
     "signoff",
-    ["Best regards,", "Kind regards", "Thanks,", "Cheers", "Mit freundlichen Grüßen", "Viele Grüße",
-     "Cordialement,", "Saludos,", "Cordiali saluti", "Met vriendelijke groet,", "Med venlig hilsen", "Mvh",
-     "Med vänliga hälsningar", "Pozdrawiam,", "Atenciosamente,", "С уважением,", "よろしくお願いします。"],
+    [
+        "Best regards,",
+        "Kind regards",
+        "Thanks,",
+        "Cheers",
+        "Mit freundlichen Grüßen",
+        "Viele Grüße",
+        "Cordialement,",
+        "Saludos,",
+        "Cordiali saluti",
+        "Met vriendelijke groet,",
+        "Med venlig hilsen",
+        "Mvh",
+        "Med vänliga hälsningar",
+        "Pozdrawiam,",
+        "Atenciosamente,",
+        "С уважением,",
+        "よろしくお願いします。",
+    ],
 )
 def test_signoffs(signoff):
     text = f"The toner is empty.\nPlease send a new one.\n\n{signoff}\nAlice\n"
@@ -314,8 +340,12 @@ def test_mailing_list_footer_after_quotes():
         "Hi,\n> question?\n\nanswer.\n\n> old tail\n\n"
         "_______________________________________________\nusers mailing list\nusers@lists.example.org\n"
     )
-    r = check(text, "Hi,\n> question?\n\nanswer.", "> old tail",
-              "_______________________________________________\nusers mailing list\nusers@lists.example.org")
+    r = check(
+        text,
+        "Hi,\n> question?\n\nanswer.",
+        "> old tail",
+        "_______________________________________________\nusers mailing list\nusers@lists.example.org",
+    )
     assert r.quoted == "> old tail"
 
 

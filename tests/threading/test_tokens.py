@@ -25,7 +25,7 @@ def test_message_ids_are_unique_by_default():
     [
         lambda m: m.replace("md.42.", "md.43."),  # claims another ticket
         lambda m: m.replace(".abc123.", ".abc124."),  # other nonce
-        lambda m: m[: m.index("@") - 1] + ("a" if m[m.index("@") - 1] != "a" else "b") + m[m.index("@"):],
+        lambda m: m[: m.index("@") - 1] + ("a" if m[m.index("@") - 1] != "a" else "b") + m[m.index("@") :],
         lambda m: "foo" + m,
         lambda m: m.split("@")[0],
         lambda m: "",

@@ -43,19 +43,25 @@ def upgrade() -> None:
         sa.column("created_at", sa.DateTime(timezone=True)),
     )
     since = datetime.now(UTC) - timedelta(days=1)
-    rows = op.get_bind().execute(
-        sa.select(outbox.c.id, outbox.c.ticket_number, outbox.c.recipients, outbox.c.created_at).where(
-            outbox.c.automatic.is_(True),
-            outbox.c.state.in_(("queued", "sending", "sent")),
-            outbox.c.created_at >= since,
+    rows = (
+        op.get_bind()
+        .execute(
+            sa.select(outbox.c.id, outbox.c.ticket_number, outbox.c.recipients, outbox.c.created_at).where(
+                outbox.c.automatic.is_(True),
+                outbox.c.state.in_(("queued", "sending", "sent")),
+                outbox.c.created_at >= since,
+            )
         )
-    ).all()
+        .all()
+    )
     fill = []
     for outbox_id, ticket_number, recipients, created_at in rows:
         if isinstance(recipients, str):
             recipients = json.loads(recipients)
         for recipient in dict.fromkeys(str(r).lower() for r in recipients or []):
-            fill.append({"outbox_id": outbox_id, "recipient": recipient, "ticket_number": ticket_number, "at": created_at})
+            fill.append(
+                {"outbox_id": outbox_id, "recipient": recipient, "ticket_number": ticket_number, "at": created_at}
+            )
     if fill:
         op.bulk_insert(auto_sends, fill)
 

@@ -20,6 +20,11 @@ err = Console(stderr=True)
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", envvar="MAILDESK_CONFIG", help="Config file (default: ./maildesk.toml, else built-in defaults)."),
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="MAILDESK_CONFIG",
+        help="Config file (default: ./maildesk.toml, else built-in defaults).",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]

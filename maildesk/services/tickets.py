@@ -23,11 +23,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from maildesk.errors import MaildeskError
 from maildesk.rules.engine import escalate_tier
 from maildesk.rules.model import PRIORITIES, STATUSES, TIERS
+from maildesk.store import Session
 from maildesk.store import desk_queries as dq
 from maildesk.store import queries as q
 from maildesk.store.desk_queries import OPEN_STATUSES, SearchHit, TicketFilter, utc
@@ -124,7 +123,8 @@ def _summary(ticket: Ticket, clocks: Sequence[SlaClock], now: datetime) -> Ticke
     running = [utc(c.due_at) for c in clocks if not c.stopped and c.paused_at is None and c.due_at is not None]
     due = min((d for d in running if d is not None), default=None)
     breaching = any(
-        not c.stopped and (c.breached or (c.paused_at is None and c.due_at is not None and (utc(c.due_at) or now) <= now))
+        not c.stopped
+        and (c.breached or (c.paused_at is None and c.due_at is not None and (utc(c.due_at) or now) <= now))
         for c in clocks
     )
     return TicketSummary(
@@ -234,8 +234,15 @@ class ActionResult:
         return asdict(self)
 
 
-def _record(session: Session, ticket: Ticket, type_: str, data: dict[str, Any], by: str, now: datetime,
-            message_pk: int | None = None) -> None:
+def _record(
+    session: Session,
+    ticket: Ticket,
+    type_: str,
+    data: dict[str, Any],
+    by: str,
+    now: datetime,
+    message_pk: int | None = None,
+) -> None:
     ticket.updated_at = now
     q.add_event(session, ticket.number, type_, {**data, "by": by, "via": "cli"}, now, message_pk)
 
@@ -306,8 +313,9 @@ def assign(session: Session, number: int, agent: str, by: str, now: datetime) ->
     return ActionResult(number, "assign", True, {"old": old, "new": target})
 
 
-def _set_choice(session: Session, number: int, field: str, value: str, choices: Sequence[str], by: str,
-                now: datetime) -> ActionResult:
+def _set_choice(
+    session: Session, number: int, field: str, value: str, choices: Sequence[str], by: str, now: datetime
+) -> ActionResult:
     """Set `field` (tier or priority) to one of `choices`, recording `<field>-changed`."""
     if value not in choices:
         raise OperationError(f"unknown {field} {value!r}; use {', '.join(choices)}")
@@ -428,12 +436,13 @@ def merge(session: Session, target: int, source: int, by: str, now: datetime) ->
     return ActionResult(target, "merge", True, {"into": target, "from": source})
 
 
-def reply(session: Session, deps: Any, number: int, text: str, by: str, now: datetime,
-          status: str = "pending") -> ActionResult:
+def reply(
+    session: Session, deps: Any, number: int, text: str, by: str, now: datetime, status: str = "pending"
+) -> ActionResult:
     """A reply to the customer through the outbox (the daemon's sender delivers it); the
     ticket then waits on the customer (`status`, default pending; their answer reopens it)."""
     from maildesk.outbound.mailer import COMPOSE_ERRORS
-    from maildesk.pipeline.respond import send_agent_reply
+    from maildesk.pipeline.stages.respond import send_agent_reply
 
     if not text.strip():
         raise OperationError("the reply is empty")
@@ -495,8 +504,12 @@ def agents_load(session: Session) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for agent in dq.agents(session):
         rows[agent.email.lower()] = {
-            "email": agent.email, "name": agent.name, "tiers": list(agent.tiers or []),
-            "queues": list(agent.queues or []), "active": bool(agent.active), "known": True,
+            "email": agent.email,
+            "name": agent.name,
+            "tiers": list(agent.tiers or []),
+            "queues": list(agent.queues or []),
+            "active": bool(agent.active),
+            "known": True,
         }
     for email in load:
         rows.setdefault(email, {"email": email, "name": "", "tiers": [], "queues": [], "active": True, "known": False})
@@ -527,8 +540,14 @@ def export_customer(session: Session, address: str, out: Path, now: datetime) ->
     written = 0
     for msg in messages:
         row = _message_view(msg)
-        row.update(ticket=msg.ticket_number, message_id=msg.message_id, full_text=msg.full_text,
-                   quoted_text=msg.quoted_text, signature=msg.signature, eml=None)
+        row.update(
+            ticket=msg.ticket_number,
+            message_id=msg.message_id,
+            full_text=msg.full_text,
+            quoted_text=msg.quoted_text,
+            signature=msg.signature,
+            eml=None,
+        )
         if msg.raw is not None:
             name = f"ticket-{msg.ticket_number or 0:06d}-message-{msg.id}.eml"  # never a name from the mail
             path = out / name
@@ -542,17 +561,31 @@ def export_customer(session: Session, address: str, out: Path, now: datetime) ->
     data = {
         "exported_at": _iso(now),
         "customer": {
-            "id": customer.id, "email": customer.email, "name": customer.name, "locale": customer.locale,
-            "tz": customer.tz, "vip": bool(customer.vip), "created_at": _iso(customer.created_at),
+            "id": customer.id,
+            "email": customer.email,
+            "name": customer.name,
+            "locale": customer.locale,
+            "tz": customer.tz,
+            "vip": bool(customer.vip),
+            "created_at": _iso(customer.created_at),
             "erased_at": _iso(customer.erased_at),
         },
         "tickets": [
             {
-                "number": t.number, "subject": t.subject, "status": t.status, "queue": t.queue, "tier": t.tier,
-                "priority": t.priority, "assignee": t.assignee, "tags": list(t.tags or []),
-                "fields": _jsonable(t.fields or {}), "created_at": _iso(t.created_at),
-                "updated_at": _iso(t.updated_at), "resolved_at": _iso(t.resolved_at),
-                "closed_at": _iso(t.closed_at), "merged_into": t.merged_into,
+                "number": t.number,
+                "subject": t.subject,
+                "status": t.status,
+                "queue": t.queue,
+                "tier": t.tier,
+                "priority": t.priority,
+                "assignee": t.assignee,
+                "tags": list(t.tags or []),
+                "fields": _jsonable(t.fields or {}),
+                "created_at": _iso(t.created_at),
+                "updated_at": _iso(t.updated_at),
+                "resolved_at": _iso(t.resolved_at),
+                "closed_at": _iso(t.closed_at),
+                "merged_into": t.merged_into,
             }
             for t in tickets
         ],
@@ -563,28 +596,62 @@ def export_customer(session: Session, address: str, out: Path, now: datetime) ->
             for p in dq.participants_of(session, numbers, customer.email)
         ],
         "suppressions": [
-            {"address": s.address, "reason": s.reason, "ticket": s.ticket_number, "created_at": _iso(s.created_at),
-             "until": _iso(s.until)}
+            {
+                "address": s.address,
+                "reason": s.reason,
+                "ticket": s.ticket_number,
+                "created_at": _iso(s.created_at),
+                "until": _iso(s.until),
+            }
             for s in dq.suppressions_for(session, customer.email)
         ],
         "outbox": [
-            {"ticket": o.ticket_number, "message_id": o.message_id, "recipients": list(o.recipients or []),
-             "state": o.state, "created_at": _iso(o.created_at), "sent_at": _iso(o.sent_at)}
+            {
+                "ticket": o.ticket_number,
+                "message_id": o.message_id,
+                "recipients": list(o.recipients or []),
+                "state": o.state,
+                "created_at": _iso(o.created_at),
+                "sent_at": _iso(o.sent_at),
+            }
             for o in dq.outbox_of(session, numbers, customer.email)
         ],
     }
     fd = os.open(out / "customer.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=2, ensure_ascii=False)
-    return {"folder": str(out), "eml_files": written, "messages": len(messages), "tickets": len(numbers),
-            "events": len(events)}
+    return {
+        "folder": str(out),
+        "eml_files": written,
+        "messages": len(messages),
+        "tickets": len(numbers),
+        "events": len(events),
+    }
 
 
 # Event data keys whose values are content from mail (always erased) or addresses (scrubbed).
-CONTENT_KEYS = frozenset({
-    "subject", "text", "note", "body", "snippet", "name", "sender_name", "detail", "reason", "message_id",
-    "stored_as", "captures", "fields", "headers", "quote", "excerpt", "display_name", "source",
-})
+CONTENT_KEYS = frozenset(
+    {
+        "subject",
+        "text",
+        "note",
+        "body",
+        "snippet",
+        "name",
+        "sender_name",
+        "detail",
+        "reason",
+        "message_id",
+        "stored_as",
+        "captures",
+        "fields",
+        "headers",
+        "quote",
+        "excerpt",
+        "display_name",
+        "source",
+    }
+)
 
 
 class _Scrubber:
@@ -605,7 +672,9 @@ class _Scrubber:
         if value is None:
             return None
         token = self.token.encode()
-        return self.raw_pattern.sub(lambda m: token if m.group(0).lower() == self.address.encode() else b"[erased]", value)
+        return self.raw_pattern.sub(
+            lambda m: token if m.group(0).lower() == self.address.encode() else b"[erased]", value
+        )
 
     def text(self, value: str) -> str:
         return self.pattern.sub(lambda m: self.token if m.group(0).lower() == self.address else ERASED, value)
@@ -639,8 +708,16 @@ def erase_customer(session: Session, address: str, now: datetime) -> dict[str, A
     tickets, messages = _customer_data(session, customer)
     numbers = [t.number for t in tickets]
     pks = [m.id for m in messages]
-    counts = {"tickets": len(numbers), "messages": len(messages), "attachments": 0, "events": 0,
-              "participants": 0, "suppressions": 0, "outbox": 0, "other_messages": 0}
+    counts = {
+        "tickets": len(numbers),
+        "messages": len(messages),
+        "attachments": 0,
+        "events": 0,
+        "participants": 0,
+        "suppressions": 0,
+        "outbox": 0,
+        "other_messages": 0,
+    }
     for ticket in tickets:
         ticket.subject = ERASED
         ticket.fields = {k: ERASED for k in (ticket.fields or {})}
@@ -712,7 +789,27 @@ def apply_retention(session: Session, days: int, now: datetime) -> dict[str, Any
 
 
 __all__ += [
-    "TicketSummary", "parse_age", "list_tickets", "ticket_view", "search", "add_note", "assign", "set_tier",
-    "escalate", "set_priority", "change_tags", "parse_tag_changes", "resolve", "close", "reopen", "merge", "reply",
-    "customer_view", "agents_load", "export_customer", "erase_customer", "apply_retention", "OPEN_STATUSES",
+    "TicketSummary",
+    "parse_age",
+    "list_tickets",
+    "ticket_view",
+    "search",
+    "add_note",
+    "assign",
+    "set_tier",
+    "escalate",
+    "set_priority",
+    "change_tags",
+    "parse_tag_changes",
+    "resolve",
+    "close",
+    "reopen",
+    "merge",
+    "reply",
+    "customer_view",
+    "agents_load",
+    "export_customer",
+    "erase_customer",
+    "apply_retention",
+    "OPEN_STATUSES",
 ]

@@ -35,9 +35,12 @@ def explain(store: Store, message_id: str) -> dict[str, Any] | None:
 
 
 def render_text(data: dict[str, Any]) -> str:
-    lines = [f"Message <{data['message_id']}> from {data['from']} ({data['kind']}, {data['direction']})",
-             f"  subject: {data['subject']}", f"  source: {data['source']}  received: {data['received_at']}",
-             f"  ticket: {'#' + str(data['ticket']) if data['ticket'] else 'none'}"]
+    lines = [
+        f"Message <{data['message_id']}> from {data['from']} ({data['kind']}, {data['direction']})",
+        f"  subject: {data['subject']}",
+        f"  source: {data['source']}  received: {data['received_at']}",
+        f"  ticket: {'#' + str(data['ticket']) if data['ticket'] else 'none'}",
+    ]
     for ev in data["events"]:
         detail = {k: v for k, v in ev.items() if k not in {"type", "at"}}
         why = detail.pop("detail", None) or detail.pop("reason", None)

@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from maildesk.config import Settings
 from maildesk.message import parse_bytes
-from maildesk.pipeline.route import customer_facts, load_for_desk, ticket_state
+from maildesk.pipeline.stages.route import customer_facts, load_for_desk, ticket_state
 from maildesk.rules.engine import diff_decisions, evaluate
 from maildesk.rules.inputs import rule_input_from_message
 from maildesk.rules.model import AssignSpec, CustomerFacts, Decision, RuleHit, RuleInput, RulesError, TicketState
 from maildesk.rules.ruleset import RuleSet
+from maildesk.store import Session
 from maildesk.store.db import Store
 from maildesk.store.models import Event, Message, Ticket
 
@@ -66,8 +66,15 @@ class TestResult:
     facts_from_db: bool  # False: the database could not be read, customer facts are defaults
 
 
-def decide_mail(settings: Settings, ruleset: RuleSet, raw: bytes, now: datetime, *, store: Store | None = None,
-                ticket: int | None = None) -> TestResult:
+def decide_mail(
+    settings: Settings,
+    ruleset: RuleSet,
+    raw: bytes,
+    now: datetime,
+    *,
+    store: Store | None = None,
+    ticket: int | None = None,
+) -> TestResult:
     """Decide one mail file as the daemon would (a new ticket, or a reply on `ticket`)."""
     from maildesk.threading.quotes import split_reply
 
@@ -94,8 +101,9 @@ def decide_mail(settings: Settings, ruleset: RuleSet, raw: bytes, now: datetime,
             from_db = False
     if ticket is not None and state is None:
         raise LookupError(f"ticket {ticket} cannot be read: the database is not reachable")
-    inp = rule_input_from_message(msg, event="reply" if ticket is not None else "new", now=now, body=visible,
-                                  customer=facts, ticket=state)
+    inp = rule_input_from_message(
+        msg, event="reply" if ticket is not None else "new", now=now, body=visible, customer=facts, ticket=state
+    )
     return TestResult(inp, evaluate(ruleset, inp), from_db)
 
 
@@ -106,13 +114,26 @@ def decision_from_json(data: Mapping[str, Any]) -> Decision:
     spec: AssignSpec | None = None
     if isinstance(assign, str) and assign:
         how, _, rest = assign.partition("(")
-        spec = AssignSpec(how, group=rest.rstrip(")")) if rest and how in ("round_robin", "least_loaded") else AssignSpec("agent", agent=assign)
+        spec = (
+            AssignSpec(how, group=rest.rstrip(")"))
+            if rest and how in ("round_robin", "least_loaded")
+            else AssignSpec("agent", agent=assign)
+        )
     return Decision(
-        queue=data.get("queue"), tier=data.get("tier"), priority=data.get("priority"), status=data.get("status"),
-        tags_add=tuple(data.get("tags_add") or ()), fields=dict(data.get("fields") or {}), assign=spec,
-        replies=tuple(data.get("replies") or ()), notify=tuple(tuple(n) for n in data.get("notify") or ()),  # type: ignore[misc]
-        escalate=tuple(data.get("escalate") or ()), resolve=bool(data.get("resolve")), spam=data.get("spam"),
-        discard=data.get("discard"), hits=tuple(RuleHit(n, True, 0) for n in data.get("matched") or ()),
+        queue=data.get("queue"),
+        tier=data.get("tier"),
+        priority=data.get("priority"),
+        status=data.get("status"),
+        tags_add=tuple(data.get("tags_add") or ()),
+        fields=dict(data.get("fields") or {}),
+        assign=spec,
+        replies=tuple(data.get("replies") or ()),
+        notify=tuple(tuple(n) for n in data.get("notify") or ()),  # type: ignore[misc]
+        escalate=tuple(data.get("escalate") or ()),
+        resolve=bool(data.get("resolve")),
+        spam=data.get("spam"),
+        discard=data.get("discard"),
+        hits=tuple(RuleHit(n, True, 0) for n in data.get("matched") or ()),
     )
 
 
@@ -132,8 +153,15 @@ class ReplayItem:
         return any(not line.startswith("rules matched") for line in self.diff)
 
     def to_json(self) -> dict[str, Any]:
-        return {"message": self.message_id, "ticket": self.ticket, "subject": self.subject, "event": self.event,
-                "approximate": self.approximate, "baseline": self.baseline, "changes": list(self.diff)}
+        return {
+            "message": self.message_id,
+            "ticket": self.ticket,
+            "subject": self.subject,
+            "event": self.event,
+            "approximate": self.approximate,
+            "baseline": self.baseline,
+            "changes": list(self.diff),
+        }
 
 
 @dataclass
@@ -152,13 +180,23 @@ class ReplayReport:
 
     def summary(self) -> str:
         parts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0])))
-        return f"{self.messages} messages, {self.changed} would change" + (f": {parts}" if parts else "") + (
-            f" ({self.skipped} skipped: raw mail erased)" if self.skipped else "")
+        return (
+            f"{self.messages} messages, {self.changed} would change"
+            + (f": {parts}" if parts else "")
+            + (f" ({self.skipped} skipped: raw mail erased)" if self.skipped else "")
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"since": self.since.isoformat(), "candidate": self.candidate, "against": self.against,
-                "messages": self.messages, "changed": self.changed, "skipped": self.skipped,
-                "counts": dict(self.counts), "items": [i.to_json() for i in self.items]}
+        return {
+            "since": self.since.isoformat(),
+            "candidate": self.candidate,
+            "against": self.against,
+            "messages": self.messages,
+            "changed": self.changed,
+            "skipped": self.skipped,
+            "counts": dict(self.counts),
+            "items": [i.to_json() for i in self.items],
+        }
 
 
 def _category(line: str) -> str:
@@ -170,8 +208,11 @@ def _recorded(session: Session, message_pk: int) -> tuple[dict[str, Any] | None,
     """(the routed event's data, whether the message opened its ticket)."""
     routed = None
     opened = False
-    for ev in session.scalars(select(Event).where(Event.message_pk == message_pk,
-                                                  Event.type.in_(("routed", "ticket-created"))).order_by(Event.id)):
+    for ev in session.scalars(
+        select(Event)
+        .where(Event.message_pk == message_pk, Event.type.in_(("routed", "ticket-created")))
+        .order_by(Event.id)
+    ):
         if ev.type == "routed":
             routed = ev.data
         else:
@@ -186,11 +227,26 @@ def _input_for(session: Session, m: Message, routed: Mapping[str, Any] | None, o
         rec = routed["input"]
         email = (m.sender or "").lower()
         c = rec.get("customer") or {}
-        facts = CustomerFacts(email=email, domain=email.rpartition("@")[2], vip=bool(c.get("vip")),
-                              tickets=int(c.get("tickets", 0)), open_tickets=int(c.get("open_tickets", 0)))
+        facts = CustomerFacts(
+            email=email,
+            domain=email.rpartition("@")[2],
+            vip=bool(c.get("vip")),
+            tickets=int(c.get("tickets", 0)),
+            open_tickets=int(c.get("open_tickets", 0)),
+        )
         t = rec.get("ticket")
-        state = None if not t else TicketState(status=t["status"], queue=t["queue"], tier=t["tier"], priority=t["priority"],
-                                                tags=tuple(t.get("tags") or ()), assignee=t.get("assignee") or "")
+        state = (
+            None
+            if not t
+            else TicketState(
+                status=t["status"],
+                queue=t["queue"],
+                tier=t["tier"],
+                priority=t["priority"],
+                tags=tuple(t.get("tags") or ()),
+                assignee=t.get("assignee") or "",
+            )
+        )
         event, approximate = str(rec.get("event", "new")), False
     else:
         event = "new" if opened else "reply"
@@ -198,24 +254,36 @@ def _input_for(session: Session, m: Message, routed: Mapping[str, Any] | None, o
         row = session.get(Ticket, m.ticket_number) if event == "reply" else None
         state = ticket_state(row) if row is not None else None
         approximate = True
-    inp = rule_input_from_message(msg, event=event, now=when, body=m.visible_text or msg.text, customer=facts, ticket=state)
+    inp = rule_input_from_message(
+        msg, event=event, now=when, body=m.visible_text or msg.text, customer=facts, ticket=state
+    )
     return inp, approximate
 
 
 def _messages(session: Session, since: datetime, limit: int | None) -> Iterator[Message]:
-    stmt = (select(Message).where(Message.direction == "in", Message.kind == "customer",
-                                  Message.ticket_number.is_not(None), Message.created_at >= since)
-            .order_by(Message.id))
+    stmt = (
+        select(Message)
+        .where(
+            Message.direction == "in",
+            Message.kind == "customer",
+            Message.ticket_number.is_not(None),
+            Message.created_at >= since,
+        )
+        .order_by(Message.id)
+    )
     if limit:
         stmt = stmt.limit(limit)
     yield from session.scalars(stmt.execution_options(yield_per=200))
 
 
-def replay(store: Store, since: datetime, candidate: RuleSet, *, baseline: RuleSet | None = None,
-           limit: int | None = None) -> ReplayReport:
+def replay(
+    store: Store, since: datetime, candidate: RuleSet, *, baseline: RuleSet | None = None, limit: int | None = None
+) -> ReplayReport:
     """Re-decide stored customer mail since `since` with `candidate`; compare with `baseline`
     (another ruleset) or, when None, with what the `routed` events say happened."""
-    report = ReplayReport(since=since, candidate=candidate.source, against=baseline.source if baseline else "recorded decisions")
+    report = ReplayReport(
+        since=since, candidate=candidate.source, against=baseline.source if baseline else "recorded decisions"
+    )
     with store.reader() as session:
         for m in _messages(session, since, limit):
             if m.raw is None:
@@ -229,13 +297,18 @@ def replay(store: Store, since: datetime, candidate: RuleSet, *, baseline: RuleS
             if baseline is not None:
                 old, label = evaluate(baseline, inp), "current rules"
             elif routed is not None:
-                old, label = decision_from_json({**routed.get("decision", {}), "matched": routed.get("matched", [])}), "recorded"
+                old, label = (
+                    decision_from_json({**routed.get("decision", {}), "matched": routed.get("matched", [])}),
+                    "recorded",
+                )
             else:
                 old, label = Decision(), "not routed"
             diff = diff_decisions(old, new)
             if not diff:
                 continue
-            item = ReplayItem(m.id, m.message_id, m.ticket_number, m.subject[:120], inp.event, approximate, label, tuple(diff))
+            item = ReplayItem(
+                m.id, m.message_id, m.ticket_number, m.subject[:120], inp.event, approximate, label, tuple(diff)
+            )
             report.items.append(item)
             if item.changed:
                 report.counts.update({_category(line) for line in diff if not line.startswith("rules matched")})

@@ -57,7 +57,7 @@ from typing import Any
 
 from maildesk.errors import SpoolError
 
-log = logging.getLogger("maildesk.spool")
+log = logging.getLogger("maildesk.spool.files")
 
 MAGIC = b"MDSPOOL1 "
 STATES = ("incoming", "active", "failed", "quarantine", "discarded")
@@ -620,7 +620,9 @@ class Spool:
     def retry(self, entry_id: str) -> SpoolEntry:
         entry = self.find(entry_id)
         if entry.state not in {"failed", "quarantine", "discarded"}:
-            raise SpoolError(f"entry {entry.id} is {entry.state}; only failed, quarantined or discarded entries can be retried")
+            raise SpoolError(
+                f"entry {entry.id} is {entry.state}; only failed, quarantined or discarded entries can be retried"
+            )
         dst = self.root / "incoming" / f"{entry.id}.0.msg"
         os.rename(entry.path, dst)
         entry.path.with_suffix(".json").unlink(missing_ok=True)
@@ -768,4 +770,3 @@ class JournalWriter:
         if self._fd >= 0:
             os.close(self._fd)  # also releases the flock
             self._fd = -1
-

@@ -2,7 +2,7 @@
 `outbox list|show|retry`.
 
 Thin like `cli_desk.py` (whose desk opening, error handling and terminal cleaning it reuses):
-parse arguments, open the desk, call one function of `maildesk.admin_ops` in one
+parse arguments, open the desk, call one function of `maildesk.services.admin` in one
 transaction, print a Rich table or `--json`. `register(app)` adds the commands to the main
 Typer app. Text that came from mail is printed with control characters removed.
 
@@ -18,8 +18,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from maildesk import admin_ops as aops
-from maildesk.cli_desk import (
+from maildesk.commands.desk import (
     EX_CONFIG,
     ConfigOpt,
     JsonOpt,
@@ -36,6 +35,7 @@ from maildesk.cli_desk import (
 )
 from maildesk.config import Settings
 from maildesk.errors import ConfigError, MaildeskError
+from maildesk.services import admin as aops
 
 suppressions_app = typer.Typer(
     help="Addresses that get no automatic mail (permanent bounces, relay refusals).\n\n"
@@ -90,16 +90,22 @@ def suppressions_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> Non
     for col in ("address", "reason", "ticket", "since", "until"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(plain(r["address"], "" if r["active"] else "dim"), plain(r["reason"]),
-                      f"#{r['ticket']}" if r["ticket"] else "-", _when(r["created_at"]),
-                      _when(r["until"]) + ("" if r["active"] else " (expired)") if r["until"] else "-")
+        table.add_row(
+            plain(r["address"], "" if r["active"] else "dim"),
+            plain(r["reason"]),
+            f"#{r['ticket']}" if r["ticket"] else "-",
+            _when(r["created_at"]),
+            _when(r["until"]) + ("" if r["active"] else " (expired)") if r["until"] else "-",
+        )
     console.print(table)
 
 
 @suppressions_app.command("remove")
 def suppressions_remove(
     address: Annotated[str, typer.Argument(help="The suppressed address.")],
-    by: Annotated[str | None, typer.Option("--by", envvar="MAILDESK_AGENT", help="Who acts (default: cli:<login>).")] = None,
+    by: Annotated[
+        str | None, typer.Option("--by", envvar="MAILDESK_AGENT", help="Who acts (default: cli:<login>).")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Lift a suppression: automatic mail may go to the address again (recorded as an event).
@@ -192,7 +198,9 @@ def _now() -> datetime:
 @outbox_app.command("list")
 def outbox_list(
     state: Annotated[str | None, typer.Option("--state", "-s", help="queued, sending, sent, failed or held.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many rows, newest first (0: all).", min=0)] = 200,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", help="At most this many rows, newest first (0: all).", min=0)
+    ] = 200,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
@@ -209,9 +217,17 @@ def outbox_list(
     for col in ("id", "state", "ticket", "template", "to", "subject", "tries", "created", "last error"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(str(r["id"]), plain(r["state"], STATE_STYLE.get(r["state"], "")),
-                      f"#{r['ticket']}" if r["ticket"] else "-", plain(r["template"]), plain(", ".join(r["recipients"])),
-                      plain(r["subject"][:80]), str(r["attempts"]), _when(r["created_at"]), plain(r["last_error"][:120]))
+        table.add_row(
+            str(r["id"]),
+            plain(r["state"], STATE_STYLE.get(r["state"], "")),
+            f"#{r['ticket']}" if r["ticket"] else "-",
+            plain(r["template"]),
+            plain(", ".join(r["recipients"])),
+            plain(r["subject"][:80]),
+            str(r["attempts"]),
+            _when(r["created_at"]),
+            plain(r["last_error"][:120]),
+        )
     console.print(table)
 
 
@@ -233,8 +249,21 @@ def outbox_show(
     head = Table(show_header=False, title=f"outbox {item['id']}")
     head.add_column(style="bold")
     head.add_column(overflow="fold")
-    for key in ("state", "ticket", "template", "sender", "recipients", "automatic", "attempts", "next_try",
-                "created_at", "sent_at", "last_error", "message_id", "size"):
+    for key in (
+        "state",
+        "ticket",
+        "template",
+        "sender",
+        "recipients",
+        "automatic",
+        "attempts",
+        "next_try",
+        "created_at",
+        "sent_at",
+        "last_error",
+        "message_id",
+        "size",
+    ):
         value = item[key]
         if isinstance(value, list):
             value = ", ".join(value)
@@ -254,7 +283,9 @@ def outbox_show(
 @outbox_app.command("retry")
 def outbox_retry(
     item_id: Annotated[int, typer.Argument(help="Outbox id of a failed or held mail.", min=1)],
-    by: Annotated[str | None, typer.Option("--by", envvar="MAILDESK_AGENT", help="Who acts (default: cli:<login>).")] = None,
+    by: Annotated[
+        str | None, typer.Option("--by", envvar="MAILDESK_AGENT", help="Who acts (default: cli:<login>).")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Queue a failed or held mail again, due now, with fresh attempts (recorded as an event).

@@ -1,91 +1,18 @@
-"""Pipeline stages that run inside the one transaction of a message.
+"""The persist stage: the message (raw bytes, texts, HTML, attachments), its ticket and its
+participants are written, with the events the earlier stages recorded.
 
-Each stage is a function `(ctx, session, deps) -> None` that reads the context, may write
-through `store.queries`, and records its decisions as events. A stage that raises makes
-the whole message roll back and go to failed/ with the stage's name.
+Must not: decide anything about the mail (that happened before), send mail, or commit.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-from typing import Any, Protocol
 
-from sqlalchemy.orm import Session
-
-from maildesk.config import Settings
-from maildesk.message import ParsedMessage, synthetic_message_id
-from maildesk.pipeline.context import MessageContext
+from maildesk.pipeline.context import MessageContext, PipelineDeps
+from maildesk.pipeline.stages.dedupe import stored_content_hash
+from maildesk.store import Session
 from maildesk.store import queries as q
 from maildesk.store.models import Ticket
-
-
-class Stage(Protocol):
-    __name__: str
-
-    def __call__(self, ctx: MessageContext, session: Session, deps: PipelineDeps) -> None: ...
-
-
-@dataclass
-class PipelineDeps:
-    """What stages may use. Built by the composition root (app.py)."""
-
-    settings: Settings
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-def content_hash(msg: ParsedMessage) -> str:
-    """Hash of what makes two deliveries the same mail (trace headers excluded)."""
-    raw = msg.raw
-    cut = raw.find(b"\r\n\r\n")
-    if cut < 0:
-        cut = raw.find(b"\n\n")
-    body = raw[cut:] if cut >= 0 else b""
-    digest = hashlib.sha256()
-    for name in ("From", "To", "Cc", "Subject", "Date", "In-Reply-To"):
-        digest.update(msg.header(name).encode("utf-8", "surrogateescape") + b"\0")
-    digest.update(body.replace(b"\r\n", b"\n").rstrip())
-    return digest.hexdigest()
-
-
-def _content_hash(ctx: MessageContext) -> str:
-    return str(ctx.pre.content_hash) if ctx.pre is not None else content_hash(ctx.msg)
-
-
-def dedupe(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
-    """Exactly once: a Message-ID already stored with the same content is a duplicate;
-    the same id with other content is kept under a synthetic id, never dropped."""
-    msg = ctx.msg
-    ctx.stored_message_id = msg.message_id
-    existing = q.stored_facts(session, msg.message_id)
-    if existing is None:
-        return
-    existing_id, existing_hash, existing_ticket = existing
-    if existing_hash == _content_hash(ctx):
-        ctx.duplicate = True
-        ctx.outcome = "duplicate"
-        q.add_event(
-            session,
-            existing_ticket,
-            "duplicate-delivery",
-            {"message_id": msg.message_id, "source": ctx.meta.get("source", ""), "rcpt": ctx.envelope_recipients},
-            ctx.now,
-            existing_id,
-        )
-        return
-    synthetic = synthetic_message_id(msg.raw)
-    if q.stored_facts(session, synthetic) is not None:
-        ctx.duplicate = True
-        ctx.outcome = "duplicate"
-        return
-    ctx.stored_message_id = synthetic
-    ctx.note(
-        "message-id-collision",
-        message_id=msg.message_id,
-        stored_as=synthetic,
-        other_message=existing_id,
-        detail="another message with this Message-ID but different content is stored; kept under a synthetic id",
-    )
 
 
 def _customer_address(ctx: MessageContext) -> tuple[str, str]:
@@ -123,19 +50,22 @@ def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     people: list[tuple[str, str]] = []
     if ticket is None:
         customer_id = q.customer_id_for(session, sender_email, sender_name, now)
-        number = q.insert_ticket(session, {
-            "subject": msg.subject[:2000],
-            "status": "new",
-            "queue": "default",
-            "tier": "L1",
-            "priority": "normal",
-            "customer_id": customer_id,
-            "tags": [],
-            "fields": {},
-            "created_at": now,
-            "updated_at": now,
-            "thread_root": ctx.thread_root,
-        })
+        number = q.insert_ticket(
+            session,
+            {
+                "subject": msg.subject[:2000],
+                "status": "new",
+                "queue": "default",
+                "tier": "L1",
+                "priority": "normal",
+                "customer_id": customer_id,
+                "tags": [],
+                "fields": {},
+                "created_at": now,
+                "updated_at": now,
+                "thread_root": ctx.thread_root,
+            },
+        )
         ctx.new_ticket = True
         ctx.ticket_number = number
         ctx.outcome = "ticket-created"
@@ -184,7 +114,7 @@ def _store_message(
         "kind": ctx.kind,
         "message_id": message_id,
         "mid_hash": q.mid_hash(message_id),
-        "content_hash": _content_hash(ctx),
+        "content_hash": stored_content_hash(ctx),
         "raw": msg.raw,
         "raw_size": len(msg.raw),
         "subject": msg.subject[:2000],
@@ -217,7 +147,3 @@ def _store_message(
     ]
     ctx.message_pk = q.insert_message(session, values, attachments)
     return ctx.message_pk
-
-
-DEFAULT_STAGES: tuple[Stage, ...] = (dedupe, persist)
-

@@ -10,13 +10,11 @@ The verdict comes from the pure `maildesk.rules.screen`; this stage applies the 
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
-
 from maildesk.config import Settings
 from maildesk.message import ParsedMessage
-from maildesk.pipeline.context import MessageContext
-from maildesk.pipeline.stages import PipelineDeps
+from maildesk.pipeline.context import MessageContext, PipelineDeps
 from maildesk.rules.screen import ScreenVerdict, screen_message
+from maildesk.store import Session
 from maildesk.store import queries as q
 from maildesk.store.models import Suppression
 from maildesk.threading import parse_message_id
@@ -59,23 +57,48 @@ def apply_bounce(ctx: MessageContext, session: Session, deps: PipelineDeps) -> N
     if ctx.duplicate or verdict is None or verdict.verdict != "bounce":
         return
     if not verdict.permanent:
-        q.add_event(session, ctx.ticket_number, "bounce-delay", {"addresses": list(verdict.addresses), "reason": verdict.reason},
-                    ctx.now, ctx.message_pk)
+        q.add_event(
+            session,
+            ctx.ticket_number,
+            "bounce-delay",
+            {"addresses": list(verdict.addresses), "reason": verdict.reason},
+            ctx.now,
+            ctx.message_pk,
+        )
         return
     for address in verdict.addresses:
         address = address.lower()
         if q.is_suppressed(session, address, ctx.now) is None:
-            session.add(Suppression(address=address, reason=f"permanent bounce: {verdict.reason}"[:1000],
-                                    ticket_number=ctx.ticket_number, created_at=ctx.now))
+            session.add(
+                Suppression(
+                    address=address,
+                    reason=f"permanent bounce: {verdict.reason}"[:1000],
+                    ticket_number=ctx.ticket_number,
+                    created_at=ctx.now,
+                )
+            )
             session.flush()
-        q.add_event(session, ctx.ticket_number, "address-suppressed",
-                    {"address": address, "reason": verdict.reason, "message_id": verdict.original_message_id}, ctx.now, ctx.message_pk)
+        q.add_event(
+            session,
+            ctx.ticket_number,
+            "address-suppressed",
+            {"address": address, "reason": verdict.reason, "message_id": verdict.original_message_id},
+            ctx.now,
+            ctx.message_pk,
+        )
     if ctx.ticket_number is not None and verdict.addresses:
         from maildesk.outbound.sender import notify_agents_of_bounce
-        from maildesk.pipeline.respond import mailer_of
+        from maildesk.pipeline.stages.respond import mailer_of
 
-        notify_agents_of_bounce(mailer_of(deps), session, ctx.ticket_number, ", ".join(verdict.addresses),
-                                verdict.reason, key=f"dsn-notice:{ctx.stored_message_id}", now=ctx.now)
+        notify_agents_of_bounce(
+            mailer_of(deps),
+            session,
+            ctx.ticket_number,
+            ", ".join(verdict.addresses),
+            verdict.reason,
+            key=f"dsn-notice:{ctx.stored_message_id}",
+            now=ctx.now,
+        )
 
 
 def describe_screen(msg: ParsedMessage, settings: Settings) -> dict[str, object]:

@@ -1,7 +1,7 @@
 """`maildesk rules check|test|replay`: check a rules file, see how one mail would be routed,
 and see what a rules change would have done to the mail already stored.
 
-Thin like `cli.py`: parse arguments, call `maildesk.rules_ops`, print (a Rich table or
+Thin like `cli.py`: parse arguments, call `maildesk.services.rules`, print (a Rich table or
 `--json`). Nothing here writes to the database or the outbox. Text that came from mail is
 printed as plain text (`cli_desk.clean`), never as Rich markup.
 """
@@ -17,8 +17,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from maildesk.cli_common import EX_CONFIG, ConfigOpt, JsonOpt, console, err
-from maildesk.cli_desk import clean
+from maildesk.commands.common import EX_CONFIG, ConfigOpt, JsonOpt, console, err
+from maildesk.commands.desk import clean
 from maildesk.errors import ConfigError, MaildeskError
 
 RulesOpt = Annotated[Path | None, typer.Option("--rules", "-r", help="Rules file to use instead of desk.rules_file.")]
@@ -35,7 +35,7 @@ def _settings(config: Path | None) -> Any:
 
 
 def _path(settings: Any, file: Path | None) -> Path:
-    from maildesk import rules_ops
+    from maildesk.services import rules as rules_ops
 
     path = rules_ops.rules_path(settings, file)
     if path is None:
@@ -45,7 +45,7 @@ def _path(settings: Any, file: Path | None) -> Path:
 
 
 def _load(settings: Any, path: Path) -> Any:
-    from maildesk import rules_ops
+    from maildesk.services import rules as rules_ops
 
     ruleset, problems = rules_ops.check(settings, path)
     if ruleset is None:
@@ -78,7 +78,9 @@ def register(app: typer.Typer) -> None:
     @rules_app.command("test")
     def test_cmd(
         mail: Annotated[Path, typer.Argument(help="A mail file (.eml).", exists=True, dir_okay=False)],
-        ticket: Annotated[int | None, typer.Option("--ticket", "-t", help="Decide it as a reply on this ticket.")] = None,
+        ticket: Annotated[
+            int | None, typer.Option("--ticket", "-t", help="Decide it as a reply on this ticket.")
+        ] = None,
         rules: RulesOpt = None,
         config: ConfigOpt = None,
         as_json: JsonOpt = False,
@@ -88,22 +90,32 @@ def register(app: typer.Typer) -> None:
         Nothing is stored or sent. Customer facts (VIP, earlier tickets) come from the database
         when it can be read. Example: `maildesk rules test mail.eml --ticket 42`
         """
-        from maildesk import rules_ops
+        from maildesk.services import rules as rules_ops
         from maildesk.store.db import Store
 
         settings = _settings(config)
         ruleset = _load(settings, _path(settings, rules))
         store = Store(settings.database_url)
         try:
-            result = rules_ops.decide_mail(settings, ruleset, mail.read_bytes(), datetime.now(UTC), store=store, ticket=ticket)
+            result = rules_ops.decide_mail(
+                settings, ruleset, mail.read_bytes(), datetime.now(UTC), store=store, ticket=ticket
+            )
         except LookupError as exc:
             err.print(Text(str(exc), style="red"))
             raise typer.Exit(1) from exc
         finally:
             store.dispose()
         if as_json:
-            print(json.dumps({"event": result.input.event, "facts_from_db": result.facts_from_db,
-                              "decision": result.decision.to_json()}, indent=2))
+            print(
+                json.dumps(
+                    {
+                        "event": result.input.event,
+                        "facts_from_db": result.facts_from_db,
+                        "decision": result.decision.to_json(),
+                    },
+                    indent=2,
+                )
+            )
             return
         table = Table(title=f"{len(ruleset.rules)} rules, {result.input.event} mail from {clean(result.input.sender)}")
         for col in ("line", "rule", "matched", "why / actions"):
@@ -116,8 +128,22 @@ def register(app: typer.Typer) -> None:
             console.print("(database not readable: customer facts are defaults)")
         data = result.decision.to_json()
         console.print("Decision:")
-        for key in ("queue", "tier", "priority", "status", "assign", "tags_add", "fields", "replies", "notify", "escalate",
-                    "resolve", "spam", "discard", "notes"):
+        for key in (
+            "queue",
+            "tier",
+            "priority",
+            "status",
+            "assign",
+            "tags_add",
+            "fields",
+            "replies",
+            "notify",
+            "escalate",
+            "resolve",
+            "spam",
+            "discard",
+            "notes",
+        ):
             value = data[key]
             if value not in (None, [], {}, False):
                 console.print(Text(f"  {key}: {clean(value)}"))
@@ -126,7 +152,12 @@ def register(app: typer.Typer) -> None:
     def replay_cmd(
         since: Annotated[str, typer.Option("--since", help="How far back: 30d, 12h, 2w.")] = "30d",
         rules: RulesOpt = None,
-        against: Annotated[str, typer.Option("--against", help="recorded (what the events say happened) or current (the current rules file).")] = "",
+        against: Annotated[
+            str,
+            typer.Option(
+                "--against", help="recorded (what the events say happened) or current (the current rules file)."
+            ),
+        ] = "",
         limit: Annotated[int | None, typer.Option("--limit", help="At most this many messages.")] = None,
         config: ConfigOpt = None,
         as_json: JsonOpt = False,
@@ -137,8 +168,8 @@ def register(app: typer.Typer) -> None:
         against the current rules (or --against recorded). Example:
         `maildesk rules replay --since 30d --rules rules-new.yaml`
         """
-        from maildesk import rules_ops
-        from maildesk.operations import parse_age
+        from maildesk.services import rules as rules_ops
+        from maildesk.services.tickets import parse_age
         from maildesk.store.db import Store
 
         settings = _settings(config)
@@ -166,7 +197,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print(json.dumps(report.to_json(), indent=2, default=str))
             return
-        console.print(Text(f"replaying mail since {report.since:%Y-%m-%d %H:%M} UTC: {report.candidate} against {report.against}"))
+        console.print(
+            Text(f"replaying mail since {report.since:%Y-%m-%d %H:%M} UTC: {report.candidate} against {report.against}")
+        )
         for item in report.items:
             mark = " (approximate: never routed, facts from today's database)" if item.approximate else ""
             console.print(Text(f"#{item.ticket} {item.event} <{clean(item.message_id)}> {clean(item.subject)!r}{mark}"))

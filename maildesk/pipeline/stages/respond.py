@@ -20,12 +20,10 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from maildesk.outbound.context import MessageInput
 from maildesk.outbound.mailer import COMPOSE_ERRORS, Mailer, Parent, Recipient, compose_failed
-from maildesk.pipeline.context import MessageContext
-from maildesk.pipeline.stages import PipelineDeps
+from maildesk.pipeline.context import MessageContext, PipelineDeps
+from maildesk.store import Session
 from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
 from maildesk.store.models import OutboxItem, Participant, Ticket
@@ -176,8 +174,12 @@ def send_agent_reply(
     if ticket.first_response_at is None:
         ticket.first_response_at = now
     ticket.updated_at = now
-    data: dict[str, Any] = {"agent": agent_email.lower(), "outbox_id": item.id, "message_id": item.message_id,
-                            "state": item.state}
+    data: dict[str, Any] = {
+        "agent": agent_email.lower(),
+        "outbox_id": item.id,
+        "message_id": item.message_id,
+        "state": item.state,
+    }
     q.add_event(session, ticket_number, "agent-replied", data, now)
     return item
 

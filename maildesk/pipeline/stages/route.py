@@ -28,17 +28,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from maildesk.config import Settings
-from maildesk.pipeline.context import MessageContext
-from maildesk.pipeline.stages import PipelineDeps
+from maildesk.pipeline.context import MessageContext, PipelineDeps
 from maildesk.rules.engine import evaluate, pick_least_loaded, pick_round_robin
 from maildesk.rules.holder import RulesHolder
 from maildesk.rules.inputs import rule_input_from_message
 from maildesk.rules.loader import load_rules
 from maildesk.rules.model import TIERS, AssignSpec, CustomerFacts, Decision, RuleInput, TicketState
 from maildesk.rules.ruleset import RuleSet
+from maildesk.store import Session
 from maildesk.store import queries as q
 from maildesk.store import routing_queries as rq
 from maildesk.store.models import Agent, Customer, Message, Ticket
@@ -97,8 +95,13 @@ def refresh(holder: RulesHolder) -> None:
 
 
 # Facts --------------------------------------------------------------------------------------
-def customer_facts(session: Session, email: str, exclude_ticket: int | None, before: datetime | None = None,
-                   customer: Customer | None = None) -> CustomerFacts:
+def customer_facts(
+    session: Session,
+    email: str,
+    exclude_ticket: int | None,
+    before: datetime | None = None,
+    customer: Customer | None = None,
+) -> CustomerFacts:
     """VIP flag, earlier tickets and open tickets of the sender (the current ticket excluded).
 
     `customer` saves the lookup when the caller already holds the sender's row."""
@@ -109,7 +112,9 @@ def customer_facts(session: Session, email: str, exclude_ticket: int | None, bef
     if customer is None:
         return CustomerFacts(email=email, domain=domain)
     tickets, open_tickets = rq.customer_ticket_counts(session, customer.id, exclude_ticket, before)
-    return CustomerFacts(email=email, domain=domain, vip=bool(customer.vip), tickets=int(tickets), open_tickets=int(open_tickets))
+    return CustomerFacts(
+        email=email, domain=domain, vip=bool(customer.vip), tickets=int(tickets), open_tickets=int(open_tickets)
+    )
 
 
 def ticket_state(ticket: Ticket, status: str | None = None) -> TicketState:
@@ -133,8 +138,14 @@ def input_json(inp: RuleInput) -> dict[str, Any]:
     }
     if inp.ticket is not None:
         t = inp.ticket
-        data["ticket"] = {"status": t.status, "queue": t.queue, "tier": t.tier, "priority": t.priority,
-                          "tags": list(t.tags), "assignee": t.assignee}
+        data["ticket"] = {
+            "status": t.status,
+            "queue": t.queue,
+            "tier": t.tier,
+            "priority": t.priority,
+            "tags": list(t.tags),
+            "assignee": t.assignee,
+        }
     return data
 
 
@@ -198,8 +209,14 @@ def resolve_assignment(session: Session, spec: AssignSpec, ticket: Ticket) -> As
     agents = rq.all_agents(session)
     members = group_members(agents, spec.group, ticket.queue, ticket.tier)
     if not members:
-        return Assignment(None, {"strategy": spec.strategy, "group": spec.group,
-                                 "reason": f"no active agent in group {spec.group!r} (queue {ticket.queue}, tier {ticket.tier})"})
+        return Assignment(
+            None,
+            {
+                "strategy": spec.strategy,
+                "group": spec.group,
+                "reason": f"no active agent in group {spec.group!r} (queue {ticket.queue}, tier {ticket.tier})",
+            },
+        )
     if spec.strategy == "least_loaded":
         loads = rq.open_loads(session, members, ticket.number)
         return Assignment(pick_least_loaded(loads), {"strategy": "least_loaded", "group": spec.group, "loads": loads})
@@ -213,10 +230,24 @@ def resolve_assignment(session: Session, spec: AssignSpec, ticket: Ticket) -> As
 def _note_row(session: Session, ticket: Ticket, ctx: MessageContext, text: str, step: int) -> Message:
     mid = f"rule-note-{ctx.message_pk}-{step}@maildesk.invalid"
     row = Message(
-        ticket_number=ticket.number, direction="in", kind="agent-note", message_id=mid, mid_hash=q.mid_hash(mid),
-        content_hash=hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest(), raw=None, raw_size=0,
-        subject=ticket.subject, sender="maildesk", sender_name="maildesk rules", recipients=[], sent_at=ctx.now,
-        created_at=ctx.now, source="rules", full_text=text, visible_text=text, internal=True,
+        ticket_number=ticket.number,
+        direction="in",
+        kind="agent-note",
+        message_id=mid,
+        mid_hash=q.mid_hash(mid),
+        content_hash=hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest(),
+        raw=None,
+        raw_size=0,
+        subject=ticket.subject,
+        sender="maildesk",
+        sender_name="maildesk rules",
+        recipients=[],
+        sent_at=ctx.now,
+        created_at=ctx.now,
+        source="rules",
+        full_text=text,
+        visible_text=text,
+        internal=True,
     )
     session.add(row)
     session.flush()
@@ -246,7 +277,9 @@ def _set_status(ticket: Ticket, status: str, now: datetime) -> None:
         ticket.resolved_at = ticket.closed_at = None
 
 
-def apply_decision(session: Session, ctx: MessageContext, deps: PipelineDeps, ticket: Ticket, decision: Decision) -> dict[str, Any]:
+def apply_decision(
+    session: Session, ctx: MessageContext, deps: PipelineDeps, ticket: Ticket, decision: Decision
+) -> dict[str, Any]:
     """Change the ticket as decided; returns {what: [old, new]} for the `routed` event."""
     now, pk = ctx.now, ctx.message_pk
     changes: dict[str, Any] = {}
@@ -267,8 +300,14 @@ def apply_decision(session: Session, ctx: MessageContext, deps: PipelineDeps, ti
             frm = to = ticket.tier if decision.tier is None else decision.tier
         text = f"Escalated {what} by rule {rule!r}.\n\n{note}"
         row = _note_row(session, ticket, ctx, text, step)
-        q.add_event(session, ticket.number, "escalated",
-                    {"from": frm, "to": to, "what": what, "note": note, "rule": rule, "by": "rules", "note_message": row.id}, now, pk)
+        q.add_event(
+            session,
+            ticket.number,
+            "escalated",
+            {"from": frm, "to": to, "what": what, "note": note, "rule": rule, "by": "rules", "note_message": row.id},
+            now,
+            pk,
+        )
     if decision.tier is not None and decision.tier != old_tier:
         ticket.tier = decision.tier
         changes["tier"] = [old_tier, decision.tier]
@@ -299,19 +338,39 @@ def apply_decision(session: Session, ctx: MessageContext, deps: PipelineDeps, ti
             if kind == "discard" and ticket.status != "closed":
                 changes["status"] = [ticket.status, "closed"]
                 _set_status(ticket, "closed", now)
-            q.add_event(session, ticket.number, "marked-spam" if kind == "spam" else "discarded",
-                        {"reason": junk, "by": "rules", "kept": "the ticket and the mail are kept, never deleted"}, now, pk)
+            q.add_event(
+                session,
+                ticket.number,
+                "marked-spam" if kind == "spam" else "discarded",
+                {"reason": junk, "by": "rules", "kept": "the ticket and the mail are kept, never deleted"},
+                now,
+                pk,
+            )
         else:
-            q.add_event(session, ticket.number, "reply-flagged",
-                        {"kind": kind, "reason": junk, "detail": "a reply on an existing ticket: the ticket is left as it was"}, now, pk)
+            q.add_event(
+                session,
+                ticket.number,
+                "reply-flagged",
+                {"kind": kind, "reason": junk, "detail": "a reply on an existing ticket: the ticket is left as it was"},
+                now,
+                pk,
+            )
     if decision.assign is not None:
         got = resolve_assignment(session, decision.assign, ticket)
         if got.agent is None:
-            q.add_event(session, ticket.number, "assign-failed", {"rule_assign": str(decision.assign), **got.detail}, now, pk)
+            q.add_event(
+                session, ticket.number, "assign-failed", {"rule_assign": str(decision.assign), **got.detail}, now, pk
+            )
         elif got.agent != ticket.assignee:
             changes["assignee"] = [ticket.assignee, got.agent]
-            q.add_event(session, ticket.number, "assigned",
-                        {"old": ticket.assignee, "new": got.agent, "by": "rules", **got.detail}, now, pk)
+            q.add_event(
+                session,
+                ticket.number,
+                "assigned",
+                {"old": ticket.assignee, "new": got.agent, "by": "rules", **got.detail},
+                now,
+                pk,
+            )
             ticket.assignee = got.agent
             q.add_participant(session, ticket.number, got.agent, "agent")
     if changes:
@@ -323,13 +382,22 @@ def apply_decision(session: Session, ctx: MessageContext, deps: PipelineDeps, ti
 
 def _notify(session: Session, ctx: MessageContext, deps: PipelineDeps, ticket: Ticket, to: str, template: str) -> None:
     from maildesk.outbound.mailer import COMPOSE_ERRORS, Parent, Recipient, compose_failed
-    from maildesk.pipeline.respond import _message_input, mailer_of
+    from maildesk.pipeline.stages.respond import _message_input, mailer_of
 
     try:
         item = mailer_of(deps).send(
-            session, key=f"notify:{ctx.message_pk}:{to}:{template}", ticket_number=ticket.number, template=template,
-            to=Recipient(to, ""), now=ctx.now, automatic=True, parent=Parent.of(ctx.msg), kind="auto",
-            internal=True, message=_message_input(ctx), message_pk=ctx.message_pk,
+            session,
+            key=f"notify:{ctx.message_pk}:{to}:{template}",
+            ticket_number=ticket.number,
+            template=template,
+            to=Recipient(to, ""),
+            now=ctx.now,
+            automatic=True,
+            parent=Parent.of(ctx.msg),
+            kind="auto",
+            internal=True,
+            message=_message_input(ctx),
+            message_pk=ctx.message_pk,
         )
     except COMPOSE_ERRORS as exc:
         compose_failed(session, ticket.number, template, exc, ctx.now, ctx.message_pk)
@@ -353,7 +421,14 @@ def route(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
             queue = settings.queue_for_address(rcpt)
             if queue is not None:
                 if queue != ticket.queue:
-                    q.add_event(session, ticket.number, "queued-by-address", {"address": rcpt, "queue": queue}, ctx.now, ctx.message_pk)
+                    q.add_event(
+                        session,
+                        ticket.number,
+                        "queued-by-address",
+                        {"address": rcpt, "queue": queue},
+                        ctx.now,
+                        ctx.message_pk,
+                    )
                     ticket.queue = queue
                 break
     holder = deps.extras.get("rules")
@@ -368,13 +443,29 @@ def route(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     ctx.decision = decision
     for hit in decision.hits:
         if hit.matched:
-            q.add_event(session, ticket.number, "rule",
-                        {"name": hit.name, "line": hit.line, "actions": list(hit.actions), "captures": dict(hit.captures)},
-                        ctx.now, ctx.message_pk)
+            q.add_event(
+                session,
+                ticket.number,
+                "rule",
+                {"name": hit.name, "line": hit.line, "actions": list(hit.actions), "captures": dict(hit.captures)},
+                ctx.now,
+                ctx.message_pk,
+            )
     changes = apply_decision(session, ctx, deps, ticket, decision)
     summary = {k: v for k, v in decision.to_json().items() if k != "hits"}
-    q.add_event(session, ticket.number, "routed", {
-        "rules_file": str(holder.path), "rules": len(ruleset.rules), "matched": list(decision.matched),
-        "decision": summary, "changes": changes, "input": input_json(inp),
-        "rules_errors": list(holder.errors)[:5],
-    }, ctx.now, ctx.message_pk)
+    q.add_event(
+        session,
+        ticket.number,
+        "routed",
+        {
+            "rules_file": str(holder.path),
+            "rules": len(ruleset.rules),
+            "matched": list(decision.matched),
+            "decision": summary,
+            "changes": changes,
+            "input": input_json(inp),
+            "rules_errors": list(holder.errors)[:5],
+        },
+        ctx.now,
+        ctx.message_pk,
+    )

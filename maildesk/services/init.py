@@ -65,8 +65,10 @@ def _default(name: str) -> str:
 def init_directory(directory: Path, *, force: bool = False) -> list[Path]:
     """Create DIR/maildesk.toml, DIR/rules.yaml and DIR/templates/. Returns written paths."""
     directory.mkdir(parents=True, exist_ok=True)
-    config = _default("maildesk.toml").replace('rules_file = ""', 'rules_file = "rules.yaml"').replace(
-        'templates_dir = ""', 'templates_dir = "templates"'
+    config = (
+        _default("maildesk.toml")
+        .replace('rules_file = ""', 'rules_file = "rules.yaml"')
+        .replace('templates_dir = ""', 'templates_dir = "templates"')
     )
     files = {directory / "maildesk.toml": config}
     try:

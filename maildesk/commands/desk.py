@@ -2,7 +2,7 @@
 `customer show|export|erase`, `agents list`, `retention apply`.
 
 Thin like `cli.py`: parse arguments, open the desk, call one function of
-`maildesk.operations` in one transaction, print (a Rich table, `--json`, or `--csv`).
+`maildesk.services.tickets` in one transaction, print (a Rich table, `--json`, or `--csv`).
 `register(app)` adds the commands to the main Typer app. Everything printed that came from
 mail is shown as plain text with control characters removed (never as Rich markup or
 terminal escapes); CSV cells that a spreadsheet would run as a formula are defused.
@@ -28,9 +28,9 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from maildesk import operations as ops
-from maildesk.cli_common import EX_CONFIG, EX_TEMPFAIL, ConfigOpt, JsonOpt, console, err
+from maildesk.commands.common import EX_CONFIG, EX_TEMPFAIL, ConfigOpt, JsonOpt, console, err
 from maildesk.errors import ConfigError, MaildeskError
+from maildesk.services import tickets as ops
 
 ByOpt = Annotated[
     str | None,
@@ -38,7 +38,9 @@ ByOpt = Annotated[
 ]
 NumberArg = Annotated[int, typer.Argument(help="Ticket number.", min=1)]
 TextOpt = Annotated[str | None, typer.Option("--text", "-t", help="The text itself.")]
-FileOpt = Annotated[str | None, typer.Option("--file", "-f", help="Read the text from a file, or - for standard input.")]
+FileOpt = Annotated[
+    str | None, typer.Option("--file", "-f", help="Read the text from a file, or - for standard input.")
+]
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
@@ -157,26 +159,47 @@ def _csv_cell(value: Any) -> str:
 
 
 # Sub-apps ----------------------------------------------------------------------------------
-tickets_app = typer.Typer(help="Lists of tickets. Example: `maildesk tickets list --status open --breaching`", no_args_is_help=True)
-ticket_app = typer.Typer(help="One ticket: show it, or act on it like an email command would.\n\n"
-                         "Example: `maildesk ticket show 42`, `maildesk ticket assign 42 eva@example.com`", no_args_is_help=True)
-customer_app = typer.Typer(help="Customers: what is held about them, export (access) and erase (right to be forgotten).\n\n"
-                           "Example: `maildesk customer show anna@example.org`", no_args_is_help=True)
+tickets_app = typer.Typer(
+    help="Lists of tickets. Example: `maildesk tickets list --status open --breaching`", no_args_is_help=True
+)
+ticket_app = typer.Typer(
+    help="One ticket: show it, or act on it like an email command would.\n\n"
+    "Example: `maildesk ticket show 42`, `maildesk ticket assign 42 eva@example.com`",
+    no_args_is_help=True,
+)
+customer_app = typer.Typer(
+    help="Customers: what is held about them, export (access) and erase (right to be forgotten).\n\n"
+    "Example: `maildesk customer show anna@example.org`",
+    no_args_is_help=True,
+)
 agents_app = typer.Typer(help="Agents and their open load. Example: `maildesk agents list`", no_args_is_help=True)
 retention_app = typer.Typer(help="Data retention. Example: `maildesk retention apply --days 365`", no_args_is_help=True)
 
 
 @tickets_app.command("list")
 def tickets_list(
-    status: Annotated[list[str] | None, typer.Option("--status", "-s", help="new, open, pending, resolved, closed; repeat or comma-separate.")] = None,
-    queue: Annotated[list[str] | None, typer.Option("--queue", "-q", help="Queue name; repeat or comma-separate.")] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", "-s", help="new, open, pending, resolved, closed; repeat or comma-separate."),
+    ] = None,
+    queue: Annotated[
+        list[str] | None, typer.Option("--queue", "-q", help="Queue name; repeat or comma-separate.")
+    ] = None,
     tier: Annotated[list[str] | None, typer.Option("--tier", help="L1, L2 or L3; repeat or comma-separate.")] = None,
     priority: Annotated[list[str] | None, typer.Option("--priority", "-p", help="low, normal, high, urgent.")] = None,
-    assignee: Annotated[str | None, typer.Option("--assignee", "-a", help="Agent address, or none for unassigned.")] = None,
-    customer: Annotated[str | None, typer.Option("--customer", help="Part of the customer's address, e.g. @example.org.")] = None,
+    assignee: Annotated[
+        str | None, typer.Option("--assignee", "-a", help="Agent address, or none for unassigned.")
+    ] = None,
+    customer: Annotated[
+        str | None, typer.Option("--customer", help="Part of the customer's address, e.g. @example.org.")
+    ] = None,
     tag: Annotated[str | None, typer.Option("--tag", help="Only tickets with this tag.")] = None,
-    breaching: Annotated[bool, typer.Option("--breaching", help="Only tickets with an SLA clock breached or overdue.")] = False,
-    older_than: Annotated[str | None, typer.Option("--older-than", help="Created longer ago than this: 3d, 12h, 2w.")] = None,
+    breaching: Annotated[
+        bool, typer.Option("--breaching", help="Only tickets with an SLA clock breached or overdue.")
+    ] = False,
+    older_than: Annotated[
+        str | None, typer.Option("--older-than", help="Created longer ago than this: 3d, 12h, 2w.")
+    ] = None,
     text: Annotated[str | None, typer.Option("--text", help="Full-text match on any message (search syntax).")] = None,
     sort: Annotated[str, typer.Option("--sort", help="created, updated, priority or number.")] = "number",
     desc: Annotated[bool, typer.Option("--desc", help="Reverse order (newest / highest first).")] = False,
@@ -194,9 +217,18 @@ def tickets_list(
         with _failing():
             created_before = now - ops.parse_age(older_than) if older_than else None
         f = ops.TicketFilter(
-            statuses=tuple(s.lower() for s in _split(status)), queues=_split(queue), tiers=_split(tier),
-            priorities=tuple(p.lower() for p in _split(priority)), assignee=assignee, customer=customer, tag=tag,
-            breaching=breaching, created_before=created_before, text=text, sort=sort.lower(), desc=desc,
+            statuses=tuple(s.lower() for s in _split(status)),
+            queues=_split(queue),
+            tiers=_split(tier),
+            priorities=tuple(p.lower() for p in _split(priority)),
+            assignee=assignee,
+            customer=customer,
+            tag=tag,
+            breaching=breaching,
+            created_before=created_before,
+            text=text,
+            sort=sort.lower(),
+            desc=desc,
             limit=limit or None,
         )
         rows = _read(desk, ops.list_tickets, f, now)
@@ -216,8 +248,18 @@ def tickets_list(
         table.add_column(col, overflow="fold" if col == "subject" else "ellipsis")
     for r in rows:
         due = plain(_when(r.next_due), "bold red" if r.breaching else "")
-        table.add_row(str(r.number), r.status, r.priority, r.tier, plain(r.queue), plain(r.assignee or "-"),
-                      plain(r.customer), plain(r.subject[:120]), _when(r.updated_at), due)
+        table.add_row(
+            str(r.number),
+            r.status,
+            r.priority,
+            r.tier,
+            plain(r.queue),
+            plain(r.assignee or "-"),
+            plain(r.customer),
+            plain(r.subject[:120]),
+            _when(r.updated_at),
+            due,
+        )
     console.print(table)
 
 
@@ -236,10 +278,16 @@ def ticket_show(number: NumberArg, as_json: JsonOpt = False, config: ConfigOpt =
     head.add_column(style="bold")
     head.add_column()
     rows = [
-        ("status", view["status"]), ("queue", view["queue"]), ("tier", view["tier"]), ("priority", view["priority"]),
-        ("assignee", view["assignee"] or "-"), ("customer", f"{view['customer_name']} <{view['customer']}>"),
-        ("participants", ", ".join(view["participants"])), ("tags", " ".join(view["tags"]) or "-"),
-        ("created", _when(view["created_at"])), ("updated", _when(view["updated_at"])),
+        ("status", view["status"]),
+        ("queue", view["queue"]),
+        ("tier", view["tier"]),
+        ("priority", view["priority"]),
+        ("assignee", view["assignee"] or "-"),
+        ("customer", f"{view['customer_name']} <{view['customer']}>"),
+        ("participants", ", ".join(view["participants"])),
+        ("tags", " ".join(view["tags"]) or "-"),
+        ("created", _when(view["created_at"])),
+        ("updated", _when(view["updated_at"])),
         ("first response", _when(view["first_response_at"]) or "-"),
     ]
     if view["fields"]:
@@ -256,8 +304,11 @@ def ticket_show(number: NumberArg, as_json: JsonOpt = False, config: ConfigOpt =
         for col in ("clock", "due", "state"):
             sla.add_column(col)
         for c in view["sla"]:
-            sla.add_row(c["kind"], _when(c["due_at"]) or "-",
-                        plain(c["state"], "bold red" if c["state"] in ("breached", "overdue") else ""))
+            sla.add_row(
+                c["kind"],
+                _when(c["due_at"]) or "-",
+                plain(c["state"], "bold red" if c["state"] in ("breached", "overdue") else ""),
+            )
         console.print(sla)
     console.rule("conversation")
     for m in view["messages"]:
@@ -270,7 +321,9 @@ def ticket_show(number: NumberArg, as_json: JsonOpt = False, config: ConfigOpt =
             console.print(plain(f"({m['quoted_lines']} quoted lines hidden)", "dim"))
         for a in m["attachments"]:
             kept = "" if a["data_kept"] else ", data removed"
-            console.print(plain(f"  attachment: {a['filename']} ({a['content_type']}, {_size(a['size'])}{kept})", "dim"))
+            console.print(
+                plain(f"  attachment: {a['filename']} ({a['content_type']}, {_size(a['size'])}{kept})", "dim")
+            )
         console.print()
     console.rule("history")
     events = Table()
@@ -300,8 +353,14 @@ def _report(result: ops.ActionResult, as_json: bool) -> None:
 
 
 @ticket_app.command("note")
-def ticket_note(number: NumberArg, text: TextOpt = None, file: FileOpt = None, by: ByOpt = None,
-                as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+def ticket_note(
+    number: NumberArg,
+    text: TextOpt = None,
+    file: FileOpt = None,
+    by: ByOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
     """Add an internal note (never mailed). Without --text or --file, opens $EDITOR.
 
     Example: `maildesk ticket note 42 --text "Called the customer, waiting for logs"` or
@@ -314,9 +373,15 @@ def ticket_note(number: NumberArg, text: TextOpt = None, file: FileOpt = None, b
 
 @ticket_app.command("reply")
 def ticket_reply(
-    number: NumberArg, text: TextOpt = None, file: FileOpt = None, by: ByOpt = None,
-    status: Annotated[str, typer.Option("--status", help="Status afterwards (pending waits on the customer).")] = "pending",
-    as_json: JsonOpt = False, config: ConfigOpt = None,
+    number: NumberArg,
+    text: TextOpt = None,
+    file: FileOpt = None,
+    by: ByOpt = None,
+    status: Annotated[
+        str, typer.Option("--status", help="Status afterwards (pending waits on the customer).")
+    ] = "pending",
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Reply to the customer (through the outbox; the running daemon sends it).
 
@@ -333,25 +398,39 @@ def ticket_reply(
 
 
 @ticket_app.command("assign")
-def ticket_assign(number: NumberArg, agent: Annotated[str, typer.Argument(help="Agent address, or none to unassign.")],
-                  by: ByOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+def ticket_assign(
+    number: NumberArg,
+    agent: Annotated[str, typer.Argument(help="Agent address, or none to unassign.")],
+    by: ByOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
     """Assign a ticket to an agent. Example: `maildesk ticket assign 42 eva@example.com`"""
     with _desk(config) as desk:
         _report(_write(desk, ops.assign, number, agent, _by(by), desk.clock()), as_json)
 
 
 @ticket_app.command("tier")
-def ticket_tier(number: NumberArg, tier: Annotated[str, typer.Argument(help="L1, L2 or L3.")],
-                by: ByOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+def ticket_tier(
+    number: NumberArg,
+    tier: Annotated[str, typer.Argument(help="L1, L2 or L3.")],
+    by: ByOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
     """Set the support tier. Example: `maildesk ticket tier 42 L2`"""
     with _desk(config) as desk:
         _report(_write(desk, ops.set_tier, number, tier, _by(by), desk.clock()), as_json)
 
 
 @ticket_app.command("escalate")
-def ticket_escalate(number: NumberArg,
-                    note: Annotated[str, typer.Option("--note", help="Hand-off note, kept on the ticket.")] = "",
-                    by: ByOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+def ticket_escalate(
+    number: NumberArg,
+    note: Annotated[str, typer.Option("--note", help="Hand-off note, kept on the ticket.")] = "",
+    by: ByOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
     """Escalate to the next tier (L1 -> L2 -> L3) with a hand-off note.
 
     Example: `maildesk ticket escalate 42 --note "Firmware bug, needs engineering"`
@@ -361,17 +440,26 @@ def ticket_escalate(number: NumberArg,
 
 
 @ticket_app.command("priority")
-def ticket_priority(number: NumberArg, priority: Annotated[str, typer.Argument(help="low, normal, high or urgent.")],
-                    by: ByOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+def ticket_priority(
+    number: NumberArg,
+    priority: Annotated[str, typer.Argument(help="low, normal, high or urgent.")],
+    by: ByOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
     """Set the priority. Example: `maildesk ticket priority 42 high`"""
     with _desk(config) as desk:
         _report(_write(desk, ops.set_priority, number, priority, _by(by), desk.clock()), as_json)
 
 
 @ticket_app.command("tag", context_settings={"ignore_unknown_options": True})
-def ticket_tag(number: NumberArg,
-               changes: Annotated[list[str], typer.Argument(help="+tag adds, -tag removes, a bare tag adds.")],
-               by: ByOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+def ticket_tag(
+    number: NumberArg,
+    changes: Annotated[list[str], typer.Argument(help="+tag adds, -tag removes, a bare tag adds.")],
+    by: ByOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
     """Add and remove tags. Example: `maildesk ticket tag 42 +vip +hardware -billing`"""
     with _desk(config) as desk:
         _report(_write(desk, ops.change_tags, number, changes, _by(by), desk.clock()), as_json)
@@ -402,7 +490,9 @@ def ticket_reopen(number: NumberArg, by: ByOpt = None, as_json: JsonOpt = False,
 def ticket_merge(
     target: Annotated[int, typer.Argument(help="The ticket that stays.", min=1)],
     source: Annotated[int, typer.Argument(help="The ticket merged into it (closed; its mail goes to TARGET).", min=1)],
-    by: ByOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None,
+    by: ByOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Merge ticket SOURCE into TARGET; later mail for SOURCE lands on TARGET.
 
@@ -425,8 +515,18 @@ def search_cmd(
     with _desk(config) as desk:
         hits = _read(desk, ops.search, query, limit)
     if as_json:
-        _dump([{"ticket": h.ticket_number, "subject": h.subject, "snippet": h.text, "rank": h.rank,
-                "message": h.message_pk} for h in hits])
+        _dump(
+            [
+                {
+                    "ticket": h.ticket_number,
+                    "subject": h.subject,
+                    "snippet": h.text,
+                    "rank": h.rank,
+                    "message": h.message_pk,
+                }
+                for h in hits
+            ]
+        )
         return
     table = Table(title=plain(f"search: {query} ({len(hits)})"))
     for col in ("#", "subject", "snippet", "rank"):
@@ -447,8 +547,11 @@ def _highlight(marked: str) -> Text:
 
 
 @customer_app.command("show")
-def customer_show(address: Annotated[str, typer.Argument(help="The customer's address.")],
-                  as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
+def customer_show(
+    address: Annotated[str, typer.Argument(help="The customer's address.")],
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
     """A customer: their tickets, the tickets they are copied on, suppressions.
 
     Example: `maildesk customer show anna@example.org`
@@ -459,13 +562,24 @@ def customer_show(address: Annotated[str, typer.Argument(help="The customer's ad
         _dump(view)
         return
     title = f"{view['name']} <{view['email']}>" if view["name"] else view["email"]
-    console.print(plain(title + ("  (VIP)" if view["vip"] else "") + (f"  erased {view['erased_at']}" if view["erased_at"] else ""), "bold"))
+    console.print(
+        plain(
+            title + ("  (VIP)" if view["vip"] else "") + (f"  erased {view['erased_at']}" if view["erased_at"] else ""),
+            "bold",
+        )
+    )
     table = Table(title=f"tickets ({len(view['tickets'])})")
     for col in ("#", "status", "prio", "assignee", "subject", "created"):
         table.add_column(col)
     for t in view["tickets"]:
-        table.add_row(str(t["number"]), t["status"], t["priority"], plain(t["assignee"] or "-"), plain(t["subject"][:100]),
-                      _when(t["created_at"]))
+        table.add_row(
+            str(t["number"]),
+            t["status"],
+            t["priority"],
+            plain(t["assignee"] or "-"),
+            plain(t["subject"][:100]),
+            _when(t["created_at"]),
+        )
     console.print(table)
     if view["also_on"]:
         console.print("copied on: " + ", ".join(f"#{n}" for n in view["also_on"]))
@@ -480,7 +594,8 @@ def customer_show(address: Annotated[str, typer.Argument(help="The customer's ad
 def customer_export(
     address: Annotated[str, typer.Argument(help="The customer's address.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="New (or empty) folder to write into.")],
-    as_json: JsonOpt = False, config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Export everything held about a customer: each message as .eml plus customer.json.
 
@@ -491,15 +606,20 @@ def customer_export(
     if as_json:
         _dump(result)
         return
-    console.print(plain(f"wrote {result['eml_files']} .eml files and customer.json "
-                        f"({result['tickets']} tickets, {result['messages']} messages) to {result['folder']}"))
+    console.print(
+        plain(
+            f"wrote {result['eml_files']} .eml files and customer.json "
+            f"({result['tickets']} tickets, {result['messages']} messages) to {result['folder']}"
+        )
+    )
 
 
 @customer_app.command("erase")
 def customer_erase(
     address: Annotated[str, typer.Argument(help="The customer's address.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
-    as_json: JsonOpt = False, config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Erase a customer's personal data (right to be forgotten). Ticket rows stay, anonymous,
     so counts and KPIs stay right. This cannot be undone: export first if needed.
@@ -509,7 +629,8 @@ def customer_erase(
     with _desk(config) as desk:
         view = _read(desk, ops.customer_view, address, desk.clock())
         if not yes and not typer.confirm(
-            f"Erase all personal data of {clean(view['email'])} ({len(view['tickets'])} tickets)? This cannot be undone", err=True
+            f"Erase all personal data of {clean(view['email'])} ({len(view['tickets'])} tickets)? This cannot be undone",
+            err=True,
         ):
             err.print("nothing erased")
             raise typer.Exit(1)
@@ -517,9 +638,13 @@ def customer_erase(
     if as_json:
         _dump(result)
         return
-    console.print(plain(f"erased: now {result['token']}; " + ", ".join(f"{k} {v}" for k, v in result.items() if k != "token")))
+    console.print(
+        plain(f"erased: now {result['token']}; " + ", ".join(f"{k} {v}" for k, v in result.items() if k != "token"))
+    )
     if desk.store.backend == "postgresql":
-        console.print("PostgreSQL keeps old row versions until VACUUM: run `VACUUM messages, attachments, events` soon.")
+        console.print(
+            "PostgreSQL keeps old row versions until VACUUM: run `VACUUM messages, attachments, events` soon."
+        )
 
 
 @agents_app.command("list")
@@ -539,16 +664,31 @@ def agents_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     for r in rows:
         note = ("inactive" if not r["active"] else "") + ("" if r["known"] else "not in agents table")
         by_tier = r["open_by_tier"]
-        table.add_row(plain(r["email"]), plain(r["name"]), plain(",".join(r["tiers"])), plain(",".join(r["queues"])),
-                      str(r["open"]), str(by_tier.get("L1", 0)), str(by_tier.get("L2", 0)), str(by_tier.get("L3", 0)), note)
+        table.add_row(
+            plain(r["email"]),
+            plain(r["name"]),
+            plain(",".join(r["tiers"])),
+            plain(",".join(r["queues"])),
+            str(r["open"]),
+            str(by_tier.get("L1", 0)),
+            str(by_tier.get("L2", 0)),
+            str(by_tier.get("L3", 0)),
+            note,
+        )
     console.print(table)
 
 
 @retention_app.command("apply")
 def retention_apply(
-    days: Annotated[int | None, typer.Option("--days", help="Tickets closed longer ago than this many days (default: desk.retention_days).", min=1)] = None,
+    days: Annotated[
+        int | None,
+        typer.Option(
+            "--days", help="Tickets closed longer ago than this many days (default: desk.retention_days).", min=1
+        ),
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (for cron).")] = False,
-    as_json: JsonOpt = False, config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Remove raw mail and attachment data of tickets closed more than N days ago.
 
@@ -560,7 +700,9 @@ def retention_apply(
         if days < 1:
             err.print("no --days given and desk.retention_days is 0 (keep forever): nothing to do")
             raise typer.Exit(2)
-    if not yes and not typer.confirm(f"Remove raw mail and attachments of tickets closed over {days} days ago?", err=True):
+    if not yes and not typer.confirm(
+        f"Remove raw mail and attachments of tickets closed over {days} days ago?", err=True
+    ):
         err.print("nothing removed")
         raise typer.Exit(1)
     with _desk(config) as desk:
@@ -568,8 +710,10 @@ def retention_apply(
     if as_json:
         _dump(result)
         return
-    console.print(f"{result['tickets']} tickets: removed {result['messages']} raw messages ({_size(result['raw_bytes'])}) "
-                  f"and {result['attachments']} attachments ({_size(result['attachment_bytes'])})")
+    console.print(
+        f"{result['tickets']} tickets: removed {result['messages']} raw messages ({_size(result['raw_bytes'])}) "
+        f"and {result['attachments']} attachments ({_size(result['attachment_bytes'])})"
+    )
 
 
 def register(app: typer.Typer) -> None:

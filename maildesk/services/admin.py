@@ -1,4 +1,4 @@
-"""What an operator can do to suppressions, templates and the outbox (`maildesk/cli_admin.py`).
+"""What an operator can do to suppressions, templates and the outbox (`maildesk/commands/admin.py`).
 
 Owns the semantics of each admin action: list and lift suppressions, check and preview
 templates (with sample data or with a real ticket's curated context), list, show and retry
@@ -23,10 +23,7 @@ from email import policy as email_policy
 from email.parser import BytesHeaderParser
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from maildesk.config import Settings
-from maildesk.operations import OperationError
 from maildesk.outbound.context import (
     AGENT_FACING,
     AgentInput,
@@ -36,8 +33,10 @@ from maildesk.outbound.context import (
 )
 from maildesk.outbound.mailer import Mailer
 from maildesk.outbound.render import Rendered, RenderError, TemplateProblem, TemplateRenderer
-from maildesk.pipeline.respond import mailer_of
-from maildesk.pipeline.stages import PipelineDeps
+from maildesk.pipeline.context import PipelineDeps
+from maildesk.pipeline.stages.respond import mailer_of
+from maildesk.services.tickets import OperationError
+from maildesk.store import Session
 from maildesk.store import admin_queries as aq
 from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
@@ -92,8 +91,13 @@ def remove_suppression(session: Session, address: str, now: datetime, *, by: str
     data = _suppression_json(row, now)
     session.delete(row)
     session.flush()
-    q.add_event(session, row.ticket_number, "suppression-removed",
-                {"address": row.address, "reason": row.reason, "suppressed_at": data["created_at"], "by": by}, now)
+    q.add_event(
+        session,
+        row.ticket_number,
+        "suppression-removed",
+        {"address": row.address, "reason": row.reason, "suppressed_at": data["created_at"], "by": by},
+        now,
+    )
     return data
 
 
@@ -149,9 +153,18 @@ def preview_sample(settings: Settings, name: str, now: datetime, *, locale: str 
     loc = normalize_locale(locale or settings.desk.locale, settings.desk.locale)
     ctx = sample_context(loc, template=name, now=now)
     rendered = _render(renderer_for(settings), name, ctx, None)
-    return Preview(name, str(ctx["locale"]), rendered.subject, rendered.text, rendered.html, rendered.template_path,
-                   "sample", tuple(k for k in ctx if isinstance(ctx[k], dict)), rendered.errors,
-                   str((ctx.get("recipient") or {}).get("email", "")))
+    return Preview(
+        name,
+        str(ctx["locale"]),
+        rendered.subject,
+        rendered.text,
+        rendered.html,
+        rendered.template_path,
+        "sample",
+        tuple(k for k in ctx if isinstance(ctx[k], dict)),
+        rendered.errors,
+        str((ctx.get("recipient") or {}).get("email", "")),
+    )
 
 
 def _message_input(row: Message | None) -> MessageInput | None:
@@ -188,7 +201,9 @@ def preview_ticket(
     mailer = mailer_of(PipelineDeps(settings=settings))
     desk = settings.desk
     customer, tinput = mailer._inputs(session, ticket, now)
-    sample = sample_context(normalize_locale(locale or customer.locale or desk.locale, desk.locale), template=name, now=now)
+    sample = sample_context(
+        normalize_locale(locale or customer.locale or desk.locale, desk.locale), template=name, now=now
+    )
     notes: list[str] = []
     borrowed: list[str] = []
     agent = _agents(session, ticket)
@@ -229,11 +244,24 @@ def preview_ticket(
         rendered = _render(mailer.renderer, name, ctx, ticket.queue or None)
     subject = rendered.subject
     if find_tag(desk.subject_tag, subject) != ticket_number:  # what Mailer.send does to every subject
-        subject = (reply_subject(subject, desk.subject_tag, ticket_number) if latest is not None
-                   else f"{format_tag(desk.subject_tag, ticket_number)} {subject}")
-    return Preview(name, str(ctx["locale"]), subject, rendered.text, rendered.html, rendered.template_path,
-                   f"ticket {ticket_number}", tuple(borrowed), rendered.errors,
-                   str((ctx.get("recipient") or {}).get("email", "")), notes)
+        subject = (
+            reply_subject(subject, desk.subject_tag, ticket_number)
+            if latest is not None
+            else f"{format_tag(desk.subject_tag, ticket_number)} {subject}"
+        )
+    return Preview(
+        name,
+        str(ctx["locale"]),
+        subject,
+        rendered.text,
+        rendered.html,
+        rendered.template_path,
+        f"ticket {ticket_number}",
+        tuple(borrowed),
+        rendered.errors,
+        str((ctx.get("recipient") or {}).get("email", "")),
+        notes,
+    )
 
 
 # Outbox ------------------------------------------------------------------------------------
@@ -291,7 +319,9 @@ def show_outbox(session: Session, item_id: int, now: datetime) -> dict[str, Any]
     data = _item_json(row, now)
     data["headers"] = [[name, " ".join(str(value).split())] for name, value in parsed.items()]
     data["size"] = len(row.raw or b"")
-    data["events"] = [{"type": e.type, "at": _iso(_aware(e.at, now)), "data": e.data} for e in aq.outbox_events(session, row)]
+    data["events"] = [
+        {"type": e.type, "at": _iso(_aware(e.at, now)), "data": e.data} for e in aq.outbox_events(session, row)
+    ]
     return data
 
 

@@ -12,12 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from maildesk.config import Settings
 from maildesk.message import ParsedMessage
-from maildesk.pipeline.context import MessageContext
-from maildesk.pipeline.stages import PipelineDeps
+from maildesk.pipeline.context import MessageContext, PipelineDeps
+from maildesk.store import Session
 from maildesk.store import queries as q
 from maildesk.store.models import Customer, Ticket
 from maildesk.threading import (
@@ -43,7 +42,9 @@ class StoreThreadLookup:
 
     def ticket(self, number: int) -> TicketFacts | None:
         row = self.session.execute(
-            select(Ticket.number, Ticket.status, Ticket.closed_at, Ticket.resolved_at, Ticket.merged_into, Customer.email)
+            select(
+                Ticket.number, Ticket.status, Ticket.closed_at, Ticket.resolved_at, Ticket.merged_into, Customer.email
+            )
             .join(Customer, Customer.id == Ticket.customer_id)
             .where(Ticket.number == number)
         ).first()
@@ -131,13 +132,33 @@ def apply_thread_outcome(ctx: MessageContext, session: Session, deps: PipelineDe
         ticket.status = "open"
         ticket.resolved_at = None
         ticket.closed_at = None
-        q.add_event(session, ticket.number, "reopened", {"from": old, "reason": "customer replied within the reopen window"}, ctx.now, ctx.message_pk)
+        q.add_event(
+            session,
+            ticket.number,
+            "reopened",
+            {"from": old, "reason": "customer replied within the reopen window"},
+            ctx.now,
+            ctx.message_pk,
+        )
     elif not ctx.new_ticket and ticket.status == "pending":
         ticket.status = "open"
-        q.add_event(session, ticket.number, "status", {"from": "pending", "to": "open", "reason": "customer replied"}, ctx.now, ctx.message_pk)
+        q.add_event(
+            session,
+            ticket.number,
+            "status",
+            {"from": "pending", "to": "open", "reason": "customer replied"},
+            ctx.now,
+            ctx.message_pk,
+        )
     if decision.linked_to is not None and ctx.new_ticket:
         ticket.linked_to = decision.linked_to
-        q.add_event(session, decision.linked_to, "linked", {"new_ticket": ticket.number, "reason": "reply after the reopen window"}, ctx.now)
+        q.add_event(
+            session,
+            decision.linked_to,
+            "linked",
+            {"new_ticket": ticket.number, "reason": "reply after the reopen window"},
+            ctx.now,
+        )
 
 
 def describe_threading(msg: ParsedMessage, settings: Settings) -> dict[str, Any]:
@@ -166,7 +187,11 @@ def describe_threading(msg: ParsedMessage, settings: Settings) -> dict[str, Any]
             "subject_tag": find_tag(settings.desk.subject_tag, msg.subject),
             "normalized_subject": normalize_subject(msg.subject, settings.desk.subject_tag),
             "thread_index_root": thread_index_root(msg.header("Thread-Index")) if msg.header("Thread-Index") else None,
-            "decision_without_history": {"method": decision.method, "ticket": decision.ticket, "detail": decision.detail,
-                                         "refused": list(decision.refused)},
+            "decision_without_history": {
+                "method": decision.method,
+                "ticket": decision.ticket,
+                "detail": decision.detail,
+                "refused": list(decision.refused),
+            },
         },
     }

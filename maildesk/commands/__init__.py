@@ -1,0 +1,1 @@
+"""Thin CLI sub-apps: parse arguments, call one service, print."""
