@@ -18,6 +18,7 @@ caller decodes first) nor decide anything about tickets.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from dataclasses import dataclass
 
 from maildesk.message import html_to_text
@@ -28,6 +29,13 @@ class Reply:
     visible: str  # what the person wrote (inline answers keep the quotes they answer)
     quoted: str  # earlier messages: reply headers, quoted lines, forwarded/original blocks
     signature: str  # signature, sign-off, mobile and mailing-list footers
+    capped: int = 0  # text length when it was over MAX_SPLIT_CHARS: only its head was split
+
+
+# Only this much of a text is split (at a line break); the rest is quoted history. The
+# pass is linear, but its per-line constant is that of ~20 attribution patterns: a 25 MB
+# body must not hold the worker (issue 16). The caller records the cap as an event.
+MAX_SPLIT_CHARS = 200_000
 
 
 _I = re.IGNORECASE
@@ -61,7 +69,18 @@ _WROTE = re.compile(
 
 # Attribution without a verb (Gmail in ru, uk, ja…): a date and an address, then a colon.
 # Trusted only when quoted lines follow.
-_GENERIC_ATTRIBUTION = re.compile(r"^.{0,200}\d.{0,200}<[^<>\s]+@[^<>\s]+>\s*[:：]$")
+# Means `^.{0,200}\d.{0,200}<[^<>\s]+@[^<>\s]+>\s*[:：]$`, checked in two linear steps (the
+# single pattern backtracked 200 x 200 times on a long line of digits: issue 16).
+_ADDRESS_COLON_END = re.compile(r"<[^<>\s]+@[^<>\s]+>\s*[:：]$")
+_DIGIT = re.compile(r"\d")
+
+
+def _generic_attribution(text: str) -> bool:
+    end = _ADDRESS_COLON_END.search(text)
+    if end is None:
+        return False
+    at = end.start()  # the digit must lie within 200 characters of both the start and the `<`
+    return _DIGIT.search(text, max(0, at - 201), min(201, at)) is not None
 
 # Separators that start earlier messages (Outlook, BlackBerry, Gmail/Apple forwards).
 _SEPARATOR = re.compile(
@@ -131,6 +150,33 @@ _SIGN_OFF = re.compile(r"^\s*(?:" + _SIGN_OFFS + r")\s*[,.!:;。、！]*\s*$", _
 _BLANK_OR_QUOTE = re.compile(r"^\s*(?:>.*)?$")
 
 
+# What every pattern in _WROTE and _generic_attribution ends with (after trailing spaces).
+_ATTRIBUTION_ENDS = (":", "：", "写道", "寫道", "작성")
+
+
+class _Lines:
+    """Where the non-blank lines are: counting or listing those in a range costs O(log n)
+    plus what is listed, so no pass over the body turns quadratic (issue 16: 40,000 blank
+    or `--` lines took seconds)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.filled = [i for i, line in enumerate(lines) if line.strip()]
+
+    def between(self, start: int, end: int, limit: int) -> list[int] | None:
+        """Indexes of non-blank lines in [start, end), or None when there are more than `limit`."""
+        lo = bisect_left(self.filled, start)
+        hi = bisect_left(self.filled, end)
+        return None if hi - lo > limit else self.filled[lo:hi]
+
+    def next_filled(self, start: int) -> int | None:
+        k = bisect_left(self.filled, start)
+        return self.filled[k] if k < len(self.filled) else None
+
+
+# Sign-offs, mobile footers and name lines are short; longer lines are not tried against them.
+_SHORT_LINE = 200
+
+
 def _blank(line: str) -> bool:
     return not line.strip()
 
@@ -146,6 +192,8 @@ def _header_span(lines: list[str], i: int, generic: bool = False) -> int:
     """
     if _quoted(lines[i]) or _blank(lines[i]):
         return 0
+    if not any(lines[k].rstrip().endswith(_ATTRIBUTION_ENDS) for k in range(i, min(i + 3, len(lines)))):
+        return 0  # every attribution pattern ends so: skip the costly patterns for other lines
     joined = ""
     for k in range(3):
         if i + k >= len(lines) or (k and (_blank(lines[i + k]) or _quoted(lines[i + k]))):
@@ -157,7 +205,7 @@ def _header_span(lines: list[str], i: int, generic: bool = False) -> int:
             joined = f"{joined} {part}" if joined else part
         if len(joined) > 400:
             return 0
-        if re.search(r"[\d@]", joined) and (_WROTE.match(joined) or generic and _GENERIC_ATTRIBUTION.match(joined)):
+        if re.search(r"[\d@]", joined) and (_WROTE.match(joined) or generic and _generic_attribution(joined)):
             return k + 1
     return 0
 
@@ -182,7 +230,7 @@ def _extend_up(lines: list[str], i: int, floor: int) -> int:
     return i
 
 
-def _hard_boundary(lines: list[str], first: int) -> int:
+def _hard_boundary(lines: list[str], first: int, where: _Lines) -> int:
     """First line of an unquoted earlier message (Outlook style), or len(lines)."""
     for i in range(first + 1, len(lines)):
         line = lines[i]
@@ -194,24 +242,24 @@ def _hard_boundary(lines: list[str], first: int) -> int:
             return _extend_up(lines, i, first)
         span = _header_span(lines, i)
         if span:
-            nxt = next((k for k in range(i + span, len(lines)) if not _blank(lines[k])), None)
+            nxt = where.next_filled(i + span)
             if nxt is not None and not _quoted(lines[nxt]):
                 return i
     return len(lines)
 
 
-def _short_tail(lines: list[str], start: int, end: int, max_lines: int, max_len: int = 80) -> bool:
-    rest = [line for line in lines[start:end] if line.strip()]
-    return len(rest) <= max_lines and all(len(line.strip()) <= max_len and not _quoted(line) for line in rest)
+def _short_tail(lines: list[str], where: _Lines, start: int, end: int, max_lines: int, max_len: int = 80) -> bool:
+    rest = where.between(start, end, max_lines)
+    return rest is not None and all(len(lines[k].strip()) <= max_len and not _quoted(lines[k]) for k in rest)
 
 
-def _footer_start(lines: list[str], first: int, end: int) -> int:
+def _footer_start(lines: list[str], where: _Lines, first: int, end: int) -> int:
     """Start of a trailing `-- ` signature or list footer after everything else, or end."""
     for i in range(end - 1, first, -1):
         if _quoted(lines[i]):
             return end
-        if (_SIG_DELIM.match(lines[i]) or _RULE.match(lines[i])) and _short_tail(lines, i + 1, end, 10, 120):
-            if any(not _blank(line) for line in lines[i + 1 : end]):
+        if (_SIG_DELIM.match(lines[i]) or _RULE.match(lines[i])) and _short_tail(lines, where, i + 1, end, 10, 120):
+            if where.between(i + 1, end, 10):
                 return i
     return end
 
@@ -241,26 +289,31 @@ def _quote_start(lines: list[str], end: int) -> int:
     return j
 
 
-def _signature_start(lines: list[str], first: int, end: int) -> int:
+def _signature_start(lines: list[str], where: _Lines, first: int, end: int) -> int:
     """Start of the signature or sign-off at the end of the written text, or end."""
+    previous_at = first
     for i in range(first + 1, end):
         line = lines[i].strip()
         if not line:
             continue
-        if _SIG_DELIM.match(line) and _short_tail(lines, i + 1, end, 12, 120):
+        if len(line) > _SHORT_LINE:  # no signature line is this long (and a long one must not cost)
+            previous_at = i
+            continue
+        if _SIG_DELIM.match(line) and _short_tail(lines, where, i + 1, end, 12, 120):
             return i
-        if _MOBILE.match(line) and _short_tail(lines, i + 1, end, 3):
+        if _MOBILE.match(line) and _short_tail(lines, where, i + 1, end, 3):
             return i
-        if _SIGN_OFF.match(line) and _short_tail(lines, i + 1, end, 6, 60):
+        if _SIGN_OFF.match(line) and _short_tail(lines, where, i + 1, end, 6, 60):
             return i
-        previous = next((lines[k].strip() for k in range(i - 1, first - 1, -1) if lines[k].strip()), "")
+        previous = lines[previous_at].strip()
+        previous_at = i
         if (
             (_DASH_NAME.match(line) or _SLASH_NAME.match(line))
             and not previous.startswith(("-", "/"))
             and len(line.split()) <= 4
-            and _short_tail(lines, i + 1, end, 3, 60)
+            and _short_tail(lines, where, i + 1, end, 3, 60)
         ):
-            if not any(_DASH_NAME.match(lines[k].strip()) for k in range(i + 1, end)):
+            if not any(_DASH_NAME.match(lines[k].strip()) for k in where.between(i + 1, end, 3) or ()):
                 return i
     return end
 
@@ -273,16 +326,28 @@ def split_reply(text: str, html: str = "") -> Reply:
     """Split a reply into what was written, the quoted history and the signature."""
     if not (text or "").strip() and html:
         text = html_to_text(html)
-    lines = (text or "").replace("\r\n", "\n").replace("\r", "\n").replace("\xa0", " ").split("\n")
+    text = (text or "").replace("\r\n", "\n").replace("\r", "\n").replace("\xa0", " ")
+    if len(text) > MAX_SPLIT_CHARS:
+        cut = text.rfind("\n", 0, MAX_SPLIT_CHARS) + 1 or MAX_SPLIT_CHARS
+        head = _split(text[:cut])
+        rest = text[cut:].strip("\n").rstrip()
+        quoted = "\n".join(part for part in (head.quoted, rest) if part)
+        return Reply(head.visible, quoted, head.signature, capped=len(text))
+    return _split(text)
+
+
+def _split(text: str) -> Reply:
+    lines = text.split("\n")
     first = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
     if first == len(lines):
         return Reply("", "", "")
-    hard = _hard_boundary(lines, first)
-    footer = _footer_start(lines, first, hard)
+    where = _Lines(lines)
+    hard = _hard_boundary(lines, first, where)
+    footer = _footer_start(lines, where, first, hard)
     quote = _quote_start(lines, footer)
     if quote <= first:  # the whole message is a quote: keep it visible rather than show nothing
         quote = footer
-    sig = _signature_start(lines, first, quote)
+    sig = _signature_start(lines, where, first, quote)
     visible = _join(lines[:sig])
     signature = "\n".join(part for part in (_join(lines[sig:quote]), _join(lines[footer:hard])) if part)
     quoted = "\n".join(part for part in (_join(lines[quote:footer]), _join(lines[hard:])) if part)

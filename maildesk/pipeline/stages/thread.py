@@ -28,7 +28,7 @@ from maildesk.threading import (
     normalize_subject,
     thread_index_root,
 )
-from maildesk.threading.quotes import split_reply
+from maildesk.threading.quotes import MAX_SPLIT_CHARS, split_reply
 
 
 class StoreThreadLookup:
@@ -97,6 +97,8 @@ def visible_text(ctx: MessageContext, session: Session, deps: PipelineDeps) -> N
     pre = ctx.pre
     reply = pre.reply if pre is not None and pre.reply is not None else split_reply(ctx.msg.text, ctx.msg.html)
     ctx.visible_text, ctx.quoted_text, ctx.signature = reply.visible, reply.quoted, reply.signature
+    if reply.capped:
+        ctx.note("visible-text-capped", chars=reply.capped, split=MAX_SPLIT_CHARS)
 
 
 def thread(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
