@@ -2,7 +2,7 @@
 
 Owns matching one condition against `Facts`: the operators (equals, contains, regex, in,
 gt, lt, starts_with, ends_with), case-insensitivity by default, and the collection of regex
-named captures for the rule's actions. `check` returns None when the condition holds and the
+(RE2, `pattern.py`) named captures for the rule's actions. `check` returns None when the condition holds and the
 node that failed otherwise, so an explanation costs nothing unless someone reads it.
 
 Must not: parse YAML (the loader builds these nodes, regexes compiled once there) or decide
@@ -11,7 +11,6 @@ actions.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from maildesk.rules.fields import BOOL, INT, Facts, field_kind
@@ -163,7 +162,6 @@ class Test(Condition):
         return f"{self.field} {self.op} {self.shown}"
 
     def group_names(self) -> set[str]:
-        if self.op == "regex":
-            assert isinstance(self.operand, re.Pattern)
+        if self.op == "regex":  # a RulePattern (rules/pattern.py: RE2, linear time)
             return set(self.operand.groupindex)
         return set()

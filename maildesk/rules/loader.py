@@ -33,6 +33,7 @@ from maildesk.rules.conditions import NUMBER_ONLY, OPERATORS, STRING_ONLY, All, 
 from maildesk.rules.fields import BOOL, BUSINESS_HOURS, FIELD_NAMES, INT, STR, field_kind
 from maildesk.rules.hours import DAY_NAMES, BusinessHours, holiday_calendar
 from maildesk.rules.model import PRIORITIES, STATUSES, TIERS, AssignSpec, RuleProblem, RulesError
+from maildesk.rules.pattern import PatternError, compile_rule_regex
 from maildesk.rules.ruleset import ACTIONS, Action, Rule, RuleSet
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -511,8 +512,8 @@ class _Loader:
             return None
         if op == "regex":
             try:
-                rx = re.compile(word, 0 if case_sensitive else re.IGNORECASE)
-            except re.error as exc:
+                rx = compile_rule_regex(word, case_sensitive=case_sensitive)
+            except PatternError as exc:
                 self.err(node, f"bad regex {word!r}: {exc}")
                 return None
             return Test(key, op, rx, case_sensitive=case_sensitive, line=line, shown=f"/{word}/")
