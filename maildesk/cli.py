@@ -144,7 +144,8 @@ def inject(
     """Take one message from an MTA pipe (like RT's mailgate).
 
     Exits 0 once the message is safely spooled, 75 (EX_TEMPFAIL) when it cannot be taken
-    so the MTA retries later. Example for Postfix aliases:
+    so the MTA retries later, 65 (EX_DATAERR: the MTA bounces it) when it is empty or larger
+    than smtp.max_message_size. Example for Postfix aliases:
     `support: "|/usr/local/bin/maildesk inject --config /srv/maildesk/maildesk.toml"`
     """
     try:
@@ -155,8 +156,13 @@ def inject(
     except Exception as exc:  # noqa: BLE001 - anything else is temporary too: the MTA must keep the mail
         err.print(f"maildesk inject: cannot start: {type(exc).__name__}: {exc}")
         raise typer.Exit(EX_TEMPFAIL) from exc
+    from maildesk.ingest.inject import MessageTooLarge, read_message
+
     try:
-        raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+        raw = read_message(file, settings.smtp.max_message_size)
+    except MessageTooLarge as exc:
+        err.print(f"maildesk inject: refused: {exc}")
+        raise typer.Exit(EX_DATAERR) from exc
     except OSError as exc:
         err.print(f"maildesk inject: cannot read {file}: {exc.strerror}")
         raise typer.Exit(EX_TEMPFAIL if file == "-" else 66) from exc
@@ -189,11 +195,16 @@ def import_(
 
     desk = _app(config)
     try:
-        count = import_mailbox(source, desk.spool, progress=True)
+        skipped: list[str] = []
+        count = import_mailbox(
+            source, desk.spool, progress=True, max_size=desk.settings.smtp.max_message_size, skipped=skipped
+        )
     except MaildeskError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
     console.print(f"spooled {count} messages from {source}")
+    for why in skipped:
+        err.print(f"skipped: {why}")
     if process_now:
         result = desk.process()
         console.print(", ".join(f"{k}: {v}" for k, v in result.items() if k != "last_error"))
