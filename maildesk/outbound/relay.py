@@ -14,9 +14,12 @@ the bytes it is given (beyond the Return-Path / X-Envelope-To lines a Maildir co
 
 from __future__ import annotations
 
+import hashlib
 import mailbox
+import os
 import smtplib
 import ssl
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,19 +52,55 @@ def _answer(code: int, text: bytes | str) -> str:
     return f"{code} {_text(text)}".strip()
 
 
+def maildir_name(raw: bytes, recipients: Sequence[str]) -> str:
+    """The Maildir file name of one outbox row's copy: derived from its exact bytes (which
+    carry the Message-ID derived from the row's idempotency key) and its recipients, so a
+    second delivery of the same row finds the first."""
+    digest = hashlib.sha256(raw)
+    digest.update("\0".join(recipients).encode("utf-8", "surrogateescape"))
+    return f"maildesk-{digest.hexdigest()[:40]}"
+
+
+def _already_in(box: Path, name: str) -> bool:
+    if (box / "new" / name).exists() or (box / "cur" / name).exists():
+        return True
+    try:  # a mail client moves a read copy to cur/ as NAME:2,FLAGS
+        with os.scandir(box / "cur") as entries:
+            return any(entry.name.startswith(name + ":") for entry in entries)
+    except FileNotFoundError:
+        return False
+
+
 def deliver_maildir(raw: bytes, sender: str, recipients: Sequence[str], folder: Path) -> DeliveryResult:
-    """Write one copy into the Maildir `folder` (created when missing)."""
+    """Write one copy into the Maildir `folder` (created when missing), exactly once.
+
+    The file name comes from `maildir_name`: a row delivered again after a crash (found in
+    `sending` when its lease ran out) finds its copy and writes nothing (issue 16). The
+    copy is written in tmp/, fsynced, then hard-linked into new/ (the link fails when
+    another delivery got there first)."""
+    name = maildir_name(raw, recipients)
     try:
-        box = mailbox.Maildir(str(folder), create=True)
+        mailbox.Maildir(str(folder), create=True).close()
+        if _already_in(folder, name):
+            return DeliveryResult(True, False, 250, f"already in {folder} as {name}")
         envelope = (
             f"Return-Path: <{escape_header_text(sender)}>\r\n"
             f"X-Envelope-To: {escape_header_text(', '.join(recipients))}\r\n"
         ).encode()
-        key = box.add(envelope + raw)
-        box.close()
+        tmp = folder / "tmp" / f"{name}.{os.getpid()}.{threading.get_ident()}"
+        with tmp.open("wb") as out:
+            out.write(envelope + raw)
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(tmp, folder / "new" / name)
+        except FileExistsError:
+            return DeliveryResult(True, False, 250, f"already in {folder} as {name}")
+        finally:
+            tmp.unlink(missing_ok=True)
     except OSError as exc:
         return DeliveryResult(False, False, 0, f"cannot write to Maildir {folder}: {exc}")
-    return DeliveryResult(True, False, 250, f"written to {folder} as {key}")
+    return DeliveryResult(True, False, 250, f"written to {folder} as {name}")
 
 
 def tls_context() -> ssl.SSLContext:

@@ -1,0 +1,52 @@
+"""Local Maildir delivery is idempotent per outbox row (issue 16): a row found in `sending`
+after a crash and delivered again leaves one copy, not two with the same Message-ID."""
+
+from __future__ import annotations
+
+import mailbox
+import os
+from pathlib import Path
+from typing import Any
+
+from maildesk.message import parse_bytes
+from maildesk.outbound.relay import deliver_maildir, maildir_name
+from tests.outbox.outbox_kit import Clock, new_ticket, outbox_rows, sender_for
+from tests.support.mailgen import eml
+
+
+def _copies(folder: Path) -> list[str]:
+    return sorted(p.name for sub in ("new", "cur") for p in (folder / sub).iterdir())
+
+
+def test_a_second_delivery_of_the_same_row_writes_nothing(tmp_path: Path) -> None:
+    raw = eml(message_id="<ack-1@desk.example>")
+    first = deliver_maildir(raw, "support@desk.example", ["anna@x.example"], tmp_path / "out")
+    again = deliver_maildir(raw, "support@desk.example", ["anna@x.example"], tmp_path / "out")
+    assert first.ok and again.ok and "already in" in again.message
+    assert _copies(tmp_path / "out") == [maildir_name(raw, ["anna@x.example"])]
+    # a mail client read it: moved to cur/ with flags; still found
+    (name,) = _copies(tmp_path / "out")
+    os.rename(tmp_path / "out" / "new" / name, tmp_path / "out" / "cur" / f"{name}:2,S")
+    assert deliver_maildir(raw, "support@desk.example", ["anna@x.example"], tmp_path / "out").ok
+    assert _copies(tmp_path / "out") == [f"{name}:2,S"]
+    assert list((tmp_path / "out" / "tmp").iterdir()) == []
+    # another mail (another row: another Message-ID) is its own copy
+    deliver_maildir(eml(message_id="<ack-2@desk.example>"), "support@desk.example", ["anna@x.example"], tmp_path / "out")
+    assert len(_copies(tmp_path / "out")) == 2
+
+
+def test_row_left_in_sending_after_a_kill_is_not_delivered_twice(wired: Any, clock: Clock) -> None:
+    new_ticket(wired, clock)
+    sender = sender_for(wired, wired.settings, clock)
+    item = sender._claim()  # the attempt is committed ...
+    assert item is not None
+    assert sender._deliver(item.raw, item.sender, item.recipients).ok  # ... the copy written ...
+    # ... and the process is SIGKILLed before it records `sent`. After the lease:
+    other = sender_for(wired, wired.settings, clock)
+    clock.advance(other.lease.total_seconds() + 1)
+    assert other.recover() == 1
+    assert other.send_due()["sent"] == 1
+    assert outbox_rows(wired)[0].state == "sent"
+    box = mailbox.Maildir(str(wired.settings.outgoing_maildir), create=False)
+    ids = [parse_bytes(box.get_bytes(k)).message_id for k in box.keys()]
+    assert ids == [outbox_rows(wired)[0].message_id]
