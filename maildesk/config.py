@@ -103,7 +103,8 @@ class LimitSettings:
     per_recipient_hour: int = 5
     per_recipient_day: int = 20
     per_ticket_day: int = 10
-    global_hour: int = 1000
+    global_hour: int = 1000  # first-contact recipients only (issue 16)
+    per_domain_hour: int = 50  # first-contact recipients of one domain
 
 
 TEAM_TIERS = ("L1", "L2", "L3")  # the same tiers as maildesk.rules.model.TIERS (config is the lower layer)

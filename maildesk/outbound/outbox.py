@@ -53,6 +53,7 @@ def policy_from(limits: LimitSettings) -> LimitPolicy:
         per_recipient_day=limits.per_recipient_day,
         per_ticket_day=limits.per_ticket_day,
         global_hour=limits.global_hour,
+        per_domain_hour=limits.per_domain_hour,
     )
 
 
@@ -87,9 +88,10 @@ def _screen_recipients(
                 allowed.append(rcpt)
             continue
         rh, rd, td, gh = oq.automatic_counts(session, recipient=rcpt, ticket_number=ticket_number, now=now)
+        known, dh = oq.first_contact_counts(session, recipient=rcpt, now=now)
         decision = check_limits(
             policy or LimitPolicy(5, 20, 10, 1000),
-            SentCounts(recipient_hour=rh, recipient_day=rd, ticket_day=td, global_hour=gh),
+            SentCounts(recipient_hour=rh, recipient_day=rd, ticket_day=td, global_hour=gh, domain_hour=dh, known=known),
             recipient=rcpt,
             suppressed=suppression is not None,
             suppressed_reason=suppression.reason if suppression is not None else "",

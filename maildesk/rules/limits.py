@@ -4,6 +4,12 @@ Owns the decision "may one more automatic mail go to this recipient now?" from a
 and counts of what was already sent. Pure: the counts come from the store, the caller
 supplies them; this module never counts, never reads a clock and never sends.
 A limit of 0 allows nothing in its window.
+
+Flood control that cannot be turned against real customers (issue 16): the desk-wide
+hourly breaker (`global_hour`) and the per-domain one (`per_domain_hour`) apply only to
+first-contact recipients. A customer the desk already knew before the last hour is held
+only by their own per-recipient and per-ticket limits, so a flood of new (rotating)
+senders can use up the breaker without silencing a single known customer.
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ class LimitPolicy:
     per_recipient_day: int
     per_ticket_day: int
     global_hour: int
+    per_domain_hour: int = 50
 
     def __post_init__(self) -> None:
-        for name in ("per_recipient_hour", "per_recipient_day", "per_ticket_day", "global_hour"):
+        for name in ("per_recipient_hour", "per_recipient_day", "per_ticket_day", "global_hour", "per_domain_hour"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -32,6 +39,8 @@ class SentCounts:
     recipient_day: int
     ticket_day: int
     global_hour: int
+    domain_hour: int = 0  # to the recipient's domain (first-contact recipients only)
+    known: bool = False  # the recipient was a customer before the last hour
 
 
 @dataclass(frozen=True)
@@ -64,12 +73,21 @@ def check_limits(
     if suppressed:
         why = f": {suppressed_reason}" if suppressed_reason else ""
         return LimitDecision(False, f"recipient {recipient} is suppressed{why}")
-    checks = (
+    checks: tuple[tuple[int, int, str], ...] = (
         (counts.recipient_hour, policy.per_recipient_hour, f"recipient {recipient} got {{n}} in the last hour"),
         (counts.recipient_day, policy.per_recipient_day, f"recipient {recipient} got {{n}} in the last 24 hours"),
         (counts.ticket_day, policy.per_ticket_day, "this ticket sent {n} in the last 24 hours"),
-        (counts.global_hour, policy.global_hour, "maildesk sent {n} in the last hour"),
     )
+    if not counts.known:
+        domain = recipient.rpartition("@")[2]
+        checks += (
+            (
+                counts.domain_hour,
+                policy.per_domain_hour,
+                f"first-contact recipients at {domain} got {{n}} in the last hour",
+            ),
+            (counts.global_hour, policy.global_hour, "maildesk sent {n} in the last hour"),
+        )
     for count, limit, template in checks:
         if count >= limit:
             return LimitDecision(False, template.format(n=_mails(count)) + f" (limit {limit})")
@@ -77,5 +95,7 @@ def check_limits(
         True,
         f"within limits for {recipient}: {counts.recipient_hour}/{policy.per_recipient_hour} this hour, "
         f"{counts.recipient_day}/{policy.per_recipient_day} today, ticket {counts.ticket_day}/{policy.per_ticket_day} "
-        f"today, global {counts.global_hour}/{policy.global_hour} this hour",
+        f"today, "
+        + ("known customer" if counts.known else f"first contact: global {counts.global_hour}/{policy.global_hour}")
+        + " this hour",
     )

@@ -74,6 +74,23 @@ def automatic_counts(
     return recipient_hour, recipient_day, ticket_day, global_hour
 
 
+_KNOWN = select(func.count()).where(Customer.email == bindparam("r"), Customer.created_at < bindparam("hour"))
+_DOMAIN_HOUR = select(func.count(distinct(AutoSend.outbox_id))).where(
+    AutoSend.at >= bindparam("hour"), AutoSend.recipient.like(bindparam("d"), escape="\\")
+)
+
+
+def first_contact_counts(session: Session, *, recipient: str, now: datetime) -> tuple[bool, int]:
+    """(was `recipient` a customer before the last hour, automatic mails to its domain in the
+    last hour). The domain count reads the last hour of `auto_sends` only (its `at` index)."""
+    recipient = recipient.lower()
+    hour = now - timedelta(hours=1)
+    if core(session).execute(_KNOWN, {"r": recipient, "hour": hour}).scalar():
+        return True, 0
+    domain = recipient.rpartition("@")[2].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return False, int(core(session).execute(_DOMAIN_HOUR, {"hour": hour, "d": f"%@{domain}"}).scalar() or 0)
+
+
 def record_automatic(
     session: Session, outbox_id: int, recipients: Sequence[str], ticket_number: int | None, now: datetime
 ) -> None:

@@ -82,6 +82,7 @@ def _generic_attribution(text: str) -> bool:
     at = end.start()  # the digit must lie within 200 characters of both the start and the `<`
     return _DIGIT.search(text, max(0, at - 201), min(201, at)) is not None
 
+
 # Separators that start earlier messages (Outlook, BlackBerry, Gmail/Apple forwards).
 _SEPARATOR = re.compile(
     r"^\s*(?:-{2,}|_{2,}|=+)\s*(?:original\s+message|ursprüngliche\s+nachricht|original\s*nachricht|"

@@ -31,7 +31,9 @@ def test_a_second_delivery_of_the_same_row_writes_nothing(tmp_path: Path) -> Non
     assert _copies(tmp_path / "out") == [f"{name}:2,S"]
     assert list((tmp_path / "out" / "tmp").iterdir()) == []
     # another mail (another row: another Message-ID) is its own copy
-    deliver_maildir(eml(message_id="<ack-2@desk.example>"), "support@desk.example", ["anna@x.example"], tmp_path / "out")
+    deliver_maildir(
+        eml(message_id="<ack-2@desk.example>"), "support@desk.example", ["anna@x.example"], tmp_path / "out"
+    )
     assert len(_copies(tmp_path / "out")) == 2
 
 
