@@ -53,7 +53,7 @@ class Target:
         while at < len(body):
             match = _PART.match(body, at)
             if match is None:
-                raise ValueError(f"cannot read {text!r} (write e.g. \"8h\", \"30m\", \"5d\", \"1d 4h\" or \"4h calendar\")")
+                raise ValueError(f'cannot read {text!r} (write e.g. "8h", "30m", "5d", "1d 4h" or "4h calendar")')
             number, unit = float(match.group(1)), match.group(2).lower()
             if unit == "d":
                 days += number
@@ -61,7 +61,7 @@ class Target:
                 seconds += number * _UNIT_SECONDS[unit]
             at = match.end()
         if not body or (seconds == 0 and days == 0):
-            raise ValueError(f"cannot read {text!r}: a target must be longer than zero (e.g. \"8h\")")
+            raise ValueError(f'cannot read {text!r}: a target must be longer than zero (e.g. "8h")')
         return cls(raw, round(seconds), days, calendar_time)
 
     def duration(self, calendar: BusinessCalendar) -> timedelta:
@@ -247,7 +247,7 @@ def _name(where: str, data: dict[str, Any], default: str | None = None) -> str:
 def _time_mode(where: str, data: dict[str, Any]) -> bool:
     mode = _string(where, data, "time", "business").lower()
     if mode not in ("business", "calendar"):
-        raise ConfigError(f"{where}.time: must be \"business\" or \"calendar\", got {mode!r}")
+        raise ConfigError(f'{where}.time: must be "business" or "calendar", got {mode!r}')
     return mode == "calendar"
 
 
@@ -273,7 +273,7 @@ def _parse_calendar(where: str, data: dict[str, Any], default_timezone: str) -> 
             except ValueError as exc:
                 raise ConfigError(f"{where}.{day}: {exc}") from None
     if not calendar_time and not any(week):
-        raise ConfigError(f"{where}: no working hours on any day (set days and hours, or time = \"calendar\")")
+        raise ConfigError(f'{where}: no working hours on any day (set days and hours, or time = "calendar")')
     code = _string(where, data, "holidays")
     if code:
         try:
@@ -283,7 +283,7 @@ def _parse_calendar(where: str, data: dict[str, Any], default_timezone: str) -> 
     closed: set[date] = set()
     values = data.get("closed", [])
     if not isinstance(values, list):
-        raise ConfigError(f"{where}.closed: must be a list of dates like [\"2026-12-24\"], got {values!r}")
+        raise ConfigError(f'{where}.closed: must be a list of dates like ["2026-12-24"], got {values!r}')
     for value in values:
         try:
             closed.add(value if isinstance(value, date) else date.fromisoformat(str(value)))
@@ -304,7 +304,7 @@ def _weekdays(where: str, data: dict[str, Any]) -> set[int]:
     value = data.get("days", "mon-fri")
     parts = value.split(",") if isinstance(value, str) else value
     if not isinstance(parts, list | tuple) or not all(isinstance(p, str) for p in parts):
-        raise ConfigError(f"{where}.days: must be day names like \"mon-fri\", got {value!r}")
+        raise ConfigError(f'{where}.days: must be day names like "mon-fri", got {value!r}')
     days: set[int] = set()
     for part in (p.strip().lower() for p in parts if p.strip()):
         first, _, last = part.partition("-")
@@ -320,7 +320,7 @@ def _target(where: str, data: dict[str, Any], key: str) -> Target | None:
         return None
     value = data[key]
     if not isinstance(value, str):
-        raise ConfigError(f"{where}.{key}: must be a duration string like \"8h\", got {value!r}")
+        raise ConfigError(f'{where}.{key}: must be a duration string like "8h", got {value!r}')
     try:
         return Target.parse(value)
     except ValueError as exc:
