@@ -29,7 +29,7 @@ KINDS = ("first_response", "next_response", "resolution")
 PRIORITIES = ("low", "normal", "high", "urgent")  # the same as maildesk.rules.model.PRIORITIES
 BREACH_ACTIONS = ("escalate", "raise_priority", "notify_lead", "notify_assignee")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(m|min|h|d)\s*", re.IGNORECASE)
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(min|m|h|d)\s*", re.IGNORECASE)
 _UNIT_SECONDS = {"m": 60, "min": 60, "h": 3600}
 
 
