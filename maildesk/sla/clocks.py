@@ -45,7 +45,10 @@ _ZERO = timedelta(0)
 
 @dataclass(frozen=True)
 class ClockState:
-    """One clock of a ticket. Timers (`followup`, `autoresolve`) use started_at, due_at and stopped_at only."""
+    """One clock of a ticket. Timers (`followup`, `autoresolve`) use started_at, due_at and stopped_at only.
+
+    `due_at` is None while paused and keeps its last value once stopped (for reports), so a
+    sweep looks only at clocks that are neither stopped nor paused."""
 
     kind: str
     started_at: datetime
