@@ -26,6 +26,7 @@ import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
 from zoneinfo import ZoneInfo
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -121,11 +122,11 @@ class BusinessCalendar:
             raise ValueError("a business calendar needs at least one working span in the week")
 
     # Public API -------------------------------------------------------------------------
-    @property
+    @cached_property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    @property
+    @cached_property
     def day_length(self) -> timedelta:
         """One business day: the average working time of the working weekdays (24 h in calendar time)."""
         if self.calendar_time:
@@ -145,7 +146,7 @@ class BusinessCalendar:
         cursor = start
         first = True
         while True:
-            if not first:
+            if not first and remaining > self._week_length:
                 day, remaining = self._skip_weeks(day, remaining)
             first = False
             for begin, end in self._intervals(day):
@@ -238,7 +239,7 @@ class BusinessCalendar:
         return datetime.fromtimestamp(high, UTC)
 
     # Week skipping -----------------------------------------------------------------------------
-    @property
+    @cached_property
     def _week_length(self) -> timedelta:
         return sum((s.length for spans in self.week for s in spans), _ZERO)
 
