@@ -3,8 +3,11 @@
 Owns the Message-IDs we put on outgoing mail (`md.<ticket>.<nonce>.<sig>@domain`) and the
 per-ticket reply address (`support+t<ticket>-<sig>@domain`). Both carry a truncated
 HMAC-SHA256 over what they claim, so a reply can be trusted to name its ticket and a forged
-or guessed token is refused. Comparison is constant-time. The secret is passed in by the
-caller; this module keeps no state, reads no settings and looks nothing up.
+or guessed token is refused. Agent reply addresses (`support+a<ticket>.<seq>-<sig>@domain`)
+are also bound to one agent's address and carry the notification's sequence number, so a
+token forwarded to someone else is worthless and a late answer can be recognised.
+Comparison is constant-time. The secret is passed in by the caller; this module keeps no
+state, reads no settings and looks nothing up.
 """
 
 from __future__ import annotations
@@ -78,3 +81,67 @@ def parse_reply_address(secret: str, address: str) -> int | None:
         return None
     local, number, sig, domain = match.group(1), int(match.group(2)), match.group(3), match.group(4)
     return number if _valid(secret, f"addr:{local}@{domain}:{number}", sig) else None
+
+
+# Agent tokens: the reply address on mail the desk sends to staff (notifications, `notify:`
+# mails), e.g. `support+a42.7-<sig>@example.com`. The signature covers the base address,
+# the ticket, the agent's address and the notification's sequence number, so the token is
+# worth something only to that agent, for that ticket, and says how old the notification is.
+_AGENT_ADDR_RE = re.compile(r"^([^@\s+]+)\+a(\d{1,12})\.(\d{1,20})-(" + _SIG + r")@([^@\s<>]+)$", re.IGNORECASE)
+
+
+def _agent_message(local: str, domain: str, number: int, agent_email: str, seq: int) -> str:
+    return f"agent:{local}@{domain}:{number}:{agent_email}:{seq}"
+
+
+def _clean_agent(agent_email: str) -> str:
+    email = (agent_email or "").strip().strip("<>").strip().lower()
+    if email.count("@") != 1 or any(c in email for c in " \t\r\n<>,;:"):
+        raise ValueError(f"bad agent address {agent_email!r}")
+    return email
+
+
+def make_agent_address(
+    secret: str, support_address: str, ticket_number: int, agent_email: str, issued_at_seq: int
+) -> str:
+    """The reply address for one agent on one ticket, e.g. `support+a42.7-<sig>@example.com`.
+
+    `issued_at_seq` is the ticket's sequence (its message or event count, or a timestamp)
+    when the notification was made; `parse_agent_address` gives it back so a reply to an
+    outdated notification can be held.
+    """
+    local, at, domain = support_address.strip().lower().rpartition("@")
+    if not at or not local or not domain:
+        raise ValueError(f"bad support address {support_address!r}")
+    local = local.split("+", 1)[0]
+    number, seq = int(ticket_number), int(issued_at_seq)
+    if number < 0 or seq < 0:
+        raise ValueError("ticket number and sequence must not be negative")
+    sig = _sign(secret, _agent_message(local, domain, number, _clean_agent(agent_email), seq))
+    return f"{local}+a{number}.{seq}-{sig}@{domain}"
+
+
+def parse_agent_address(secret: str, address: str, sender_email: str) -> tuple[int, int] | None:
+    """(ticket, sequence) of an agent token, only if signed for this address and this sender."""
+    match = _AGENT_ADDR_RE.match((address or "").strip().strip("<>").strip().lower())
+    if not match:
+        return None
+    try:
+        sender = _clean_agent(sender_email)
+    except ValueError:
+        return None
+    local, number, seq, sig, domain = (
+        match.group(1),
+        int(match.group(2)),
+        int(match.group(3)),
+        match.group(4),
+        match.group(5),
+    )
+    return (number, seq) if _valid(secret, _agent_message(local, domain, number, sender, seq), sig) else None
+
+
+def agent_token_base(address: str) -> str | None:
+    """The address an agent token was made from (`support@example.com`), for any token of
+    that shape, signed or not; None when the address is not shaped like an agent token."""
+    match = _AGENT_ADDR_RE.match((address or "").strip().strip("<>").strip().lower())
+    return f"{match.group(1)}@{match.group(5)}" if match else None
