@@ -174,7 +174,15 @@ def build_message(mail: OutgoingMail, *, now: datetime) -> bytes:
     msg["Subject"] = escape_header_text(mail.subject)
     msg["Date"] = email.utils.format_datetime(now)
     msg["Message-ID"] = f"<{message_id}>"
+    parent = _threading_headers(msg, mail, message_id, now)
+    _marks(msg, mail, auto_replied=bool(parent))
+    msg["MIME-Version"] = "1.0"
+    _bodies(msg, mail)
+    return msg.as_bytes(policy=policy)
 
+
+def _threading_headers(msg: EmailMessage, mail: OutgoingMail, message_id: str, now: datetime) -> str | None:
+    """In-Reply-To, References, Thread-Index and Thread-Topic; returns the parent's id (None: not a reply)."""
     parent = _msgid(mail.in_reply_to) if mail.in_reply_to else None
     if parent:
         msg["In-Reply-To"] = f"<{parent}>"
@@ -189,9 +197,13 @@ def build_message(mail: OutgoingMail, *, now: datetime) -> bytes:
         msg["Thread-Index"] = thread_index
         topic = escape_header_text(mail.subject)
         msg["Thread-Topic"] = re.sub(r"^(\s*(re|aw|fwd?|wg)\s*:\s*)+", "", topic, flags=re.IGNORECASE) or topic
+    return parent
 
+
+def _marks(msg: EmailMessage, mail: OutgoingMail, *, auto_replied: bool) -> None:
+    """Auto-Submitted for automatic mail, our loop header, and the caller's extra headers (never ours)."""
     if mail.automatic:
-        msg["Auto-Submitted"] = "auto-replied" if parent else "auto-generated"
+        msg["Auto-Submitted"] = "auto-replied" if auto_replied else "auto-generated"
         msg["X-Auto-Response-Suppress"] = "All"
     if mail.loop_value:
         msg[LOOP_HEADER] = escape_header_text(mail.loop_value)
@@ -199,8 +211,10 @@ def build_message(mail: OutgoingMail, *, now: datetime) -> bytes:
         if not _HEADER_NAME_RE.match(name) or name.lower() in _RESERVED:
             raise HeaderInjection(f"extra header name not allowed: {name!r}")
         msg[name] = escape_header_text(value)
-    msg["MIME-Version"] = "1.0"
 
+
+def _bodies(msg: EmailMessage, mail: OutgoingMail) -> None:
+    """The text part, the HTML alternative and the attachments (never as text, multipart or message types)."""
     text = _body(mail.text)
     msg.set_content(text, subtype="plain", charset="utf-8", cte=_cte(text))
     if mail.html is not None:
@@ -215,7 +229,6 @@ def build_message(mail: OutgoingMail, *, now: datetime) -> bytes:
     for part in msg.walk():
         if part is not msg:
             del part["MIME-Version"]
-    return msg.as_bytes(policy=policy)
 
 
 def _body(value: str) -> str:

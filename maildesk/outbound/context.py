@@ -278,12 +278,30 @@ def excerpt(text: str, limit: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------
-# The context
+# The context: one small function per section, composed by `build_context`
 
 
-def _person(person: Person | None) -> dict[str, Any] | None:
-    if person is None:
-        return None
+@dataclass(frozen=True)
+class _Reader:
+    """The reader's language and time zone, and `now`: how every time in the context is written."""
+
+    locale: str
+    timezone: str
+    now: datetime
+
+    @classmethod
+    def of(cls, person: Person, now: datetime, default_locale: str, default_timezone: str) -> _Reader:
+        locale = normalize_locale(person.locale, normalize_locale(default_locale))
+        return cls(locale, zone(person.timezone, default_timezone).key, now)
+
+    def when(self, value: datetime | None) -> str:
+        return format_when(value, self.locale, self.timezone)
+
+    def relative(self, value: datetime | None) -> str:
+        return format_relative(value, self.now, self.locale)
+
+
+def _person(person: Person) -> dict[str, Any]:
     name = escape_header_text(person.name)
     email = escape_header_text(person.email).lower()
     return {
@@ -291,6 +309,121 @@ def _person(person: Person | None) -> dict[str, Any] | None:
         "email": email,
         "first_name": guess_first_name(name, email),
         "display_name": name or email,
+    }
+
+
+def _company(company: CompanyInput) -> dict[str, Any]:
+    return {
+        "name": escape_header_text(company.name),
+        "support_address": escape_header_text(company.support_address).lower(),
+        "website": escape_header_text(company.website),
+    }
+
+
+def _ticket_ref(ref: TicketRef, reader: _Reader, tag_format: str) -> dict[str, Any]:
+    return {
+        "number": ref.number,
+        "tag": format_tag(tag_format, ref.number),
+        "subject": escape_header_text(ref.subject),
+        "status": ref.status,
+        "created": reader.when(ref.created_at),
+    }
+
+
+def _customer(customer: CustomerInput, reader: _Reader, tag_format: str) -> dict[str, Any]:
+    return {
+        **_person(customer),
+        "vip": bool(customer.vip),
+        "open_tickets": [_ticket_ref(t, reader, tag_format) for t in customer.open_tickets],
+        "open_ticket_count": len(customer.open_tickets),
+        "past_ticket_count": customer.past_ticket_count,
+        "is_returning": customer.past_ticket_count > 0 or bool(customer.open_tickets),
+        "last_satisfaction": customer.last_satisfaction,
+    }
+
+
+def _ticket(ticket: TicketInput, reader: _Reader, tag_format: str, reopen_days: int) -> dict[str, Any]:
+    subject = escape_header_text(ticket.subject)
+    return {
+        "number": ticket.number,
+        "tag": format_tag(tag_format, ticket.number),
+        "subject": strip_prefixes(subject, tag_format) or subject,
+        "reply_subject": escape_header_text(reply_subject(subject, tag_format, ticket.number)),
+        "status": ticket.status,
+        "queue": ticket.queue,
+        "tier": ticket.tier,
+        "priority": ticket.priority,
+        "assignee_name": escape_header_text(ticket.assignee_name),
+        "created": reader.when(ticket.created_at),
+        "created_at": ticket.created_at,
+        "first_response_due": reader.when(ticket.first_response_due),
+        "first_response_due_in": reader.relative(ticket.first_response_due),
+        "first_response_due_at": ticket.first_response_due,
+        "next_update_due": reader.when(ticket.next_update_due),
+        "next_update_due_at": ticket.next_update_due,
+        "resolution_due": reader.when(ticket.resolution_due),
+        "resolution_due_in": reader.relative(ticket.resolution_due),
+        "resolution_due_at": ticket.resolution_due,
+        "reopen_days": reopen_days,
+        "fields": [{"label": escape_header_text(k), "value": escape_header_text(v)} for k, v in ticket.fields],
+    }
+
+
+def _agent(agent: AgentInput) -> dict[str, Any]:
+    return {**_person(agent), "signature": (agent.signature or "").replace("\r\n", "\n").strip()}
+
+
+def _message(message: MessageInput, reader: _Reader, excerpt_chars: int) -> dict[str, Any]:
+    text = (message.text or "").replace("\r\n", "\n").strip()
+    return {
+        "text": text,
+        "excerpt": excerpt(text, excerpt_chars),
+        "sender_name": escape_header_text(message.sender_name),
+        "sender_email": escape_header_text(message.sender_email).lower(),
+        "received": reader.when(message.received_at),
+        "attachment_names": [escape_header_text(n) for n in message.attachment_names],
+    }
+
+
+def _sla(sla: SlaInput, reader: _Reader) -> dict[str, Any]:
+    return {
+        "kind": sla.kind,
+        "due": reader.when(sla.due_at),
+        "due_in": reader.relative(sla.due_at),
+        "due_at": sla.due_at,
+        "breached": reader.when(sla.breached_at),
+        "breached_ago": reader.relative(sla.breached_at),
+        "escalate_to": escape_header_text(sla.escalate_to),
+    }
+
+
+def _survey(survey: SurveyInput) -> dict[str, Any]:
+    keyword = re.sub(r"[^A-Za-z0-9]", "", survey.keyword).upper() or "RATING"
+    return {"keyword": keyword, "scores": [{"score": s, "reply": f"{keyword} {s}"} for s in SURVEY_SCORES]}
+
+
+def _bounce(bounce: BounceInput, reader: _Reader) -> dict[str, Any]:
+    return {
+        "address": escape_header_text(bounce.address).lower(),
+        "reason": escape_header_text(bounce.reason),
+        "when": reader.when(bounce.at),
+    }
+
+
+def _refusal(refusal: RefusalInput) -> dict[str, Any]:
+    return {
+        "code": refusal.code,
+        "detail": escape_header_text(refusal.detail),
+        "agent_subject": escape_header_text(refusal.agent_subject),
+    }
+
+
+def _followup(followup: FollowupInput, reader: _Reader) -> dict[str, Any]:
+    waited = _aware(reader.now) - _aware(followup.waiting_since)
+    return {
+        "waiting_since": reader.when(followup.waiting_since),
+        "waiting_days": max(0, waited.days),
+        "close_after_days": followup.close_after_days,
     }
 
 
@@ -320,132 +453,25 @@ def build_context(
     decide the language and how every time is written. Pass the same locale to
     `TemplateRenderer.render`.
     """
-    reader: Person = recipient if recipient is not None else customer
-    locale = normalize_locale(reader.locale, normalize_locale(default_locale))
-    tz = zone(reader.timezone, default_timezone).key
-
-    def when(value: datetime | None) -> str:
-        return format_when(value, locale, tz)
-
-    def rel(value: datetime | None) -> str:
-        return format_relative(value, now, locale)
-
-    cust = _person(customer) or {}
-    cust.update(
-        {
-            "vip": bool(customer.vip),
-            "open_tickets": [
-                {
-                    "number": t.number,
-                    "tag": format_tag(tag_format, t.number),
-                    "subject": escape_header_text(t.subject),
-                    "status": t.status,
-                    "created": when(t.created_at),
-                }
-                for t in customer.open_tickets
-            ],
-            "open_ticket_count": len(customer.open_tickets),
-            "past_ticket_count": customer.past_ticket_count,
-            "is_returning": customer.past_ticket_count > 0 or bool(customer.open_tickets),
-            "last_satisfaction": customer.last_satisfaction,
-        }
-    )
-    ctx: dict[str, Any] = {
-        "locale": locale,
-        "timezone": tz,
+    person: Person = recipient if recipient is not None else customer
+    reader = _Reader.of(person, now, default_locale, default_timezone)
+    return {
+        "locale": reader.locale,
+        "timezone": reader.timezone,
         "now": _aware(now),
-        "now_text": when(now),
-        "company": {
-            "name": escape_header_text(company.name),
-            "support_address": escape_header_text(company.support_address).lower(),
-            "website": escape_header_text(company.website),
-        },
-        "customer": cust,
-        "recipient": _person(reader),
-        "ticket": None,
-        "agent": None,
-        "message": None,
-        "sla": None,
-        "survey": None,
-        "bounce": None,
-        "refusal": None,
-        "followup": None,
+        "now_text": reader.when(now),
+        "company": _company(company),
+        "customer": _customer(customer, reader, tag_format),
+        "recipient": _person(person),
+        "ticket": None if ticket is None else _ticket(ticket, reader, tag_format, reopen_days),
+        "agent": None if agent is None else _agent(agent),
+        "message": None if message is None else _message(message, reader, excerpt_chars),
+        "sla": None if sla is None else _sla(sla, reader),
+        "survey": None if survey is None else _survey(survey),
+        "bounce": None if bounce is None else _bounce(bounce, reader),
+        "refusal": None if refusal is None else _refusal(refusal),
+        "followup": None if followup is None else _followup(followup, reader),
     }
-    if ticket is not None:
-        subject = escape_header_text(ticket.subject)
-        ctx["ticket"] = {
-            "number": ticket.number,
-            "tag": format_tag(tag_format, ticket.number),
-            "subject": strip_prefixes(subject, tag_format) or subject,
-            "reply_subject": escape_header_text(reply_subject(subject, tag_format, ticket.number)),
-            "status": ticket.status,
-            "queue": ticket.queue,
-            "tier": ticket.tier,
-            "priority": ticket.priority,
-            "assignee_name": escape_header_text(ticket.assignee_name),
-            "created": when(ticket.created_at),
-            "created_at": ticket.created_at,
-            "first_response_due": when(ticket.first_response_due),
-            "first_response_due_in": rel(ticket.first_response_due),
-            "first_response_due_at": ticket.first_response_due,
-            "next_update_due": when(ticket.next_update_due),
-            "next_update_due_at": ticket.next_update_due,
-            "resolution_due": when(ticket.resolution_due),
-            "resolution_due_in": rel(ticket.resolution_due),
-            "resolution_due_at": ticket.resolution_due,
-            "reopen_days": reopen_days,
-            "fields": [{"label": escape_header_text(k), "value": escape_header_text(v)} for k, v in ticket.fields],
-        }
-    if agent is not None:
-        person = _person(agent) or {}
-        person["signature"] = (agent.signature or "").replace("\r\n", "\n").strip()
-        ctx["agent"] = person
-    if message is not None:
-        text = (message.text or "").replace("\r\n", "\n").strip()
-        ctx["message"] = {
-            "text": text,
-            "excerpt": excerpt(text, excerpt_chars),
-            "sender_name": escape_header_text(message.sender_name),
-            "sender_email": escape_header_text(message.sender_email).lower(),
-            "received": when(message.received_at),
-            "attachment_names": [escape_header_text(n) for n in message.attachment_names],
-        }
-    if sla is not None:
-        ctx["sla"] = {
-            "kind": sla.kind,
-            "due": when(sla.due_at),
-            "due_in": rel(sla.due_at),
-            "due_at": sla.due_at,
-            "breached": when(sla.breached_at),
-            "breached_ago": rel(sla.breached_at),
-            "escalate_to": escape_header_text(sla.escalate_to),
-        }
-    if survey is not None:
-        keyword = re.sub(r"[^A-Za-z0-9]", "", survey.keyword).upper() or "RATING"
-        ctx["survey"] = {
-            "keyword": keyword,
-            "scores": [{"score": s, "reply": f"{keyword} {s}"} for s in SURVEY_SCORES],
-        }
-    if bounce is not None:
-        ctx["bounce"] = {
-            "address": escape_header_text(bounce.address).lower(),
-            "reason": escape_header_text(bounce.reason),
-            "when": when(bounce.at),
-        }
-    if refusal is not None:
-        ctx["refusal"] = {
-            "code": refusal.code,
-            "detail": escape_header_text(refusal.detail),
-            "agent_subject": escape_header_text(refusal.agent_subject),
-        }
-    if followup is not None:
-        waited = _aware(now) - _aware(followup.waiting_since)
-        ctx["followup"] = {
-            "waiting_since": when(followup.waiting_since),
-            "waiting_days": max(0, waited.days),
-            "close_after_days": followup.close_after_days,
-        }
-    return ctx
 
 
 def sample_context(locale: str = "en", *, template: str = "", now: datetime | None = None) -> dict[str, Any]:

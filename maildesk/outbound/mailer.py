@@ -5,6 +5,9 @@ the ticket, customer, agent and message rows (plain inputs, never ORM objects), 
 address (the support address the customer wrote to, with the desk's name), the signed
 Reply-To and Message-ID, the threading headers (In-Reply-To, References, Thread-Index) and
 a subject that always carries the ticket tag, DKIM signing, and finally `outbox.enqueue`.
+A caller states what it wants in one `SendRequest` (idempotency key, ticket, template,
+recipients, parent, flags, the message and agent the mail is about) and calls
+`Mailer.send(session, request, now)`.
 
 It must not: decide whether a mail is wanted (callers: `pipeline/respond.py`, the sender's
 failure notices, the CLI), commit, talk SMTP, or read the clock (`now` is passed in).
@@ -33,7 +36,7 @@ from maildesk.outbound.context import (
     TicketRef,
     build_context,
 )
-from maildesk.outbound.render import RenderError, TemplateRenderer, UnknownTemplate
+from maildesk.outbound.render import Rendered, RenderError, TemplateRenderer, UnknownTemplate
 from maildesk.store import Session
 from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
@@ -85,6 +88,38 @@ class Recipient:
     name: str = ""
 
 
+@dataclass(frozen=True)
+class SendRequest:
+    """One ticket mail to queue: everything `Mailer.send` needs besides the session and `now`.
+
+    `key` is the idempotency key: a key queued before queues nothing, and the Message-ID is
+    derived from it. `to` gets the mail, `cc` are copied (never `to` twice). `parent` is the
+    mail ours answers (threading headers, `Re:` subject). `from_addr` names the support
+    address to send from when it is one of ours (default: the one the ticket's first mail
+    went to). `automatic` marks the mail Auto-Submitted and subject to the automatic-mail
+    limits; `kind` and `internal` describe the outgoing Message row. `agent` is the agent a
+    reply speaks for; `reader_agent` makes an agent the reader (agent-facing templates
+    default to an agent named after `to`); `message` and `bounce` fill those template
+    sections. `message_pk` is the incoming message that caused the mail (its events point there).
+    """
+
+    key: str
+    ticket_number: int
+    template: str
+    to: Recipient
+    automatic: bool
+    kind: str = "auto"
+    internal: bool = False
+    parent: Parent | None = None
+    cc: tuple[str, ...] = ()
+    from_addr: str = ""
+    agent: AgentInput | None = None
+    reader_agent: AgentInput | None = None
+    message: MessageInput | None = None
+    bounce: BounceInput | None = None
+    message_pk: int | None = None
+
+
 def _utc(value: datetime | None, now: datetime) -> datetime | None:
     if value is None:
         return None
@@ -94,6 +129,13 @@ def _utc(value: datetime | None, now: datetime) -> datetime | None:
 def _base_address(address: str) -> str:
     local, _, domain = address.lower().rpartition("@")
     return f"{local.split('+', 1)[0]}@{domain}"
+
+
+def _thread_index(parent: Parent | None, now: datetime) -> str:
+    """Outlook's Thread-Index: none without a parent, else a child of the parent's (a new one when it had none)."""
+    if parent is None:
+        return ""
+    return child_thread_index(parent.thread_index, now) if parent.thread_index else new_thread_index(now)
 
 
 class Mailer:
@@ -143,9 +185,13 @@ class Mailer:
     # -- context -----------------------------------------------------------------------
 
     def _inputs(self, session: Session, ticket: Ticket, now: datetime) -> tuple[CustomerInput, TicketInput]:
+        return self._customer_input(session, ticket, now), self._ticket_input(session, ticket, now)
+
+    @staticmethod
+    def _customer_input(session: Session, ticket: Ticket, now: datetime) -> CustomerInput:
         cust = ticket.customer
         others = oq.other_open_tickets(session, cust.id, ticket.number)
-        customer = CustomerInput(
+        return CustomerInput(
             email=cust.email,
             name=cust.name,
             locale=cust.locale,
@@ -154,10 +200,12 @@ class Mailer:
             open_tickets=tuple(TicketRef(t.number, t.subject, t.status, _utc(t.created_at, now)) for t in others),
             past_ticket_count=oq.past_ticket_count(session, cust.id, ticket.number),
         )
+
+    @staticmethod
+    def _ticket_input(session: Session, ticket: Ticket, now: datetime) -> TicketInput:
         due = oq.sla_due(session, ticket.number)
         assignee = oq.agent_by_email(session, ticket.assignee) if ticket.assignee else None
-        fields = tuple((str(k), str(v)) for k, v in (ticket.fields or {}).items())
-        tinput = TicketInput(
+        return TicketInput(
             number=ticket.number,
             subject=ticket.subject,
             status=ticket.status,
@@ -169,9 +217,8 @@ class Mailer:
             next_update_due=_utc(due.get("update") or due.get("next_update"), now),
             resolution_due=_utc(due.get("resolution"), now),
             assignee_name=(assignee.name or assignee.email) if assignee else (ticket.assignee or ""),
-            fields=fields,
+            fields=tuple((str(k), str(v)) for k, v in (ticket.fields or {}).items()),
         )
-        return customer, tinput
 
     def context(self, *, now: datetime, sender: str, **inputs: Any) -> dict[str, Any]:
         """The template context on this desk: its company (name and the support address
@@ -196,108 +243,91 @@ class Mailer:
 
     # -- the recipe --------------------------------------------------------------------
 
-    def send(
-        self,
-        session: Session,
-        *,
-        key: str,
-        ticket_number: int,
-        template: str,
-        to: Recipient,
-        now: datetime,
-        automatic: bool,
-        parent: Parent | None = None,
-        cc: Sequence[str] = (),
-        from_addr: str | None = None,
-        agent: AgentInput | None = None,
-        reader_agent: AgentInput | None = None,
-        message: MessageInput | None = None,
-        bounce: BounceInput | None = None,
-        kind: str = "auto",
-        internal: bool = False,
-        message_pk: int | None = None,
-    ) -> OutboxItem | None:
-        """Render `template` for the ticket and queue it under `key` (None: key used before).
+    def send(self, session: Session, request: SendRequest, now: datetime) -> OutboxItem | None:
+        """Render the request's template for its ticket and queue it under its key (None: key used before).
 
-        `reader_agent` makes an agent the reader (for agent-facing templates). Raises one of
-        COMPOSE_ERRORS when the mail cannot be composed (bad address, broken built-in template).
+        Raises one of COMPOSE_ERRORS when the mail cannot be composed (bad address, broken built-in template).
         """
-        if oq.item_by_key(session, key) is not None:
+        if oq.item_by_key(session, request.key) is not None:
             return None
-        ticket = session.get(Ticket, ticket_number)
+        ticket = session.get(Ticket, request.ticket_number)
         if ticket is None:
-            raise ValueError(f"no ticket {ticket_number}")
-        desk = self.settings.desk
-        customer, tinput = self._inputs(session, ticket, now)
-        if template in AGENT_FACING and reader_agent is None:
-            reader_agent = AgentInput(name=to.name or to.email, email=to.email)
-        ctx = self.context(
-            now=now,
-            sender=from_addr or "",
-            customer=customer,
-            ticket=tinput,
-            agent=agent,
-            message=message,
-            bounce=bounce,
-            recipient=reader_agent,
-        )
-        rendered = self.renderer.render(template, ctx, locale=str(ctx["locale"]), queue=ticket.queue or None)
-        if rendered.errors:
-            q.add_event(
-                session,
-                ticket_number,
-                "template-fell-back",
-                {"template": template, "errors": list(rendered.errors), "used": rendered.template_path},
-                now,
-                message_pk,
-            )
-        sender = (
-            self.support_address([from_addr or ""])
-            if from_addr
-            else self.ticket_support_address(session, ticket_number)
-        )
-        domain = sender.rpartition("@")[2]
-        subject = rendered.subject
-        if find_tag(desk.subject_tag, subject) != ticket_number:
-            subject = (
-                reply_subject(subject, desk.subject_tag, ticket_number)
-                if parent
-                else f"{format_tag(desk.subject_tag, ticket_number)} {subject}"
-            )
-        if parent is not None:
-            thread_index = (
-                child_thread_index(parent.thread_index, now) if parent.thread_index else new_thread_index(now)
-            )
-        else:
-            thread_index = ""
-        mail = OutgoingMail(
-            from_addr=sender,
-            from_name=self.settings.outbound.from_name or desk.name,
-            to=(check_address(to.email.lower(), "to"),),
-            cc=tuple(c for c in dict.fromkeys(a.lower() for a in cc) if c != to.email.lower()),
-            reply_to=make_reply_address(self.settings.secret, sender, ticket_number),
-            subject=subject,
-            text=rendered.text,
-            html=rendered.html,
-            message_id=make_message_id(self.settings.secret, ticket_number, domain, outbox.nonce_for(key)),
-            in_reply_to=parent.message_id if parent else "",
-            references=parent.references if parent else (),
-            thread_index=thread_index,
-            automatic=automatic,
-            loop_value=self.loop_value,
+            raise ValueError(f"no ticket {request.ticket_number}")
+        rendered = self._render(session, ticket, request, now)
+        mail = self._compose(request, rendered, self._sender(session, request), now)
+        facts = outbox.MessageFacts(
+            kind=request.kind, text=rendered.text, html=rendered.html or "", internal=request.internal
         )
         return outbox.enqueue(
             session,
-            key=key,
-            ticket_number=ticket_number,
+            key=request.key,
+            ticket_number=request.ticket_number,
             mail=mail,
-            template=template,
-            automatic=automatic,
+            template=request.template,
+            automatic=request.automatic,
             now=now,
             policy=self.policy,
             signer=self.signer,
-            facts=outbox.MessageFacts(kind=kind, text=rendered.text, html=rendered.html or "", internal=internal),
-            message_pk=message_pk,
+            facts=facts,
+            message_pk=request.message_pk,
+        )
+
+    def _render(self, session: Session, ticket: Ticket, request: SendRequest, now: datetime) -> Rendered:
+        """The template rendered with the ticket's context; falling back to the built-in one is an event."""
+        customer, tinput = self._inputs(session, ticket, now)
+        reader = request.reader_agent
+        if request.template in AGENT_FACING and reader is None:
+            reader = AgentInput(name=request.to.name or request.to.email, email=request.to.email)
+        ctx = self.context(
+            now=now,
+            sender=request.from_addr,
+            customer=customer,
+            ticket=tinput,
+            agent=request.agent,
+            message=request.message,
+            bounce=request.bounce,
+            recipient=reader,
+        )
+        rendered = self.renderer.render(request.template, ctx, locale=str(ctx["locale"]), queue=ticket.queue or None)
+        if rendered.errors:
+            data = {"template": request.template, "errors": list(rendered.errors), "used": rendered.template_path}
+            q.add_event(session, ticket.number, "template-fell-back", data, now, request.message_pk)
+        return rendered
+
+    def _sender(self, session: Session, request: SendRequest) -> str:
+        if request.from_addr:
+            return self.support_address([request.from_addr])
+        return self.ticket_support_address(session, request.ticket_number)
+
+    def _subject(self, subject: str, ticket_number: int, *, reply: bool) -> str:
+        """`subject` carrying the ticket tag: as it is when tagged, else `Re: [#N] …` for a reply, `[#N] …` otherwise."""
+        tag_format = self.settings.desk.subject_tag
+        if find_tag(tag_format, subject) == ticket_number:
+            return subject
+        if reply:
+            return reply_subject(subject, tag_format, ticket_number)
+        return f"{format_tag(tag_format, ticket_number)} {subject}"
+
+    def _compose(self, request: SendRequest, rendered: Rendered, sender: str, now: datetime) -> OutgoingMail:
+        """The mail's headers and bodies: from `sender`, signed Reply-To and Message-ID, threaded under the parent."""
+        number, parent = request.ticket_number, request.parent
+        to = request.to.email.lower()
+        secret = self.settings.secret
+        return OutgoingMail(
+            from_addr=sender,
+            from_name=self.settings.outbound.from_name or self.settings.desk.name,
+            to=(check_address(to, "to"),),
+            cc=tuple(c for c in dict.fromkeys(a.lower() for a in request.cc) if c != to),
+            reply_to=make_reply_address(secret, sender, number),
+            subject=self._subject(rendered.subject, number, reply=parent is not None),
+            text=rendered.text,
+            html=rendered.html,
+            message_id=make_message_id(secret, number, sender.rpartition("@")[2], outbox.nonce_for(request.key)),
+            in_reply_to=parent.message_id if parent else "",
+            references=parent.references if parent else (),
+            thread_index=_thread_index(parent, now),
+            automatic=request.automatic,
+            loop_value=self.loop_value,
         )
 
 

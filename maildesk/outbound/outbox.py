@@ -133,7 +133,6 @@ def enqueue(
     allowed, refused = _screen_recipients(
         session, recipients, automatic=automatic, ticket_number=ticket_number, policy=policy, now=now
     )
-    state = "queued" if allowed else "held"
     facts = facts or MessageFacts(kind="auto" if automatic else "agent-reply", text=mail.text, html=mail.html or "")
     item = OutboxItem(
         idempotency_key=key[:200],
@@ -144,13 +143,39 @@ def enqueue(
         recipients=allowed or recipients,
         raw=raw,
         automatic=automatic,
-        state=state,
+        state="queued" if allowed else "held",
         attempts=0,
         next_try=now,
         last_error="; ".join(r["reason"] for r in refused)[:2000] if refused else "",
         created_at=now,
     )
-    message = Message(
+    message = _message_row(ticket_number, mail, raw, recipients, template, facts, now)
+    try:
+        with session.begin_nested():  # a concurrent enqueue of the same key must not spoil the caller's transaction
+            session.add(item)
+            session.add(message)
+            session.flush()
+    except IntegrityError:
+        if oq.item_by_key(session, key) is not None:
+            return None
+        raise
+    if automatic and item.state == "queued":
+        oq.record_automatic(session, item.id, allowed, ticket_number, now)
+    _record_queued(session, item, template, recipients, refused, now, message_pk)
+    return item
+
+
+def _message_row(
+    ticket_number: int | None,
+    mail: OutgoingMail,
+    raw: bytes,
+    recipients: list[str],
+    template: str,
+    facts: MessageFacts,
+    now: datetime,
+) -> Message:
+    """The outgoing Message on the ticket, so threading knows our Message-ID when the customer answers."""
+    return Message(
         ticket_number=ticket_number,
         direction="out",
         kind=facts.kind,
@@ -173,29 +198,30 @@ def enqueue(
         screen="human",
         internal=facts.internal,
     )
-    try:
-        with session.begin_nested():  # a concurrent enqueue of the same key must not spoil the caller's transaction
-            session.add(item)
-            session.add(message)
-            session.flush()
-    except IntegrityError:
-        if oq.item_by_key(session, key) is not None:
-            return None
-        raise
-    if automatic and state == "queued":
-        oq.record_automatic(session, item.id, allowed, ticket_number, now)
+
+
+def _record_queued(
+    session: Session,
+    item: OutboxItem,
+    template: str,
+    recipients: list[str],
+    refused: list[dict[str, str]],
+    now: datetime,
+    message_pk: int | None,
+) -> None:
+    """The `mail-queued` event (with the recipients skipped), or `(automatic-)mail-held` with the reasons."""
     data: dict[str, Any] = {
         "outbox_id": item.id,
         "template": template,
-        "message_id": mail.message_id,
+        "message_id": item.message_id,
         "recipients": recipients,
-        "automatic": automatic,
+        "automatic": item.automatic,
     }
-    if state == "held":
+    if item.state == "held":
         data["reasons"] = [r["reason"] for r in refused]
-        q.add_event(session, ticket_number, "automatic-mail-held" if automatic else "mail-held", data, now, message_pk)
+        event = "automatic-mail-held" if item.automatic else "mail-held"
+        q.add_event(session, item.ticket_number, event, data, now, message_pk)
     else:
         if refused:
             data["skipped"] = refused
-        q.add_event(session, ticket_number, "mail-queued", data, now, message_pk)
-    return item
+        q.add_event(session, item.ticket_number, "mail-queued", data, now, message_pk)

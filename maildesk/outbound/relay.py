@@ -152,34 +152,8 @@ def deliver_smtp(
         if settings.username:
             smtp.login(settings.username, settings.password)
         refused = smtp.sendmail(sender, list(recipients), raw, mail_options=options)
-    except smtplib.SMTPRecipientsRefused as exc:
-        answers = {r: (int(c), _text(t)) for r, (c, t) in exc.recipients.items()}
-        permanent = tuple(r for r, (c, _) in answers.items() if c >= 500)
-        all_permanent = len(permanent) == len(answers)
-        code = max(c for c, _ in answers.values()) if answers else 0
-        detail = "; ".join(f"{r}: {_answer(c, t)}" for r, (c, t) in answers.items())
-        return DeliveryResult(False, all_permanent, code, f"recipients refused: {detail}", answers, permanent)
-    except smtplib.SMTPSenderRefused as exc:
-        return DeliveryResult(False, False, exc.smtp_code, f"sender refused: {_answer(exc.smtp_code, exc.smtp_error)}")
-    except smtplib.SMTPDataError as exc:
-        return DeliveryResult(
-            False, exc.smtp_code >= 500, exc.smtp_code, f"data refused: {_answer(exc.smtp_code, exc.smtp_error)}"
-        )
-    except smtplib.SMTPAuthenticationError as exc:
-        return DeliveryResult(
-            False, False, exc.smtp_code, f"relay login failed: {_answer(exc.smtp_code, exc.smtp_error)}"
-        )
-    except smtplib.SMTPResponseException as exc:  # HELO, STARTTLS, RSET: the relay's state, not this mail
-        return DeliveryResult(False, False, exc.smtp_code, f"relay answered {_answer(exc.smtp_code, exc.smtp_error)}")
-    except smtplib.SMTPNotSupportedError as exc:
-        return DeliveryResult(False, False, 0, f"relay lacks a needed extension: {_text(str(exc))}")
     except (TimeoutError, smtplib.SMTPException, ssl.SSLError, OSError) as exc:
-        return DeliveryResult(
-            False,
-            False,
-            0,
-            f"cannot reach relay {settings.relay_host}:{settings.relay_port}: {type(exc).__name__}: {_text(str(exc))}",
-        )
+        return _failure(exc, settings)
     finally:
         if smtp is not None:
             try:
@@ -187,11 +161,48 @@ def deliver_smtp(
             except (smtplib.SMTPException, OSError):
                 smtp.close()
     if refused:
-        answers = {r: (int(c), _text(t)) for r, (c, t) in refused.items()}
-        permanent = tuple(r for r, (c, _) in answers.items() if c >= 500)
-        detail = "; ".join(f"{r}: {_answer(c, t)}" for r, (c, t) in answers.items())
+        answers, permanent, detail = _answers(refused)
         return DeliveryResult(True, False, 250, f"accepted; some recipients refused: {detail}", answers, permanent)
     return DeliveryResult(True, False, 250, "accepted by relay")
+
+
+def _answers(
+    refused: dict[str, tuple[int, bytes]],
+) -> tuple[dict[str, tuple[int, str]], tuple[str, ...], str]:
+    """The relay's answers per refused recipient, the permanently refused ones, and a one-line summary."""
+    answers = {r: (int(c), _text(t)) for r, (c, t) in refused.items()}
+    permanent = tuple(r for r, (c, _) in answers.items() if c >= 500)
+    detail = "; ".join(f"{r}: {_answer(c, t)}" for r, (c, t) in answers.items())
+    return answers, permanent, detail
+
+
+def _failure(exc: BaseException, settings: OutboundSettings) -> DeliveryResult:
+    """What a failed SMTP transaction means: only 5xx to RCPT TO (all of them) or DATA is permanent."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        answers, permanent, detail = _answers(exc.recipients)
+        all_permanent = len(permanent) == len(answers)
+        code = max(c for c, _ in answers.values()) if answers else 0
+        return DeliveryResult(False, all_permanent, code, f"recipients refused: {detail}", answers, permanent)
+    if isinstance(exc, smtplib.SMTPSenderRefused):
+        return DeliveryResult(False, False, exc.smtp_code, f"sender refused: {_answer(exc.smtp_code, exc.smtp_error)}")
+    if isinstance(exc, smtplib.SMTPDataError):
+        return DeliveryResult(
+            False, exc.smtp_code >= 500, exc.smtp_code, f"data refused: {_answer(exc.smtp_code, exc.smtp_error)}"
+        )
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return DeliveryResult(
+            False, False, exc.smtp_code, f"relay login failed: {_answer(exc.smtp_code, exc.smtp_error)}"
+        )
+    if isinstance(exc, smtplib.SMTPResponseException):  # HELO, STARTTLS, RSET: the relay's state, not this mail
+        return DeliveryResult(False, False, exc.smtp_code, f"relay answered {_answer(exc.smtp_code, exc.smtp_error)}")
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return DeliveryResult(False, False, 0, f"relay lacks a needed extension: {_text(str(exc))}")
+    return DeliveryResult(
+        False,
+        False,
+        0,
+        f"cannot reach relay {settings.relay_host}:{settings.relay_port}: {type(exc).__name__}: {_text(str(exc))}",
+    )
 
 
 def deliver(

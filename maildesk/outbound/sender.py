@@ -33,7 +33,7 @@ from maildesk.clock import utcnow
 from maildesk.config import Settings
 from maildesk.outbound import relay
 from maildesk.outbound.context import BounceInput
-from maildesk.outbound.mailer import COMPOSE_ERRORS, Mailer, Recipient, compose_failed
+from maildesk.outbound.mailer import COMPOSE_ERRORS, Mailer, Recipient, SendRequest, compose_failed
 from maildesk.store import Session
 from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
@@ -335,18 +335,17 @@ def notify_agents_of_bounce(
         return
     for email, agent in agents:
         try:
-            mailer.send(
-                session,
+            request = SendRequest(
                 key=f"{key}:{email.lower()}",
                 ticket_number=ticket_number,
                 template=NOTICE_TEMPLATE,
                 to=Recipient(email, agent.name if agent else ""),
-                now=now,
                 automatic=True,
                 reader_agent=Mailer.agent_input(agent, email),
                 bounce=BounceInput(address=address, reason=reason[:500], at=now),
                 kind="auto",
                 internal=True,
             )
+            mailer.send(session, request, now)
         except COMPOSE_ERRORS as exc:
             compose_failed(session, ticket_number, NOTICE_TEMPLATE, exc, now)

@@ -122,3 +122,100 @@ def test_sample_context_reader_depends_on_template() -> None:
     assert sample_context("en", template="ack")["recipient"]["first_name"] == "Anna"
     assert sample_context("en", template="sla_warning")["recipient"]["first_name"] == "Jonas"
     assert sample_context("de", now=NOW - timedelta(days=1))["locale"] == "de"
+
+
+def test_full_context_key_set_is_pinned() -> None:
+    """Every name a template may use, section by section; a template change that needs a new
+    one must come with a change here."""
+    ctx = sample_context("en", template="ack")
+    assert list(ctx) == [
+        "locale",
+        "timezone",
+        "now",
+        "now_text",
+        "company",
+        "customer",
+        "recipient",
+        "ticket",
+        "agent",
+        "message",
+        "sla",
+        "survey",
+        "bounce",
+        "refusal",
+        "followup",
+    ]
+    person = ["name", "email", "first_name", "display_name"]
+    sections = {
+        "company": ["name", "support_address", "website"],
+        "customer": [
+            *person,
+            "vip",
+            "open_tickets",
+            "open_ticket_count",
+            "past_ticket_count",
+            "is_returning",
+            "last_satisfaction",
+        ],
+        "recipient": person,
+        "ticket": [
+            "number",
+            "tag",
+            "subject",
+            "reply_subject",
+            "status",
+            "queue",
+            "tier",
+            "priority",
+            "assignee_name",
+            "created",
+            "created_at",
+            "first_response_due",
+            "first_response_due_in",
+            "first_response_due_at",
+            "next_update_due",
+            "next_update_due_at",
+            "resolution_due",
+            "resolution_due_in",
+            "resolution_due_at",
+            "reopen_days",
+            "fields",
+        ],
+        "agent": [*person, "signature"],
+        "message": ["text", "excerpt", "sender_name", "sender_email", "received", "attachment_names"],
+        "sla": ["kind", "due", "due_in", "due_at", "breached", "breached_ago", "escalate_to"],
+        "survey": ["keyword", "scores"],
+        "bounce": ["address", "reason", "when"],
+        "refusal": ["code", "detail", "agent_subject"],
+        "followup": ["waiting_since", "waiting_days", "close_after_days"],
+    }
+    assert {name: list(ctx[name]) for name in sections} == sections
+    assert list(ctx["customer"]["open_tickets"][0]) == ["number", "tag", "subject", "status", "created"]
+    assert list(ctx["ticket"]["fields"][0]) == ["label", "value"]
+    assert ctx["survey"]["scores"][0] == {"score": 5, "reply": "RATING 5"}
+
+
+def test_minimal_context_has_every_section_and_only_customer_filled() -> None:
+    ctx = build_context(
+        now=NOW,
+        company=CompanyInput("Example", "support@example.com"),
+        customer=CustomerInput(email="Anna.Schmidt@Example.org"),
+    )
+    assert list(ctx) == list(sample_context("en"))
+    assert ctx["recipient"] == {
+        "name": "",
+        "email": "anna.schmidt@example.org",
+        "first_name": "Anna",
+        "display_name": "anna.schmidt@example.org",
+    }
+    assert ctx["customer"]["open_tickets"] == [] and ctx["customer"]["is_returning"] is False
+    assert [k for k, v in ctx.items() if v is None] == [
+        "ticket",
+        "agent",
+        "message",
+        "sla",
+        "survey",
+        "bounce",
+        "refusal",
+        "followup",
+    ]

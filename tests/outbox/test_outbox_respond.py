@@ -9,11 +9,12 @@ import pytest
 from sqlalchemy import select
 
 from maildesk.message import parse_bytes
-from maildesk.outbound.mailer import Mailer
+from maildesk.outbound.context import AgentInput, MessageInput
+from maildesk.outbound.mailer import Mailer, Recipient, SendRequest
 from maildesk.outbound.outbox import loop_id
 from maildesk.outbound.render import TemplateRenderer
 from maildesk.pipeline.context import MessageContext, PipelineDeps
-from maildesk.pipeline.stages.respond import respond, send_agent_reply, send_resolution_notice
+from maildesk.pipeline.stages.respond import mailer_of, respond, send_agent_reply, send_resolution_notice
 from maildesk.rules.model import Decision
 from maildesk.rules.screen import screen_message
 from maildesk.store.models import Agent, Message, Ticket
@@ -184,3 +185,33 @@ def test_resolution_notice_once_per_resolution(wired: Any, clock: Clock) -> None
 def test_unknown_ticket_is_refused(wired: Any, clock: Clock) -> None:
     with wired.store.session() as s, pytest.raises(ValueError):
         send_agent_reply(s, wired.deps, 999, "hi", "jonas@example.com", clock())
+
+
+def test_send_request_queues_once_per_key_with_cc_and_reader(wired: Any, clock: Clock) -> None:
+    """Mailer.send takes one SendRequest: the key queues once, `to` is never copied to
+    itself, an agent-facing template is read by an agent named after `to`."""
+    number = new_ticket(wired, clock)
+    request = SendRequest(
+        key=f"test:{number}",
+        ticket_number=number,
+        template="agent_notification",
+        to=Recipient("Jonas@Example.com", "Jonas Weber"),
+        automatic=True,
+        cc=("jonas@example.com", "Maria@Example.com", "maria@example.com"),
+        internal=True,
+        message=MessageInput(text="The printer is on fire.", sender_email="anna@customer.example"),
+    )
+    mailer = mailer_of(wired.deps)
+    with wired.store.session() as s:
+        first = mailer.send(s, request, clock())
+        assert first is not None
+        assert mailer.send(s, request, clock()) is None
+    rows = [r for r in outbox_rows(wired) if r.template == "agent_notification"]
+    assert len(rows) == 1 and rows[0].recipients == ["jonas@example.com", "maria@example.com"]
+    sent = parse_bytes(rows[0].raw)
+    assert sent.header("Auto-Submitted") == "auto-generated" and f"[#{number}]" in sent.subject
+    assert "The printer is on fire." in sent.text and "Jonas" in sent.text
+    with wired.store.reader() as s:
+        out = s.scalars(select(Message).where(Message.message_id == rows[0].message_id)).one()
+        assert out.internal and out.kind == "auto"
+    assert Mailer.agent_input(None, "jonas@example.com") == AgentInput(name="jonas", email="jonas@example.com")

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from maildesk.outbound.context import MessageInput
-from maildesk.outbound.mailer import COMPOSE_ERRORS, Mailer, Parent, Recipient, compose_failed
+from maildesk.outbound.mailer import COMPOSE_ERRORS, Mailer, Parent, Recipient, SendRequest, compose_failed
 from maildesk.pipeline.context import MessageContext, PipelineDeps
 from maildesk.store import Session
 from maildesk.store import outbox_queries as oq
@@ -101,13 +101,11 @@ def respond(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
         templates.append((f"rule:{ctx.message_pk}:{name}", name))
     for key, template in templates:
         try:
-            mailer.send(
-                session,
+            request = SendRequest(
                 key=key,
                 ticket_number=ticket.number,
                 template=template,
                 to=to,
-                now=ctx.now,
                 automatic=True,
                 parent=parent,
                 from_addr=from_addr,
@@ -115,6 +113,7 @@ def respond(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
                 kind="auto",
                 message_pk=ctx.message_pk,
             )
+            mailer.send(session, request, ctx.now)
         except COMPOSE_ERRORS as exc:
             compose_failed(session, ticket.number, template, exc, ctx.now, ctx.message_pk)
 
@@ -155,20 +154,19 @@ def send_agent_reply(
     if key is None:
         digest = hashlib.sha256(f"{agent_email.lower()}\0{text}\0{now.isoformat()}".encode()).hexdigest()[:24]
         key = f"agent-reply:{ticket_number}:{digest}"
-    item = mailer.send(
-        session,
+    request = SendRequest(
         key=key,
         ticket_number=ticket_number,
         template="agent_reply",
         to=Recipient(ticket.customer.email, ticket.customer.name),
-        cc=_cc_participants(session, ticket_number),
-        now=now,
+        cc=tuple(_cc_participants(session, ticket_number)),
         automatic=False,
         parent=Parent.of_row(oq.latest_inbound(session, ticket_number)),
         agent=agent,
         message=MessageInput(text=text, sender_name=agent.name if agent else "", sender_email=agent_email.lower()),
         kind="agent-reply",
     )
+    item = mailer.send(session, request, now)
     if item is None:
         return None
     if ticket.first_response_at is None:
@@ -195,14 +193,13 @@ def send_resolution_notice(
     if ticket is None:
         raise ValueError(f"no ticket {ticket_number}")
     stamp = (ticket.resolved_at or now).strftime("%Y%m%dT%H%M%S")
-    return mailer_of(deps).send(
-        session,
+    request = SendRequest(
         key=key or f"resolved:{ticket_number}:{stamp}",
         ticket_number=ticket_number,
         template="resolved",
         to=Recipient(ticket.customer.email, ticket.customer.name),
-        now=now,
         automatic=True,
         parent=Parent.of_row(oq.latest_inbound(session, ticket_number)),
         kind="auto",
     )
+    return mailer_of(deps).send(session, request, now)

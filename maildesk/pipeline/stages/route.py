@@ -381,17 +381,15 @@ def apply_decision(
 
 
 def _notify(session: Session, ctx: MessageContext, deps: PipelineDeps, ticket: Ticket, to: str, template: str) -> None:
-    from maildesk.outbound.mailer import COMPOSE_ERRORS, Parent, Recipient, compose_failed
+    from maildesk.outbound.mailer import COMPOSE_ERRORS, Parent, Recipient, SendRequest, compose_failed
     from maildesk.pipeline.stages.respond import _message_input, mailer_of
 
     try:
-        item = mailer_of(deps).send(
-            session,
+        request = SendRequest(
             key=f"notify:{ctx.message_pk}:{to}:{template}",
             ticket_number=ticket.number,
             template=template,
             to=Recipient(to, ""),
-            now=ctx.now,
             automatic=True,
             parent=Parent.of(ctx.msg),
             kind="auto",
@@ -399,6 +397,7 @@ def _notify(session: Session, ctx: MessageContext, deps: PipelineDeps, ticket: T
             message=_message_input(ctx),
             message_pk=ctx.message_pk,
         )
+        item = mailer_of(deps).send(session, request, ctx.now)
     except COMPOSE_ERRORS as exc:
         compose_failed(session, ticket.number, template, exc, ctx.now, ctx.message_pk)
         return
