@@ -92,9 +92,20 @@ def _record(
     now: datetime,
     message_pk: int | None = None,
 ) -> None:
+    """Touch the ticket and record `event` with `data` plus who (`by`) and how (`via`)."""
     ticket.updated_at = now
     if event is not None:
         q.add_event(session, ticket.number, event, {**data, "by": by, "via": via}, now, message_pk)
+
+
+def _record_as_given(
+    session: Session, ticket: Ticket, event: str | None, data: dict[str, Any], now: datetime, message_pk: int | None
+) -> None:
+    """Touch the ticket and record `event` with exactly `data` (an event whose shape predates
+    the change path, e.g. `queued-by-address`, `merged-into`)."""
+    ticket.updated_at = now
+    if event is not None:
+        q.add_event(session, ticket.number, event, data, now, message_pk)
 
 
 def _status_times(ticket: Ticket, status: str, now: datetime) -> None:
@@ -121,10 +132,10 @@ def change_status(
     now: datetime,
     message_pk: int | None = None,
     event: str | None = "status",
-    data: dict[str, Any] | None = None,
+    exact_data: dict[str, Any] | None = None,
 ) -> TicketChange | None:
     """Set the status with its bookkeeping; None when it already was. The event's data is
-    `{from, to, reason}` unless `data` is given (merge records `merged-into` its own way)."""
+    `{from, to, reason, by, via}`, or exactly `exact_data` (merge records `merged-into`)."""
     new = Status(status).value
     old = ticket.status
     if old == new:
@@ -132,16 +143,10 @@ def change_status(
     ticket.status = new
     _status_times(ticket, new, now)
     change = TicketChange("status", old, new, by, via, reason)
-    _record(
-        session,
-        ticket,
-        event,
-        {"from": old, "to": new, "reason": reason} if data is None else data,
-        by,
-        via,
-        now,
-        message_pk,
-    )
+    if exact_data is None:
+        _record(session, ticket, event, {"from": old, "to": new, "reason": reason}, by, via, now, message_pk)
+    else:
+        _record_as_given(session, ticket, event, exact_data, now, message_pk)
     _consequences(session, ticket, change, now)
     return change
 
@@ -157,14 +162,14 @@ def _set_field(
     now: datetime,
     message_pk: int | None,
     event: str | None,
-    data: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> TicketChange | None:
     old = getattr(ticket, kind)
     if old == value:
         return None
     setattr(ticket, kind, value)
     change = TicketChange(kind, old, value, by, via)
-    _record(session, ticket, event, {"old": old, "new": value, **(data or {})}, by, via, now, message_pk)
+    _record(session, ticket, event, {"old": old, "new": value, **(extra or {})}, by, via, now, message_pk)
     _consequences(session, ticket, change, now)
     return change
 
@@ -195,16 +200,16 @@ def escalate_ticket(
     via: str,
     now: datetime,
     message_pk: int | None = None,
-    data: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> TicketChange:
     """One escalation step: the hand-off `note` row is kept on the ticket, the tier moves to
     `to_tier` (it may stay, at the top) and one `escalated` event records
-    `{from, to, what, note, note_message, **data}` (on `message_pk`, else on the note)."""
+    `{from, to, what, note, note_message, **extra, by, via}` (on `message_pk`, else on the note)."""
     old = ticket.tier
     attach_note(session, ticket, note, by=by, via=via, now=now, event=None)
     ticket.tier = to_tier
     change = TicketChange("tier", old, to_tier, by, via, reason=what)
-    info = {"from": old, "to": to_tier, "what": what, "note": note_text, "note_message": note.id, **(data or {})}
+    info = {"from": old, "to": to_tier, "what": what, "note": note_text, "note_message": note.id, **(extra or {})}
     _record(session, ticket, "escalated", info, by, via, now, message_pk if message_pk is not None else note.id)
     _consequences(session, ticket, change, now)
     return change
@@ -236,16 +241,19 @@ def change_queue(
     now: datetime,
     message_pk: int | None = None,
     event: str | None = "queue-changed",
-    data: dict[str, Any] | None = None,
+    exact_data: dict[str, Any] | None = None,
 ) -> TicketChange | None:
-    """Move to `queue`. `data` replaces the event's `{old, new}` (the route stage records
-    `queued-by-address` as `{address, queue}`)."""
+    """Move to `queue`. The event's data is `{old, new, by, via}`, or exactly `exact_data`
+    (the route stage records `queued-by-address` as `{address, queue}`)."""
     old = ticket.queue
     if old == queue:
         return None
     ticket.queue = queue
     change = TicketChange("queue", old, queue, by, via)
-    _record(session, ticket, event, {"old": old, "new": queue} if data is None else data, by, via, now, message_pk)
+    if exact_data is None:
+        _record(session, ticket, event, {"old": old, "new": queue}, by, via, now, message_pk)
+    else:
+        _record_as_given(session, ticket, event, exact_data, now, message_pk)
     _consequences(session, ticket, change, now)
     return change
 
@@ -268,7 +276,7 @@ def change_assignee(
     if agent is not None:
         q.add_participant(session, ticket.number, agent, "agent")
     return _set_field(
-        session, ticket, "assignee", agent, by=by, via=via, now=now, message_pk=message_pk, event=event, data=detail
+        session, ticket, "assignee", agent, by=by, via=via, now=now, message_pk=message_pk, event=event, extra=detail
     )
 
 
@@ -402,7 +410,7 @@ def escalate(session: Session, number: int, note: str, by: str, now: datetime) -
         by=by,
         via=VIA_CLI,
         now=now,
-        data={"old": old, "new": new},
+        extra={"old": old, "new": new},
     )
     return ActionResult(number, "escalate", old != new, {"old": old, "new": new, "what": what, "message": row.id})
 
@@ -479,15 +487,23 @@ def merge(session: Session, target: int, source: int, by: str, now: datetime) ->
     retag(session, into, src.tags or [], by=by, via=VIA_CLI, now=now, event=None)  # the `merged` event says it
     old_status = src.status
     src.merged_into = target
-    merged = {"into": target, "old_status": old_status}
+    merged = {"into": target, "old_status": old_status, "by": by, "via": VIA_CLI}
     reason = f"merged into #{target}"
     if (
         change_status(
-            session, src, Status.CLOSED, by=by, via=VIA_CLI, reason=reason, now=now, event="merged-into", data=merged
+            session,
+            src,
+            Status.CLOSED,
+            by=by,
+            via=VIA_CLI,
+            reason=reason,
+            now=now,
+            event="merged-into",
+            exact_data=merged,
         )
         is None
     ):
-        _record(session, src, "merged-into", merged, by, VIA_CLI, now)  # it was closed already
+        _record_as_given(session, src, "merged-into", merged, now, None)  # it was closed already
     _record(session, into, "merged", {"from": source}, by, VIA_CLI, now)
     return ActionResult(target, "merge", True, {"into": target, "from": source})
 

@@ -260,7 +260,7 @@ def apply_decision(
             note=rows.rules_note(ticket, text, now, message_pk=pk, step=step),
             note_text=esc.note,
             message_pk=pk,
-            data={"from": esc.from_tier, "to": esc.to_tier, "rule": esc.rule},
+            extra={"from": esc.from_tier, "to": esc.to_tier, "rule": esc.rule},
             **who,
         )
     if decision.tier is not None:
@@ -373,7 +373,7 @@ def route(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
                     now=ctx.now,
                     message_pk=ctx.message_pk,
                     event="queued-by-address",
-                    data={"address": rcpt, "queue": queue},
+                    exact_data={"address": rcpt, "queue": queue},
                 )
                 break
     holder = deps.extras.get("rules")
