@@ -242,7 +242,7 @@ class App:
         days = self.settings.desk.retention_days
         if days <= 0 or not self._migrated:
             return None
-        from maildesk.services.tickets import apply_retention
+        from maildesk.services.customers import apply_retention
 
         try:
             with self.store.session() as session:

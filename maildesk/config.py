@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from maildesk.domain import SUBJECT_TAG_FORMAT, TIERS
 from maildesk.errors import ConfigError
 
 CONFIG_ENV = "MAILDESK_CONFIG"
@@ -30,7 +31,7 @@ class DeskSettings:
     timezone: str = "UTC"
     locale: str = "en"
     secret_env: str = "MAILDESK_SECRET"
-    subject_tag: str = "[#{number}]"
+    subject_tag: str = SUBJECT_TAG_FORMAT
     reopen_days: int = 14
     rules_file: str = ""
     templates_dir: str = ""
@@ -107,7 +108,7 @@ class LimitSettings:
     per_domain_hour: int = 50  # first-contact recipients of one domain
 
 
-TEAM_TIERS = ("L1", "L2", "L3")  # the same tiers as maildesk.rules.model.TIERS (config is the lower layer)
+TEAM_TIERS = TIERS  # the tiers an agent may serve (maildesk.domain.Tier)
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from maildesk.rules.model import PRIORITIES, TIERS
+from maildesk.domain import PRIORITIES, TIERS
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from rich.text import Text
 
 from maildesk.commands.common import EX_CONFIG, EX_TEMPFAIL, ConfigOpt, JsonOpt, console, err
 from maildesk.errors import ConfigError, MaildeskError
+from maildesk.services import customers, views
 from maildesk.services import tickets as ops
 
 ByOpt = Annotated[
@@ -215,8 +216,8 @@ def tickets_list(
     with _desk(config) as desk:
         now = desk.clock()
         with _failing():
-            created_before = now - ops.parse_age(older_than) if older_than else None
-        f = ops.TicketFilter(
+            created_before = now - views.parse_age(older_than) if older_than else None
+        f = views.TicketFilter(
             statuses=tuple(s.lower() for s in _split(status)),
             queues=_split(queue),
             tiers=_split(tier),
@@ -231,12 +232,12 @@ def tickets_list(
             desc=desc,
             limit=limit or None,
         )
-        rows = _read(desk, ops.list_tickets, f, now)
+        rows = _read(desk, views.list_tickets, f, now)
     if as_json:
         _dump([r.to_dict() for r in rows])
         return
     if as_csv:
-        columns = list(ops.TicketSummary.__dataclass_fields__)
+        columns = list(views.TicketSummary.__dataclass_fields__)
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
         for r in rows:
@@ -270,7 +271,7 @@ def ticket_show(number: NumberArg, as_json: JsonOpt = False, config: ConfigOpt =
     Example: `maildesk ticket show 42` or `maildesk ticket show 42 --json | jq .events`
     """
     with _desk(config) as desk:
-        view = _read(desk, ops.ticket_view, number, desk.clock())
+        view = _read(desk, views.ticket_view, number, desk.clock())
     if as_json:
         _dump(view)
         return
@@ -513,7 +514,7 @@ def search_cmd(
     Example: `maildesk search "printer fire" --limit 5` or `maildesk search '"paper jam" -toner'`
     """
     with _desk(config) as desk:
-        hits = _read(desk, ops.search, query, limit)
+        hits = _read(desk, views.search, query, limit)
     if as_json:
         _dump(
             [
@@ -557,7 +558,7 @@ def customer_show(
     Example: `maildesk customer show anna@example.org`
     """
     with _desk(config) as desk:
-        view = _read(desk, ops.customer_view, address, desk.clock())
+        view = _read(desk, customers.customer_view, address, desk.clock())
     if as_json:
         _dump(view)
         return
@@ -602,7 +603,7 @@ def customer_export(
     Example: `maildesk customer export anna@example.org --out ./export-anna`
     """
     with _desk(config) as desk:
-        result = _read(desk, ops.export_customer, address, out, desk.clock())
+        result = _read(desk, customers.export_customer, address, out, desk.clock())
     if as_json:
         _dump(result)
         return
@@ -627,14 +628,14 @@ def customer_erase(
     Example: `maildesk customer export anna@example.org --out ./anna && maildesk customer erase anna@example.org`
     """
     with _desk(config) as desk:
-        view = _read(desk, ops.customer_view, address, desk.clock())
+        view = _read(desk, customers.customer_view, address, desk.clock())
         if not yes and not typer.confirm(
             f"Erase all personal data of {clean(view['email'])} ({len(view['tickets'])} tickets)? This cannot be undone",
             err=True,
         ):
             err.print("nothing erased")
             raise typer.Exit(1)
-        result = _write(desk, ops.erase_customer, address, desk.clock())
+        result = _write(desk, customers.erase_customer, address, desk.clock())
     if as_json:
         _dump(result)
         return
@@ -654,7 +655,7 @@ def agents_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     Example: `maildesk agents list --json | jq '.[] | select(.open > 10)'`
     """
     with _desk(config) as desk:
-        rows = _read(desk, ops.agents_load)
+        rows = _read(desk, customers.agents_load)
     if as_json:
         _dump(rows)
         return
@@ -706,7 +707,7 @@ def retention_apply(
         err.print("nothing removed")
         raise typer.Exit(1)
     with _desk(config) as desk:
-        result = _write(desk, ops.apply_retention, days, desk.clock())
+        result = _write(desk, customers.apply_retention, days, desk.clock())
     if as_json:
         _dump(result)
         return

@@ -169,7 +169,7 @@ def register(app: typer.Typer) -> None:
         `maildesk rules replay --since 30d --rules rules-new.yaml`
         """
         from maildesk.services import rules as rules_ops
-        from maildesk.services.tickets import parse_age
+        from maildesk.services.views import parse_age
         from maildesk.store.db import Store
 
         settings = _settings(config)

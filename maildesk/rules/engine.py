@@ -19,8 +19,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from maildesk.domain import TIERS, Tier
 from maildesk.rules.fields import Facts
-from maildesk.rules.model import TIERS, AssignSpec, Decision, RuleHit, RuleInput
+from maildesk.rules.model import AssignSpec, Decision, Escalation, RuleHit, RuleInput
 from maildesk.rules.ruleset import Action, RuleSet
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -38,9 +39,10 @@ def escalate_tier(tier: str) -> tuple[str, str]:
     tier = tier.upper()
     if tier not in TIERS:
         raise ValueError(f"unknown tier {tier!r}; tiers are {', '.join(TIERS)}")
-    if tier == TIERS[-1]:
+    current = Tier(tier)
+    if current.is_top:
         return tier, f"already at {tier}, the top tier; stays {tier}"
-    new = TIERS[TIERS.index(tier) + 1]
+    new = current.next.value
     return new, f"{tier} -> {new}"
 
 
@@ -89,6 +91,7 @@ class _Draft:
     replies: dict[str, None] = field(default_factory=dict)
     notify: dict[tuple[str, str], None] = field(default_factory=dict)
     escalate: list[str] = field(default_factory=list)
+    escalations: list[Escalation] = field(default_factory=list)
     resolve: bool = False
     spam: str | None = None
     discard: str | None = None
@@ -123,6 +126,7 @@ class _Draft:
             self.tier, what = escalate_tier(current)
             note = fill(value, caps) or f"escalated by rule {rule!r}"
             self.escalate.append(note)
+            self.escalations.append(Escalation(rule, current, self.tier, what, note))
             if self.tier == current:
                 self.notes.append(f"rule {rule!r}: escalate: {what}")
             return f"escalate {what}: {note}"
@@ -152,6 +156,7 @@ class _Draft:
             replies=replies,
             notify=tuple(self.notify),
             escalate=tuple(self.escalate),
+            escalations=tuple(self.escalations),
             resolve=self.resolve,
             spam=self.spam,
             discard=self.discard,

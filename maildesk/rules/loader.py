@@ -29,10 +29,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from maildesk.domain import PRIORITIES, STATUSES, TIERS
 from maildesk.rules.conditions import NUMBER_ONLY, OPERATORS, STRING_ONLY, All, Any_, Condition, Not, Test
 from maildesk.rules.fields import BOOL, BUSINESS_HOURS, FIELD_NAMES, INT, STR, field_kind
 from maildesk.rules.hours import DAY_NAMES, BusinessHours, holiday_calendar
-from maildesk.rules.model import PRIORITIES, STATUSES, TIERS, AssignSpec, RuleProblem, RulesError
+from maildesk.rules.model import AssignSpec, RuleProblem, RulesError
 from maildesk.rules.pattern import PatternError, compile_rule_regex
 from maildesk.rules.ruleset import ACTIONS, Action, Rule, RuleSet
 

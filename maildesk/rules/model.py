@@ -2,7 +2,8 @@
 
 Owns `RuleInput` (facts about one incoming mail, built by the pipeline), `Decision` (the
 combined result of all rules), `RuleHit` (the explanation of one rule), `AssignSpec`, the
-load-error types and the closed vocabularies (tiers, priorities, statuses, events).
+load-error types and the rule events vocabulary (tiers, priorities and statuses live in
+`maildesk.domain`).
 
 Must not: touch the database, the network, the clock or the file system. Everything here is
 frozen data, so a decision can be stored as an event and replayed later.
@@ -21,9 +22,6 @@ if TYPE_CHECKING:
     from maildesk.rules.conditions import Condition
 
 EVENTS = ("new", "reply")
-TIERS = ("L1", "L2", "L3")
-PRIORITIES = ("low", "normal", "high", "urgent")
-STATUSES = ("new", "open", "pending", "resolved", "closed")
 ASSIGN_STRATEGIES = ("agent", "round_robin", "least_loaded")
 
 
@@ -123,11 +121,25 @@ class RuleHit:
 
 
 @dataclass(frozen=True)
+class Escalation:
+    """One `escalate` step as data: which rule, from which tier to which (equal when the
+    ticket was already at the top), the sentence saying so and the hand-off note."""
+
+    rule: str
+    from_tier: str
+    to_tier: str
+    what: str  # "L1 -> L2" or "already at L3, the top tier; stays L3"
+    note: str
+
+
+@dataclass(frozen=True)
 class Decision:
     """The combined result after all rules ran; None/empty means "no change".
 
     `tier` already includes every `escalate` step (applied in rule order from the ticket's
-    tier); `escalate` holds the handoff notes, one per step, to record and show to agents.
+    tier); `escalate` holds the handoff notes, one per step, to record and show to agents, and
+    `escalations` the same steps as data (what the route stage applies; `hits[].actions`
+    are display strings for events and explain, never parsed back).
     """
 
     queue: str | None = None
@@ -140,6 +152,7 @@ class Decision:
     replies: tuple[str, ...] = ()
     notify: tuple[tuple[str, str], ...] = ()
     escalate: tuple[str, ...] = ()
+    escalations: tuple[Escalation, ...] = ()
     resolve: bool = False
     spam: str | None = None
     discard: str | None = None

@@ -21,12 +21,11 @@ from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from maildesk.config import TEAM_TIERS
+from maildesk.domain import PRIORITIES, TIERS
 from maildesk.errors import ConfigError
 from maildesk.sla.calendar import CALENDAR_TIME, DAY_NAMES, BusinessCalendar, Span, holiday_dates, parse_spans
 
 KINDS = ("first_response", "next_response", "resolution")
-PRIORITIES = ("low", "normal", "high", "urgent")  # the same as maildesk.rules.model.PRIORITIES
 BREACH_ACTIONS = ("escalate", "raise_priority", "notify_lead", "notify_assignee")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(min|m|h|d)\s*", re.IGNORECASE)
@@ -351,8 +350,8 @@ def _parse_policy(where: str, data: dict[str, Any], calendars: list[str]) -> Sla
             raise ConfigError(f"{where}.priority: unknown priority {priority!r} (use {', '.join(PRIORITIES)})")
     tiers = tuple(t.upper() for t in _strings(where, data, "tier"))
     for tier in tiers:
-        if tier not in TEAM_TIERS:
-            raise ConfigError(f"{where}.tier: unknown tier {tier!r} (use {', '.join(TEAM_TIERS)})")
+        if tier not in TIERS:
+            raise ConfigError(f"{where}.tier: unknown tier {tier!r} (use {', '.join(TIERS)})")
     vip = data.get("vip")
     if vip is not None and not isinstance(vip, bool):
         raise ConfigError(f"{where}.vip: must be true or false, got {vip!r}")

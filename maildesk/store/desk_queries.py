@@ -33,8 +33,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from maildesk.domain import OPEN_STATUSES
 from maildesk.store.models import (
-    OPEN_STATUSES,
     Agent,
     Attachment,
     AutoSend,

@@ -25,14 +25,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from maildesk.domain import Priority, Status, Tier
+
 
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
 TZDateTime = DateTime(timezone=True)
-
-OPEN_STATUSES = ("new", "open", "pending")  # a ticket in one of these still needs work
 
 
 class Customer(Base):
@@ -64,10 +64,10 @@ class Ticket(Base):
     __tablename__ = "tickets"
     number: Mapped[int] = mapped_column(Integer, primary_key=True)
     subject: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(16), default="new", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=Status.NEW.value, index=True)
     queue: Mapped[str] = mapped_column(String(100), default="default", index=True)
-    tier: Mapped[str] = mapped_column(String(4), default="L1")
-    priority: Mapped[str] = mapped_column(String(16), default="normal")
+    tier: Mapped[str] = mapped_column(String(4), default=Tier.L1.value)
+    priority: Mapped[str] = mapped_column(String(16), default=Priority.NORMAL.value)
     assignee: Mapped[str | None] = mapped_column(String(320), nullable=True, index=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
@@ -91,8 +91,8 @@ class Message(Base):
     __tablename__ = "messages"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_number: Mapped[int | None] = mapped_column(ForeignKey("tickets.number"), index=True, nullable=True)
-    direction: Mapped[str] = mapped_column(String(3))  # in | out
-    kind: Mapped[str] = mapped_column(String(20))  # customer | agent-reply | agent-note | auto | bounce
+    direction: Mapped[str] = mapped_column(String(3))  # maildesk.domain.Direction
+    kind: Mapped[str] = mapped_column(String(20))  # maildesk.domain.MessageKind
     message_id: Mapped[str] = mapped_column(String(998))
     mid_hash: Mapped[str] = mapped_column(String(64), unique=True)
     content_hash: Mapped[str] = mapped_column(String(64))

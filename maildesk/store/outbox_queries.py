@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, delete, distinct, func, insert, select
 from sqlalchemy.orm import Session
 
+from maildesk.domain import OPEN_STATUSES
 from maildesk.store.models import (
-    OPEN_STATUSES,
     Agent,
     AutoSend,
     Customer,

@@ -11,7 +11,8 @@ from datetime import datetime
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from maildesk.store.models import OPEN_STATUSES, Agent, Event, KeyValue, Ticket
+from maildesk.domain import OPEN_STATUSES
+from maildesk.store.models import Agent, Event, KeyValue, Ticket
 from maildesk.store.queries import agent_by_email, customer_by_email  # noqa: F401 - used here and by callers
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from maildesk.domain import CLOSED_STATUSES
 from maildesk.threading.subject import find_tag
 from maildesk.threading.thread_index import thread_index_root
 from maildesk.threading.tokens import looks_like_our_message_id, parse_message_id, parse_reply_address
@@ -114,7 +115,6 @@ DEFAULT_FREE_MAIL: frozenset[str] = frozenset(
 
 MAX_REFERENCES = 64  # newest References considered: bounded work whatever the history
 MAX_MERGE_HOPS = 32
-CLOSED_STATUSES = frozenset({"resolved", "closed"})
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from maildesk.domain import SUBJECT_TAG_FORMAT, subject_tag
+
 # Reply and forward prefixes seen in the wild, by language. Matched case-insensitively and
 # only when followed by a colon (ASCII or full-width), optionally with a counter such as
 # "RE[2]:", "Re(3):" or "Re^2:".
@@ -130,14 +132,12 @@ _LIST_TAG_RE = re.compile(r"^\s*\[[^\[\]]{1,60}\]\s*")
 _RT_STYLE_TAG_RE = re.compile(r"#\s*\d+")
 _SPACE_RE = re.compile(r"\s+")
 
-DEFAULT_TAG_FORMAT = "[#{number}]"
+DEFAULT_TAG_FORMAT = SUBJECT_TAG_FORMAT
 
 
 def format_tag(tag_format: str, number: int) -> str:
     """The ticket tag for `number`, e.g. `[#42]` for the format `[#{number}]`."""
-    if "{number}" not in tag_format:
-        raise ValueError(f"tag format {tag_format!r} must contain {{number}}")
-    return tag_format.replace("{number}", str(int(number)))
+    return subject_tag(number, tag_format)
 
 
 @lru_cache(maxsize=32)

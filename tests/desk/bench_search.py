@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from maildesk.services import tickets as ops
+from maildesk.services import views
 from maildesk.store.db import Store
 from maildesk.store.desk_queries import TicketFilter
 from maildesk.store.models import Customer, Message, Ticket
@@ -99,11 +99,11 @@ def main() -> None:
         for _ in range(3):
             for q in queries:
                 t1 = time.perf_counter()
-                hits = ops.search(s, q, 20)
+                hits = views.search(s, q, 20)
                 timings.append((time.perf_counter() - t1) * 1000)
                 assert hits or q == "w123"
         t1 = time.perf_counter()
-        listed = ops.list_tickets(s, TicketFilter(text="printer fire", limit=None), now)
+        listed = views.list_tickets(s, TicketFilter(text="printer fire", limit=None), now)
         list_ms = (time.perf_counter() - t1) * 1000
     print(
         f"{args.backend}: {args.messages} messages loaded in {load:.1f}s (with index upkeep); "

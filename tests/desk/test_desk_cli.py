@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from maildesk.services import tickets as ops
+from maildesk.services import views
 from maildesk.store.models import Agent, Event, Message, OutboxItem, SlaClock, Ticket
 from tests.desk.conftest import NOW, cli_app, seed
 from tests.support.mailgen import eml
@@ -231,6 +232,6 @@ def test_customer_show_and_agents_list(seeded: Any, run_cli: Run) -> None:
 
 
 def test_operations_parse_age() -> None:
-    assert ops.parse_age("3d") == timedelta(days=3) and ops.parse_age("12H") == timedelta(hours=12)
+    assert views.parse_age("3d") == timedelta(days=3) and views.parse_age("12H") == timedelta(hours=12)
     with pytest.raises(ops.OperationError):
-        ops.parse_age("soon")
+        views.parse_age("soon")

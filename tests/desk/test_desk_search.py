@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from maildesk.services import customers, views
 from maildesk.services import tickets as ops
 from maildesk.store.desk_queries import fts5_query
 from tests.desk.conftest import NOW, seed
@@ -28,24 +29,24 @@ def _seed(desk: Any) -> None:
 def test_better_match_ranks_first(desk: Any) -> None:
     _seed(desk)
     with desk.store.reader() as s:
-        hits = ops.search(s, "printer fire")
+        hits = views.search(s, "printer fire")
         assert [h.ticket_number for h in hits] == [1]
-        hits = ops.search(s, "printer")
+        hits = views.search(s, "printer")
         assert [h.ticket_number for h in hits] == [1, 2]
         assert hits[0].rank > hits[1].rank
         assert "[printer]" in hits[1].text.lower() and "\ue000" in hits[1].marked
-        assert ops.search(s, "printers")[0].ticket_number == 1  # stemming on both backends
-        assert ops.search(s, "nothing-like-this") == []
+        assert views.search(s, "printers")[0].ticket_number == 1  # stemming on both backends
+        assert views.search(s, "nothing-like-this") == []
 
 
 def test_websearch_syntax_is_safe(desk: Any) -> None:
     _seed(desk)
     with desk.store.reader() as s:
-        assert [h.ticket_number for h in ops.search(s, "printer -fire")] == [2]
-        assert sorted(h.ticket_number for h in ops.search(s, "password or invoice")) == [2, 3]
-        assert [h.ticket_number for h in ops.search(s, '"room 4"')] == [1]
+        assert [h.ticket_number for h in views.search(s, "printer -fire")] == [2]
+        assert sorted(h.ticket_number for h in views.search(s, "password or invoice")) == [2, 3]
+        assert [h.ticket_number for h in views.search(s, '"room 4"')] == [1]
         for hostile in ['"', "AND OR NOT", "printer*:(", "NEAR(a b)", "-", "'; drop table messages; --"]:
-            ops.search(s, hostile)  # never an SQL or FTS syntax error
+            views.search(s, hostile)  # never an SQL or FTS syntax error
 
 
 def test_index_follows_notes_and_erasure(desk: Any) -> None:
@@ -53,11 +54,11 @@ def test_index_follows_notes_and_erasure(desk: Any) -> None:
     with desk.store.session() as s:
         ops.add_note(s, 3, "Customer says the toaster exploded", "agent@example.com", NOW)
     with desk.store.reader() as s:
-        assert [h.ticket_number for h in ops.search(s, "toaster")] == [3]
+        assert [h.ticket_number for h in views.search(s, "toaster")] == [3]
     with desk.store.session() as s:
-        ops.erase_customer(s, "cy@example.net", NOW)
+        customers.erase_customer(s, "cy@example.net", NOW)
     with desk.store.reader() as s:
-        assert ops.search(s, "password") == [] and ops.search(s, "toaster") == []
+        assert views.search(s, "password") == [] and views.search(s, "toaster") == []
 
 
 def test_fts5_query_translation() -> None:
@@ -108,4 +109,4 @@ def test_migration_0002_downgrades_and_rebuilds_from_existing_mail(desk: Any) ->
             cfg.attributes["connection"] = conn
             (command.downgrade if target == "0001" else command.upgrade)(cfg, target)
     with desk.store.reader() as s:
-        assert [h.ticket_number for h in ops.search(s, "printer fire")] == [1]
+        assert [h.ticket_number for h in views.search(s, "printer fire")] == [1]

@@ -16,28 +16,24 @@ and the first response time), or commit.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
-from typing import Any
 
+from maildesk.outbound import agent_reply
+from maildesk.outbound.agent_reply import shared_mailer
 from maildesk.outbound.context import MessageInput
 from maildesk.outbound.mailer import COMPOSE_ERRORS, Mailer, Parent, Recipient, SendRequest, compose_failed
 from maildesk.pipeline.context import MessageContext, PipelineDeps
 from maildesk.store import Session
 from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
-from maildesk.store.models import OutboxItem, Participant, Ticket
+from maildesk.store.models import OutboxItem, Ticket
 
 ACK_TEMPLATE = "ack"
 
 
 def mailer_of(deps: PipelineDeps) -> Mailer:
     """The desk's Mailer from `deps.extras["mailer"]` (made once and kept there when absent)."""
-    mailer = deps.extras.get("mailer")
-    if not isinstance(mailer, Mailer):
-        mailer = Mailer(deps.settings)
-        deps.extras["mailer"] = mailer
-    return mailer
+    return shared_mailer(deps.settings, deps.extras)
 
 
 def _is_human(ctx: MessageContext) -> bool:
@@ -118,16 +114,6 @@ def respond(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
             compose_failed(session, ticket.number, template, exc, ctx.now, ctx.message_pk)
 
 
-def _cc_participants(session: Session, ticket_number: int) -> list[str]:
-    from sqlalchemy import select
-
-    return list(
-        session.scalars(
-            select(Participant.address).where(Participant.ticket_number == ticket_number, Participant.role == "cc")
-        )
-    )
-
-
 def send_agent_reply(
     session: Session,
     deps: PipelineDeps,
@@ -138,48 +124,8 @@ def send_agent_reply(
     *,
     key: str | None = None,
 ) -> OutboxItem | None:
-    """Queue an agent's reply to the customer (CC participants copied). None: already queued.
-
-    Sets the ticket's first response time when unset and records `agent-replied`; the
-    status change is the caller's. `key` makes a repeated command harmless; by default it
-    is derived from the ticket, the agent, the text and `now`.
-    Raises ValueError for an unknown ticket and COMPOSE_ERRORS when it cannot be composed.
-    """
-    ticket = session.get(Ticket, ticket_number)
-    if ticket is None:
-        raise ValueError(f"no ticket {ticket_number}")
-    mailer = mailer_of(deps)
-    agent_row = oq.agent_by_email(session, agent_email)
-    agent = Mailer.agent_input(agent_row, agent_email.lower())
-    if key is None:
-        digest = hashlib.sha256(f"{agent_email.lower()}\0{text}\0{now.isoformat()}".encode()).hexdigest()[:24]
-        key = f"agent-reply:{ticket_number}:{digest}"
-    request = SendRequest(
-        key=key,
-        ticket_number=ticket_number,
-        template="agent_reply",
-        to=Recipient(ticket.customer.email, ticket.customer.name),
-        cc=tuple(_cc_participants(session, ticket_number)),
-        automatic=False,
-        parent=Parent.of_row(oq.latest_inbound(session, ticket_number)),
-        agent=agent,
-        message=MessageInput(text=text, sender_name=agent.name if agent else "", sender_email=agent_email.lower()),
-        kind="agent-reply",
-    )
-    item = mailer.send(session, request, now)
-    if item is None:
-        return None
-    if ticket.first_response_at is None:
-        ticket.first_response_at = now
-    ticket.updated_at = now
-    data: dict[str, Any] = {
-        "agent": agent_email.lower(),
-        "outbox_id": item.id,
-        "message_id": item.message_id,
-        "state": item.state,
-    }
-    q.add_event(session, ticket_number, "agent-replied", data, now)
-    return item
+    """`outbound.agent_reply.send_agent_reply` with the desk's Mailer from `deps`."""
+    return agent_reply.send_agent_reply(session, mailer_of(deps), ticket_number, text, agent_email, now, key=key)
 
 
 def send_resolution_notice(

@@ -4,8 +4,10 @@ automatic mail for a customer's mail, new ticket or reply, and the decision is a
 Owns: the facts the rules see (`customer_facts`, `ticket_state`: looked up here, evaluated
 by the pure `maildesk.rules.engine`), applying a `Decision` to the ticket row, the
 assignment strategies against the store (round-robin cursor in the `kv` table, least-loaded
-by open tickets per agent), escalation hand-off notes (internal `agent-note` messages plus an
-`escalated` event per step), `notify` mail through the outbox, and the audit trail: one
+by open tickets per agent), turning the decision into ticket changes — made through
+`services.tickets`, the one change path (escalation hand-off notes: `store.rows.rules_note`
+plus an `escalated` event per step, from `Decision.escalations`, never parsed out of the
+display strings in `hit.actions`), `notify` mail through the outbox, and the audit trail: one
 `rule` event per matched rule and one `routed` event with the decision, what changed and the
 input facts (so `maildesk rules replay` can re-decide the mail exactly as it was seen).
 `ctx.decision` is set so the respond stage sends the replies the rules named.
@@ -19,9 +21,7 @@ commit, or run for duplicates, automatic mail or mail without a ticket.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,21 +29,23 @@ from pathlib import Path
 from typing import Any
 
 from maildesk.config import Settings
+from maildesk.domain import TIERS, Status
 from maildesk.pipeline.context import MessageContext, PipelineDeps
 from maildesk.rules.engine import evaluate, pick_least_loaded, pick_round_robin
 from maildesk.rules.holder import RulesHolder
 from maildesk.rules.inputs import rule_input_from_message
 from maildesk.rules.loader import load_rules
-from maildesk.rules.model import TIERS, AssignSpec, CustomerFacts, Decision, RuleInput, TicketState
+from maildesk.rules.model import AssignSpec, CustomerFacts, Decision, RuleInput, TicketState
 from maildesk.rules.ruleset import RuleSet
-from maildesk.store import Session
+from maildesk.services import tickets
+from maildesk.store import Session, rows
 from maildesk.store import queries as q
 from maildesk.store import routing_queries as rq
-from maildesk.store.models import Agent, Customer, Message, Ticket
+from maildesk.store.models import Agent, Customer, Ticket
 
 log = logging.getLogger("maildesk.rules")
 
-_ESCALATE = re.compile(r"^escalate (?P<what>.*?): (?P<note>.*)$", re.S)
+RULES = "rules"  # `by` of the changes the rules make
 
 
 # Loading ------------------------------------------------------------------------------------
@@ -227,100 +229,51 @@ def resolve_assignment(session: Session, spec: AssignSpec, ticket: Ticket) -> As
 
 
 # Applying -----------------------------------------------------------------------------------
-def _note_row(session: Session, ticket: Ticket, ctx: MessageContext, text: str, step: int) -> Message:
-    mid = f"rule-note-{ctx.message_pk}-{step}@maildesk.invalid"
-    row = Message(
-        ticket_number=ticket.number,
-        direction="in",
-        kind="agent-note",
-        message_id=mid,
-        mid_hash=q.mid_hash(mid),
-        content_hash=hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest(),
-        raw=None,
-        raw_size=0,
-        subject=ticket.subject,
-        sender="maildesk",
-        sender_name="maildesk rules",
-        recipients=[],
-        sent_at=ctx.now,
-        created_at=ctx.now,
-        source="rules",
-        full_text=text,
-        visible_text=text,
-        internal=True,
-    )
-    session.add(row)
-    session.flush()
-    return row
-
-
-def _escalations(decision: Decision) -> list[tuple[str, str, str]]:
-    """(rule, what, note) for every escalate step, in the order the rules ran."""
-    out = []
-    for hit in decision.hits:
-        for action in hit.actions if hit.matched else ():
-            m = _ESCALATE.match(action)
-            if m:
-                out.append((hit.name, m["what"], m["note"]))
-    return out
-
-
-def _set_status(ticket: Ticket, status: str, now: datetime) -> None:
-    ticket.status = status
-    if status == "resolved":
-        ticket.resolved_at = now
-        ticket.closed_at = None
-    elif status == "closed":
-        ticket.closed_at = now
-        ticket.resolved_at = ticket.resolved_at or now
-    else:
-        ticket.resolved_at = ticket.closed_at = None
-
-
 def apply_decision(
     session: Session, ctx: MessageContext, deps: PipelineDeps, ticket: Ticket, decision: Decision
 ) -> dict[str, Any]:
-    """Change the ticket as decided; returns {what: [old, new]} for the `routed` event."""
+    """Change the ticket as decided, through `services.tickets` (one change path with the CLI
+    and threading); returns {what: [old, new]} for the `routed` event, which records the
+    queue, priority, tier, status and tag changes (escalations and assignments record their
+    own events, as ever)."""
     now, pk = ctx.now, ctx.message_pk
+    who: dict[str, Any] = {"by": RULES, "via": tickets.VIA_RULES, "now": now}
     changes: dict[str, Any] = {}
 
-    def change(name: str, new: Any) -> None:
-        old = getattr(ticket, name)
-        if new is not None and new != old:
-            setattr(ticket, name, new)
-            changes[name] = [old, new]
+    def note(change: tickets.TicketChange | None) -> None:
+        if change is not None:
+            changes[change.kind] = [change.old, change.new]
 
     old_tier = ticket.tier
-    change("queue", decision.queue)
-    change("priority", decision.priority)
-    # escalation steps: one hand-off note and one event each, tier set once at the end
-    for step, (rule, what, note) in enumerate(_escalations(decision), 1):
-        frm, _, to = what.partition(" -> ")
-        if not to:
-            frm = to = ticket.tier if decision.tier is None else decision.tier
-        text = f"Escalated {what} by rule {rule!r}.\n\n{note}"
-        row = _note_row(session, ticket, ctx, text, step)
-        q.add_event(
+    if decision.queue is not None:
+        note(tickets.change_queue(session, ticket, decision.queue, event=None, **who))
+    if decision.priority is not None:
+        note(tickets.change_priority(session, ticket, decision.priority, event=None, **who))
+    # escalation steps: one hand-off note and one event each
+    for step, esc in enumerate(decision.escalations, 1):
+        text = f"Escalated {esc.what} by rule {esc.rule!r}.\n\n{esc.note}"
+        tickets.escalate_ticket(
             session,
-            ticket.number,
-            "escalated",
-            {"from": frm, "to": to, "what": what, "note": note, "rule": rule, "by": "rules", "note_message": row.id},
-            now,
-            pk,
+            ticket,
+            esc.to_tier,
+            what=esc.what,
+            note=rows.rules_note(ticket, text, now, message_pk=pk, step=step),
+            note_text=esc.note,
+            message_pk=pk,
+            extra={"from": esc.from_tier, "to": esc.to_tier, "rule": esc.rule},
+            **who,
         )
-    if decision.tier is not None and decision.tier != old_tier:
-        ticket.tier = decision.tier
-        changes["tier"] = [old_tier, decision.tier]
-    status = "resolved" if decision.resolve else decision.status
-    if status is not None and status != ticket.status:
-        changes["status"] = [ticket.status, status]
-        _set_status(ticket, status, now)
+    if decision.tier is not None:
+        tickets.change_tier(session, ticket, decision.tier, event=None, **who)
+    if ticket.tier != old_tier:
+        changes["tier"] = [old_tier, ticket.tier]
+    status = Status.RESOLVED if decision.resolve else decision.status
+    if status is not None:
+        note(tickets.change_status(session, ticket, status, reason="rules", event=None, **who))
     if decision.tags_add:
-        tags = list(ticket.tags or [])
-        added = [t for t in decision.tags_add if t not in tags]
-        if added:
-            ticket.tags = tags + added
-            changes["tags"] = added
+        tagged = tickets.retag(session, ticket, decision.tags_add, event=None, **who)
+        if tagged is not None:
+            changes["tags"] = [t for t in tagged.new if t not in tagged.old]
     filled = {k: v for k, v in decision.fields.items() if v != ""}
     if filled:
         before = dict(ticket.fields or {})
@@ -335,9 +288,8 @@ def apply_decision(
             if not ticket.spam:
                 ticket.spam = True
                 changes["spam"] = [False, True]
-            if kind == "discard" and ticket.status != "closed":
-                changes["status"] = [ticket.status, "closed"]
-                _set_status(ticket, "closed", now)
+            if kind == "discard":
+                note(tickets.change_status(session, ticket, Status.CLOSED, reason="discarded", event=None, **who))
             q.add_event(
                 session,
                 ticket.number,
@@ -361,18 +313,10 @@ def apply_decision(
             q.add_event(
                 session, ticket.number, "assign-failed", {"rule_assign": str(decision.assign), **got.detail}, now, pk
             )
-        elif got.agent != ticket.assignee:
-            changes["assignee"] = [ticket.assignee, got.agent]
-            q.add_event(
-                session,
-                ticket.number,
-                "assigned",
-                {"old": ticket.assignee, "new": got.agent, "by": "rules", **got.detail},
-                now,
-                pk,
-            )
-            ticket.assignee = got.agent
-            q.add_participant(session, ticket.number, got.agent, "agent")
+        else:
+            assigned = tickets.change_assignee(session, ticket, got.agent, message_pk=pk, detail=got.detail, **who)
+            if assigned is not None:
+                changes["assignee"] = [assigned.old, assigned.new]
     if changes:
         ticket.updated_at = now
     for to, template in decision.notify:
@@ -419,16 +363,17 @@ def route(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
         for rcpt in [*ctx.envelope_recipients, *(a.email for a in ctx.msg.to + ctx.msg.cc)]:
             queue = settings.queue_for_address(rcpt)
             if queue is not None:
-                if queue != ticket.queue:
-                    q.add_event(
-                        session,
-                        ticket.number,
-                        "queued-by-address",
-                        {"address": rcpt, "queue": queue},
-                        ctx.now,
-                        ctx.message_pk,
-                    )
-                    ticket.queue = queue
+                tickets.change_queue(
+                    session,
+                    ticket,
+                    queue,
+                    by=RULES,
+                    via=tickets.VIA_RULES,
+                    now=ctx.now,
+                    message_pk=ctx.message_pk,
+                    event="queued-by-address",
+                    exact_data={"address": rcpt, "queue": queue},
+                )
                 break
     holder = deps.extras.get("rules")
     if not isinstance(holder, RulesHolder) or holder.path is None:

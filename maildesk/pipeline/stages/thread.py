@@ -2,7 +2,8 @@
 
 Adapts the store to the pure `maildesk.threading` decision (a `ThreadLookup` backed by
 indexed queries, so the cost does not grow with history) and records the decision as an
-event on the ticket. The decision itself lives in `maildesk.threading.decide`.
+event on the ticket. The decision itself lives in `maildesk.threading.decide`; what it
+changes on the ticket (reopen, pending -> open) goes through `services.tickets`.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from typing import Any
 from sqlalchemy import select
 
 from maildesk.config import Settings
+from maildesk.domain import CLOSED_STATUSES, Status
 from maildesk.message import ParsedMessage
 from maildesk.pipeline.context import MessageContext, PipelineDeps
+from maildesk.services import tickets
 from maildesk.store import Session
 from maildesk.store import queries as q
 from maildesk.store.models import Customer, Ticket
@@ -129,29 +132,12 @@ def apply_thread_outcome(ctx: MessageContext, session: Session, deps: PipelineDe
         return
     if ctx.kind != "customer":
         return  # automatic mail is recorded on its ticket without reopening it
-    if decision.reopen and ticket.status in {"resolved", "closed"}:
-        old = ticket.status
-        ticket.status = "open"
-        ticket.resolved_at = None
-        ticket.closed_at = None
-        q.add_event(
-            session,
-            ticket.number,
-            "reopened",
-            {"from": old, "reason": "customer replied within the reopen window"},
-            ctx.now,
-            ctx.message_pk,
-        )
-    elif not ctx.new_ticket and ticket.status == "pending":
-        ticket.status = "open"
-        q.add_event(
-            session,
-            ticket.number,
-            "status",
-            {"from": "pending", "to": "open", "reason": "customer replied"},
-            ctx.now,
-            ctx.message_pk,
-        )
+    who: dict[str, Any] = {"by": "customer", "via": tickets.VIA_THREAD, "now": ctx.now, "message_pk": ctx.message_pk}
+    if decision.reopen and ticket.status in CLOSED_STATUSES:
+        reason = "customer replied within the reopen window"
+        tickets.change_status(session, ticket, Status.OPEN, reason=reason, event="reopened", **who)
+    elif not ctx.new_ticket and ticket.status == Status.PENDING:
+        tickets.change_status(session, ticket, Status.OPEN, reason="customer replied", **who)
     if decision.linked_to is not None and ctx.new_ticket:
         ticket.linked_to = decision.linked_to
         q.add_event(

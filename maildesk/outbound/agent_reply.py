@@ -1,0 +1,100 @@
+"""An agent's reply to the customer, queued through the desk's Mailer into the outbox.
+
+Owns `send_agent_reply` (recipients: the customer plus CC participants; parent: the newest
+customer mail; first response time; the `agent-replied` event) and `shared_mailer`, the one
+Mailer a process keeps in its extras. Lives in `outbound` so the ticket-change module
+(`services.tickets.reply`) and the pipeline can both use it without one importing the other.
+
+Must not: change the ticket's status (that is the caller's, through `services.tickets`),
+talk SMTP, or commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import MutableMapping
+from datetime import datetime
+from typing import Any
+
+from maildesk.config import Settings
+from maildesk.outbound.context import MessageInput
+from maildesk.outbound.mailer import Mailer, Parent, Recipient, SendRequest
+from maildesk.store import Session
+from maildesk.store import outbox_queries as oq
+from maildesk.store import queries as q
+from maildesk.store.models import OutboxItem, Participant, Ticket
+
+
+def shared_mailer(settings: Settings, extras: MutableMapping[str, Any]) -> Mailer:
+    """The Mailer kept in `extras["mailer"]` (made once and kept there when absent)."""
+    mailer = extras.get("mailer")
+    if not isinstance(mailer, Mailer):
+        mailer = Mailer(settings)
+        extras["mailer"] = mailer
+    return mailer
+
+
+def _cc_participants(session: Session, ticket_number: int) -> list[str]:
+    from sqlalchemy import select
+
+    return list(
+        session.scalars(
+            select(Participant.address).where(Participant.ticket_number == ticket_number, Participant.role == "cc")
+        )
+    )
+
+
+def send_agent_reply(
+    session: Session,
+    mailer: Mailer,
+    ticket_number: int,
+    text: str,
+    agent_email: str,
+    now: datetime,
+    *,
+    key: str | None = None,
+) -> OutboxItem | None:
+    """Queue an agent's reply to the customer (CC participants copied). None: already queued.
+
+    Sets the ticket's first response time when unset and records `agent-replied`; the
+    status change is the caller's. `key` makes a repeated command harmless; by default it
+    is derived from the ticket, the agent, the text and `now`.
+    Raises ValueError for an unknown ticket and COMPOSE_ERRORS when it cannot be composed.
+    """
+    ticket = session.get(Ticket, ticket_number)
+    if ticket is None:
+        raise ValueError(f"no ticket {ticket_number}")
+    agent_row = oq.agent_by_email(session, agent_email)
+    agent = Mailer.agent_input(agent_row, agent_email.lower())
+    if key is None:
+        digest = hashlib.sha256(f"{agent_email.lower()}\0{text}\0{now.isoformat()}".encode()).hexdigest()[:24]
+        key = f"agent-reply:{ticket_number}:{digest}"
+    request = SendRequest(
+        key=key,
+        ticket_number=ticket_number,
+        template="agent_reply",
+        to=Recipient(ticket.customer.email, ticket.customer.name),
+        cc=tuple(_cc_participants(session, ticket_number)),
+        automatic=False,
+        parent=Parent.of_row(oq.latest_inbound(session, ticket_number)),
+        agent=agent,
+        message=MessageInput(text=text, sender_name=agent.name if agent else "", sender_email=agent_email.lower()),
+        kind="agent-reply",
+    )
+    item = mailer.send(session, request, now)
+    if item is None:
+        return None
+    if ticket.first_response_at is None:
+        ticket.first_response_at = now
+    ticket.updated_at = now
+    data: dict[str, Any] = {
+        "agent": agent_email.lower(),
+        "outbox_id": item.id,
+        "message_id": item.message_id,
+        "state": item.state,
+    }
+    q.add_event(session, ticket_number, "agent-replied", data, now)
+    return item
+
+
+__all__ = ["send_agent_reply", "shared_mailer"]

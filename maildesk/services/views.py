@@ -1,0 +1,213 @@
+"""What an operator reads: ticket lists and filters, one ticket with its conversation and
+history, full-text search, and the shared ways of showing rows (`iso`, `jsonable`,
+`summarize`, `message_view`, `event_view`) that customers.py uses for exports too.
+
+Read-only: functions take an open Session and `now` and return plain dicts and dataclasses.
+
+Must not: change a row (changes go through `services.tickets`), print, know about Typer or
+Rich, read the clock, or build SQL (queries live in `store/desk_queries.py`, `store/queries.py`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from maildesk.domain import PRIORITIES, STATUSES, TIERS
+from maildesk.services.tickets import OperationError, get_ticket
+from maildesk.store import Session
+from maildesk.store import desk_queries as dq
+from maildesk.store import queries as q
+from maildesk.store.desk_queries import SearchHit, TicketFilter, utc
+from maildesk.store.models import Event, Message, SlaClock, Ticket
+
+# Showing rows -----------------------------------------------------------------------------------
+_AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_age(value: str) -> timedelta:
+    """'3d' -> 3 days; units s, m, h, d, w."""
+    match = _AGE.match(value)
+    if not match:
+        raise OperationError(f"cannot read age {value!r}: use a number and a unit s/m/h/d/w, like 3d or 12h")
+    return timedelta(**{_UNITS[match.group(2).lower()]: int(match.group(1))})
+
+
+def iso(value: datetime | None) -> str | None:
+    value = utc(value)
+    return value.isoformat() if value is not None else None
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, bytes):
+        return None
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def clock_dict(clock: SlaClock, now: datetime) -> dict[str, Any]:
+    due = utc(clock.due_at)
+    if clock.stopped:
+        state = "stopped"
+    elif clock.breached:
+        state = "breached"
+    elif clock.paused_at is not None:
+        state = "paused"
+    elif due is not None and due <= now:
+        state = "overdue"
+    elif clock.warned:
+        state = "warned"
+    else:
+        state = "running"
+    return {"kind": clock.kind, "due_at": iso(due), "state": state, "paused_at": iso(clock.paused_at)}
+
+
+# Lists and views ---------------------------------------------------------------------------
+@dataclass
+class TicketSummary:
+    number: int
+    subject: str
+    status: str
+    queue: str
+    tier: str
+    priority: str
+    assignee: str | None
+    customer: str
+    tags: list[str]
+    created_at: str | None
+    updated_at: str | None
+    next_due: str | None  # earliest due time of a running SLA clock
+    breaching: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarize(ticket: Ticket, clocks: Sequence[SlaClock], now: datetime) -> TicketSummary:
+    running = [utc(c.due_at) for c in clocks if not c.stopped and c.paused_at is None and c.due_at is not None]
+    due = min((d for d in running if d is not None), default=None)
+    breaching = any(
+        not c.stopped
+        and (c.breached or (c.paused_at is None and c.due_at is not None and (utc(c.due_at) or now) <= now))
+        for c in clocks
+    )
+    return TicketSummary(
+        number=ticket.number,
+        subject=ticket.subject,
+        status=ticket.status,
+        queue=ticket.queue,
+        tier=ticket.tier,
+        priority=ticket.priority,
+        assignee=ticket.assignee,
+        customer=ticket.customer.email,
+        tags=list(ticket.tags or []),
+        created_at=iso(ticket.created_at),
+        updated_at=iso(ticket.updated_at),
+        next_due=iso(due),
+        breaching=breaching,
+    )
+
+
+def validate_filter(f: TicketFilter) -> None:
+    for name, values, allowed in (
+        ("status", f.statuses, STATUSES),
+        ("tier", tuple(t.upper() for t in f.tiers), TIERS),
+        ("priority", f.priorities, PRIORITIES),
+    ):
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            raise OperationError(f"unknown {name} {', '.join(bad)}; use {', '.join(allowed)}")
+    if f.sort not in dq.SORTS:
+        raise OperationError(f"unknown sort {f.sort!r}; use {', '.join(dq.SORTS)}")
+
+
+def list_tickets(session: Session, f: TicketFilter, now: datetime) -> list[TicketSummary]:
+    validate_filter(f)
+    tickets = dq.list_tickets(session, f, now)
+    clocks = dq.clocks_for(session, [t.number for t in tickets])
+    return [summarize(t, clocks[t.number], now) for t in tickets]
+
+
+def message_view(msg: Message) -> dict[str, Any]:
+    text = msg.visible_text or msg.full_text
+    return {
+        "id": msg.id,
+        "at": iso(msg.sent_at or msg.created_at),
+        "received_at": iso(msg.created_at),
+        "direction": msg.direction,
+        "kind": msg.kind,
+        "internal": bool(msg.internal),
+        "from": msg.sender,
+        "from_name": msg.sender_name,
+        "to": list(msg.recipients or []),
+        "subject": msg.subject,
+        "text": text,
+        "quoted_lines": len(msg.quoted_text.splitlines()) if msg.quoted_text else 0,
+        "screen": msg.screen,
+        "raw_kept": msg.raw is not None,
+        "size": msg.raw_size,
+        "attachments": [
+            {"filename": a.filename, "content_type": a.content_type, "size": a.size, "data_kept": a.data is not None}
+            for a in msg.attachments
+        ],
+    }
+
+
+def event_view(ev: Event) -> dict[str, Any]:
+    return {"id": ev.id, "at": iso(ev.at), "type": ev.type, "message": ev.message_pk, "data": jsonable(ev.data or {})}
+
+
+def ticket_view(session: Session, number: int, now: datetime) -> dict[str, Any]:
+    """Everything about one ticket, as a person reads it: fields, clocks, conversation, history."""
+    ticket = get_ticket(session, number, allow_merged=True)
+    clocks = dq.clocks_for(session, [number])[number]
+    summary = summarize(ticket, clocks, now).to_dict()
+    return {
+        **summary,
+        "customer_name": ticket.customer.name,
+        "fields": jsonable(ticket.fields or {}),
+        "spam": bool(ticket.spam),
+        "first_response_at": iso(ticket.first_response_at),
+        "resolved_at": iso(ticket.resolved_at),
+        "closed_at": iso(ticket.closed_at),
+        "merged_into": ticket.merged_into,
+        "merged_from": dq.merged_into_this(session, number),
+        "linked_to": ticket.linked_to,
+        "participants": q.participants(session, number),
+        "sla": [clock_dict(c, now) for c in clocks],
+        "messages": [message_view(m) for m in q.messages_for_ticket(session, number)],
+        "events": [event_view(e) for e in q.events_for_ticket(session, number)],
+    }
+
+
+def search(session: Session, query: str, limit: int = 20) -> list[SearchHit]:
+    if limit < 1:
+        raise OperationError("limit must be at least 1")
+    return dq.search(session, query, limit)
+
+
+__all__ = [
+    "OperationError",
+    "SearchHit",
+    "TicketFilter",
+    "TicketSummary",
+    "parse_age",
+    "validate_filter",
+    "list_tickets",
+    "ticket_view",
+    "search",
+    "iso",
+    "jsonable",
+    "summarize",
+    "message_view",
+    "event_view",
+]
