@@ -267,6 +267,7 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         store.check()
         with store.reader() as session:
             data["database"] = {"backend": store.backend, "reachable": True, **queries.counts(session)}
+            data["held"] = _held_automatic(session)
         store.dispose()
     except Exception as exc:  # noqa: BLE001
         data["database"] = {"reachable": False, "error": str(exc).splitlines()[0][:300]}
@@ -283,7 +284,24 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
             table.add_row(f"imap {box.get('name')}", json.dumps(box, default=str)[:300])
         table.add_row("worker", json.dumps(daemon.get("worker"), default=str)[:300])
     table.add_row("database", json.dumps(data["database"], default=str)[:300])
+    for window, kinds in data.get("held", {}).items():
+        table.add_row(
+            f"held automatic mail, {window.replace('_', ' ')}",
+            ", ".join(f"{k} {v}" for k, v in kinds.items()) or "none",
+        )
     console.print(table)
+
+
+def _held_automatic(session: Any) -> dict[str, dict[str, int]]:
+    """Automatic mail held by the limits in the last hour and day, per limit (`status`)."""
+    from datetime import timedelta
+
+    from maildesk.app import utcnow
+    from maildesk.rules.limits import summarize_holds
+    from maildesk.store import outbox_queries
+
+    now = utcnow()
+    return summarize_holds(outbox_queries.held_automatic(session, now - timedelta(days=1)), now)
 
 
 @app.command()

@@ -287,6 +287,11 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError(f"outbound.relay_port: must be 1-65535, got {out.relay_port}")
     if out.password_env and os.environ.get(out.password_env):
         out = replace(out, password=os.environ[out.password_env])
+    elif out.relay_host and out.username:  # the relay logs in: without a password every mail would fail
+        raise ConfigError(
+            f"outbound.password_env: environment variable {out.password_env or '(unset)'} is empty"
+            f" (outbound.username {out.username!r} logs in to {out.relay_host})"
+        )
     if out.dkim_key_file and not settings.resolve(out.dkim_key_file).is_file():
         raise ConfigError(f"outbound.dkim_key_file: file not found: {out.dkim_key_file}")
     if settings.worker.parse_processes < -1 or settings.worker.parse_processes > 64:

@@ -9,6 +9,11 @@ maildesk shows is derived from them and they are kept as they came.
 from __future__ import annotations
 
 import base64
+import binascii
+import codecs
+import email.base64mime
+import email.charset
+import email.quoprimime
 import email.utils
 import hashlib
 import html as html_lib
@@ -16,7 +21,6 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.header import decode_header, make_header
 from html.parser import HTMLParser
 from typing import Any
 
@@ -159,15 +163,108 @@ def fix_8bit(value: str) -> str:
         return data.decode("cp1252", "replace")
 
 
+# An RFC 2047 encoded word, as the stdlib's `email.header.ecre` finds it.
+_ENCODED_WORD = re.compile(r"=\?([^?]*?)\?([qQbB])\?(.*?)\?=")
+
+
+def _word_bytes(encoding: str, text: str) -> bytes | None:
+    """The octets of one encoded word's text, or None when they cannot be decoded."""
+    try:
+        if encoding in "bB":
+            text = text + "==="[: (4 - len(text) % 4) % 4]
+            return email.base64mime.decode(text)
+        return email.quoprimime.header_decode(text).encode("latin-1")
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        return None
+
+
+# Labels that real mail uses for a wider charset than they name: tried when the octets are
+# not valid in the named one (the bytes of a GBK subject labelled gb2312, Shift_JIS
+# labelled ISO-2022-JP, Windows-1252 labelled ISO-8859-1).
+_WIDER_CHARSET = {
+    "gb2312": "gb18030",
+    "eucgb2312_cn": "gb18030",
+    "gbk": "gb18030",
+    "iso-2022-jp": "cp932",
+    "shift_jis": "cp932",
+    "euc-kr": "cp949",
+    "ks_c_5601-1987": "cp949",
+    "big5": "big5hkscs",
+    "iso-8859-1": "cp1252",
+    "us-ascii": "cp1252",
+}
+
+
+def _codec(charset: str) -> str | None:
+    """The Python codec for a MIME charset name (RFC 2231 `*lang` dropped), or None."""
+    name = charset.partition("*")[0].strip().lower()
+    try:
+        codec = email.charset.Charset(name).input_codec or "us-ascii"
+        codecs.lookup(codec)
+    except (LookupError, UnicodeError, ValueError):
+        return None
+    return codec
+
+
+def _decode_octets(codec: str, octets: bytes) -> str:
+    """Octets in their charset; a wider charset when they are invalid in it, else U+FFFD."""
+    try:
+        return octets.decode(codec)
+    except UnicodeDecodeError:
+        pass
+    wider = _WIDER_CHARSET.get(codec)
+    if wider:
+        try:
+            return octets.decode(wider)
+        except UnicodeDecodeError:
+            pass
+    return octets.decode(codec, "replace")
+
+
 def decode_mime_words(value: str) -> str:
-    """Decode RFC 2047 words; tolerate broken encodings without raising."""
+    """Decode RFC 2047 words; tolerate broken encodings without raising.
+
+    Each run of adjacent words in one charset is decoded on its own (a run, not a word,
+    because real mail splits one character across words), so a bad word never spoils the
+    rest of the header: octets invalid in their charset (and in its wider relative, see
+    `_WIDER_CHARSET`) become U+FFFD, and a word in an unknown charset or with broken
+    encoded text is kept as its raw text. Folding is unfolded first; whitespace between
+    two encoded words is dropped (RFC 2047 section 6.2), all other text is kept as it is.
+    """
     value = fix_8bit(value)
     if "=?" not in value:
         return value
-    try:
-        return str(make_header(decode_header(value)))
-    except Exception:  # noqa: BLE001 - broken encoded words are common in the wild
-        return value
+    value = re.sub(r"(?:\r?\n[ \t]*)+", " ", value)
+    # Tokens: (codec, octets) for a decodable encoded word, (None, text) for anything else.
+    tokens: list[tuple[str | None, Any]] = []
+    pos = 0
+    for match in _ENCODED_WORD.finditer(value):
+        if match.start() > pos:
+            tokens.append((None, value[pos : match.start()]))
+        octets = _word_bytes(match.group(2), match.group(3))
+        codec = _codec(match.group(1)) if octets is not None else None
+        tokens.append((codec, octets) if codec is not None else (None, match.group(0)))
+        pos = match.end()
+    if pos < len(value):
+        tokens.append((None, value[pos:]))
+    out: list[str] = []
+    run_codec: str | None = None
+    run = b""
+    for n, (codec, data) in enumerate(tokens):
+        if codec is None and data.isspace() and 0 < n < len(tokens) - 1:
+            if tokens[n - 1][0] is not None and tokens[n + 1][0] is not None:
+                continue  # between two encoded words
+        if run and codec != run_codec:
+            out.append(_decode_octets(run_codec or "us-ascii", run))
+            run = b""
+        if codec is None:
+            out.append(data)
+        else:
+            run_codec = codec
+            run += data
+    if run:
+        out.append(_decode_octets(run_codec or "us-ascii", run))
+    return "".join(out)
 
 
 def normalize_message_id(value: str) -> str:
@@ -221,9 +318,16 @@ _SIMPLE_MAILBOX = re.compile(rf'^\s*(?:"({_NAME_CHARS}*)"|({_NAME_CHARS}*?))\s*<
 
 
 def _parse_address_header(raw_values: list[str]) -> tuple[Address, ...]:
+    """The mailboxes of an address header (From, Sender, Reply-To, To, Cc).
+
+    The addresses are read from the undecoded value and only display names are decoded
+    afterwards (RFC 2047 section 5): an encoded word can never supply an address, so
+    `=?utf-8?q?Bob_=3Cceo=40bigcorp.com=3E?= <attacker@example.com>` is attacker@example.com
+    with the display name "Bob <ceo@bigcorp.com>".
+    """
     if not raw_values:
         return ()
-    values = [unfold(decode_mime_words(v)) for v in raw_values]
+    values = [unfold(v) for v in raw_values]
     if len(values) == 1:
         simple = _SIMPLE_MAILBOX.match(values[0])
         if simple is not None:
@@ -231,7 +335,22 @@ def _parse_address_header(raw_values: list[str]) -> tuple[Address, ...]:
             name = quoted.strip() if quoted is not None else re.sub(r"[ \t]+", " ", bare or "").strip()
             addr = simple.group(3) or simple.group(4)
             return _addresses([(name, addr)])
-    pairs = email.utils.getaddresses(values)
+    # An encoded word is one atom whatever it encodes (a comma in `B=FCrling,=20Andreas`):
+    # stand-ins keep getaddresses from splitting it, and it is put back before decoding.
+    words: list[str] = []
+    marker = "mdew" + hashlib.sha256("".join(values).encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+    def stand_in(match: re.Match[str]) -> str:
+        words.append(match.group(0))
+        return f"{marker}{len(words) - 1}x"
+
+    values = [_ENCODED_WORD.sub(stand_in, v) for v in values]
+    stand_ins = re.compile(rf"{marker}(\d+)x")
+
+    def restore(text: str) -> str:
+        return stand_ins.sub(lambda m: words[int(m.group(1))], text) if words else text
+
+    pairs = [(restore(name), restore(addr)) for name, addr in email.utils.getaddresses(values)]
     # An unquoted comma in a display name ("Schmidt, Berta <b@x>") splits it into a bare
     # word and a mailbox: join them back instead of taking the word for an address.
     merged: list[tuple[str, str]] = []

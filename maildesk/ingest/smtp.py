@@ -4,6 +4,11 @@ Accepts mail only for configured support addresses and domains (no open relay), 
 250 only after the message is durable in the spool's intake journal, and answers 451 4.3.0
 for any failure of ours, never a 5xx and never internals. No database and no rules here: it
 only spools.
+
+Lines longer than RFC 5321's 1,000 octets are accepted (real clients send them: HTML on
+one line, unwrapped base64): a line is bounded only by `smtp.max_message_size`, the bound
+every message already has, so the longest accepted line costs no more memory than the
+largest accepted message.
 """
 
 from __future__ import annotations
@@ -157,6 +162,27 @@ class SpoolHandler:
         return TEMPFAIL
 
 
+class IntakeSMTP(SMTP):
+    """aiosmtpd's SMTP with a per-listener line length limit instead of RFC 5321's 1,001.
+
+    aiosmtpd reads a class attribute when it builds the connection's stream reader, so the
+    limit is set on the instance before aiosmtpd's own `__init__` runs."""
+
+    def __init__(self, handler: Any, *, line_length_limit: int, **kwargs: Any) -> None:
+        self.line_length_limit = line_length_limit
+        super().__init__(handler, **kwargs)
+
+
+UNLIMITED_LINE = 64 * 1024 * 1024  # the line bound when smtp.max_message_size is 0 (no size limit)
+
+
+def line_length_limit(max_message_size: int) -> int:
+    """The longest line (CRLF included) the listener reads: a whole message's worth."""
+    if max_message_size <= 0:
+        return UNLIMITED_LINE
+    return max(SMTP.line_length_limit, max_message_size + 2)
+
+
 class SmtpIntake(Controller):
     """Lifecycle of the SMTP listener (runs its own event loop thread)."""
 
@@ -185,6 +211,13 @@ class SmtpIntake(Controller):
             ident="maildesk",
             tls_context=self._tls,
             require_starttls=bool(self._tls) and smtp.require_starttls,
+        )
+
+    def factory(self) -> SMTP:
+        return IntakeSMTP(
+            self.handler,
+            line_length_limit=line_length_limit(self.handler.settings.smtp.max_message_size),
+            **self.SMTP_kwargs,
         )
 
     def stop(self, no_assert: bool = False) -> None:

@@ -14,7 +14,10 @@ senders can use up the breaker without silencing a single known customer.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 
 @dataclass(frozen=True)
@@ -99,3 +102,39 @@ def check_limits(
         + ("known customer" if counts.known else f"first contact: global {counts.global_hour}/{policy.global_hour}")
         + " this hour",
     )
+
+
+# What held an automatic mail, read back from the reason `check_limits` wrote (the outbox
+# row's `last_error`, first reason): the name of the limit, for `maildesk status`.
+_HOLD_KINDS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^recipient \S+ is suppressed"), "suppressed"),
+    (re.compile(r"^recipient \S+ got \d+ automatic mails? in the last hour"), "per_recipient_hour"),
+    (re.compile(r"^recipient \S+ got \d+ automatic mails? in the last 24 hours"), "per_recipient_day"),
+    (re.compile(r"^this ticket sent "), "per_ticket_day"),
+    (re.compile(r"^first-contact recipients at "), "per_domain_hour"),
+    (re.compile(r"^maildesk sent "), "global_hour"),
+)
+
+
+def hold_kind(reason: str) -> str:
+    """The limit named by a hold reason (`per_recipient_hour`, `global_hour`, ...), or "other"."""
+    for pattern, kind in _HOLD_KINDS:
+        if pattern.match(reason):
+            return kind
+    return "other"
+
+
+def summarize_holds(rows: Iterable[tuple[datetime, str]], now: datetime) -> dict[str, dict[str, int]]:
+    """Held automatic mails per limit in the last hour and the last 24 hours, from
+    `(created_at, reason)` rows (naive datetimes are taken as UTC, as the store keeps them)."""
+    out: dict[str, dict[str, int]] = {"last_hour": {}, "last_day": {}}
+    for created, reason in rows:
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
+        kind = hold_kind(reason.split("; ", 1)[0])
+        age = now - created
+        if age <= timedelta(days=1):
+            out["last_day"][kind] = out["last_day"].get(kind, 0) + 1
+            if age <= timedelta(hours=1):
+                out["last_hour"][kind] = out["last_hour"].get(kind, 0) + 1
+    return out

@@ -108,6 +108,14 @@ def prune_automatic(session: Session, now: datetime) -> None:
     session.execute(delete(AutoSend).where(AutoSend.at < now - timedelta(days=2)))
 
 
+def held_automatic(session: Session, since: datetime) -> list[tuple[datetime, str]]:
+    """`(created_at, reason)` of the automatic mails held by a limit since `since`."""
+    stmt = select(OutboxItem.created_at, OutboxItem.last_error).where(
+        OutboxItem.automatic.is_(True), OutboxItem.state == "held", OutboxItem.created_at >= since
+    )
+    return [(created, reason or "") for created, reason in session.execute(stmt)]
+
+
 def claim_due(session: Session, now: datetime) -> OutboxItem | None:
     """The next queued row whose time has come, locked for this transaction (skip rows others hold)."""
     stmt = (
