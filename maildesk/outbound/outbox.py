@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from maildesk.config import LimitSettings
 from maildesk.outbound.compose import OutgoingMail, build_message
 from maildesk.rules.limits import LimitPolicy, SentCounts, check_limits
@@ -171,15 +169,8 @@ def enqueue(
         screen="human",
         internal=facts.internal,
     )
-    try:
-        with session.begin_nested():  # a concurrent enqueue of the same key must not spoil the caller's transaction
-            session.add(item)
-            session.add(message)
-            session.flush()
-    except IntegrityError:
-        if oq.item_by_key(session, key) is not None:
-            return None
-        raise
+    if not oq.add_unless_queued(session, key, item, message):  # a concurrent enqueue of the same key
+        return None
     if automatic and state == "queued":
         oq.record_automatic(session, item.id, allowed, ticket_number, now)
     data: dict[str, Any] = {

@@ -12,7 +12,7 @@ from maildesk.message import parse_bytes
 from maildesk.outbound.mailer import Mailer
 from maildesk.outbound.outbox import loop_id
 from maildesk.outbound.render import TemplateRenderer
-from maildesk.pipeline.context import MessageContext, PipelineDeps
+from maildesk.pipeline.context import MessageContext, PipelineDeps, stage
 from maildesk.pipeline.stages.respond import respond, send_agent_reply, send_resolution_notice
 from maildesk.rules.model import Decision
 from maildesk.rules.screen import screen_message
@@ -30,6 +30,7 @@ from tests.outbox.outbox_kit import (
 from tests.support.mailgen import eml
 
 
+@stage()
 def screening(ctx: MessageContext, session: Any, deps: PipelineDeps) -> None:
     """The real screen, as the lead's screen stage will call it."""
     settings = deps.settings
@@ -49,6 +50,7 @@ def with_stages(desk: Any, *middle: Any) -> None:
 
 
 def deciding(decision: Decision) -> Any:
+    @stage()
     def route(ctx: MessageContext, session: Any, deps: PipelineDeps) -> None:
         ctx.decision = decision
 
@@ -95,6 +97,7 @@ def test_spam_or_discard_decision_gets_no_ack(wired: Any, clock: Clock) -> None:
 def test_reply_on_existing_ticket_gets_no_second_ack(wired: Any, clock: Clock) -> None:
     number = new_ticket(wired, clock)
 
+    @stage()
     def thread_to_ticket(ctx: MessageContext, session: Any, deps: PipelineDeps) -> None:
         ctx.ticket_number = number
 
@@ -114,7 +117,7 @@ def test_rule_replies_are_sent_and_unknown_templates_are_recorded(wired: Any, cl
         "Subject: {{ ticket.reply_subject }}\n\nDear {{ recipient.display_name }}, we open at 9.\n"
         "You wrote: {{ message.excerpt }}\n"
     )
-    wired.deps.extras["mailer"] = Mailer(wired.settings, TemplateRenderer(tmp_path / "site"))
+    wired.deps.mailer = Mailer(wired.settings, TemplateRenderer(tmp_path / "site"))
     with_stages(wired, deciding(Decision(replies=("ack", "opening_hours", "no_such_template"))))
     number = new_ticket(wired, clock, body="Are you open on Sunday?")
     rows = outbox_rows(wired)

@@ -22,35 +22,22 @@ from typing import Any
 
 from maildesk.outbound.context import MessageInput
 from maildesk.outbound.mailer import COMPOSE_ERRORS, Mailer, Parent, Recipient, compose_failed
-from maildesk.pipeline.context import MessageContext, PipelineDeps
+from maildesk.pipeline.context import MessageContext, PipelineDeps, stage
 from maildesk.store import Session
 from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
-from maildesk.store.models import OutboxItem, Participant, Ticket
+from maildesk.store.models import OutboxItem, Ticket
 
 ACK_TEMPLATE = "ack"
-
-
-def mailer_of(deps: PipelineDeps) -> Mailer:
-    """The desk's Mailer from `deps.extras["mailer"]` (made once and kept there when absent)."""
-    mailer = deps.extras.get("mailer")
-    if not isinstance(mailer, Mailer):
-        mailer = Mailer(deps.settings)
-        deps.extras["mailer"] = mailer
-    return mailer
-
-
-def _is_human(ctx: MessageContext) -> bool:
-    return ctx.screen is None or getattr(ctx.screen, "verdict", "human") == "human"
 
 
 def _junk(ctx: MessageContext, ticket: Ticket) -> str:
     decision = ctx.decision
     if ticket.spam:
         return "ticket marked spam"
-    if decision is not None and getattr(decision, "spam", None) is not None:
+    if decision is not None and decision.spam is not None:
         return f"rules marked spam: {decision.spam}"
-    if decision is not None and getattr(decision, "discard", None) is not None:
+    if decision is not None and decision.discard is not None:
         return f"rules discarded: {decision.discard}"
     return ""
 
@@ -73,6 +60,7 @@ def _message_input(ctx: MessageContext) -> MessageInput:
     )
 
 
+@stage()
 def respond(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     """Acknowledge a new ticket from a human; send the templates the rules named."""
     if ctx.duplicate or ctx.ticket_number is None:
@@ -80,21 +68,21 @@ def respond(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     ticket = session.get(Ticket, ctx.ticket_number)
     if ticket is None:
         return
-    if not _is_human(ctx):
+    if ctx.screen_verdict != "human":
         return
     skip = _junk(ctx, ticket)
     if skip:
         if ctx.new_ticket:
             q.add_event(session, ticket.number, "auto-reply-skipped", {"reason": skip}, ctx.now, ctx.message_pk)
         return
-    mailer = mailer_of(deps)
+    mailer = deps.mailer
     to = _customer(ctx, ticket)
     from_addr = mailer.support_address([*ctx.envelope_recipients, *(a.email for a in ctx.msg.to + ctx.msg.cc)])
     parent = Parent.of(ctx.msg)
     templates: list[tuple[str, str]] = []
     if ctx.new_ticket:
         templates.append((f"ack:{ticket.number}", ACK_TEMPLATE))
-    replies = tuple(getattr(ctx.decision, "replies", ()) or ())
+    replies = ctx.decision.replies if ctx.decision is not None else ()
     for name in replies:
         if ctx.new_ticket and name == ACK_TEMPLATE:
             continue  # the acknowledgement is already on its way
@@ -119,16 +107,6 @@ def respond(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
             compose_failed(session, ticket.number, template, exc, ctx.now, ctx.message_pk)
 
 
-def _cc_participants(session: Session, ticket_number: int) -> list[str]:
-    from sqlalchemy import select
-
-    return list(
-        session.scalars(
-            select(Participant.address).where(Participant.ticket_number == ticket_number, Participant.role == "cc")
-        )
-    )
-
-
 def send_agent_reply(
     session: Session,
     deps: PipelineDeps,
@@ -149,7 +127,7 @@ def send_agent_reply(
     ticket = session.get(Ticket, ticket_number)
     if ticket is None:
         raise ValueError(f"no ticket {ticket_number}")
-    mailer = mailer_of(deps)
+    mailer = deps.mailer
     agent_row = oq.agent_by_email(session, agent_email)
     agent = Mailer.agent_input(agent_row, agent_email.lower())
     if key is None:
@@ -161,7 +139,7 @@ def send_agent_reply(
         ticket_number=ticket_number,
         template="agent_reply",
         to=Recipient(ticket.customer.email, ticket.customer.name),
-        cc=_cc_participants(session, ticket_number),
+        cc=q.participants_with_role(session, ticket_number, "cc"),
         now=now,
         automatic=False,
         parent=Parent.of_row(oq.latest_inbound(session, ticket_number)),
@@ -195,7 +173,7 @@ def send_resolution_notice(
     if ticket is None:
         raise ValueError(f"no ticket {ticket_number}")
     stamp = (ticket.resolved_at or now).strftime("%Y%m%dT%H%M%S")
-    return mailer_of(deps).send(
+    return deps.mailer.send(
         session,
         key=key or f"resolved:{ticket_number}:{stamp}",
         ticket_number=ticket_number,
