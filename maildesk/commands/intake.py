@@ -1,0 +1,81 @@
+"""`maildesk inject|import`: take mail from an MTA pipe, or history from an mbox or Maildir.
+
+Thin: parse arguments, spool the mail (`maildesk.spool`, `maildesk.ingest.bulk`), print.
+`inject` is what an MTA runs: it exits 0 only once the message is durable in the spool and
+75 (EX_TEMPFAIL) for anything that may pass, so the MTA keeps the mail and retries.
+`maildesk/cli.py` adds these functions to the main app.
+Must not: touch the database for `inject` (mail must be taken while it is down).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from maildesk.commands.common import EX_DATAERR, EX_TEMPFAIL, ConfigOpt, console, err, open_app
+from maildesk.config import load_settings
+from maildesk.errors import ConfigError, MaildeskError
+
+
+def inject(
+    file: Annotated[str, typer.Argument(help="Message file, or - for standard input.")] = "-",
+    config: ConfigOpt = None,
+) -> None:
+    """Take one message from an MTA pipe (like RT's mailgate).
+
+    Exits 0 once the message is safely spooled, 75 (EX_TEMPFAIL) when it cannot be taken
+    so the MTA retries later. Example for Postfix aliases:
+    `support: "|/usr/local/bin/maildesk inject --config /srv/maildesk/maildesk.toml"`
+    """
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        err.print(f"maildesk inject: config error: {exc}")
+        raise typer.Exit(EX_TEMPFAIL) from exc
+    except Exception as exc:  # noqa: BLE001 - anything else is temporary too: the MTA must keep the mail
+        err.print(f"maildesk inject: cannot start: {type(exc).__name__}: {exc}")
+        raise typer.Exit(EX_TEMPFAIL) from exc
+    try:
+        raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as exc:
+        err.print(f"maildesk inject: cannot read {file}: {exc.strerror}")
+        raise typer.Exit(EX_TEMPFAIL if file == "-" else 66) from exc
+    if not raw.strip():
+        err.print("maildesk inject: empty message, nothing to take")
+        raise typer.Exit(EX_DATAERR)
+    from maildesk.spool.files import Spool
+
+    try:
+        entry_id = Spool(settings.spool_path).ensure().put(raw, "inject", {"file": file})
+    except Exception as exc:  # noqa: BLE001 - SpoolError, OSError or a bug: never exit 1 (a bounce)
+        err.print(f"maildesk inject: cannot spool: {exc}")
+        raise typer.Exit(EX_TEMPFAIL) from exc
+    print(entry_id)
+
+
+def import_(
+    source: Annotated[Path, typer.Argument(help="An mbox file or a Maildir folder.")],
+    config: ConfigOpt = None,
+    process_now: Annotated[
+        bool, typer.Option("--process/--no-process", help="Process the imported mail right away.")
+    ] = True,
+) -> None:
+    """Bulk-import history from an mbox file or a Maildir, with a progress bar.
+
+    Example: `maildesk import ~/old-support.mbox`
+    """
+    from maildesk.ingest.bulk import import_mailbox
+
+    desk = open_app(config)
+    try:
+        count = import_mailbox(source, desk.spool, progress=True)
+    except MaildeskError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"spooled {count} messages from {source}")
+    if process_now:
+        result = desk.process()
+        console.print(", ".join(f"{k}: {v}" for k, v in result.items() if k != "last_error"))
