@@ -10,7 +10,7 @@ Must not: decide anything, touch the database, or know the order of the stages
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -139,6 +139,14 @@ class Stage:
 
     def __repr__(self) -> str:
         return f"<stage {self.name}>"
+
+
+def needs_of(stages: Iterable[Stage]) -> Needs:
+    """What these stages together use from preparation."""
+    needs = Needs()
+    for one in stages:
+        needs |= one.needs
+    return needs
 
 
 def stage(*, needs: Needs = Needs()) -> Callable[[StageFn], Stage]:

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from maildesk.clock import utcnow
-from maildesk.pipeline.context import MessageContext, Needs, PipelineDeps, Stage
+from maildesk.pipeline.context import MessageContext, Needs, PipelineDeps, Stage, needs_of
 from maildesk.pipeline.prepare import (
     Outcome,
     Prepared,
@@ -206,10 +206,7 @@ class Worker:
     def _needs(self) -> Needs:
         """What the configured stages declared they use from preparation (`@stage(needs=…)`;
         `self.stages` may be swapped, so this is asked each batch)."""
-        needs = Needs()
-        for stage in self.stages:
-            needs |= stage.needs
-        return needs
+        return needs_of(self.stages)
 
     def release_prefetched(self) -> None:
         """Give a claimed-ahead batch back to incoming/ (on stop, or when the DB is down)."""
