@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maildesk.clock import utcnow
 from maildesk.config import Settings
@@ -28,6 +28,11 @@ from maildesk.rules.holder import RulesHolder
 from maildesk.sanitize import clean_html
 from maildesk.spool import Spool
 from maildesk.store.db import Store
+
+if TYPE_CHECKING:  # imported when used: a CLI command that opens the App starts no intake
+    from maildesk.ingest.imap import MailboxPoller
+    from maildesk.ingest.smtp import SmtpIntake
+    from maildesk.outbound.sender import OutboxSender
 
 log = logging.getLogger("maildesk.app")
 
@@ -44,8 +49,8 @@ class App:
         self.deps = PipelineDeps(settings, rules=make_rules_holder(settings), clock=clock, sanitize_html=clean_html)
         self.worker = Worker(self.spool, self.store, self.deps, stages=PIPELINE, clock=clock)
         self._migrated = False
-        self.smtp: Any = None
-        self.pollers: list[Any] = []
+        self.smtp: SmtpIntake | None = None
+        self.pollers: list[MailboxPoller] = []
         self.started_at = time.time()
         self.rules_reloaded_at: float | None = None
 
@@ -242,7 +247,7 @@ class App:
         log.info("retention (%d days): %s", days, report)
         return report
 
-    def _sender_loop(self, sender: Any, stop: threading.Event) -> None:
+    def _sender_loop(self, sender: OutboxSender, stop: threading.Event) -> None:
         while not stop.is_set() and not self._migrated:
             stop.wait(0.5)  # the worker migrates the schema first
         if not stop.is_set():

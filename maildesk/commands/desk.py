@@ -18,10 +18,10 @@ import getpass
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
@@ -31,6 +31,9 @@ from rich.text import Text
 from maildesk.commands.common import ConfigOpt, JsonOpt, clean, console, err, load_settings_or_exit, open_desk, plain
 from maildesk.errors import MaildeskError
 from maildesk.services import tickets as ops
+
+if TYPE_CHECKING:
+    from maildesk.app import App
 
 ByOpt = Annotated[
     str | None,
@@ -64,13 +67,13 @@ def _failing() -> Iterator[None]:
         raise typer.Exit(1) from exc
 
 
-def _write(desk: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+def _write(desk: App, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run one operation in one transaction (committed on success)."""
     with _failing(), desk.store.session() as session:
         return fn(session, *args, **kwargs)
 
 
-def _read(desk: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+def _read(desk: App, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     with _failing(), desk.store.reader() as session:
         return fn(session, *args, **kwargs)
 
