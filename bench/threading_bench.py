@@ -101,7 +101,7 @@ def measure(url: str, n: int, messages: int) -> float:
     store.migrate()
     seed(store, n)
     settings = parse_settings({"desk": {"data_dir": tempfile.mkdtemp(), "secret_env": ""}})
-    deps = PipelineDeps(settings=settings)
+    deps = PipelineDeps(settings)
     parsed = [parse_bytes(raw) for raw in incoming(n, messages)]
     now = datetime(2026, 11, 22, tzinfo=UTC)
     best = float("inf")

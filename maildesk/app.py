@@ -16,15 +16,23 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maildesk.clock import utcnow
 from maildesk.config import Settings
 from maildesk.pipeline.context import PipelineDeps
 from maildesk.pipeline.order import PIPELINE
+from maildesk.pipeline.stages.route import make_rules_holder
 from maildesk.pipeline.worker import Worker
+from maildesk.rules.holder import RulesHolder
+from maildesk.sanitize import clean_html
 from maildesk.spool import Spool
 from maildesk.store.db import Store
+
+if TYPE_CHECKING:  # imported when used: a CLI command that opens the App starts no intake
+    from maildesk.ingest.imap import MailboxPoller
+    from maildesk.ingest.smtp import SmtpIntake
+    from maildesk.outbound.sender import OutboxSender
 
 log = logging.getLogger("maildesk.app")
 
@@ -38,24 +46,15 @@ class App:
         settings.data_path.mkdir(parents=True, exist_ok=True)
         self.spool = Spool(settings.spool_path).ensure()
         self.store = Store(settings.database_url, echo=settings.database.echo)
-        self.deps = PipelineDeps(settings=settings, extras=self._extras())
+        self.deps = PipelineDeps(settings, rules=make_rules_holder(settings), clock=clock, sanitize_html=clean_html)
         self.worker = Worker(self.spool, self.store, self.deps, stages=PIPELINE, clock=clock)
         self._migrated = False
-        self.smtp: Any = None
-        self.pollers: list[Any] = []
+        self.smtp: SmtpIntake | None = None
+        self.pollers: list[MailboxPoller] = []
         self.started_at = time.time()
         self.rules_reloaded_at: float | None = None
 
     # Assembly --------------------------------------------------------------------------
-    def _extras(self) -> dict[str, Any]:
-        from maildesk.sanitize import clean_html
-
-        extras: dict[str, Any] = {"clock": self.clock, "sanitize_html": clean_html}
-        from maildesk.pipeline.stages.route import make_rules_holder
-
-        extras["rules"] = make_rules_holder(self.settings)
-        return extras
-
     def migrate(self) -> None:
         if not self._migrated:
             self.store.migrate()
@@ -67,12 +66,11 @@ class App:
         inactive (their history stays). Nothing changes when the config lists no agents."""
         if not self.settings.agents:
             return
-        from sqlalchemy import select
-
         from maildesk.store.models import Agent
+        from maildesk.store.routing_queries import all_agents
 
         with self.store.session() as session:
-            rows = {a.email.lower(): a for a in session.scalars(select(Agent))}
+            rows = {a.email.lower(): a for a in all_agents(session)}
             for conf in self.settings.agents:
                 row = rows.pop(conf.email, None)
                 if row is None:
@@ -85,9 +83,9 @@ class App:
 
     # Rules -----------------------------------------------------------------------------
     @property
-    def rules(self) -> Any:
+    def rules(self) -> RulesHolder:
         """The RulesHolder in force (rules.ruleset, rules.errors, rules.path)."""
-        return self.deps.extras["rules"]
+        return self.deps.rules
 
     def reload(self) -> list[str]:
         """Re-read the rules file now (SIGHUP). A broken file keeps the rules in force;
@@ -167,15 +165,11 @@ class App:
         """One-time work (mapper set-up, template compilation, locale data) done before the
         first message is claimed, so a crash or kill during start-up is never counted
         against a message's crash limit."""
-        from sqlalchemy import select
-
-        from maildesk.pipeline.stages.respond import mailer_of
-        from maildesk.store.models import Message, Ticket
+        from maildesk.store.queries import warm_up
 
         with self.store.reader() as session:
-            session.execute(select(Ticket.number).limit(1)).all()
-            session.execute(select(Message.id).limit(1)).all()
-        problems = mailer_of(self.deps).renderer.check()
+            warm_up(session)
+        problems = self.deps.mailer.renderer.check()
         for problem in problems:
             log.error("template problem: %s", problem)
         self.worker.preparer.warm()
@@ -253,7 +247,7 @@ class App:
         log.info("retention (%d days): %s", days, report)
         return report
 
-    def _sender_loop(self, sender: Any, stop: threading.Event) -> None:
+    def _sender_loop(self, sender: OutboxSender, stop: threading.Event) -> None:
         while not stop.is_set() and not self._migrated:
             stop.wait(0.5)  # the worker migrates the schema first
         if not stop.is_set():

@@ -1,40 +1,25 @@
 """The operator's admin commands: `suppressions list|remove`, `templates check|preview`,
 `outbox list|show|retry`.
 
-Thin like `cli_desk.py` (whose desk opening, error handling and terminal cleaning it reuses):
-parse arguments, open the desk, call one function of `maildesk.services.admin` in one
-transaction, print a Rich table or `--json`. `register(app)` adds the commands to the main
-Typer app. Text that came from mail is printed with control characters removed.
+Thin like `commands/desk.py` (whose transaction and error helpers it reuses): parse
+arguments, open the desk (`common.open_desk`), call one function of `maildesk.services.admin`
+in one transaction, print a Rich table or `--json`. `maildesk/cli.py` adds the three sub-apps
+to the main app. Text that came from mail is printed with control characters removed.
 
-Must not: build queries or decide anything (that is `admin_ops.py`).
+Must not: build queries or decide anything (that is `maildesk.services.admin`).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from maildesk.commands.desk import (
-    EX_CONFIG,
-    ConfigOpt,
-    JsonOpt,
-    _by,
-    _desk,
-    _dump,
-    _read,
-    _when,
-    _write,
-    clean,
-    console,
-    err,
-    plain,
-)
-from maildesk.config import Settings
-from maildesk.errors import ConfigError, MaildeskError
+from maildesk.commands.common import ConfigOpt, JsonOpt, clean, console, err, load_settings_or_exit, open_desk, plain
+from maildesk.commands.desk import _by, _dump, _read, _when, _write
+from maildesk.errors import MaildeskError
 from maildesk.services import admin as aops
 
 suppressions_app = typer.Typer(
@@ -56,17 +41,6 @@ outbox_app = typer.Typer(
 STATE_STYLE = {"failed": "bold red", "held": "yellow", "queued": "cyan", "sending": "cyan", "sent": "green"}
 
 
-def _settings(config: Path | None) -> Settings:
-    """Settings alone, for commands that need no database."""
-    from maildesk.config import load_settings
-
-    try:
-        return load_settings(config)
-    except ConfigError as exc:
-        err.print(plain(f"config error: {exc}", "red"))
-        raise typer.Exit(EX_CONFIG) from exc
-
-
 def _fail(exc: Exception) -> typer.Exit:
     err.print(plain(f"error: {exc}", "red"))
     return typer.Exit(1)
@@ -81,7 +55,7 @@ def suppressions_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> Non
 
     Example: `maildesk suppressions list` or `maildesk suppressions list --json | jq '.[].address'`
     """
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         rows = _read(desk, aops.list_suppressions, desk.clock())
     if as_json:
         _dump(rows)
@@ -112,7 +86,7 @@ def suppressions_remove(
 
     Example: `maildesk suppressions remove anna@example.org`
     """
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         row = _write(desk, aops.remove_suppression, address, desk.clock(), by=_by(by))
     console.print(plain(f"{row['address']} is no longer suppressed (was: {row['reason']})"))
 
@@ -128,7 +102,7 @@ def templates_check(config: ConfigOpt = None) -> None:
 
     Example: `maildesk templates check` (run it after editing templates, before a restart)
     """
-    settings = _settings(config)
+    settings = load_settings_or_exit(config)
     problems = aops.check_templates(settings)
     if problems:
         for problem in problems:
@@ -160,13 +134,13 @@ def templates_preview(
         err.print("give --ticket N or --sample, not both")
         raise typer.Exit(2)
     if ticket is None:
-        settings = _settings(config)
+        settings = load_settings_or_exit(config)
         try:
             preview = aops.preview_sample(settings, name, _now(), locale=locale)
         except MaildeskError as exc:
             raise _fail(exc) from exc
     else:
-        with _desk(config) as desk:
+        with open_desk(config) as desk:
             preview = _read(desk, aops.preview_ticket, desk.settings, name, ticket, desk.clock(), locale=locale)
     if as_json:
         _dump(preview.to_json())
@@ -208,7 +182,7 @@ def outbox_list(
 
     Example: `maildesk outbox list --state held` or `maildesk outbox list --state failed --json`
     """
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         rows = _read(desk, aops.list_outbox, desk.clock(), state=state, limit=limit)
     if as_json:
         _dump(rows)
@@ -241,7 +215,7 @@ def outbox_show(
 
     Example: `maildesk outbox show 17`
     """
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         item = _read(desk, aops.show_outbox, item_id, desk.clock())
     if as_json:
         _dump(item)
@@ -294,16 +268,6 @@ def outbox_retry(
 
     Example: `maildesk outbox retry 17`
     """
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         row = _write(desk, aops.retry_outbox, item_id, desk.clock(), by=_by(by))
     console.print(plain(f"outbox {row['id']} queued again for {', '.join(row['recipients'])}"))
-
-
-def register(app: typer.Typer) -> None:
-    """Add the admin commands to the main app (once; a second call does nothing)."""
-    if getattr(app, "_maildesk_admin_registered", False):
-        return
-    app.add_typer(suppressions_app, name="suppressions")
-    app.add_typer(templates_app, name="templates")
-    app.add_typer(outbox_app, name="outbox")
-    app._maildesk_admin_registered = True  # type: ignore[attr-defined]

@@ -1,13 +1,13 @@
 """The operator's desk commands: `tickets list`, `ticket show|note|assign|…`, `search`,
 `customer show|export|erase`, `agents list`, `retention apply`.
 
-Thin like `cli.py`: parse arguments, open the desk, call one function of
+Thin: parse arguments, open the desk (`common.open_desk`), call one function of
 `maildesk.services.tickets` in one transaction, print (a Rich table, `--json`, or `--csv`).
-`register(app)` adds the commands to the main Typer app. Everything printed that came from
+`maildesk/cli.py` adds the sub-apps and `search_cmd` to the main app. Everything printed that came from
 mail is shown as plain text with control characters removed (never as Rich markup or
 terminal escapes); CSV cells that a spreadsheet would run as a formula are defused.
 
-Must not: build queries or decide anything (that is `operations.py`).
+Must not: build queries or decide anything (that is `maildesk.services.tickets`).
 """
 
 from __future__ import annotations
@@ -18,20 +18,23 @@ import getpass
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from maildesk.commands.common import EX_CONFIG, EX_TEMPFAIL, ConfigOpt, JsonOpt, console, err
-from maildesk.errors import ConfigError, MaildeskError
+from maildesk.commands.common import ConfigOpt, JsonOpt, clean, console, err, load_settings_or_exit, open_desk, plain
+from maildesk.errors import MaildeskError
 from maildesk.services import customers, views
 from maildesk.services import tickets as ops
+
+if TYPE_CHECKING:
+    from maildesk.app import App
 
 ByOpt = Annotated[
     str | None,
@@ -43,17 +46,6 @@ FileOpt = Annotated[
     str | None, typer.Option("--file", "-f", help="Read the text from a file, or - for standard input.")
 ]
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def clean(value: Any) -> str:
-    """Text from mail made safe for a terminal: no escapes, no bidi overrides."""
-    return _CONTROL.sub("\ufffd", "" if value is None else str(value))
-
-
-def plain(value: Any, style: str = "") -> Text:
-    return Text(clean(value), style=style)
-
 
 def _by(by: str | None) -> str:
     if by:
@@ -62,33 +54,6 @@ def _by(by: str | None) -> str:
         return f"cli:{getpass.getuser()}"
     except Exception:  # noqa: BLE001 - no login name in some containers
         return "cli"
-
-
-def _settings_or_exit(config: Path | None) -> Any:
-    from maildesk.config import load_settings
-
-    try:
-        return load_settings(config)
-    except ConfigError as exc:
-        err.print(f"[red]config error:[/red] {exc}")
-        raise typer.Exit(EX_CONFIG) from exc
-
-
-@contextlib.contextmanager
-def _desk(config: Path | None) -> Iterator[Any]:
-    """The App for `config`, migrated; errors become clear exits."""
-    from maildesk.app import App
-
-    desk = App(_settings_or_exit(config))
-    try:
-        try:
-            desk.migrate()
-        except Exception as exc:  # noqa: BLE001
-            err.print(f"[red]database unavailable:[/red] {clean(str(exc).splitlines()[0])}")
-            raise typer.Exit(EX_TEMPFAIL) from exc
-        yield desk
-    finally:
-        desk.store.dispose()
 
 
 @contextlib.contextmanager
@@ -103,13 +68,13 @@ def _failing() -> Iterator[None]:
         raise typer.Exit(1) from exc
 
 
-def _write(desk: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+def _write(desk: App, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run one operation in one transaction (committed on success)."""
     with _failing(), desk.store.session() as session:
         return fn(session, *args, **kwargs)
 
 
-def _read(desk: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+def _read(desk: App, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     with _failing(), desk.store.reader() as session:
         return fn(session, *args, **kwargs)
 
@@ -213,7 +178,7 @@ def tickets_list(
 
     Example: `maildesk tickets list --status open,pending --tier L2 --older-than 3d --sort priority --desc`
     """
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         now = desk.clock()
         with _failing():
             created_before = now - views.parse_age(older_than) if older_than else None
@@ -270,7 +235,7 @@ def ticket_show(number: NumberArg, as_json: JsonOpt = False, config: ConfigOpt =
 
     Example: `maildesk ticket show 42` or `maildesk ticket show 42 --json | jq .events`
     """
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         view = _read(desk, views.ticket_view, number, desk.clock())
     if as_json:
         _dump(view)
@@ -368,7 +333,7 @@ def ticket_note(
     `journalctl -u cups | maildesk ticket note 42 --file -`
     """
     body = _text_from(text, file, "note")
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         _report(_write(desk, ops.add_note, number, body, _by(by), desk.clock()), as_json)
 
 
@@ -394,7 +359,7 @@ def ticket_reply(
     if "@" not in agent:
         err.print("a reply needs the agent's address: --by eva@example.com or $MAILDESK_AGENT")
         raise typer.Exit(2)
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         _report(_write(desk, ops.reply, desk.deps, number, body, agent, desk.clock(), status=status.lower()), as_json)
 
 
@@ -407,7 +372,7 @@ def ticket_assign(
     config: ConfigOpt = None,
 ) -> None:
     """Assign a ticket to an agent. Example: `maildesk ticket assign 42 eva@example.com`"""
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         _report(_write(desk, ops.assign, number, agent, _by(by), desk.clock()), as_json)
 
 
@@ -420,7 +385,7 @@ def ticket_tier(
     config: ConfigOpt = None,
 ) -> None:
     """Set the support tier. Example: `maildesk ticket tier 42 L2`"""
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         _report(_write(desk, ops.set_tier, number, tier, _by(by), desk.clock()), as_json)
 
 
@@ -436,7 +401,7 @@ def ticket_escalate(
 
     Example: `maildesk ticket escalate 42 --note "Firmware bug, needs engineering"`
     """
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         _report(_write(desk, ops.escalate, number, note, _by(by), desk.clock()), as_json)
 
 
@@ -449,7 +414,7 @@ def ticket_priority(
     config: ConfigOpt = None,
 ) -> None:
     """Set the priority. Example: `maildesk ticket priority 42 high`"""
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         _report(_write(desk, ops.set_priority, number, priority, _by(by), desk.clock()), as_json)
 
 
@@ -462,28 +427,28 @@ def ticket_tag(
     config: ConfigOpt = None,
 ) -> None:
     """Add and remove tags. Example: `maildesk ticket tag 42 +vip +hardware -billing`"""
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         _report(_write(desk, ops.change_tags, number, changes, _by(by), desk.clock()), as_json)
 
 
 @ticket_app.command("resolve")
 def ticket_resolve(number: NumberArg, by: ByOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Mark resolved (SLA clocks stop). Example: `maildesk ticket resolve 42`"""
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         _report(_write(desk, ops.resolve, number, _by(by), desk.clock()), as_json)
 
 
 @ticket_app.command("close")
 def ticket_close(number: NumberArg, by: ByOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Close (SLA clocks stop; retention counts from now). Example: `maildesk ticket close 42`"""
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         _report(_write(desk, ops.close, number, _by(by), desk.clock()), as_json)
 
 
 @ticket_app.command("reopen")
 def ticket_reopen(number: NumberArg, by: ByOpt = None, as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
     """Reopen a resolved or closed ticket. Example: `maildesk ticket reopen 42`"""
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         _report(_write(desk, ops.reopen, number, _by(by), desk.clock()), as_json)
 
 
@@ -499,7 +464,7 @@ def ticket_merge(
 
     Example: `maildesk ticket merge 42 57` (57 is closed and points at 42)
     """
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         _report(_write(desk, ops.merge, target, source, _by(by), desk.clock()), as_json)
 
 
@@ -513,7 +478,7 @@ def search_cmd(
 
     Example: `maildesk search "printer fire" --limit 5` or `maildesk search '"paper jam" -toner'`
     """
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         hits = _read(desk, views.search, query, limit)
     if as_json:
         _dump(
@@ -557,7 +522,7 @@ def customer_show(
 
     Example: `maildesk customer show anna@example.org`
     """
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         view = _read(desk, customers.customer_view, address, desk.clock())
     if as_json:
         _dump(view)
@@ -602,7 +567,7 @@ def customer_export(
 
     Example: `maildesk customer export anna@example.org --out ./export-anna`
     """
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         result = _read(desk, customers.export_customer, address, out, desk.clock())
     if as_json:
         _dump(result)
@@ -627,7 +592,7 @@ def customer_erase(
 
     Example: `maildesk customer export anna@example.org --out ./anna && maildesk customer erase anna@example.org`
     """
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         view = _read(desk, customers.customer_view, address, desk.clock())
         if not yes and not typer.confirm(
             f"Erase all personal data of {clean(view['email'])} ({len(view['tickets'])} tickets)? This cannot be undone",
@@ -654,7 +619,7 @@ def agents_list(as_json: JsonOpt = False, config: ConfigOpt = None) -> None:
 
     Example: `maildesk agents list --json | jq '.[] | select(.open > 10)'`
     """
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         rows = _read(desk, customers.agents_load)
     if as_json:
         _dump(rows)
@@ -697,7 +662,7 @@ def retention_apply(
     Example (cron): `maildesk retention apply --days 365 --yes`
     """
     if days is None:
-        days = _settings_or_exit(config).desk.retention_days
+        days = load_settings_or_exit(config).desk.retention_days
         if days < 1:
             err.print("no --days given and desk.retention_days is 0 (keep forever): nothing to do")
             raise typer.Exit(2)
@@ -706,7 +671,7 @@ def retention_apply(
     ):
         err.print("nothing removed")
         raise typer.Exit(1)
-    with _desk(config) as desk:
+    with open_desk(config) as desk:
         result = _write(desk, customers.apply_retention, days, desk.clock())
     if as_json:
         _dump(result)
@@ -715,16 +680,3 @@ def retention_apply(
         f"{result['tickets']} tickets: removed {result['messages']} raw messages ({_size(result['raw_bytes'])}) "
         f"and {result['attachments']} attachments ({_size(result['attachment_bytes'])})"
     )
-
-
-def register(app: typer.Typer) -> None:
-    """Add the desk commands to the main app (once; a second call does nothing)."""
-    if getattr(app, "_maildesk_desk_registered", False):
-        return
-    app.add_typer(tickets_app, name="tickets")
-    app.add_typer(ticket_app, name="ticket")
-    app.command("search")(search_cmd)
-    app.add_typer(customer_app, name="customer")
-    app.add_typer(agents_app, name="agents")
-    app.add_typer(retention_app, name="retention")
-    app._maildesk_desk_registered = True  # type: ignore[attr-defined]

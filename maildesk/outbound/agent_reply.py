@@ -1,8 +1,8 @@
 """An agent's reply to the customer, queued through the desk's Mailer into the outbox.
 
 Owns `send_agent_reply` (recipients: the customer plus CC participants; parent: the newest
-customer mail; first response time; the `agent-replied` event) and `shared_mailer`, the one
-Mailer a process keeps in its extras. Lives in `outbound` so the ticket-change module
+customer mail; first response time; the `agent-replied` event). Lives in `outbound` so the
+ticket-change module
 (`services.tickets.reply`) and the pipeline can both use it without one importing the other.
 
 Must not: change the ticket's status (that is the caller's, through `services.tickets`),
@@ -12,36 +12,15 @@ talk SMTP, or commit.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import MutableMapping
 from datetime import datetime
 from typing import Any
 
-from maildesk.config import Settings
 from maildesk.outbound.context import MessageInput
 from maildesk.outbound.mailer import Mailer, Parent, Recipient, SendRequest
 from maildesk.store import Session
 from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
-from maildesk.store.models import OutboxItem, Participant, Ticket
-
-
-def shared_mailer(settings: Settings, extras: MutableMapping[str, Any]) -> Mailer:
-    """The Mailer kept in `extras["mailer"]` (made once and kept there when absent)."""
-    mailer = extras.get("mailer")
-    if not isinstance(mailer, Mailer):
-        mailer = Mailer(settings)
-        extras["mailer"] = mailer
-    return mailer
-
-
-def _cc_participants(session: Session, ticket_number: int) -> list[str]:
-    from sqlalchemy import select
-
-    return list(
-        session.scalars(
-            select(Participant.address).where(Participant.ticket_number == ticket_number, Participant.role == "cc")
-        )
-    )
+from maildesk.store.models import OutboxItem, Ticket
 
 
 def send_agent_reply(
@@ -74,7 +53,7 @@ def send_agent_reply(
         ticket_number=ticket_number,
         template="agent_reply",
         to=Recipient(ticket.customer.email, ticket.customer.name),
-        cc=tuple(_cc_participants(session, ticket_number)),
+        cc=tuple(q.participants_with_role(session, ticket_number, "cc")),
         automatic=False,
         parent=Parent.of_row(oq.latest_inbound(session, ticket_number)),
         agent=agent,
@@ -97,4 +76,4 @@ def send_agent_reply(
     return item
 
 
-__all__ = ["send_agent_reply", "shared_mailer"]
+__all__ = ["send_agent_reply"]

@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from maildesk.config import LimitSettings
 from maildesk.outbound.compose import OutgoingMail, build_message
 from maildesk.rules.limits import LimitPolicy, SentCounts, check_limits
@@ -150,15 +148,8 @@ def enqueue(
         created_at=now,
     )
     message = _message_row(ticket_number, mail, raw, recipients, template, facts, now)
-    try:
-        with session.begin_nested():  # a concurrent enqueue of the same key must not spoil the caller's transaction
-            session.add(item)
-            session.add(message)
-            session.flush()
-    except IntegrityError:
-        if oq.item_by_key(session, key) is not None:
-            return None
-        raise
+    if not oq.add_unless_queued(session, key, item, message):  # a concurrent enqueue of the same key
+        return None
     if automatic and item.state == "queued":
         oq.record_automatic(session, item.id, allowed, ticket_number, now)
     _record_queued(session, item, template, recipients, refused, now, message_pk)

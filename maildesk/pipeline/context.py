@@ -1,23 +1,41 @@
-"""The per-message working state handed from stage to stage.
+"""The seams of the pipeline: the per-message working state (`MessageContext`), what a
+stage may use (`PipelineDeps`), and what a stage is (`Stage`, made with `@stage`).
 
-Plain data only; stages fill it in. It never outlives one message.
+Plain data only; stages fill the context in. It never outlives one message. Each result a
+stage leaves for the later ones has its real type, so a later stage reads it directly.
+Must not: decide anything, touch the database, or know the order of the stages
+(that is `pipeline/order.py`).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from maildesk.clock import utcnow
 from maildesk.config import Settings
 from maildesk.message import ParsedMessage
+from maildesk.outbound.mailer import Mailer
+from maildesk.rules.holder import RulesHolder
+from maildesk.rules.model import Decision
+from maildesk.rules.screen import ScreenVerdict
+from maildesk.sanitize import clean_html
 from maildesk.store import Session
+from maildesk.threading import ThreadDecision
+
+if TYPE_CHECKING:  # prepare.py imports the stages, which import this module
+    from maildesk.pipeline.prepare import Prepared
+
+Clock = Callable[[], datetime]
 
 
 @dataclass
 class MessageContext:
     entry_id: str
-    meta: dict[str, Any]
+    meta: dict[str, Any]  # the spool entry's meta data (envelope, source): JSON as spooled
     msg: ParsedMessage
     now: datetime
     stage: str = "parse"
@@ -26,9 +44,9 @@ class MessageContext:
     ticket_number: int | None = None
     new_ticket: bool = False
     message_pk: int | None = None
-    screen: Any = None  # rules.screen.ScreenVerdict
-    thread: Any = None  # threading.decide.ThreadDecision
-    decision: Any = None  # rules.engine.Decision
+    screen: ScreenVerdict | None = None  # set by `screen`
+    thread: ThreadDecision | None = None  # set by `thread`
+    decision: Decision | None = None  # set by `route` when rules ran
     visible_text: str = ""
     quoted_text: str = ""
     signature: str = ""
@@ -38,7 +56,7 @@ class MessageContext:
     thread_locked: bool = False  # the ticket is already known (e.g. the bounce names our mail)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     outcome: str = ""  # ticket-created | appended | duplicate | bounce | ...
-    pre: Any = None  # pipeline.prepare.Prepared: results computed before the transaction
+    pre: Prepared | None = None  # results computed before the transaction (pipeline/prepare.py)
 
     def note(self, type_: str, **data: Any) -> None:
         """Record an event to be written on the ticket when it is known."""
@@ -49,16 +67,93 @@ class MessageContext:
         env = self.meta.get("envelope") or {}
         return [str(r).lower() for r in env.get("rcpt_tos", [])]
 
+    @property
+    def screen_verdict(self) -> str:
+        """The screen's verdict word; "human" when the mail was not screened."""
+        return self.screen.verdict if self.screen is not None else "human"
 
-class Stage(Protocol):
-    __name__: str
 
-    def __call__(self, ctx: MessageContext, session: Session, deps: PipelineDeps) -> None: ...
-
-
-@dataclass
 class PipelineDeps:
-    """What stages may use. Built by the composition root (app.py)."""
+    """What stages may use. Built by the composition root (app.py); tests and tools that
+    need only some of it take the defaults (no rules, the real clock and sanitiser)."""
 
-    settings: Settings
-    extras: dict[str, Any] = field(default_factory=dict)
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        rules: RulesHolder | None = None,
+        clock: Clock = utcnow,
+        sanitize_html: Callable[[str], str] = clean_html,
+        mailer: Mailer | None = None,
+    ) -> None:
+        self.settings = settings
+        self.rules = rules if rules is not None else RulesHolder(None)
+        self.clock = clock
+        self.sanitize_html = sanitize_html
+        self._mailer = mailer
+
+    @property
+    def mailer(self) -> Mailer:
+        """The desk's Mailer, made on first use (a command that sends nothing never builds it)."""
+        if self._mailer is None:
+            self._mailer = Mailer(self.settings)
+        return self._mailer
+
+    @mailer.setter
+    def mailer(self, mailer: Mailer) -> None:
+        self._mailer = mailer
+
+
+@dataclass(frozen=True)
+class Needs:
+    """Which optional preparation results (`pipeline/prepare.py`) a stage uses."""
+
+    screen: bool = False
+    reply: bool = False
+
+    def __or__(self, other: Needs) -> Needs:
+        return Needs(screen=self.screen or other.screen, reply=self.reply or other.reply)
+
+
+StageFn = Callable[[MessageContext, Session, PipelineDeps], None]
+
+
+class Stage:
+    """One step of the pipeline: a function `(ctx, session, deps) -> None` run inside the
+    batch's transaction, with what it needs computed ahead by preparation. Made with
+    `@stage(...)`; called like the function it wraps."""
+
+    def __init__(self, run: StageFn, needs: Needs) -> None:
+        self.run = run
+        self.needs = needs
+        self.__name__: str = run.__name__
+        functools.update_wrapper(self, run)  # __doc__, __module__, __wrapped__ of the function
+
+    @property
+    def name(self) -> str:
+        """What a failure is reported under (`failed/` entries, `ctx.stage`)."""
+        return self.__name__
+
+    def __call__(self, ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
+        self.run(ctx, session, deps)
+
+    def __repr__(self) -> str:
+        return f"<stage {self.name}>"
+
+
+def needs_of(stages: Iterable[Stage]) -> Needs:
+    """What these stages together use from preparation."""
+    needs = Needs()
+    for one in stages:
+        needs |= one.needs
+    return needs
+
+
+def stage(*, needs: Needs = Needs()) -> Callable[[StageFn], Stage]:
+    """Declare a function a pipeline stage, with what it uses from preparation:
+    `@stage(needs=Needs(screen=True))`."""
+
+    def make(fn: StageFn) -> Stage:
+        return Stage(fn, needs)
+
+    return make

@@ -27,21 +27,15 @@ from typing import Any
 from maildesk.config import Settings
 from maildesk.errors import UnparseableMessage
 from maildesk.message import ParsedMessage, parse_bytes
+from maildesk.pipeline.context import Needs
 from maildesk.pipeline.stages.dedupe import content_hash
 from maildesk.pipeline.stages.screen import verdict_for
+from maildesk.rules.screen import ScreenVerdict
 from maildesk.sanitize import clean_html
 from maildesk.spool.files import Spool, SpoolEntry
-from maildesk.threading.quotes import split_reply
+from maildesk.threading.quotes import Reply, split_reply
 
 log = logging.getLogger("maildesk.prepare")
-
-
-@dataclass(frozen=True)
-class Needs:
-    """Which optional results the configured stages use."""
-
-    screen: bool = False
-    reply: bool = False
 
 
 @dataclass
@@ -50,8 +44,8 @@ class Prepared:
     msg: ParsedMessage
     content_hash: str
     html: str  # sanitised
-    screen: Any = None  # rules.screen.ScreenVerdict
-    reply: Any = None  # threading.quotes.Reply
+    screen: ScreenVerdict | None = None  # when a stage needs it (`Needs.screen`) and it did not raise
+    reply: Reply | None = None  # likewise (`Needs.reply`)
 
 
 @dataclass

@@ -20,9 +20,8 @@ from datetime import datetime
 from typing import Any
 
 from maildesk.clock import utcnow
-from maildesk.pipeline.context import MessageContext, PipelineDeps, Stage
+from maildesk.pipeline.context import MessageContext, Needs, PipelineDeps, Stage, needs_of
 from maildesk.pipeline.prepare import (
-    Needs,
     Outcome,
     Prepared,
     PrepareFailed,
@@ -31,6 +30,7 @@ from maildesk.pipeline.prepare import (
     default_processes,
 )
 from maildesk.spool.files import Spool, SpoolEntry
+from maildesk.store import Session
 from maildesk.store.db import Store, is_unavailable
 
 log = logging.getLogger("maildesk.worker")
@@ -204,9 +204,9 @@ class Worker:
         return worked
 
     def _needs(self) -> Needs:
-        """What the configured stages will use from preparation (stages may be swapped)."""
-        names = {stage.__name__ for stage in self.stages}
-        return Needs(screen="screen" in names, reply="visible_text" in names)
+        """What the configured stages declared they use from preparation (`@stage(needs=…)`;
+        `self.stages` may be swapped, so this is asked each batch)."""
+        return needs_of(self.stages)
 
     def release_prefetched(self) -> None:
         """Give a claimed-ahead batch back to incoming/ (on stop, or when the DB is down)."""
@@ -306,9 +306,9 @@ class Worker:
                 done.append((entry, ctx))
         return done, failed
 
-    def _stages_for(self, ctx: MessageContext, session: Any) -> None:
+    def _stages_for(self, ctx: MessageContext, session: Session) -> None:
         for stage in self.stages:
-            ctx.stage = stage.__name__
+            ctx.stage = stage.name
             stage(ctx, session, self.deps)
 
     def _count(self, ctx: MessageContext) -> None:

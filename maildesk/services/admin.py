@@ -7,7 +7,7 @@ Session (the caller owns the transaction), the Settings and `now`; they return p
 and dataclasses.
 
 The real context for `templates preview --ticket N` is built from the same pieces the
-respond stage uses (`pipeline.respond.mailer_of`, `Mailer._inputs`, `Mailer.agent_input`,
+respond stage uses (`Mailer`, `Mailer._inputs`, `Mailer.agent_input`,
 `outbound.context.build_context`); sections only a particular flow fills (SLA, survey,
 bounce, refusal, follow-up) come from the sample context and are named in the result.
 
@@ -33,8 +33,6 @@ from maildesk.outbound.context import (
 )
 from maildesk.outbound.mailer import Mailer
 from maildesk.outbound.render import Rendered, RenderError, TemplateProblem, TemplateRenderer
-from maildesk.pipeline.context import PipelineDeps
-from maildesk.pipeline.stages.respond import mailer_of
 from maildesk.services.tickets import OperationError
 from maildesk.store import Session
 from maildesk.store import admin_queries as aq
@@ -198,7 +196,7 @@ def preview_ticket(
     ticket = session.get(Ticket, ticket_number)
     if ticket is None:
         raise OperationError(f"no ticket {ticket_number}")
-    mailer = mailer_of(PipelineDeps(settings=settings))
+    mailer = Mailer(settings)
     desk = settings.desk
     customer, tinput = mailer._inputs(session, ticket, now)
     sample = sample_context(

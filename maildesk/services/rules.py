@@ -14,13 +14,11 @@ committed; no stage, mailer or outbox is called. Printing is the CLI's job.
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy import select
 
 from maildesk.config import Settings
 from maildesk.message import parse_bytes
@@ -30,8 +28,9 @@ from maildesk.rules.inputs import rule_input_from_message
 from maildesk.rules.model import AssignSpec, CustomerFacts, Decision, RuleHit, RuleInput, RulesError, TicketState
 from maildesk.rules.ruleset import RuleSet
 from maildesk.store import Session
+from maildesk.store import routing_queries as rq
 from maildesk.store.db import Store
-from maildesk.store.models import Event, Message, Ticket
+from maildesk.store.models import Message, Ticket
 
 
 def rules_path(settings: Settings, file: str | Path | None) -> Path | None:
@@ -208,11 +207,7 @@ def _recorded(session: Session, message_pk: int) -> tuple[dict[str, Any] | None,
     """(the routed event's data, whether the message opened its ticket)."""
     routed = None
     opened = False
-    for ev in session.scalars(
-        select(Event)
-        .where(Event.message_pk == message_pk, Event.type.in_(("routed", "ticket-created")))
-        .order_by(Event.id)
-    ):
+    for ev in rq.routing_events(session, message_pk):
         if ev.type == "routed":
             routed = ev.data
         else:
@@ -260,22 +255,6 @@ def _input_for(session: Session, m: Message, routed: Mapping[str, Any] | None, o
     return inp, approximate
 
 
-def _messages(session: Session, since: datetime, limit: int | None) -> Iterator[Message]:
-    stmt = (
-        select(Message)
-        .where(
-            Message.direction == "in",
-            Message.kind == "customer",
-            Message.ticket_number.is_not(None),
-            Message.created_at >= since,
-        )
-        .order_by(Message.id)
-    )
-    if limit:
-        stmt = stmt.limit(limit)
-    yield from session.scalars(stmt.execution_options(yield_per=200))
-
-
 def replay(
     store: Store, since: datetime, candidate: RuleSet, *, baseline: RuleSet | None = None, limit: int | None = None
 ) -> ReplayReport:
@@ -285,7 +264,7 @@ def replay(
         since=since, candidate=candidate.source, against=baseline.source if baseline else "recorded decisions"
     )
     with store.reader() as session:
-        for m in _messages(session, since, limit):
+        for m in rq.customer_mail_since(session, since, limit):
             if m.raw is None:
                 report.skipped += 1
                 continue

@@ -513,8 +513,8 @@ def reply(
 ) -> ActionResult:
     """A reply to the customer through the outbox (the daemon's sender delivers it); the
     ticket then waits on the customer (`status`, default pending; their answer reopens it).
-    `deps` is the desk's PipelineDeps (its settings and extras hold the Mailer)."""
-    from maildesk.outbound.agent_reply import send_agent_reply, shared_mailer
+    `deps` is the desk's PipelineDeps (`deps.mailer` composes and queues)."""
+    from maildesk.outbound.agent_reply import send_agent_reply
     from maildesk.outbound.mailer import COMPOSE_ERRORS
 
     if not text.strip():
@@ -523,7 +523,7 @@ def reply(
         raise OperationError(f"unknown status {status!r}; use {', '.join(STATUSES)}")
     ticket = get_ticket(session, number)
     try:
-        item = send_agent_reply(session, shared_mailer(deps.settings, deps.extras), number, text, by, now)
+        item = send_agent_reply(session, deps.mailer, number, text, by, now)
     except COMPOSE_ERRORS as exc:
         raise OperationError(f"cannot compose the reply: {exc}") from exc
     detail: dict[str, Any] = {"queued": item is not None}

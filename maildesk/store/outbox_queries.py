@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, delete, distinct, func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from maildesk.domain import OPEN_STATUSES
@@ -36,6 +37,22 @@ from maildesk.store.queries import (
 
 def item_by_key(session: Session, key: str) -> OutboxItem | None:
     return session.scalars(select(OutboxItem).where(OutboxItem.idempotency_key == key)).first()
+
+
+def add_unless_queued(session: Session, key: str, item: OutboxItem, message: Message) -> bool:
+    """Add the outbox row and its Message row; False when `key` was queued before (by a
+    concurrent enqueue: the unique key refused it). A savepoint keeps the caller's
+    transaction usable either way; any other integrity error is raised."""
+    try:
+        with session.begin_nested():
+            session.add(item)
+            session.add(message)
+            session.flush()
+    except IntegrityError:
+        if item_by_key(session, key) is not None:
+            return False
+        raise
+    return True
 
 
 _RECIPIENT_HOUR = select(func.count()).where(AutoSend.recipient == bindparam("r"), AutoSend.at >= bindparam("hour"))

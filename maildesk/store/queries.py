@@ -138,6 +138,33 @@ def participants(session: Session, number: int) -> list[str]:
     return list(session.scalars(select(Participant.address).where(Participant.ticket_number == number)))
 
 
+def participants_with_role(session: Session, number: int, role: str) -> list[str]:
+    """The ticket's participant addresses of one role (`cc`, `customer`)."""
+    return list(
+        session.scalars(
+            select(Participant.address).where(Participant.ticket_number == number, Participant.role == role)
+        )
+    )
+
+
+def ticket_thread_facts(
+    session: Session, number: int
+) -> tuple[int, str, datetime | None, datetime | None, int | None, str] | None:
+    """(number, status, closed_at, resolved_at, merged_into, customer email) for threading."""
+    row = session.execute(
+        select(Ticket.number, Ticket.status, Ticket.closed_at, Ticket.resolved_at, Ticket.merged_into, Customer.email)
+        .join(Customer, Customer.id == Ticket.customer_id)
+        .where(Ticket.number == number)
+    ).first()
+    return (row[0], row[1], row[2], row[3], row[4], row[5]) if row is not None else None
+
+
+def warm_up(session: Session) -> None:
+    """Touch the hot tables once so the mappers and the connection are set up."""
+    session.execute(select(Ticket.number).limit(1)).all()
+    session.execute(select(Message.id).limit(1)).all()
+
+
 def customer_by_email(session: Session, email: str) -> Customer | None:
     return session.scalars(select(Customer).where(func.lower(Customer.email) == email.strip().lower())).first()
 

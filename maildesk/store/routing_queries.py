@@ -5,14 +5,14 @@ SQL lives in the store; `pipeline/route.py` only decides what to do with the ans
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from maildesk.domain import OPEN_STATUSES
-from maildesk.store.models import Agent, Event, KeyValue, Ticket
+from maildesk.store.models import Agent, Event, KeyValue, Message, Ticket
 from maildesk.store.queries import agent_by_email, customer_by_email  # noqa: F401 - used here and by callers
 
 
@@ -63,6 +63,34 @@ def open_loads(session: Session, members: Sequence[str], exclude_ticket: int) ->
 
 def all_agents(session: Session) -> list[Agent]:
     return list(session.scalars(select(Agent)))
+
+
+def routing_events(session: Session, message_pk: int) -> list[Event]:
+    """The `routed` and `ticket-created` events of one message, oldest first (rules replay)."""
+    return list(
+        session.scalars(
+            select(Event)
+            .where(Event.message_pk == message_pk, Event.type.in_(("routed", "ticket-created")))
+            .order_by(Event.id)
+        )
+    )
+
+
+def customer_mail_since(session: Session, since: datetime, limit: int | None) -> Iterator[Message]:
+    """Incoming customer mail with a ticket since `since`, oldest first, streamed (rules replay)."""
+    stmt = (
+        select(Message)
+        .where(
+            Message.direction == "in",
+            Message.kind == "customer",
+            Message.ticket_number.is_not(None),
+            Message.created_at >= since,
+        )
+        .order_by(Message.id)
+    )
+    if limit:
+        stmt = stmt.limit(limit)
+    yield from session.scalars(stmt.execution_options(yield_per=200))
 
 
 def round_robin_last(session: Session, group: str) -> str | None:

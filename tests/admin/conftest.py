@@ -15,9 +15,7 @@ from tests.support.mailgen import eml
 
 def cli_app() -> typer.Typer:
     from maildesk.cli import app
-    from maildesk.commands.admin import register
 
-    register(app)  # a no-op once cli.py registers the admin commands itself
     return app
 
 

@@ -25,9 +25,7 @@ def seed(desk: Any, mails: list[bytes]) -> None:
 
 def cli_app() -> typer.Typer:
     from maildesk.cli import app
-    from maildesk.commands.desk import register
 
-    register(app)  # a no-op when cli.py already registered the desk commands
     return app
 
 

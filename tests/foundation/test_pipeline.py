@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from maildesk.pipeline.context import stage
 from maildesk.store.models import Attachment, Event, Message, Participant, Ticket
 from tests.support.crashes import WorkerDied, drain_through_crashes
 from tests.support.mailgen import eml
@@ -88,6 +89,7 @@ def test_unparseable_goes_to_quarantine_with_reason(desk: Any) -> None:
 
 
 def test_stage_that_raises_sends_entry_to_failed_and_rolls_back(desk: Any) -> None:
+    @stage()
     def exploding(ctx: Any, session: Any, deps: Any) -> None:
         raise RuntimeError("rule engine exploded")
 
@@ -142,6 +144,7 @@ def test_unquoted_comma_in_sender_name_keeps_the_address(desk: Any) -> None:
 
 
 def test_poison_message_is_isolated_and_parked_after_three_crashes(desk: Any) -> None:
+    @stage()
     def poison(ctx: Any, session: Any, deps: Any) -> None:
         if ctx.msg.subject == "poison":
             raise WorkerDied()

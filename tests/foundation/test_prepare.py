@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from maildesk.app import App
 from maildesk.config import Settings
+from maildesk.pipeline.context import stage
 from maildesk.pipeline.prepare import (
     Needs,
     Prepared,
@@ -176,6 +177,7 @@ def test_crash_blame_stays_exact_while_batches_are_claimed_ahead(settings: Setti
     app = App(pool_settings(settings, 1))
     app.migrate()
 
+    @stage()
     def poison(ctx: Any, session: Any, deps: Any) -> None:
         if ctx.msg.subject == "poison":
             raise WorkerDied()

@@ -13,8 +13,8 @@ from maildesk.outbound.context import AgentInput, MessageInput
 from maildesk.outbound.mailer import Mailer, Recipient, SendRequest
 from maildesk.outbound.outbox import loop_id
 from maildesk.outbound.render import TemplateRenderer
-from maildesk.pipeline.context import MessageContext, PipelineDeps
-from maildesk.pipeline.stages.respond import mailer_of, respond, send_agent_reply, send_resolution_notice
+from maildesk.pipeline.context import MessageContext, PipelineDeps, stage
+from maildesk.pipeline.stages.respond import respond, send_agent_reply, send_resolution_notice
 from maildesk.rules.model import Decision
 from maildesk.rules.screen import screen_message
 from maildesk.store.models import Agent, Message, Ticket
@@ -31,6 +31,7 @@ from tests.outbox.outbox_kit import (
 from tests.support.mailgen import eml
 
 
+@stage()
 def screening(ctx: MessageContext, session: Any, deps: PipelineDeps) -> None:
     """The real screen, as the lead's screen stage will call it."""
     settings = deps.settings
@@ -50,6 +51,7 @@ def with_stages(desk: Any, *middle: Any) -> None:
 
 
 def deciding(decision: Decision) -> Any:
+    @stage()
     def route(ctx: MessageContext, session: Any, deps: PipelineDeps) -> None:
         ctx.decision = decision
 
@@ -96,6 +98,7 @@ def test_spam_or_discard_decision_gets_no_ack(wired: Any, clock: Clock) -> None:
 def test_reply_on_existing_ticket_gets_no_second_ack(wired: Any, clock: Clock) -> None:
     number = new_ticket(wired, clock)
 
+    @stage()
     def thread_to_ticket(ctx: MessageContext, session: Any, deps: PipelineDeps) -> None:
         ctx.ticket_number = number
 
@@ -115,7 +118,7 @@ def test_rule_replies_are_sent_and_unknown_templates_are_recorded(wired: Any, cl
         "Subject: {{ ticket.reply_subject }}\n\nDear {{ recipient.display_name }}, we open at 9.\n"
         "You wrote: {{ message.excerpt }}\n"
     )
-    wired.deps.extras["mailer"] = Mailer(wired.settings, TemplateRenderer(tmp_path / "site"))
+    wired.deps.mailer = Mailer(wired.settings, TemplateRenderer(tmp_path / "site"))
     with_stages(wired, deciding(Decision(replies=("ack", "opening_hours", "no_such_template"))))
     number = new_ticket(wired, clock, body="Are you open on Sunday?")
     rows = outbox_rows(wired)
@@ -201,7 +204,7 @@ def test_send_request_queues_once_per_key_with_cc_and_reader(wired: Any, clock: 
         internal=True,
         message=MessageInput(text="The printer is on fire.", sender_email="anna@customer.example"),
     )
-    mailer = mailer_of(wired.deps)
+    mailer = wired.deps.mailer
     with wired.store.session() as s:
         first = mailer.send(s, request, clock())
         assert first is not None

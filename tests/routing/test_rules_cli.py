@@ -14,7 +14,7 @@ import typer
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from maildesk.commands.rules import register
+from maildesk.commands.rules import rules_app
 from maildesk.config import load_settings
 from maildesk.store.models import Event, KeyValue, Message, OutboxItem, Ticket
 from tests.routing.routing_kit import Desk
@@ -85,7 +85,7 @@ def cli(tmp_path: Path, database_url: str) -> Iterator[tuple[Path, Desk, Any]]:
     cfg = write_config(tmp_path, database_url)
     desk = Desk(load_settings(cfg))
     app = typer.Typer()
-    register(app)
+    app.add_typer(rules_app, name="rules")
 
     @app.callback()
     def _main() -> None:  # a group, so "rules" is a sub-command as on the real CLI
@@ -206,7 +206,7 @@ def test_replay_of_mail_stored_before_rules_existed_is_marked_approximate(tmp_pa
     bare.say(eml(subject="Invoice 42", message_id="<pre1@customer.example>"))
     bare.close()
     app = typer.Typer()
-    register(app)
+    app.add_typer(rules_app, name="rules")
 
     @app.callback()
     def _main() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 
 from maildesk.message import ParsedMessage, synthetic_message_id
-from maildesk.pipeline.context import MessageContext, PipelineDeps
+from maildesk.pipeline.context import MessageContext, PipelineDeps, stage
 from maildesk.store import Session
 from maildesk.store import queries as q
 
@@ -28,9 +28,10 @@ def content_hash(msg: ParsedMessage) -> str:
 
 
 def stored_content_hash(ctx: MessageContext) -> str:
-    return str(ctx.pre.content_hash) if ctx.pre is not None else content_hash(ctx.msg)
+    return ctx.pre.content_hash if ctx.pre is not None else content_hash(ctx.msg)
 
 
+@stage()
 def dedupe(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     """Exactly once: a Message-ID already stored with the same content is a duplicate;
     the same id with other content is kept under a synthetic id, never dropped."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
-from maildesk.pipeline.context import MessageContext, PipelineDeps
+from maildesk.pipeline.context import MessageContext, PipelineDeps, stage
 from maildesk.pipeline.stages.dedupe import stored_content_hash
 from maildesk.store import Session
 from maildesk.store import queries as q
@@ -26,6 +26,7 @@ def _customer_address(ctx: MessageContext) -> tuple[str, str]:
     return addr.email, addr.name
 
 
+@stage()
 def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     """Store the message (raw bytes, text, HTML, attachments), the ticket and participants.
 
@@ -105,8 +106,7 @@ def _store_message(
     if ctx.pre is not None:
         html = ctx.pre.html
     else:
-        sanitize = deps.extras.get("sanitize_html")
-        html = sanitize(msg.html) if (sanitize and msg.html) else ""
+        html = deps.sanitize_html(msg.html) if msg.html else ""
     message_id = ctx.stored_message_id or msg.message_id
     values = {
         "ticket_number": number,
@@ -130,7 +130,7 @@ def _store_message(
         "signature": ctx.signature,
         "html": html,
         "thread_root": None,
-        "screen": getattr(ctx.screen, "verdict", "human") if ctx.screen is not None else "human",
+        "screen": ctx.screen_verdict,
         "internal": False,
     }
     attachments = [

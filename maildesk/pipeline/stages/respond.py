@@ -19,10 +19,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from maildesk.outbound import agent_reply
-from maildesk.outbound.agent_reply import shared_mailer
 from maildesk.outbound.context import MessageInput
-from maildesk.outbound.mailer import COMPOSE_ERRORS, Mailer, Parent, Recipient, SendRequest, compose_failed
-from maildesk.pipeline.context import MessageContext, PipelineDeps
+from maildesk.outbound.mailer import COMPOSE_ERRORS, Parent, Recipient, SendRequest, compose_failed
+from maildesk.pipeline.context import MessageContext, PipelineDeps, stage
 from maildesk.store import Session
 from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
@@ -31,22 +30,13 @@ from maildesk.store.models import OutboxItem, Ticket
 ACK_TEMPLATE = "ack"
 
 
-def mailer_of(deps: PipelineDeps) -> Mailer:
-    """The desk's Mailer from `deps.extras["mailer"]` (made once and kept there when absent)."""
-    return shared_mailer(deps.settings, deps.extras)
-
-
-def _is_human(ctx: MessageContext) -> bool:
-    return ctx.screen is None or getattr(ctx.screen, "verdict", "human") == "human"
-
-
 def _junk(ctx: MessageContext, ticket: Ticket) -> str:
     decision = ctx.decision
     if ticket.spam:
         return "ticket marked spam"
-    if decision is not None and getattr(decision, "spam", None) is not None:
+    if decision is not None and decision.spam is not None:
         return f"rules marked spam: {decision.spam}"
-    if decision is not None and getattr(decision, "discard", None) is not None:
+    if decision is not None and decision.discard is not None:
         return f"rules discarded: {decision.discard}"
     return ""
 
@@ -69,6 +59,7 @@ def _message_input(ctx: MessageContext) -> MessageInput:
     )
 
 
+@stage()
 def respond(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     """Acknowledge a new ticket from a human; send the templates the rules named."""
     if ctx.duplicate or ctx.ticket_number is None:
@@ -76,21 +67,21 @@ def respond(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     ticket = session.get(Ticket, ctx.ticket_number)
     if ticket is None:
         return
-    if not _is_human(ctx):
+    if ctx.screen_verdict != "human":
         return
     skip = _junk(ctx, ticket)
     if skip:
         if ctx.new_ticket:
             q.add_event(session, ticket.number, "auto-reply-skipped", {"reason": skip}, ctx.now, ctx.message_pk)
         return
-    mailer = mailer_of(deps)
+    mailer = deps.mailer
     to = _customer(ctx, ticket)
     from_addr = mailer.support_address([*ctx.envelope_recipients, *(a.email for a in ctx.msg.to + ctx.msg.cc)])
     parent = Parent.of(ctx.msg)
     templates: list[tuple[str, str]] = []
     if ctx.new_ticket:
         templates.append((f"ack:{ticket.number}", ACK_TEMPLATE))
-    replies = tuple(getattr(ctx.decision, "replies", ()) or ())
+    replies = ctx.decision.replies if ctx.decision is not None else ()
     for name in replies:
         if ctx.new_ticket and name == ACK_TEMPLATE:
             continue  # the acknowledgement is already on its way
@@ -125,7 +116,7 @@ def send_agent_reply(
     key: str | None = None,
 ) -> OutboxItem | None:
     """`outbound.agent_reply.send_agent_reply` with the desk's Mailer from `deps`."""
-    return agent_reply.send_agent_reply(session, mailer_of(deps), ticket_number, text, agent_email, now, key=key)
+    return agent_reply.send_agent_reply(session, deps.mailer, ticket_number, text, agent_email, now, key=key)
 
 
 def send_resolution_notice(
@@ -148,4 +139,4 @@ def send_resolution_notice(
         parent=Parent.of_row(oq.latest_inbound(session, ticket_number)),
         kind="auto",
     )
-    return mailer_of(deps).send(session, request, now)
+    return deps.mailer.send(session, request, now)

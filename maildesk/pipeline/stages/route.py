@@ -30,7 +30,7 @@ from typing import Any
 
 from maildesk.config import Settings
 from maildesk.domain import TIERS, Status
-from maildesk.pipeline.context import MessageContext, PipelineDeps
+from maildesk.pipeline.context import MessageContext, PipelineDeps, stage
 from maildesk.rules.engine import evaluate, pick_least_loaded, pick_round_robin
 from maildesk.rules.holder import RulesHolder
 from maildesk.rules.inputs import rule_input_from_message
@@ -153,7 +153,7 @@ def input_json(inp: RuleInput) -> dict[str, Any]:
 
 def _status_before(session: Session, ctx: MessageContext, ticket: Ticket) -> str:
     """The ticket's status as the customer's mail found it (before this mail reopened it)."""
-    if ctx.thread is None or not getattr(ctx.thread, "reopen", False) or ctx.message_pk is None:
+    if ctx.thread is None or not ctx.thread.reopen or ctx.message_pk is None:
         return ticket.status
     return rq.reopened_from(session, ctx.message_pk) or ticket.status
 
@@ -326,7 +326,7 @@ def apply_decision(
 
 def _notify(session: Session, ctx: MessageContext, deps: PipelineDeps, ticket: Ticket, to: str, template: str) -> None:
     from maildesk.outbound.mailer import COMPOSE_ERRORS, Parent, Recipient, SendRequest, compose_failed
-    from maildesk.pipeline.stages.respond import _message_input, mailer_of
+    from maildesk.pipeline.stages.respond import _message_input
 
     try:
         request = SendRequest(
@@ -341,7 +341,7 @@ def _notify(session: Session, ctx: MessageContext, deps: PipelineDeps, ticket: T
             message=_message_input(ctx),
             message_pk=ctx.message_pk,
         )
-        item = mailer_of(deps).send(session, request, ctx.now)
+        item = deps.mailer.send(session, request, ctx.now)
     except COMPOSE_ERRORS as exc:
         compose_failed(session, ticket.number, template, exc, ctx.now, ctx.message_pk)
         return
@@ -351,6 +351,7 @@ def _notify(session: Session, ctx: MessageContext, deps: PipelineDeps, ticket: T
     q.add_event(session, ticket.number, "notified", data, ctx.now, ctx.message_pk)
 
 
+@stage()
 def route(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     """Queue by support address for a new ticket, then the rules; record every hit."""
     if ctx.duplicate or ctx.ticket_number is None or ctx.kind != "customer":
@@ -375,8 +376,8 @@ def route(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
                     exact_data={"address": rcpt, "queue": queue},
                 )
                 break
-    holder = deps.extras.get("rules")
-    if not isinstance(holder, RulesHolder) or holder.path is None:
+    holder = deps.rules
+    if holder.path is None:
         return
     refresh(holder)
     ruleset = holder.ruleset

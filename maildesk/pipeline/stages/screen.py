@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from maildesk.config import Settings
 from maildesk.message import ParsedMessage
-from maildesk.pipeline.context import MessageContext, PipelineDeps
+from maildesk.pipeline.context import MessageContext, Needs, PipelineDeps, stage
 from maildesk.rules.screen import ScreenVerdict, screen_message
 from maildesk.store import Session
 from maildesk.store import queries as q
@@ -34,6 +34,7 @@ def verdict_for(msg: ParsedMessage, settings: Settings) -> ScreenVerdict:
     return verdict
 
 
+@stage(needs=Needs(screen=True))
 def screen(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     if ctx.duplicate:
         return
@@ -51,6 +52,7 @@ def screen(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
             ctx.thread_locked = True
 
 
+@stage()
 def apply_bounce(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     """After persist: suppress permanently failed addresses and say so on the ticket."""
     verdict: ScreenVerdict | None = ctx.screen
@@ -88,10 +90,9 @@ def apply_bounce(ctx: MessageContext, session: Session, deps: PipelineDeps) -> N
         )
     if ctx.ticket_number is not None and verdict.addresses:
         from maildesk.outbound.sender import notify_agents_of_bounce
-        from maildesk.pipeline.stages.respond import mailer_of
 
         notify_agents_of_bounce(
-            mailer_of(deps),
+            deps.mailer,
             session,
             ctx.ticket_number,
             ", ".join(verdict.addresses),

@@ -12,16 +12,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
-
 from maildesk.config import Settings
 from maildesk.domain import CLOSED_STATUSES, Status
 from maildesk.message import ParsedMessage
-from maildesk.pipeline.context import MessageContext, PipelineDeps
+from maildesk.pipeline.context import MessageContext, Needs, PipelineDeps, stage
 from maildesk.services import tickets
 from maildesk.store import Session
 from maildesk.store import queries as q
-from maildesk.store.models import Customer, Ticket
+from maildesk.store.models import Ticket
 from maildesk.threading import (
     ThreadDecision,
     ThreadInput,
@@ -44,13 +42,7 @@ class StoreThreadLookup:
         return q.tickets_for_message_ids(self.session, ids)
 
     def ticket(self, number: int) -> TicketFacts | None:
-        row = self.session.execute(
-            select(
-                Ticket.number, Ticket.status, Ticket.closed_at, Ticket.resolved_at, Ticket.merged_into, Customer.email
-            )
-            .join(Customer, Customer.id == Ticket.customer_id)
-            .where(Ticket.number == number)
-        ).first()
+        row = q.ticket_thread_facts(self.session, number)
         if row is None:
             return None
         number_, status, closed_at, resolved_at, merged_into, email = row
@@ -93,6 +85,7 @@ def decide(msg: ParsedMessage, ctx: MessageContext, lookup: Any, settings: Setti
     )
 
 
+@stage(needs=Needs(reply=True))
 def visible_text(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     """Separate what the person wrote from quoted history and signature."""
     if ctx.duplicate:
@@ -104,6 +97,7 @@ def visible_text(ctx: MessageContext, session: Session, deps: PipelineDeps) -> N
         ctx.note("visible-text-capped", chars=reply.capped, split=MAX_SPLIT_CHARS)
 
 
+@stage()
 def thread(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     """Decide the ticket; record why as an event (written by persist)."""
     if ctx.duplicate or ctx.thread_locked:
@@ -122,6 +116,7 @@ def thread(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     )
 
 
+@stage()
 def apply_thread_outcome(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     """After persist: reopen a resolved/closed ticket, or link a new one to the old."""
     decision: ThreadDecision | None = ctx.thread

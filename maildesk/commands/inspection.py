@@ -1,0 +1,134 @@
+"""`maildesk parse|status|explain`: what maildesk makes of a mail file, how the node is
+doing, and why a stored mail went where it went.
+
+Thin: parse arguments, call `maildesk.services.describe` / `maildesk.services.explain` or
+read the spool and the database counts, print (Rich or `--json`).
+`maildesk/cli.py` adds these functions to the main app.
+Must not: write anything.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from maildesk.commands.common import ConfigOpt, JsonOpt, console, err, load_settings_or_exit, open_app
+
+
+def parse(
+    files: Annotated[list[Path], typer.Argument(help="Message files.")],
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Show what maildesk extracts from messages, without storing anything.
+
+    One JSON object per line with `--json`, each with its `file`; a file that cannot be
+    parsed gives an object with an `error`. Example: `maildesk parse --json mail/*.eml`
+    """
+    from maildesk.app import describers
+    from maildesk.services.describe import describe_file
+
+    settings = load_settings_or_exit(config)
+    extra = describers()
+    for file in files:
+        data = describe_file(file, settings, extra)
+        if as_json:
+            print(json.dumps(data, ensure_ascii=False, default=str))
+        elif "error" in data:
+            console.print(f"[red]{file}[/red]: {data['error']}")
+        else:
+            console.rule(str(file))
+            for key in ("message_id", "subject", "from", "to", "cc", "date", "content_type", "defects"):
+                console.print(f"[bold]{key}[/bold]: {data.get(key)}")
+            for att in data.get("attachments", []):
+                console.print(
+                    f"[bold]attachment[/bold]: {att['filename']} ({att['content_type']}, {att['size']} bytes)"
+                )
+            for key in ("screen", "threading"):
+                if key in data:
+                    console.print(f"[bold]{key}[/bold]: {data[key]}")
+            console.print(data.get("visible_text", data.get("text", ""))[:2000], markup=False)
+
+
+def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Spool depths, mailbox state, worker figures and database counts.
+
+    Example: `maildesk status --json | jq .spool`
+    """
+    from maildesk.app import read_daemon_status
+    from maildesk.spool.files import Spool
+
+    settings = load_settings_or_exit(config)
+    data: dict[str, Any] = {"config": settings.source, "data_dir": str(settings.data_path)}
+    data["spool"] = Spool(settings.spool_path).ensure().depths()
+    data["daemon"] = read_daemon_status(settings)
+    try:
+        from maildesk.store import queries
+        from maildesk.store.db import Store
+
+        store = Store(settings.database_url)
+        store.check()
+        with store.reader() as session:
+            data["database"] = {"backend": store.backend, "reachable": True, **queries.counts(session)}
+            data["held"] = _held_automatic(session)
+        store.dispose()
+    except Exception as exc:  # noqa: BLE001
+        data["database"] = {"reachable": False, "error": str(exc).splitlines()[0][:300]}
+    if as_json:
+        print(json.dumps(data, default=str))
+        return
+    table = Table(title="maildesk status", show_header=False)
+    table.add_row("config", data["config"])
+    table.add_row("spool", ", ".join(f"{k} {v}" for k, v in data["spool"].items()))
+    daemon = data["daemon"]
+    table.add_row("daemon", "running" if daemon and daemon.get("running") else "not running")
+    if daemon:
+        for box in daemon.get("imap", []):
+            table.add_row(f"imap {box.get('name')}", json.dumps(box, default=str)[:300])
+        table.add_row("worker", json.dumps(daemon.get("worker"), default=str)[:300])
+    table.add_row("database", json.dumps(data["database"], default=str)[:300])
+    for window, kinds in data.get("held", {}).items():
+        table.add_row(
+            f"held automatic mail, {window.replace('_', ' ')}",
+            ", ".join(f"{k} {v}" for k, v in kinds.items()) or "none",
+        )
+    console.print(table)
+
+
+def _held_automatic(session: Any) -> dict[str, dict[str, int]]:
+    """Automatic mail held by the limits in the last hour and day, per limit (`status`)."""
+    from datetime import timedelta
+
+    from maildesk.clock import utcnow
+    from maildesk.rules.limits import summarize_holds
+    from maildesk.store import outbox_queries
+
+    now = utcnow()
+    return summarize_holds(outbox_queries.held_automatic(session, now - timedelta(days=1)), now)
+
+
+def explain(
+    message_id: Annotated[str, typer.Argument(help="The Message-ID, with or without <>.")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Why did this mail go where it went? Screening, threading, rules and replies, in order.
+
+    Example: `maildesk explain '<CAH3x@mail.gmail.com>'`
+    """
+    from maildesk.services.explain import explain as explain_message
+    from maildesk.services.explain import render_text
+
+    desk = open_app(config)
+    data = explain_message(desk.store, message_id)
+    if data is None:
+        err.print(f"no stored message with Message-ID {message_id}")
+        raise typer.Exit(1)
+    if as_json:
+        print(json.dumps(data, default=str))
+    else:
+        console.print(render_text(data), markup=False, highlight=False)
