@@ -15,7 +15,7 @@ from maildesk.outbound.sender import backoff_seconds
 from maildesk.store.models import Agent, Message, OutboxItem, Suppression, Ticket
 from maildesk.threading import new_thread_index, parse_message_id, parse_reply_address, thread_index_root
 from maildesk.threading.thread_index import thread_index_depth
-from tests.outbox.outbox_kit import (
+from tests.support.outbox_kit import (
     Clock,
     RelaySink,
     event_types,
