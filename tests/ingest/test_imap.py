@@ -20,6 +20,7 @@ from maildesk.ingest.imap import Backoff, MailboxPoller
 from maildesk.spool.files import Spool
 from tests.support import dovecot as dovecot_support
 from tests.support.dovecot import DovecotServer, free_port
+from tests.support.wait import wait_for
 
 KEYWORD = "$MaildeskSpooled"
 
@@ -52,15 +53,6 @@ def settings_for(server: DovecotServer, **changes: Any) -> ImapSettings:
 
 def spooled(spool: Spool) -> list[tuple[dict[str, Any], bytes]]:
     return [Spool.read(e) for e in spool.entries("incoming")]
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 15.0) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if check():
-            return time.monotonic() - start
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 @pytest.fixture
@@ -486,15 +478,21 @@ def test_server_drop_mid_batch_reconnects_with_backoff_and_loses_nothing(
     caplog.set_level(logging.INFO, logger="maildesk.ingest.imap")
     thread, stop = run_in_thread(poller)
     try:
-        wait_until(lambda: poller.status()["folders"]["INBOX"]["fetched"] == 120)
+        wait_for(lambda: poller.status()["folders"]["INBOX"]["fetched"] == 120, timeout=15, message="first 120 fetched")
         late = [make_mail(1000 + i) for i in range(30)]
         dovecot.append_many("INBOX", late)  # 10 of these are spooled, then the server stops mid-batch
-        wait_until(lambda: spool.puts >= 130 and not poller.status()["connected"])
+        wait_for(
+            lambda: spool.puts >= 130 and not poller.status()["connected"], timeout=15, message="the drop mid-batch"
+        )
         assert "connection lost" in poller.status()["last_error"] or "cannot connect" in poller.status()["last_error"]
-        time.sleep(0.5)  # a few refused reconnects
+        wait_for(  # a few refused reconnects
+            lambda: any("retry 3 in" in r.getMessage() for r in list(caplog.records)),
+            timeout=15,
+            message="three failed attempts logged",
+        )
         dovecot.start()
-        wait_until(lambda: all(KEYWORD in f for f in dovecot.flags("INBOX").values()), timeout=20)
-        wait_until(lambda: poller.status()["connected"])
+        wait_for(lambda: all(KEYWORD in f for f in dovecot.flags("INBOX").values()), timeout=20, message="all marked")
+        wait_for(lambda: poller.status()["connected"], timeout=15, message="reconnected")
     finally:
         stop.set()
         thread.join(10)
@@ -518,20 +516,34 @@ def test_idle_wakes_up_on_new_mail(
     spool: Spool,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from imapclient import IMAPClient
+
+    start_idle = IMAPClient.idle
+    idling = threading.Event()
+
+    def idle_and_tell(client: IMAPClient) -> Any:
+        result = start_idle(client)  # returns once the server has confirmed IDLE
+        idling.set()
+        return result
+
+    monkeypatch.setattr(IMAPClient, "idle", idle_and_tell)
     settings = settings_for(dovecot, poll_interval=120.0, idle=True)
     poller = pollers(settings, spool, tmp_path / "state")
     thread, stop = run_in_thread(poller)
     try:
-        wait_until(lambda: poller.status()["last_success"] is not None)
-        time.sleep(0.3)  # now waiting in IDLE, next poll in two minutes
+        wait_for(lambda: poller.status()["last_success"] is not None, timeout=15, message="the first poll")
+        wait_for(idling.is_set, timeout=15, message="IDLE started")  # next poll in two minutes
         dovecot.append("INBOX", make_mail(1))
-        latency = wait_until(lambda: len(spooled(spool)) == 1, timeout=5)
+        appended = time.monotonic()
+        wait_for(lambda: len(spooled(spool)) == 1, timeout=5, message="the mail spooled during IDLE")
+        latency = time.monotonic() - appended
         with capsys.disabled():
             print(f"\nIMAP IDLE: new mail spooled {latency * 1000:.0f} ms after APPEND")
         assert latency < 2.0
         dovecot.append("INBOX", make_mail(2))
-        wait_until(lambda: len(spooled(spool)) == 2, timeout=5)
+        wait_for(lambda: len(spooled(spool)) == 2, timeout=5, message="the second mail spooled")
     finally:
         stop.set()
         thread.join(5)
@@ -562,7 +574,7 @@ def test_mail_arriving_just_before_idle_starts_is_not_left_for_the_next_poll(
     poller = pollers(settings, spool, tmp_path / "state")
     thread, stop = run_in_thread(poller)
     try:
-        wait_until(lambda: len(spooled(spool)) == 1, timeout=5)  # not after the two-minute poll
+        wait_for(lambda: len(spooled(spool)) == 1, timeout=5, message="the gap mail")  # not after the two-minute poll
     finally:
         stop.set()
         thread.join(5)
@@ -577,8 +589,14 @@ def test_idle_with_a_missing_first_folder_falls_back_to_polling(
     thread, stop = run_in_thread(poller)
     try:
         dovecot.append("INBOX", make_mail(1))
-        wait_until(lambda: len(spooled(spool)) == 1, timeout=5)
-        time.sleep(1.0)
+        wait_for(lambda: len(spooled(spool)) == 1, timeout=5, message="the mail spooled")
+        polls = {poller.status()["folders"]["INBOX"]["last_success"]}
+
+        def three_more_polls() -> bool:
+            polls.add(poller.status()["folders"]["INBOX"]["last_success"])
+            return len(polls) > 3
+
+        wait_for(three_more_polls, timeout=15, message="three more polls of INBOX")
     finally:
         stop.set()
         thread.join(5)
@@ -595,9 +613,9 @@ def test_without_idle_it_polls_at_the_interval(
     poller = pollers(settings, spool, tmp_path / "state")
     thread, stop = run_in_thread(poller)
     try:
-        wait_until(lambda: poller.status()["last_success"] is not None)
+        wait_for(lambda: poller.status()["last_success"] is not None, timeout=15, message="the first poll")
         dovecot.append("INBOX", make_mail(1))
-        wait_until(lambda: len(spooled(spool)) == 1, timeout=5)
+        wait_for(lambda: len(spooled(spool)) == 1, timeout=5, message="the mail spooled")
     finally:
         stop.set()
         thread.join(5)
