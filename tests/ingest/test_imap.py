@@ -8,7 +8,6 @@ import logging
 import random
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -515,7 +514,6 @@ def test_idle_wakes_up_on_new_mail(
     dovecot: DovecotServer,
     spool: Spool,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from imapclient import IMAPClient
@@ -536,12 +534,8 @@ def test_idle_wakes_up_on_new_mail(
         wait_for(lambda: poller.status()["last_success"] is not None, timeout=15, message="the first poll")
         wait_for(idling.is_set, timeout=15, message="IDLE started")  # next poll in two minutes
         dovecot.append("INBOX", make_mail(1))
-        appended = time.monotonic()
+        # well before the next poll (two minutes); the latency is a figure of bench/imap_bench.py
         wait_for(lambda: len(spooled(spool)) == 1, timeout=5, message="the mail spooled during IDLE")
-        latency = time.monotonic() - appended
-        with capsys.disabled():
-            print(f"\nIMAP IDLE: new mail spooled {latency * 1000:.0f} ms after APPEND")
-        assert latency < 2.0
         dovecot.append("INBOX", make_mail(2))
         wait_for(lambda: len(spooled(spool)) == 2, timeout=5, message="the second mail spooled")
     finally:
@@ -622,24 +616,18 @@ def test_without_idle_it_polls_at_the_interval(
     assert not thread.is_alive()
 
 
-def test_fetch_and_spool_rate_for_1000_messages(
+def test_1000_messages_are_fetched_spooled_and_marked_in_one_run(
     pollers: Callable[..., MailboxPoller],
     dovecot: DovecotServer,
     spool: Spool,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     raws = [make_mail(i, size=3000) for i in range(1000)]
     dovecot.append_many("INBOX", raws)
     poller = pollers(settings_for(dovecot, batch_size=100), spool, tmp_path / "state")
 
-    start = time.perf_counter()
-    report = poller.run_once()
-    elapsed = time.perf_counter() - start
+    report = poller.run_once()  # its rate is a figure of bench/imap_bench.py (goal: above 50 messages/s)
 
     assert (report.spooled, report.marked) == (1000, 1000)
     assert len(spooled(spool)) == 1000
-    with capsys.disabled():
-        print(f"\nIMAP fetch+spool+mark: 1000 messages of ~3 KB in {elapsed:.2f}s = {1000 / elapsed:.0f} messages/s")
-    assert 1000 / elapsed > 50
     poller.disconnect()
