@@ -8,7 +8,6 @@ import logging
 import random
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from maildesk.ingest.imap import Backoff, MailboxPoller
 from maildesk.spool.files import Spool
 from tests.support import dovecot as dovecot_support
 from tests.support.dovecot import DovecotServer, free_port
+from tests.support.wait import wait_for
 
 KEYWORD = "$MaildeskSpooled"
 
@@ -52,15 +52,6 @@ def settings_for(server: DovecotServer, **changes: Any) -> ImapSettings:
 
 def spooled(spool: Spool) -> list[tuple[dict[str, Any], bytes]]:
     return [Spool.read(e) for e in spool.entries("incoming")]
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 15.0) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if check():
-            return time.monotonic() - start
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 @pytest.fixture
@@ -486,15 +477,21 @@ def test_server_drop_mid_batch_reconnects_with_backoff_and_loses_nothing(
     caplog.set_level(logging.INFO, logger="maildesk.ingest.imap")
     thread, stop = run_in_thread(poller)
     try:
-        wait_until(lambda: poller.status()["folders"]["INBOX"]["fetched"] == 120)
+        wait_for(lambda: poller.status()["folders"]["INBOX"]["fetched"] == 120, timeout=15, message="first 120 fetched")
         late = [make_mail(1000 + i) for i in range(30)]
         dovecot.append_many("INBOX", late)  # 10 of these are spooled, then the server stops mid-batch
-        wait_until(lambda: spool.puts >= 130 and not poller.status()["connected"])
+        wait_for(
+            lambda: spool.puts >= 130 and not poller.status()["connected"], timeout=15, message="the drop mid-batch"
+        )
         assert "connection lost" in poller.status()["last_error"] or "cannot connect" in poller.status()["last_error"]
-        time.sleep(0.5)  # a few refused reconnects
+        wait_for(  # a few refused reconnects
+            lambda: any("retry 3 in" in r.getMessage() for r in list(caplog.records)),
+            timeout=15,
+            message="three failed attempts logged",
+        )
         dovecot.start()
-        wait_until(lambda: all(KEYWORD in f for f in dovecot.flags("INBOX").values()), timeout=20)
-        wait_until(lambda: poller.status()["connected"])
+        wait_for(lambda: all(KEYWORD in f for f in dovecot.flags("INBOX").values()), timeout=20, message="all marked")
+        wait_for(lambda: poller.status()["connected"], timeout=15, message="reconnected")
     finally:
         stop.set()
         thread.join(10)
@@ -517,21 +514,30 @@ def test_idle_wakes_up_on_new_mail(
     dovecot: DovecotServer,
     spool: Spool,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from imapclient import IMAPClient
+
+    start_idle = IMAPClient.idle
+    idling = threading.Event()
+
+    def idle_and_tell(client: IMAPClient) -> Any:
+        result = start_idle(client)  # returns once the server has confirmed IDLE
+        idling.set()
+        return result
+
+    monkeypatch.setattr(IMAPClient, "idle", idle_and_tell)
     settings = settings_for(dovecot, poll_interval=120.0, idle=True)
     poller = pollers(settings, spool, tmp_path / "state")
     thread, stop = run_in_thread(poller)
     try:
-        wait_until(lambda: poller.status()["last_success"] is not None)
-        time.sleep(0.3)  # now waiting in IDLE, next poll in two minutes
+        wait_for(lambda: poller.status()["last_success"] is not None, timeout=15, message="the first poll")
+        wait_for(idling.is_set, timeout=15, message="IDLE started")  # next poll in two minutes
         dovecot.append("INBOX", make_mail(1))
-        latency = wait_until(lambda: len(spooled(spool)) == 1, timeout=5)
-        with capsys.disabled():
-            print(f"\nIMAP IDLE: new mail spooled {latency * 1000:.0f} ms after APPEND")
-        assert latency < 2.0
+        # well before the next poll (two minutes); the latency is a figure of bench/imap_bench.py
+        wait_for(lambda: len(spooled(spool)) == 1, timeout=5, message="the mail spooled during IDLE")
         dovecot.append("INBOX", make_mail(2))
-        wait_until(lambda: len(spooled(spool)) == 2, timeout=5)
+        wait_for(lambda: len(spooled(spool)) == 2, timeout=5, message="the second mail spooled")
     finally:
         stop.set()
         thread.join(5)
@@ -562,7 +568,7 @@ def test_mail_arriving_just_before_idle_starts_is_not_left_for_the_next_poll(
     poller = pollers(settings, spool, tmp_path / "state")
     thread, stop = run_in_thread(poller)
     try:
-        wait_until(lambda: len(spooled(spool)) == 1, timeout=5)  # not after the two-minute poll
+        wait_for(lambda: len(spooled(spool)) == 1, timeout=5, message="the gap mail")  # not after the two-minute poll
     finally:
         stop.set()
         thread.join(5)
@@ -577,8 +583,14 @@ def test_idle_with_a_missing_first_folder_falls_back_to_polling(
     thread, stop = run_in_thread(poller)
     try:
         dovecot.append("INBOX", make_mail(1))
-        wait_until(lambda: len(spooled(spool)) == 1, timeout=5)
-        time.sleep(1.0)
+        wait_for(lambda: len(spooled(spool)) == 1, timeout=5, message="the mail spooled")
+        polls = {poller.status()["folders"]["INBOX"]["last_success"]}
+
+        def three_more_polls() -> bool:
+            polls.add(poller.status()["folders"]["INBOX"]["last_success"])
+            return len(polls) > 3
+
+        wait_for(three_more_polls, timeout=15, message="three more polls of INBOX")
     finally:
         stop.set()
         thread.join(5)
@@ -595,33 +607,27 @@ def test_without_idle_it_polls_at_the_interval(
     poller = pollers(settings, spool, tmp_path / "state")
     thread, stop = run_in_thread(poller)
     try:
-        wait_until(lambda: poller.status()["last_success"] is not None)
+        wait_for(lambda: poller.status()["last_success"] is not None, timeout=15, message="the first poll")
         dovecot.append("INBOX", make_mail(1))
-        wait_until(lambda: len(spooled(spool)) == 1, timeout=5)
+        wait_for(lambda: len(spooled(spool)) == 1, timeout=5, message="the mail spooled")
     finally:
         stop.set()
         thread.join(5)
     assert not thread.is_alive()
 
 
-def test_fetch_and_spool_rate_for_1000_messages(
+def test_1000_messages_are_fetched_spooled_and_marked_in_one_run(
     pollers: Callable[..., MailboxPoller],
     dovecot: DovecotServer,
     spool: Spool,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     raws = [make_mail(i, size=3000) for i in range(1000)]
     dovecot.append_many("INBOX", raws)
     poller = pollers(settings_for(dovecot, batch_size=100), spool, tmp_path / "state")
 
-    start = time.perf_counter()
-    report = poller.run_once()
-    elapsed = time.perf_counter() - start
+    report = poller.run_once()  # its rate is a figure of bench/imap_bench.py (goal: above 50 messages/s)
 
     assert (report.spooled, report.marked) == (1000, 1000)
     assert len(spooled(spool)) == 1000
-    with capsys.disabled():
-        print(f"\nIMAP fetch+spool+mark: 1000 messages of ~3 KB in {elapsed:.2f}s = {1000 / elapsed:.0f} messages/s")
-    assert 1000 / elapsed > 50
     poller.disconnect()

@@ -8,8 +8,9 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
+
+from tests.support.wait import wait_for
 
 
 def write_config(path: Path, *, data_dir: Path, database_url: str, smtp_port: int, extra: str = "") -> Path:
@@ -37,14 +38,14 @@ poll_interval = 0.05
 
 
 def wait_port(host: str, port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         try:
             with socket.create_connection((host, port), timeout=0.5):
-                return
+                return True
         except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+            return False
+
+    wait_for(listening, timeout=timeout, message=f"something listening on {host}:{port}")
 
 
 class Daemon:
@@ -71,12 +72,11 @@ class Daemon:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait until this run's worker has migrated and warmed up (it logs "worker ready")."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.log.read_text(errors="replace").count("worker ready") >= self.starts:
-                return
-            time.sleep(0.05)
-        raise TimeoutError(f"the worker did not get ready within {timeout}s")
+        wait_for(
+            lambda: self.log.read_text(errors="replace").count("worker ready") >= self.starts,
+            timeout=timeout,
+            message="the worker ready",
+        )
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -1,4 +1,3 @@
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -269,15 +268,12 @@ def test_own_message_id_is_ignored_in_its_own_references():
     assert decide(msg(references=("new@client",)), store).ticket is None
 
 
-def test_fast_with_long_references():
+def test_long_references_without_a_match_are_new():
+    # Its speed is a figure of bench/threading_bench.py --part decide (goal: under 5 ms a call).
     refs = tuple(f"r{i}@x" for i in range(5000))
     store = FakeStore()
-    inp = msg(references=refs, subject="Re: hello")
-    start = time.perf_counter()
-    for _ in range(100):
-        decide(inp, store)
-    per_call = (time.perf_counter() - start) / 100
-    assert per_call < 0.005
+    d = decide(msg(references=refs, subject="Re: hello"), store)
+    assert (d.ticket, d.method) == (None, "new")
 
 
 def test_subject_tag_sender_case_and_empty_sender():

@@ -18,6 +18,9 @@ from maildesk.store.models import Message, OutboxItem, Ticket
 from tests.conftest import free_port
 from tests.support.daemon import Daemon, TcpProxy, write_config
 from tests.support.mailgen import eml
+from tests.support.wait import wait_for
+
+DB_DOWN = "database unavailable, messages kept in spool"
 
 
 def send(port: int, raw: bytes) -> bool:
@@ -67,18 +70,11 @@ def test_parser_processes_do_not_outlive_a_killed_daemon(tmp_path: Path) -> None
         children = _children(daemon.proc.pid)
         assert children, "the daemon runs its parser process(es)"
         daemon.kill()  # SIGKILL: no chance to stop them itself
-        assert wait_until(lambda: not any(_alive(c) for c in children), 15), "a parser process outlived the daemon"
+        wait_for(
+            lambda: not any(_alive(c) for c in children), timeout=15, message="a parser process outlived the daemon"
+        )
     finally:
         daemon.kill()
-
-
-def wait_until(pred, timeout: float = 60.0, step: float = 0.1) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def stored_ids(url: str) -> list[str]:
@@ -101,7 +97,9 @@ def test_sigterm_stops_cleanly(tmp_path: Path, database_url: str) -> None:
     daemon.start()
     try:
         assert send(port, eml(message_id="<t1@customer.example>"))
-        assert wait_until(lambda: "t1@customer.example" in stored_ids(database_url), 30)
+        wait_for(
+            lambda: "t1@customer.example" in stored_ids(database_url), timeout=30, interval=0.1, message="t1 stored"
+        )
         assert daemon.terminate() == 0
     finally:
         daemon.kill()
@@ -153,8 +151,14 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(tmp_path
             daemon.kill()
     try:
         assert len(acked) == 3 * per_client and kills >= 3 and kills_while_sending >= 2
-        assert wait_until(lambda: len(set(stored_ids(database_url)) & acked) == len(acked), 120), (
-            f"failed/: {sorted(p.name for p in (tmp_path / 'data' / 'spool' / 'failed').glob('*.json'))}"
+        wait_for(
+            lambda: len(set(stored_ids(database_url)) & acked) == len(acked),
+            timeout=120,
+            interval=0.1,
+            message=lambda: (
+                f"every acknowledged message stored; failed/: "
+                f"{sorted(p.name for p in (tmp_path / 'data' / 'spool' / 'failed').glob('*.json'))}"
+            ),
         )
         assert daemon.terminate() == 0
     finally:
@@ -187,15 +191,28 @@ def test_database_going_away_keeps_accepting_and_resumes(tmp_path: Path, pg_data
         first = [f"up-{i}@customer.example" for i in range(10)]
         for mid in first:
             assert send(port, eml(message_id=f"<{mid}>"))
-        assert wait_until(lambda: set(first) <= set(stored_ids(real_url)), 30)
+        wait_for(
+            lambda: set(first) <= set(stored_ids(real_url)), timeout=30, interval=0.1, message="the first ten stored"
+        )
+        log = tmp_path / "daemon.log"
+        refusals = log.read_text(errors="replace").count(DB_DOWN)
         proxy.cut()
         second = [f"down-{i}@customer.example" for i in range(20)]
         for mid in second:
             assert send(port, eml(message_id=f"<{mid}>")), "SMTP must answer 250 from the spool while the DB is down"
-        time.sleep(2)
+        wait_for(  # the worker tried to store them and could not
+            lambda: log.read_text(errors="replace").count(DB_DOWN) > refusals,
+            timeout=30,
+            message="the worker reporting the database unavailable",
+        )
         assert not set(second) & set(stored_ids(real_url))
         proxy.start(proxy_port)
-        assert wait_until(lambda: set(first + second) <= set(stored_ids(real_url)), 90)
+        wait_for(
+            lambda: set(first + second) <= set(stored_ids(real_url)),
+            timeout=90,
+            interval=0.1,
+            message="all thirty stored",
+        )
         ids = stored_ids(real_url)
         assert len(ids) == len(set(ids)) == 30
         assert daemon.terminate() == 0

@@ -2,8 +2,9 @@
 
 Both run as subprocesses on loopback. maildesk's relay is the autoresponder's SMTP port, and
 the autoresponder answers every mail it gets by mailing support@example.com back on
-maildesk's SMTP port. One customer mail starts it; after a fixed window both are stopped
-and the exchange is counted from the autoresponder's record file and from the outbox.
+maildesk's SMTP port. One customer mail starts it; once the exchange is over (nothing in
+flight on either side) both are stopped and the exchange is counted from the autoresponder's
+record file and from the outbox. An exchange that never ends fails at EXCHANGE_DEADLINE.
 
 What must hold, on SQLite and PostgreSQL, in every mode: the number of mails maildesk sent
 stays within the configured automatic-mail limits, and every mail it did not send is in the
@@ -17,14 +18,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
 from maildesk.config import load_settings
 from maildesk.store.db import Store
@@ -32,13 +33,14 @@ from maildesk.store.models import Event, Message, OutboxItem, Ticket
 from tests.conftest import free_port
 from tests.support.daemon import Daemon, wait_port, write_config
 from tests.support.mailgen import eml
+from tests.support.wait import wait_for
 
-# The limits under test. Small numbers keep the window short; the bound is derived from them.
+# The limits under test. Small numbers keep the exchange short; the bound is derived from them.
 PER_RECIPIENT_HOUR = 3
 PER_RECIPIENT_DAY = 20
 PER_TICKET_DAY = 10
 GLOBAL_HOUR = 50
-WINDOW_SECONDS = 12.0
+EXCHANGE_DEADLINE = 60.0
 RESPONDER = "auto@responder.example"
 
 LIMITS = f"""
@@ -109,6 +111,27 @@ def _send_customer_mail(port: int) -> None:
         smtp.sendmail(RESPONDER, ["support@example.com"], raw)
 
 
+def _exchange_is_over(database_url: str, responder: Responder) -> bool:
+    """Nothing in flight: the responder answered (or failed to answer) every mail it got,
+    maildesk stored every answer, the relay got every mail the outbox says went out, and
+    no outgoing mail waits to be sent."""
+    got = responder.events()
+    received = sum(e["event"] == "received" for e in got)
+    sent = sum(e["event"] == "sent" for e in got)
+    if sum(e["event"] in ("sent", "send-error") for e in got) < received:
+        return False
+    store = Store(database_url)
+    try:
+        with store.reader() as s:
+            inbound = s.scalar(select(func.count()).select_from(Message).where(Message.direction == "in"))
+            states = Counter(s.scalars(select(OutboxItem.state)))
+    except DBAPIError:
+        return False  # not migrated yet
+    finally:
+        store.dispose()
+    return inbound == 1 + sent and states["sent"] == received and not (states["queued"] or states["sending"])
+
+
 @pytest.fixture
 def loop_run(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Runs one simulation: `run(mode)` returns (responder events, outbox rows, events, tickets, messages)."""
@@ -139,7 +162,12 @@ retry_base_seconds = 1.0
         started.append(daemon)
         daemon.start()
         _send_customer_mail(smtp_port)
-        time.sleep(WINDOW_SECONDS)
+        wait_for(
+            lambda: _exchange_is_over(database_url, responder),
+            timeout=EXCHANGE_DEADLINE,
+            interval=0.2,
+            message=lambda: f"the {mode} exchange to end; responder: {Counter(e['event'] for e in responder.events())}",
+        )
         assert daemon.alive(), (tmp_path / "daemon.log").read_text()[-3000:]
         assert daemon.terminate() == 0, (tmp_path / "daemon.log").read_text()[-3000:]
         responder.stop()

@@ -13,7 +13,7 @@ from maildesk.rules.limits import LimitPolicy
 from maildesk.store import queries as q
 from maildesk.store.models import Message, OutboxItem, Suppression
 from maildesk.threading import make_message_id
-from tests.outbox.outbox_kit import Clock, event_types, events, new_ticket, outbox_rows
+from tests.support.outbox_kit import Clock, event_types, events, new_ticket, outbox_rows
 
 
 def mail(number: int, to: str = "anna@customer.example", key: str = "k") -> OutgoingMail:

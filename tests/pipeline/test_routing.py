@@ -16,8 +16,8 @@ from maildesk.config import parse_settings
 from maildesk.errors import ConfigError
 from maildesk.services.explain import explain
 from maildesk.store.models import Agent, Customer, KeyValue, Ticket
-from tests.routing.routing_kit import Desk, team_settings
 from tests.support.mailgen import eml
+from tests.support.routing_kit import Desk, team_settings
 
 
 @pytest.fixture

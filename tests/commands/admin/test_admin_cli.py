@@ -13,7 +13,7 @@ from sqlalchemy import select
 from maildesk.outbound.relay import DeliveryResult
 from maildesk.outbound.sender import OutboxSender
 from maildesk.store.models import Event, Message, OutboxItem, Suppression
-from tests.admin.conftest import Run, cli_app, make_runner, seed, write_config
+from tests.commands.admin.conftest import Run, cli_app, make_runner, seed, write_config
 from tests.support.mailgen import eml
 
 COMMANDS = [

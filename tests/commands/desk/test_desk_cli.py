@@ -15,7 +15,7 @@ from sqlalchemy import select
 from maildesk.services import tickets as ops
 from maildesk.services import views
 from maildesk.store.models import Agent, Event, Message, OutboxItem, SlaClock, Ticket
-from tests.desk.conftest import NOW, cli_app, seed
+from tests.commands.desk.conftest import NOW, cli_app, seed
 from tests.support.mailgen import eml
 
 Run = Callable[..., Any]

@@ -1,7 +1,7 @@
 """Search timing on N generated messages (not a test; run by hand):
 
-    .venv/bin/python -m tests.desk.bench_search --backend sqlite --messages 10000
-    .venv/bin/python -m tests.desk.bench_search --backend postgresql --messages 10000
+    .venv/bin/python -m bench.search_bench --backend sqlite --messages 10000
+    .venv/bin/python -m bench.search_bench --backend postgresql --messages 10000
 
 Rows are inserted directly (the pipeline is not what is measured); the FTS triggers (SQLite)
 and the GIN index (PostgreSQL) keep up during the insert, as in production.

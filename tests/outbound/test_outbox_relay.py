@@ -17,7 +17,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from maildesk.config import OutboundSettings
 from maildesk.outbound.relay import deliver
 from tests.conftest import free_port
-from tests.outbox.outbox_kit import SinkHandler
+from tests.support.outbox_kit import SinkHandler
 
 RAW = b"From: support@example.com\r\nTo: anna@customer.example\r\nSubject: hi\r\nMessage-ID: <r1@example.com>\r\n\r\nhello\r\n"
 

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from maildesk.commands.rules import rules_app
 from maildesk.config import load_settings
 from maildesk.store.models import Event, KeyValue, Message, OutboxItem, Ticket
-from tests.routing.routing_kit import Desk
 from tests.support.mailgen import eml
+from tests.support.routing_kit import Desk
 
 RULES_V1 = """version: 1
 rules:

@@ -7,8 +7,6 @@ import json
 import os
 import signal
 import smtplib
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +17,9 @@ from maildesk.store.models import Ticket
 from tests.conftest import free_port
 from tests.support.daemon import Daemon
 from tests.support.mailgen import eml
+from tests.support.wait import wait_for
 
 RULES = "version: 1\nrules:\n  - name: route\n    then: [{{queue: {queue}}}]\n"
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_sighup_reloads_rules_and_a_broken_file_keeps_the_daemon_on_the_old_rules(
@@ -80,7 +69,7 @@ name = "general"
                 with store.reader() as s:
                     return s.scalars(select(Ticket.queue).where(Ticket.subject == subject)).first()
 
-            return str(wait_for(f"ticket {subject!r}", queue))
+            return str(wait_for(queue, timeout=30, interval=0.1, message=f"ticket {subject!r}"))
 
         def status() -> dict[str, Any]:
             try:
@@ -96,12 +85,12 @@ name = "general"
         assert send("two") == "billing"
         assert daemon.proc is not None
         daemon.proc.send_signal(signal.SIGHUP)
-        wait_for("the reload", lambda: status().get("reloaded_at"))
+        wait_for(lambda: status().get("reloaded_at"), timeout=30, interval=0.1, message="the reload")
         assert send("three") == "general"
         # a broken edit, announced by SIGHUP: reported, old rules stay, the daemon keeps running
         rules.write_text("version: 1\nrules:\n  - name: route\n    then: [{queue: general}, {prioritty: high}]\n")
         daemon.proc.send_signal(signal.SIGHUP)
-        errors = wait_for("the error in status.json", lambda: status().get("errors"))
+        errors = wait_for(lambda: status().get("errors"), timeout=30, interval=0.1, message="the error in status.json")
         assert errors[0].startswith(f"{rules}:4: rule 'route': unknown action 'prioritty'")
         assert send("four") == "general" and daemon.alive()
         assert status()["rules"] == 1

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from maildesk.message import parse_bytes
 from maildesk.outbound.sender import OutboxSender
-from tests.desk.conftest import cli_app, write_config
-from tests.outbox.outbox_kit import RelaySink, relay_settings
+from tests.commands.desk.conftest import cli_app, write_config
 from tests.support.mailgen import eml
+from tests.support.outbox_kit import RelaySink, relay_settings
 
 
 def test_cli_reply_is_delivered_with_threading_headers(desk: Any, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, inspect, select, text
 
 from maildesk.store.models import Attachment, Base, Customer, Event, Message, OutboxItem, Suppression, Ticket
-from tests.desk.conftest import NOW, seed
+from tests.commands.desk.conftest import NOW, seed
 from tests.support.mailgen import eml
 
 Run = Callable[..., Any]

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.outbox_kit import Clock, outbox_rows
 
 from maildesk.config import Settings
 from tests.conftest import make_settings
-from tests.outbox.outbox_kit import Clock, outbox_rows
 from tests.support.mailgen import eml
 
 

@@ -15,7 +15,7 @@ from maildesk.outbound.sender import backoff_seconds
 from maildesk.store.models import Agent, Message, OutboxItem, Suppression, Ticket
 from maildesk.threading import new_thread_index, parse_message_id, parse_reply_address, thread_index_root
 from maildesk.threading.thread_index import thread_index_depth
-from tests.outbox.outbox_kit import (
+from tests.support.outbox_kit import (
     Clock,
     RelaySink,
     event_types,
@@ -25,6 +25,7 @@ from tests.outbox.outbox_kit import (
     relay_settings,
     sender_for,
 )
+from tests.support.wait import wait_for
 
 
 def test_ack_reaches_the_relay_with_threading_headers(wired: Any, clock: Clock, sink: RelaySink) -> None:
@@ -266,7 +267,6 @@ def test_two_senders_draining_one_outbox_send_each_mail_once(bare: Any, clock: C
 
 def test_run_forever_recovers_then_drains_until_stopped(bare: Any, clock: Clock, sink: RelaySink) -> None:
     import threading
-    import time
 
     number = new_ticket(bare, clock)
     queue_plain_mails(bare, number, 3, clock())
@@ -279,11 +279,11 @@ def test_run_forever_recovers_then_drains_until_stopped(bare: Any, clock: Clock,
     stop = threading.Event()
     thread = threading.Thread(target=sender.run_forever, args=(stop,))
     thread.start()
-    deadline = time.monotonic() + 20
-    while len(sink.received) < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    stop.set()
-    thread.join(timeout=10)
+    try:
+        wait_for(lambda: len(sink.received) >= 3, timeout=20, interval=0.02, message="three mails at the relay")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
     assert not thread.is_alive()
     assert len(sink.received) == 3 and sender.totals.recovered == 1
     assert "send-interrupted" in event_types(bare, number)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from maildesk.store.models import Message, Ticket
-from tests.desk.conftest import cli_app, write_config
+from tests.commands.desk.conftest import cli_app, write_config
 from tests.support.mailgen import eml
 
 

@@ -9,13 +9,13 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from maildesk.errors import SpoolError
 from maildesk.spool.files import RECORD_HEADER, JournalWriter, Spool
+from tests.support.wait import wait_for
 
 SMALL = 64 * 1024
 
@@ -308,9 +308,12 @@ def test_two_drainer_processes_see_each_record_once(spool: Spool, tmp_path: Path
     writer = spool.journal_writer(SMALL)
     ids: list[str] = []
     try:
-        deadline = time.monotonic() + 30
-        while len(list(tmp_path.glob("stop.ready-*"))) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(
+            lambda: len(list(tmp_path.glob("stop.ready-*"))) >= 2,
+            timeout=30,
+            interval=0.01,
+            message="both drainers ready",
+        )
         for i in range(0, 600, 3):
             ids += append(writer, [msg(j, 500) for j in range(i, i + 3)])
     finally:

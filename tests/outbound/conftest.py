@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.outbox.outbox_kit import Clock, RelaySink, quiet, wire
+from tests.support.outbox_kit import Clock, RelaySink, quiet, wire
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from maildesk.pipeline.stages.respond import respond, send_agent_reply, send_res
 from maildesk.rules.model import Decision
 from maildesk.rules.screen import screen_message
 from maildesk.store.models import Agent, Message, Ticket
-from tests.outbox.outbox_kit import (
+from tests.support.mailgen import eml
+from tests.support.outbox_kit import (
     Clock,
     RelaySink,
     event_types,
@@ -28,7 +29,6 @@ from tests.outbox.outbox_kit import (
     relay_settings,
     sender_for,
 )
-from tests.support.mailgen import eml
 
 
 @stage()

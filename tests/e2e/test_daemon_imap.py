@@ -18,6 +18,7 @@ from tests.conftest import free_port
 from tests.support.daemon import Daemon, write_config
 from tests.support.dovecot import DovecotServer, dovecot_server
 from tests.support.mailgen import eml
+from tests.support.wait import wait_for
 
 
 @pytest.fixture
@@ -70,9 +71,15 @@ poll_interval = 0.2
             time.sleep(rng.uniform(0.2, 1.0))
             daemon.kill()
             daemon.start()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not set(ids) <= set(stored_incoming(database_url)):
-            time.sleep(0.3)
+        wait_for(
+            lambda: set(ids) <= set(stored_incoming(database_url)),
+            timeout=120,
+            interval=0.3,
+            message=lambda: (
+                f"missing: {len(set(ids) - set(stored_incoming(database_url)))}; "
+                f"log:\n{(tmp_path / 'daemon.log').read_text()[-3000:]}"
+            ),
+        )
         assert daemon.terminate() == 0
     finally:
         daemon.kill()

@@ -7,7 +7,7 @@ from typing import Any
 from maildesk.services import customers, views
 from maildesk.services import tickets as ops
 from maildesk.store.desk_queries import fts5_query
-from tests.desk.conftest import NOW, seed
+from tests.commands.desk.conftest import NOW, seed
 from tests.support.mailgen import eml
 
 
