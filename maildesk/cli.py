@@ -248,17 +248,9 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     data: dict[str, Any] = {"config": settings.source, "data_dir": str(settings.data_path)}
     data["spool"] = Spool(settings.spool_path).ensure().depths()
     data["daemon"] = read_daemon_status(settings)
-    try:
-        from maildesk.store import queries
-        from maildesk.store.db import Store
+    from maildesk.commands.ops import database_facts
 
-        store = Store(settings.database_url)
-        store.check()
-        with store.reader() as session:
-            data["database"] = {"backend": store.backend, "reachable": True, **queries.counts(session)}
-        store.dispose()
-    except Exception as exc:  # noqa: BLE001
-        data["database"] = {"reachable": False, "error": str(exc).splitlines()[0][:300]}
+    data["database"] = database_facts(settings)  # `initialised: false` with a note on a fresh folder
     if as_json:
         print(json.dumps(data, default=str))
         return
@@ -404,11 +396,13 @@ def spool_discard(
 def _register_desk_commands() -> None:
     from maildesk.commands.admin import register as register_admin
     from maildesk.commands.desk import register as register_desk
+    from maildesk.commands.ops import register as register_ops
     from maildesk.commands.rules import register as register_rules
 
     register_desk(app)
     register_rules(app)
     register_admin(app)
+    register_ops(app)
 
 
 _register_desk_commands()
@@ -416,7 +410,11 @@ _register_desk_commands()
 
 def main() -> None:
     os.environ.setdefault("COLUMNS", os.environ.get("COLUMNS", "120"))
-    app()
+    try:
+        app()
+    except ConfigError as exc:  # found after the settings loaded, e.g. PostgreSQL without maildesk[postgresql]
+        err.print(f"config error: {exc}", markup=False, style="red")
+        sys.exit(EX_CONFIG)
 
 
 if __name__ == "__main__":  # pragma: no cover
