@@ -260,7 +260,10 @@ def register(app: typer.Typer) -> None:
     """Add `--version`, `health` and `db upgrade|backup` to the main app."""
     app.callback()(_main_options)
     app.command("health")(health)
-    db_app = typer.Typer(help="The database: schema upgrades and backups.", no_args_is_help=True)
+    db_app = typer.Typer(
+        help="The database: schema upgrades and backups. Example: `maildesk db backup /backup/desk.db`",
+        no_args_is_help=True,
+    )
     db_app.command("upgrade")(db_upgrade)
     db_app.command("backup")(db_backup)
     app.add_typer(db_app, name="db")
