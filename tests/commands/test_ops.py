@@ -251,7 +251,9 @@ def test_health_follows_a_real_daemon(tmp_path: Path, database_url: str) -> None
         assert line == "degraded: spool entries need a look (1 quarantine): `maildesk spool list`"
         report = json.loads(run("health", "--json", "--config", str(cfg)).stdout)
         assert report["status"] == "degraded" and report["code"] == 1 and len(report["reasons"]) == 1
-        rules.write_text("version: 1\nrules:\n  - name: broken\n    then: {queue: [not, a, name]}\n    if: {nonsense: 1}\n")
+        rules.write_text(
+            "version: 1\nrules:\n  - name: broken\n    then: {queue: [not, a, name]}\n    if: {nonsense: 1}\n"
+        )
         assert daemon.proc is not None
         daemon.proc.send_signal(signal.SIGHUP)
         code, line = wait_for(lambda: "rules file has errors" in (h := health())[1] and h, "no rules errors")
