@@ -11,10 +11,13 @@ Must not: hold a command's body, or register commands anywhere but the block bel
 from __future__ import annotations
 
 import os
+import sys
 
 import typer
 
-from maildesk.commands import admin, daemon, desk, inspection, intake, rules, spool
+from maildesk.commands import admin, daemon, desk, inspection, intake, ops, rules, spool
+from maildesk.commands.common import EX_CONFIG, err
+from maildesk.errors import ConfigError
 
 app = typer.Typer(
     name="maildesk",
@@ -24,6 +27,8 @@ app = typer.Typer(
     rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+app.callback()(ops.main_options)  # --version
 
 # Commands ------------------------------------------------------------------------------
 app.command()(daemon.init)
@@ -35,6 +40,7 @@ app.command()(inspection.parse)
 app.command()(inspection.status)
 app.command()(inspection.explain)
 app.command("search")(desk.search_cmd)
+app.command("health")(ops.health)
 
 # Groups --------------------------------------------------------------------------------
 app.add_typer(spool.spool_app, name="spool")
@@ -47,11 +53,16 @@ app.add_typer(rules.rules_app, name="rules")
 app.add_typer(admin.suppressions_app, name="suppressions")
 app.add_typer(admin.templates_app, name="templates")
 app.add_typer(admin.outbox_app, name="outbox")
+app.add_typer(ops.db_app, name="db")
 
 
 def main() -> None:
     os.environ.setdefault("COLUMNS", os.environ.get("COLUMNS", "120"))
-    app()
+    try:
+        app()
+    except ConfigError as exc:  # found after the settings loaded, e.g. PostgreSQL without maildesk[postgresql]
+        err.print(f"config error: {exc}", markup=False, style="red")
+        sys.exit(EX_CONFIG)
 
 
 if __name__ == "__main__":  # pragma: no cover

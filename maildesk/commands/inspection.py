@@ -66,18 +66,10 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     data: dict[str, Any] = {"config": settings.source, "data_dir": str(settings.data_path)}
     data["spool"] = Spool(settings.spool_path).ensure().depths()
     data["daemon"] = read_daemon_status(settings)
-    try:
-        from maildesk.store import queries
-        from maildesk.store.db import Store
+    from maildesk.commands.ops import database_facts
 
-        store = Store(settings.database_url)
-        store.check()
-        with store.reader() as session:
-            data["database"] = {"backend": store.backend, "reachable": True, **queries.counts(session)}
-            data["held"] = _held_automatic(session)
-        store.dispose()
-    except Exception as exc:  # noqa: BLE001
-        data["database"] = {"reachable": False, "error": str(exc).splitlines()[0][:300]}
+    data["database"] = database_facts(settings)  # `initialised: false` with a note on a fresh folder
+    data["held"] = data["database"].pop("held", {})
     if as_json:
         print(json.dumps(data, default=str))
         return
@@ -97,18 +89,6 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
             ", ".join(f"{k} {v}" for k, v in kinds.items()) or "none",
         )
     console.print(table)
-
-
-def _held_automatic(session: Any) -> dict[str, dict[str, int]]:
-    """Automatic mail held by the limits in the last hour and day, per limit (`status`)."""
-    from datetime import timedelta
-
-    from maildesk.clock import utcnow
-    from maildesk.rules.limits import summarize_holds
-    from maildesk.store import outbox_queries
-
-    now = utcnow()
-    return summarize_holds(outbox_queries.held_automatic(session, now - timedelta(days=1)), now)
 
 
 def explain(

@@ -1,22 +1,29 @@
 """Database access: engine, schema migration and units of work.
 
 Owns SQLAlchemy engine setup for both backends (SQLite: WAL, synchronous=FULL, one writer;
-PostgreSQL via psycopg 3) and Alembic. Every other layer gets sessions from `Store`; SQL and
-ORM queries live in this package only.
+PostgreSQL via psycopg 3, the `maildesk[postgresql]` extra) and Alembic, plus the schema
+revision and backups (SQLite's online backup API, `pg_dump` for PostgreSQL). Every other layer
+gets sessions from `Store`; SQL and ORM queries live in this package only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import sqlite3
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from maildesk.errors import ConfigError, MaildeskError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -50,7 +57,16 @@ class Store:
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         else:
             kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"connect_timeout": 5})
-        self.engine: Engine = create_engine(url, **kwargs)
+        try:
+            self.engine: Engine = create_engine(url, **kwargs)
+        except ModuleNotFoundError as exc:  # the driver is an extra: say which one
+            if self.is_sqlite or not (exc.name or "").startswith("psycopg"):
+                raise
+            raise ConfigError(
+                f"database.url names PostgreSQL, but its driver ({exc.name}) is not installed: "
+                "install maildesk with the PostgreSQL extra: pip install 'maildesk[postgresql]'"
+                + ("" if url.startswith("postgresql+psycopg:") else " and use a postgresql+psycopg:// URL")
+            ) from exc
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
@@ -71,6 +87,36 @@ class Store:
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+    def revision(self) -> str | None:
+        """The schema's Alembic revision, or None when the database was never migrated."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    @staticmethod
+    def head_revision() -> str | None:
+        """The newest revision this version of maildesk brings."""
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        return ScriptDirectory.from_config(cfg).get_current_head()
+
+    def backup(self, target: Path) -> None:
+        """Write a consistent copy of the whole database to `target` while the desk runs.
+
+        SQLite: the online backup API into a temporary file beside `target`, checked, then
+        renamed (a half-written backup never carries the final name). PostgreSQL: `pg_dump
+        --format=custom` (restore with `pg_restore`); raises MaildeskError when it is missing.
+        """
+        target = Path(target)
+        if self.is_sqlite:
+            backup_sqlite(self.url, target)
+        else:
+            backup_postgresql(self.url, target)
 
     def check(self) -> None:
         """Raise DatabaseUnavailable unless a trivial query works."""
@@ -102,6 +148,57 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def backup_sqlite(url: str, target: Path) -> None:
+    source = make_url(url).database
+    if not source or source == ":memory:":
+        raise MaildeskError(f"nothing to back up: {url} is not a database file")
+    if not Path(source).exists():
+        raise MaildeskError(f"no database at {source} (not initialised yet)")
+    tmp = target.with_name(f".{target.name}.partial")
+    src = sqlite3.connect(source, timeout=30)
+    try:
+        dst = sqlite3.connect(tmp)
+        try:
+            src.backup(dst)
+            verdict = dst.execute("PRAGMA quick_check").fetchone()
+        finally:
+            dst.close()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        src.close()
+    if verdict is None or verdict[0] != "ok":
+        tmp.unlink(missing_ok=True)
+        raise MaildeskError(f"the backup did not pass SQLite's quick_check: {verdict}")
+    os.replace(tmp, target)
+
+
+def backup_postgresql(url: str, target: Path) -> None:
+    pg_dump = shutil.which("pg_dump")
+    if pg_dump is None:
+        raise MaildeskError(
+            "pg_dump is not installed (or not on PATH): install the PostgreSQL client tools "
+            "of the server's version (Debian/Ubuntu: apt install postgresql-client)"
+        )
+    parsed = make_url(url).set(drivername="postgresql")
+    env = dict(os.environ)
+    if parsed.password is not None:  # never on the command line, where `ps` shows it
+        env["PGPASSWORD"] = str(parsed.password)
+    dsn = parsed.set(password=None).render_as_string(hide_password=False)
+    tmp = target.with_name(f".{target.name}.partial")
+    result = subprocess.run(
+        [pg_dump, "--format=custom", "--file", str(tmp), "--dbname", dsn],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    if result.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise MaildeskError(f"pg_dump failed: {result.stderr.strip() or f'exit {result.returncode}'}")
+    os.replace(tmp, target)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

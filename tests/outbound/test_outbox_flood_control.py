@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.outbox_kit import Clock, outbox_rows
 
 from maildesk.config import Settings
 from tests.conftest import make_settings
 from tests.support.mailgen import eml
+from tests.support.outbox_kit import Clock, outbox_rows
 
 
 @pytest.fixture

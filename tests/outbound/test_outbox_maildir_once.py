@@ -8,11 +8,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tests.support.outbox_kit import Clock, new_ticket, outbox_rows, sender_for
-
 from maildesk.message import parse_bytes
 from maildesk.outbound.relay import deliver_maildir, maildir_name
 from tests.support.mailgen import eml
+from tests.support.outbox_kit import Clock, new_ticket, outbox_rows, sender_for
 
 
 def _copies(folder: Path) -> list[str]:

@@ -18,9 +18,9 @@ from maildesk.rules.engine import evaluate
 from maildesk.rules.model import RuleInput, TicketState
 from maildesk.services import tickets as ops
 from maildesk.store.models import Event, Message, SlaClock, Ticket
-from tests.support.routing_kit import Desk, team_settings
 from tests.rules.rules_kit import ruleset
 from tests.support.mailgen import eml
+from tests.support.routing_kit import Desk, team_settings
 
 RULES = """
 rules:

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import update
-from tests.commands.admin.conftest import make_runner, write_config
 
 from maildesk.config import Settings
 from maildesk.rules.limits import LimitPolicy, SentCounts, check_limits, hold_kind
 from maildesk.store.models import OutboxItem
+from tests.commands.admin.conftest import make_runner, write_config
 from tests.conftest import make_settings
 from tests.support.mailgen import eml
 
