@@ -23,7 +23,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from maildesk.config import Settings
-from maildesk.spool.files import SEGMENT_SIZE, Spool
+from maildesk.spool.files import Spool
+from maildesk.spool.journal import SEGMENT_SIZE
 
 log = logging.getLogger("maildesk.smtp")
 

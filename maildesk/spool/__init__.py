@@ -4,6 +4,7 @@
 journal drain; `journal` the SMTP intake journal's writer.
 """
 
-from maildesk.spool.files import JournalWriter, PendingEntry, Spool, SpoolEntry
+from maildesk.spool.files import PendingEntry, Spool, SpoolEntry
+from maildesk.spool.journal import Journal, JournalWriter
 
-__all__ = ["JournalWriter", "PendingEntry", "Spool", "SpoolEntry"]
+__all__ = ["Journal", "JournalWriter", "PendingEntry", "Spool", "SpoolEntry"]

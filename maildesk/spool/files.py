@@ -1,7 +1,8 @@
 """The durable spool: the only place intake hands mail to the worker.
 
-Owns the folders `tmp/ incoming/ active/ failed/ quarantine/ discarded/ journal/` under the
-data folder. It knows nothing of the database, rules or parsing.
+Owns the folders `tmp/ incoming/ active/ failed/ quarantine/ discarded/` under the data
+folder, and the drain that turns the intake journal's records (`maildesk.spool.journal`,
+which owns `journal/`) into entries. It knows nothing of the database, rules or parsing.
 
 An entry is one file: a first line `MDSPOOL1 {json}` (source, envelope, time) followed by the
 raw message bytes, unchanged. Its name is `<time_ns>-<random>.<attempt>.msg`; the attempt
@@ -37,40 +38,29 @@ Two ways in, both durable before the source is acknowledged:
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import itertools
 import json
 import logging
 import os
-import re
 import secrets
 import stat
-import struct
 import threading
 import time
-import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from maildesk.errors import SpoolError
+from maildesk.spool.fsio import fsync_dir, syncfs, write_all
+from maildesk.spool.journal import SEGMENT_SIZE, Journal, JournalWriter, not_in_use, read_records
 
 log = logging.getLogger("maildesk.spool.files")
 
 MAGIC = b"MDSPOOL1 "
 STATES = ("incoming", "active", "failed", "quarantine", "discarded")
 
-JOURNAL_MAGIC = b"MDJ1"
-RECORD_HEADER = struct.Struct("<4sII")  # magic, payload length, crc32 of the payload
-SEGMENT_SIZE = 64 << 20
-DRAIN_BATCH = 512  # records made durable by one sync (each holds an open file until then)
-DRAIN_BATCH_BYTES = 16 << 20
 CLAIM_DRAIN_LIMIT = 2048  # claim() materialises at most about this many records per refill
-_READ_CHUNK = 256 << 10
-_ID_OK = re.compile(r"[0-9A-Za-z_-]{1,64}")
-_IOV_MAX = 1024
 
 
 @dataclass(frozen=True)
@@ -100,50 +90,6 @@ class PendingEntry:
     path: str
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-_libc: Any = None
-
-
-def _syncfs(fd: int) -> bool:
-    """One syncfs(2) for a whole group: a single journal commit and cache flush for every
-    file written, where one fsync per file commits the journal once per file. False when
-    the call is missing or fails (the caller then fsyncs each file)."""
-    global _libc
-    if _libc is None:
-        try:
-            import ctypes
-
-            _libc = ctypes.CDLL(None, use_errno=True)
-            _libc.syncfs.argtypes = [ctypes.c_int]
-        except (OSError, AttributeError):
-            _libc = False
-    if not _libc:
-        return False
-    return bool(_libc.syncfs(fd) == 0)
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _not_in_use(fd: int) -> bool:
-    """True when no journal writer holds the segment open (it keeps an flock on it)."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
 @dataclass
 class _Drain:
     """State of one drain_journal() call."""
@@ -152,43 +98,6 @@ class _Drain:
     known: set[str] | None = None
     marked: bool = False
     count: int = 0
-
-
-def _read_records(fd: int, pos: int, size: int) -> tuple[list[tuple[str, memoryview]], int, bool]:
-    """Complete records from `pos`: (records, offset after the last one, ended). `ended` is
-    True at a zero, short or bad-CRC header, i.e. the end of what was written (for the
-    segment being written, only so far), False when the batch is full."""
-    records: list[tuple[str, memoryview]] = []
-    buf = memoryview(b"")
-    base = pos  # file offset of buf[0]
-    taken = 0
-    hsize = RECORD_HEADER.size
-    while len(records) < DRAIN_BATCH and taken < DRAIN_BATCH_BYTES:
-        off = pos - base
-        if len(buf) - off < hsize:
-            if pos + hsize > size:
-                return records, pos, True
-            buf, base, off = memoryview(os.pread(fd, _READ_CHUNK, pos)), pos, 0
-            if len(buf) < hsize:
-                return records, pos, True
-        magic, length, crc = RECORD_HEADER.unpack_from(buf, off)
-        if magic != JOURNAL_MAGIC or pos + hsize + length > size:
-            return records, pos, True
-        if off + hsize + length > len(buf):
-            buf, base, off = memoryview(os.pread(fd, max(_READ_CHUNK, hsize + length), pos)), pos, 0
-            if len(buf) < hsize + length:
-                return records, pos, True
-        payload = buf[off + hsize : off + hsize + length]
-        if zlib.crc32(payload) != crc:
-            return records, pos, True
-        cut = bytes(payload[:80]).find(b"\n")
-        entry_id = bytes(payload[:cut]).decode("ascii", "replace") if cut > 0 else ""
-        if not _ID_OK.fullmatch(entry_id):
-            raise SpoolError(f"journal record at offset {pos} has no valid entry id")
-        records.append((entry_id, payload[cut + 1 :]))
-        pos += hsize + length
-        taken += length
-    return records, pos, False
 
 
 def _split_name(name: str) -> tuple[str, int]:
@@ -214,7 +123,7 @@ class Spool:
         self._lock = threading.Lock()
         self._tmp_dir = str(self.root / "tmp")
         self._incoming_dir = str(self.root / "incoming")
-        self._journal_dir = str(self.root / "journal")
+        self.journal = Journal(self.root / "journal")
         self._id_prefix = secrets.token_hex(3)
         self._counter = itertools.count(secrets.randbelow(1 << 24))
         self._drain_lock = threading.Lock()  # one drainer per Spool object; .lock serialises processes
@@ -279,7 +188,7 @@ class Spool:
         also commits the rename. Returns None per durable entry, else its SpoolError; an
         entry that could not be synced is removed (it was never acknowledged)."""
         errors: list[SpoolError | None] = [None] * len(pending)
-        synced = len(pending) > 1 and _syncfs(pending[0].fd)
+        synced = len(pending) > 1 and syncfs(pending[0].fd)
         for i, entry in enumerate(pending):
             try:
                 if not synced:
@@ -292,7 +201,7 @@ class Spool:
                 os.close(entry.fd)
         if self.fsync_dir and pending:
             try:
-                _fsync_dir(self.root / "incoming")
+                fsync_dir(self.root / "incoming")
             except OSError as exc:
                 return [SpoolError(f"cannot sync spool folder: {exc.strerror or exc}") for _ in pending]
         return errors
@@ -311,23 +220,13 @@ class Spool:
     def journal_writer(self, segment_size: int = SEGMENT_SIZE) -> JournalWriter:
         """The append side of the journal (the SMTP intake's writer thread): one writer per
         spool folder."""
-        return JournalWriter(self, segment_size)
+        return self.journal.writer(self.journal_payload, segment_size)
 
     def journal_payload(self, raw: bytes, source: str, envelope: dict[str, Any] | None) -> tuple[str, bytes]:
         """A new entry id and the start of its journal payload; the payload is that start
         followed by `raw` (id, newline, then exactly the bytes of a spool file)."""
         entry_id = self._new_id()
         return entry_id, entry_id.encode() + b"\n" + self._header(source, envelope)
-
-    def _segments(self) -> list[int]:
-        try:
-            names = os.listdir(self._journal_dir)
-        except FileNotFoundError:
-            return []
-        return sorted(int(n[:-4]) for n in names if n.endswith(".jnl") and n[:-4].isdigit())
-
-    def _journal_path(self, seq: int, suffix: str = ".jnl") -> str:
-        return f"{self._journal_dir}/{seq:020d}{suffix}"
 
     def drain_journal(self, limit: int | None = None) -> int:
         """Materialise journal records past each segment's watermark as incoming/ files and
@@ -337,7 +236,7 @@ class Spool:
         Raises SpoolError when it cannot; what it could not do stays in the journal (the
         watermark moves only after the files are durable) and the next drain retries it."""
         with self._drain_lock:
-            segments = self._segments()
+            segments = self.journal.segments()
             if not segments or not self._journal_news(segments):
                 return 0
             try:
@@ -358,43 +257,26 @@ class Spool:
         """Anything to do? A sealed segment to finish, or a record at the watermark."""
         if len(segments) > 1:
             return True
-        seq = segments[0]
-        pos = self._drained.get(seq)
+        pos = self._drained.get(segments[0])
         if pos is None:
             return True  # not seen yet: read its watermark under the lock
-        try:
-            fd = os.open(self._journal_path(seq), os.O_RDONLY)
-        except OSError:
-            return False
-        try:
-            head = os.pread(fd, RECORD_HEADER.size, pos)
-        except OSError:
-            return False
-        finally:
-            os.close(fd)
-        return head[:4] == JOURNAL_MAGIC
+        return self.journal.record_at(segments[0], pos)
 
     def _drain_locked(self, limit: int | None) -> int:
-        lock_fd = os.open(f"{self._journal_dir}/.lock", os.O_RDWR | os.O_CREAT, 0o640)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)  # drainers of other processes and Spool objects
-            drain = _Drain(check=os.path.exists(f"{self._journal_dir}/.draining"))
-            segments = self._segments()  # again, under the lock
+        with self.journal.drain_lock():
+            drain = _Drain(check=self.journal.drain_interrupted())
+            segments = self.journal.segments()  # again, under the lock
             for i, seq in enumerate(segments):
                 if limit is not None and drain.count >= limit:
                     break
                 self._drain_segment(seq, i < len(segments) - 1, drain, limit)
             if drain.marked or drain.check:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(f"{self._journal_dir}/.draining")  # every watermark is written
+                self.journal.clear_draining()
             return drain.count
-        finally:
-            os.close(lock_fd)  # releases the flock
 
     def _drain_segment(self, seq: int, newer: bool, drain: _Drain, limit: int | None) -> None:
-        path = self._journal_path(seq)
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(self.journal.path(seq), os.O_RDONLY)
         except FileNotFoundError:
             self._drained.pop(seq, None)
             return
@@ -402,52 +284,31 @@ class Spool:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 return
-            pos = self._read_pos(seq, drain)
+            pos = self.journal.watermark(seq)
+            if pos is None:
+                drain.check, pos = True, 0  # e.g. empty after a power loss: drained records may come again
             while True:
-                records, end, ended = _read_records(fd, pos, st.st_size)
+                records, end, ended = read_records(fd, pos, st.st_size)
                 if records:
                     self._materialise(records, drain)
-                    self._write_pos(seq, end)  # only now: the files are durable
+                    self.journal.set_watermark(seq, end)  # only now: the files are durable
                     pos = end
                 self._drained[seq] = pos
                 if ended or (limit is not None and drain.count >= limit):
                     break
-            if ended and newer and _not_in_use(fd):
+            if ended and newer and not_in_use(fd):
                 # sealed (a newer segment exists, no writer holds it) and fully drained
-                os.unlink(path)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self._journal_path(seq, ".pos"))
+                self.journal.remove(seq)
                 self._drained.pop(seq, None)
         finally:
             os.close(fd)
-
-    def _read_pos(self, seq: int, drain: _Drain) -> int:
-        try:
-            with open(self._journal_path(seq, ".pos"), "rb") as f:
-                text = f.read()
-        except FileNotFoundError:
-            return 0
-        try:
-            return int(text)
-        except ValueError:
-            drain.check = True  # e.g. empty after a power loss: drained records may come again
-            return 0
-
-    def _write_pos(self, seq: int, pos: int) -> None:
-        tmp = self._journal_path(seq, ".pos.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        try:
-            os.write(fd, b"%d\n" % pos)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self._journal_path(seq, ".pos"))
 
     def _materialise(self, records: list[tuple[str, memoryview]], drain: _Drain) -> None:
         """Write records as incoming/ files (tmp -> rename), then one sync for them all."""
         if drain.check and drain.known is None:
             drain.known = self._existing_ids()
         if not drain.marked:
-            os.close(os.open(f"{self._journal_dir}/.draining", os.O_WRONLY | os.O_CREAT, 0o640))
+            self.journal.mark_draining()
             drain.marked = True
         fds: list[int] = []
         try:
@@ -458,17 +319,17 @@ class Spool:
                 tmp = f"{self._tmp_dir}/{name}"
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
                 fds.append(fd)
-                _write_all(fd, body)
+                write_all(fd, body)
                 # Fails if recover() of another process removed the tmp file: the drain
                 # stops before its watermark, so the record is drained again later.
                 os.rename(tmp, f"{self._incoming_dir}/{name}")
             if drain.known is not None:
                 os.sync()  # rare: files skipped above may not be durable yet
-            elif fds and not (len(fds) > 1 and _syncfs(fds[0])):
+            elif fds and not (len(fds) > 1 and syncfs(fds[0])):
                 for fd in fds:
                     os.fsync(fd)
             if self.fsync_dir and fds:
-                _fsync_dir(self.root / "incoming")
+                fsync_dir(self.root / "incoming")
         finally:
             for fd in fds:
                 os.close(fd)
@@ -484,25 +345,7 @@ class Spool:
 
     def journal_backlog(self) -> int:
         """Records in the journal past their segment's watermark (a read-only scan)."""
-        count = 0
-        for seq in self._segments():
-            try:
-                fd = os.open(self._journal_path(seq), os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode):
-                    continue
-                pos, ended = self._read_pos(seq, _Drain(check=False)), False
-                while not ended:
-                    records, pos, ended = _read_records(fd, pos, st.st_size)
-                    count += len(records)
-            except (OSError, SpoolError):
-                pass
-            finally:
-                os.close(fd)
-        return count
+        return self.journal.backlog()
 
     # Worker --------------------------------------------------------------------------
     def claim(self) -> SpoolEntry | None:
@@ -547,7 +390,7 @@ class Spool:
         side = dst.with_suffix(".json")
         side.write_text(json.dumps({**info, "at": time.time(), "attempt": entry.attempt}, indent=2))
         os.rename(entry.path, dst)
-        _fsync_dir(self.root / state)
+        fsync_dir(self.root / state)
         return SpoolEntry(entry.id, state, dst, entry.attempt)
 
     def fail(self, entry: SpoolEntry, stage: str, error: str, traceback: str = "") -> SpoolEntry:
@@ -585,7 +428,7 @@ class Spool:
         for name in os.listdir(self.root / "tmp"):
             (self.root / "tmp" / name).unlink(missing_ok=True)  # never acknowledged
         if names:
-            _fsync_dir(self.root / "incoming")
+            fsync_dir(self.root / "incoming")
         return counts
 
     # Operators -----------------------------------------------------------------------
@@ -626,7 +469,7 @@ class Spool:
         dst = self.root / "incoming" / f"{entry.id}.0.msg"
         os.rename(entry.path, dst)
         entry.path.with_suffix(".json").unlink(missing_ok=True)
-        _fsync_dir(self.root / "incoming")
+        fsync_dir(self.root / "incoming")
         return SpoolEntry(entry.id, "incoming", dst, 0)
 
     def discard(self, entry_id: str, reason: str = "discarded by operator") -> SpoolEntry:
@@ -647,126 +490,3 @@ class Spool:
         }
         counts["journal"] = self.journal_backlog()
         return counts
-
-
-class JournalWriter:
-    """Appends groups of records to the intake journal: one writer per spool folder (the
-    SMTP intake's writer thread), not thread-safe.
-
-    A group costs one pwritev and one fdatasync into a segment preallocated at creation (then fsynced with its folder), so acknowledging it needs no
-    new file and no folder update. The writer holds an flock on its segment so that no
-    drainer removes it. After any failed write or sync, or when its segment was removed
-    under it, it abandons the segment (the rest of the group fails) and starts a new one
-    for the next group; a new writer (after a restart) also starts a new segment."""
-
-    def __init__(self, spool: Spool, segment_size: int = SEGMENT_SIZE) -> None:
-        self.spool = spool
-        self.segment_size = segment_size
-        self._fd = -1
-        self._seq = 0
-        self._offset = 0
-        self._capacity = 0
-
-    @property
-    def segment(self) -> Path | None:
-        """The segment being written, if any."""
-        return Path(self.spool._journal_path(self._seq)) if self._fd >= 0 else None
-
-    def open(self) -> None:
-        """Start a segment now rather than on the first append."""
-        try:
-            self._start_segment(self.segment_size)
-        except OSError as exc:
-            raise SpoolError(f"cannot start an intake journal segment: {exc.strerror or exc}") from exc
-
-    def append(self, items: list[tuple[bytes, str, dict[str, Any] | None]]) -> list[str | SpoolError]:
-        """Append messages durably. Returns, per item, the entry id or the SpoolError that
-        kept it from being stored (it must not be acknowledged)."""
-        ids: list[str] = []
-        payloads: list[tuple[bytes, ...]] = []
-        for raw, source, envelope in items:
-            entry_id, prefix = self.spool.journal_payload(raw, source, envelope)
-            ids.append(entry_id)
-            payloads.append((prefix, raw))
-        done, error = self.append_payloads(payloads)
-        failure = SpoolError(f"cannot write to the intake journal: {error.strerror or error}") if error else None
-        return [entry_id if i < done or failure is None else failure for i, entry_id in enumerate(ids)]
-
-    def append_payloads(self, payloads: Sequence[Sequence[bytes | memoryview]]) -> tuple[int, OSError | None]:
-        """Append records, each payload given in parts (see `Spool.journal_payload`), and
-        make them durable. Returns how many (from the first) are durable and, when that is
-        not all of them, the error that stopped the others."""
-        records: list[tuple[bytes, Sequence[bytes | memoryview], int]] = []
-        for parts in payloads:
-            crc = 0
-            for part in parts:
-                crc = zlib.crc32(part, crc)
-            length = sum(map(len, parts))
-            records.append((RECORD_HEADER.pack(JOURNAL_MAGIC, length, crc), parts, RECORD_HEADER.size + length))
-        i = 0
-        while i < len(records):
-            try:
-                if self._fd < 0 or self._offset + records[i][2] > self._capacity:
-                    self._start_segment(max(self.segment_size, records[i][2]))  # a big message gets its own size
-                j, total, bufs = i, 0, list[bytes | memoryview]()
-                while j < len(records) and self._offset + total + records[j][2] <= self._capacity:
-                    head, parts, size = records[j]
-                    bufs.append(head)
-                    bufs.extend(parts)
-                    total += size
-                    j += 1
-                self._write(bufs, total)
-            except OSError as exc:
-                self._abandon()  # never append after a failure: the next group starts a new segment
-                return i, exc
-            i = j
-        return i, None
-
-    def close(self) -> None:
-        self._abandon()
-
-    def _write(self, bufs: list[bytes | memoryview], total: int) -> None:
-        """Write at the end of the segment (one pwritev), then one fdatasync."""
-        offset = self._offset
-        for k in range(0, len(bufs), _IOV_MAX):
-            chunk = bufs[k : k + _IOV_MAX]
-            size = sum(map(len, chunk))
-            done = os.pwritev(self._fd, chunk, offset)
-            if done < size:  # a short write: finish it
-                rest = memoryview(b"".join(chunk))[done:]
-                while rest:
-                    rest = rest[os.pwrite(self._fd, rest, offset + size - len(rest)) :]
-            offset += size
-        os.fdatasync(self._fd)
-        if os.fstat(self._fd).st_nlink == 0:
-            # removed under us (by hand): what was written there is lost with it
-            raise OSError(errno.ENOENT, "the journal segment was removed while in use")
-        self._offset = offset
-
-    def _start_segment(self, size: int) -> None:
-        self._abandon()  # the old segment is sealed: never appended to again
-        for attempt in range(3):
-            self._seq = max([self._seq, *self.spool._segments()]) + 1
-            path = self.spool._journal_path(self._seq)
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o640)
-                break
-            except FileExistsError:  # another writer (a previous run still ending) took it
-                if attempt == 2:
-                    raise
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.posix_fallocate(fd, 0, size)
-            os.fsync(fd)
-            _fsync_dir(Path(self.spool._journal_dir))
-        except OSError:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-            raise
-        self._fd, self._offset, self._capacity = fd, 0, size
-
-    def _abandon(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)  # also releases the flock
-            self._fd = -1

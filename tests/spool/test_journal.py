@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from maildesk.errors import SpoolError
-from maildesk.spool.files import RECORD_HEADER, JournalWriter, Spool
+from maildesk.spool.files import Spool
+from maildesk.spool.journal import RECORD_HEADER, JournalWriter
 from tests.support.wait import wait_for
 
 SMALL = 64 * 1024
