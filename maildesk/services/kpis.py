@@ -554,9 +554,8 @@ def _trend(
             if t.first_response_at is not None:
                 frt[d].append(clock.seconds(t.created_at, t.first_response_at))
     for t in resolved:
-        d = t.resolved_at.astimezone(zone).date() if t.resolved_at else None
-        if d in days:
-            days[d].resolved += 1  # type: ignore[index]
+        if t.resolved_at is not None and (rd := t.resolved_at.astimezone(zone).date()) in days:
+            days[rd].resolved += 1
     for d, values in frt.items():
         days[d].first_response_business_median = median(values)
     return list(days.values())
