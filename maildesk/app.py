@@ -216,6 +216,25 @@ class App:
                 coalesce=True,
                 max_instances=1,
             )
+        if self.settings.report.digest != "off":  # the leads' KPI digest (maildesk/report/digest.py)
+            from maildesk.report.digest import send_digest
+
+            def digest() -> None:
+                if self._migrated:
+                    with self.store.session() as session:
+                        send_digest(session, self.deps.mailer, self.settings, self.clock())
+
+            weekly = {"day_of_week": "mon"} if self.settings.report.digest == "weekly" else {}
+            scheduler.add_job(
+                digest,
+                "cron",
+                hour=self.settings.report.digest_hour,
+                timezone=self.settings.desk.timezone,
+                id="report-digest",
+                coalesce=True,
+                max_instances=1,
+                **weekly,
+            )
         scheduler.start()
         return scheduler
 

@@ -15,7 +15,7 @@ import sys
 
 import typer
 
-from maildesk.commands import admin, daemon, desk, inspection, intake, ops, rules, spool
+from maildesk.commands import admin, daemon, desk, inspection, intake, ops, report, rules, spool
 from maildesk.commands.common import EX_CONFIG, err
 from maildesk.errors import ConfigError
 
@@ -41,6 +41,7 @@ app.command()(inspection.status)
 app.command()(inspection.explain)
 app.command("search")(desk.search_cmd)
 app.command("health")(ops.health)
+app.command("report")(report.report)
 
 # Groups --------------------------------------------------------------------------------
 app.add_typer(spool.spool_app, name="spool")

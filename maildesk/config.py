@@ -108,6 +108,19 @@ class LimitSettings:
     per_domain_hour: int = 50  # first-contact recipients of one domain
 
 
+DIGESTS = ("off", "daily", "weekly")
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """`[report]`: the KPI digest mailed to leads (`maildesk report` needs no settings)."""
+
+    digest: str = "off"  # off | daily | weekly
+    digest_to: tuple[str, ...] = ()
+    digest_by: str = "queue"  # queue | tier | agent | priority
+    digest_hour: int = 7  # local hour (desk.timezone) the digest goes out; weekly: on Mondays
+
+
 TEAM_TIERS = TIERS  # the tiers an agent may serve (maildesk.domain.Tier)
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -144,6 +157,7 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     agents: tuple[AgentSettings, ...] = ()
     queues: tuple[QueueSettings, ...] = ()
+    report: ReportSettings = field(default_factory=ReportSettings)
     source: str = "<embedded default>"
     base_dir: str = "."
     secret: str = ""
@@ -212,6 +226,7 @@ _SECTIONS: dict[str, type] = {
     "outbound": OutboundSettings,
     "worker": WorkerSettings,
     "limits": LimitSettings,
+    "report": ReportSettings,
 }
 
 
@@ -327,9 +342,26 @@ def _validate(settings: Settings) -> Settings:
     secret = os.environ.get(desk.secret_env, "") if desk.secret_env else ""
     settings = replace(settings, desk=desk, outbound=out, database=db, imap=tuple(imaps))
     settings = replace(settings, queues=_validate_queues(settings), agents=_validate_agents(settings))
+    settings = replace(settings, report=_validate_report(settings.report))
     if not secret:
         secret = _secret_from_data_dir(settings)
     return replace(settings, secret=secret)
+
+
+def _validate_report(report: ReportSettings) -> ReportSettings:
+    if report.digest not in DIGESTS:
+        raise ConfigError(f"report.digest: must be {', '.join(DIGESTS)}, got {report.digest!r}")
+    if report.digest_by not in ("queue", "tier", "agent", "priority"):
+        raise ConfigError(f"report.digest_by: must be queue, tier, agent or priority, got {report.digest_by!r}")
+    if report.digest_hour > 23:
+        raise ConfigError(f"report.digest_hour: must be 0-23, got {report.digest_hour}")
+    to = tuple(a.strip().lower() for a in report.digest_to)
+    for address in to:
+        if not _EMAIL.match(address):
+            raise ConfigError(f"report.digest_to: {address!r} is not an email address")
+    if report.digest != "off" and not to:
+        raise ConfigError(f"report.digest_to: the {report.digest} digest needs at least one address")
+    return replace(report, digest_to=to)
 
 
 def _validate_queues(settings: Settings) -> tuple[QueueSettings, ...]:

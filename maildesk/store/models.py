@@ -76,7 +76,7 @@ class Ticket(Base):
     created_at: Mapped[datetime] = mapped_column(TZDateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(TZDateTime)
     first_response_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
-    resolved_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True, index=True)  # 0006
     closed_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
     merged_into: Mapped[int | None] = mapped_column(Integer, nullable=True)
     linked_to: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -153,6 +153,8 @@ class Event(Base):
     type: Mapped[str] = mapped_column(String(50), index=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     at: Mapped[datetime] = mapped_column(TZDateTime, index=True)
+
+    __table_args__ = (Index("ix_events_type_at", "type", "at"),)  # 0006: the report's replies per period
 
 
 class OutboxItem(Base):
