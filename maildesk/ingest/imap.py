@@ -130,6 +130,7 @@ class MailboxPoller:
         wall_clock: Callable[[], float] = time.time,
         backoff: Backoff | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        on_spooled: Callable[[], None] | None = None,
     ) -> None:
         if settings.after not in {"keyword", "move"}:
             raise MaildeskError(f"imap {settings.name!r}: after must be 'keyword' or 'move', got {settings.after!r}")
@@ -146,6 +147,7 @@ class MailboxPoller:
         self.wall_clock = wall_clock
         self.backoff = backoff or Backoff()
         self.ssl_context = ssl_context
+        self.on_spooled = on_spooled  # wakes the worker after each durable spool write
         self._client: IMAPClient | None = None
         self._lock = threading.Lock()  # guards the status fields below
         self._folders: dict[str, _FolderState] = {}
@@ -411,6 +413,8 @@ class MailboxPoller:
             except SpoolError as exc:
                 spool_error = exc
                 break
+            if self.on_spooled is not None:
+                self.on_spooled()
             spooled.append(uid)
             counts[1] += 1
         if spooled:
