@@ -169,3 +169,35 @@ def test_another_nodes_mail_is_sent_on_notify_also_after_the_listener_lost_its_c
         wait_ack(data, "<n-second@customer.example>", WITHIN, "NOTIFY heard again after the reconnection")
     finally:
         daemon.kill()
+
+
+def test_status_and_health_show_how_long_the_oldest_work_has_waited(tmp_path: Path, database_url: str) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from maildesk.cli import app as cli
+
+    cfg = write_config(tmp_path / "maildesk.toml", data_dir=tmp_path / "data", database_url=database_url, smtp_port=1)
+    env = {"MAILDESK_TEST_SECRET": "crash-secret"}
+
+    def waiting() -> tuple[dict[str, object], dict[str, object]]:
+        status = CliRunner().invoke(cli, ["status", "--json", "--config", str(cfg)], env=env)
+        health = CliRunner().invoke(cli, ["health", "--json", "--config", str(cfg)], env=env)
+        return json.loads(status.stdout)["waiting"], json.loads(health.stdout)["waiting"]
+
+    desk = App(make_settings(tmp_path, database_url))  # no daemon: nothing moves on its own
+    try:
+        desk.migrate()
+        assert waiting() == ({"spool_oldest_seconds": None, "outbox_oldest_due_seconds": None},) * 2
+        desk.spool.put(eml(message_id="<age@customer.example>"), "smtp")
+        spool_age = waiting()[0]["spool_oldest_seconds"]
+        assert isinstance(spool_age, float) and 0 <= spool_age < 60
+        desk.process()  # the ticket and its acknowledgement, queued and not sent
+        status, health = waiting()
+        assert status["spool_oldest_seconds"] is None
+        assert isinstance(status["outbox_oldest_due_seconds"], float) and 0 <= status["outbox_oldest_due_seconds"] < 60
+        assert health["outbox_oldest_due_seconds"] is not None
+    finally:
+        desk.worker.close()
+        desk.store.dispose()
