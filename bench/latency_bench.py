@@ -257,7 +257,7 @@ def burst(desk: Desk, watch: AckWatch, n: int, tag: str, connections: int = 4) -
     for t in threads:
         t.join()
     ids = list(accepted)
-    watch.wait_all(ids, timeout=max(120.0, n * 0.1))
+    watch.wait_all(ids, timeout=max(120.0, n * 0.5))
     latencies = [watch.seen[i] - accepted[i] for i in ids]
     drain = max(watch.seen[i] for i in ids) - min(accepted.values())
     return latencies, drain
