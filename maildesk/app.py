@@ -4,6 +4,12 @@ Owns start-up order and shutdown: intake starts before the database is needed (m
 accepted into the spool even while the database is down), the worker recovers crashed
 entries and waits for the database, SIGTERM stops intake first, then lets the worker finish
 its current message. Nothing here makes decisions about mail.
+
+Hand-offs wake, they do not poll (`maildesk.wakeup`): intake rings the worker after each
+durable spool write, every commit that queued outbox rows rings the sender (the store's
+commit hook), other processes reach the daemon through `<data_dir>/wake.sock`, and on
+PostgreSQL the sender also LISTENs for other nodes' commits. The worker's and sender's
+timeouts are only safety nets.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from maildesk.rules.holder import RulesHolder
 from maildesk.sanitize import clean_html
 from maildesk.spool import Spool
 from maildesk.store.db import Store
+from maildesk.wakeup import Wakeups
 
 if TYPE_CHECKING:  # imported when used: a CLI command that opens the App starts no intake
     from maildesk.ingest.imap import MailboxPoller
@@ -46,8 +53,10 @@ class App:
         settings.data_path.mkdir(parents=True, exist_ok=True)
         self.spool = Spool(settings.spool_path).ensure()
         self.store = Store(settings.database_url, echo=settings.database.echo)
+        self.wakeups = Wakeups(settings.data_path)
+        self.store.on_outbox_commit(self.wakeups.outbox_queued)  # after each commit that queued mail
         self.deps = PipelineDeps(settings, rules=make_rules_holder(settings), clock=clock, sanitize_html=clean_html)
-        self.worker = Worker(self.spool, self.store, self.deps, stages=PIPELINE, clock=clock)
+        self.worker = Worker(self.spool, self.store, self.deps, stages=PIPELINE, clock=clock, wakeup=self.wakeups.spool)
         self._migrated = False
         self.smtp: SmtpIntake | None = None
         self.pollers: list[MailboxPoller] = []
@@ -116,18 +125,21 @@ class App:
     def run(self, stop: threading.Event, *, smtp_port: int | None = None, ready: threading.Event | None = None) -> None:
         """Run until `stop` is set. Intake first, then the worker."""
         self.worker.recover()
+        self.wakeups.listen()  # before intake: `inject` may wake us from now on
         threads: list[threading.Thread] = []
         if self.settings.smtp.enabled:
             from maildesk.ingest.smtp import SmtpIntake
 
-            self.smtp = SmtpIntake(self.settings, self.spool, port=smtp_port)
+            self.smtp = SmtpIntake(self.settings, self.spool, port=smtp_port, on_spooled=self.wakeups.spooled)
             self.smtp.start()
             log.info("SMTP intake listening on %s:%s", self.smtp.hostname, self.smtp.port)
         imap_stop = threading.Event()
         for mailbox in self.settings.imap:
             from maildesk.ingest.imap import MailboxPoller
 
-            poller = MailboxPoller(mailbox, self.spool, self.settings.data_path / "imap-state")
+            poller = MailboxPoller(
+                mailbox, self.spool, self.settings.data_path / "imap-state", on_spooled=self.wakeups.spooled
+            )
             self.pollers.append(poller)
             t = threading.Thread(target=poller.run_forever, args=(imap_stop,), name=f"imap-{mailbox.name}", daemon=True)
             t.start()
@@ -137,11 +149,14 @@ class App:
         worker_thread.start()
         from maildesk.outbound.sender import OutboxSender
 
-        sender = OutboxSender(self.store, self.settings, clock=self.clock)
+        sender = OutboxSender(self.store, self.settings, clock=self.clock, wakeup=self.wakeups.outbox)
         sender_thread = threading.Thread(
             target=self._sender_loop, args=(sender, worker_stop), name="outbox", daemon=True
         )
         sender_thread.start()
+        listener = self.store.outbox_listener(self.wakeups.outbox.notify)  # other nodes' mail (PostgreSQL)
+        if listener is not None:
+            listener.start()
         scheduler = self._scheduler()
         if ready is not None:
             ready.set()
@@ -155,8 +170,12 @@ class App:
         for t in threads:
             t.join(timeout=30)
         worker_stop.set()
+        self.wakeups.wake_all()  # end the waits now: they see worker_stop
         worker_thread.join(timeout=60)
         sender_thread.join(timeout=60)
+        if listener is not None:
+            listener.close()
+        self.wakeups.close()
         self.write_status()
         self.store.dispose()
         log.info("stopped")
@@ -293,6 +312,14 @@ class App:
                 "reloaded_at": self.rules_reloaded_at,
             },
             "worker": stats.figures(),
+            "waiting": {
+                "spool_oldest_seconds": spool_oldest_age(self.spool),
+                "wakeups": {
+                    "spool": self.wakeups.spool.notified,
+                    "outbox": self.wakeups.outbox.notified,
+                    "socket": self.wakeups.listener.received if self.wakeups.listener else None,
+                },
+            },
         }
 
     def write_status(self) -> None:
@@ -303,6 +330,28 @@ class App:
             os.replace(tmp, path)
         except OSError as exc:
             log.warning("cannot write status file: %s", exc)
+
+
+def spool_oldest_age(spool: Spool, now: float | None = None) -> float | None:
+    """Seconds the oldest unprocessed spool entry (incoming/ or active/) has waited since
+    it was received; None when there is none. Reads the names only (the id starts with
+    the time it was spooled); records still in the SMTP journal are not counted (`status`
+    drains the journal first)."""
+    now = time.time() if now is None else now
+    oldest: int | None = None
+    for state in ("incoming", "active"):
+        try:
+            names = os.listdir(spool.dir(state))
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(".msg"):
+                head = name.split("-", 1)[0]
+                if head.isdigit() and (oldest is None or int(head) < oldest):
+                    oldest = int(head)
+    if oldest is None:
+        return None
+    return round(max(0.0, now - oldest / 1e9), 3)
 
 
 def describers() -> list[Any]:

@@ -90,13 +90,19 @@ class OutboundSettings:
     dkim_selector: str = ""
     dkim_domain: str = ""
     dkim_key_file: str = ""
+    # The sender is woken when a row is queued (maildesk.wakeup); this is only the safety
+    # net: how long it waits at most before it looks at the outbox anyway.
+    safety_net_interval: float = 5.0
 
 
 @dataclass(frozen=True)
 class WorkerSettings:
     max_attempts: int = 3
-    poll_interval: float = 0.5
+    poll_interval: float = 0.5  # no longer used: the worker is woken when mail is spooled
     parse_processes: int = -1
+    # How long the worker waits at most before it looks at the spool without a wake-up
+    # (a lost one, or mail put there by a program that does not send one).
+    safety_net_interval: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -295,6 +301,12 @@ def _validate(settings: Settings) -> Settings:
         value = getattr(smtp, key)
         if value and not settings.resolve(value).is_file():
             raise ConfigError(f"smtp.{key}: file not found: {value}")
+    for key, value in (
+        ("worker.safety_net_interval", settings.worker.safety_net_interval),
+        ("outbound.safety_net_interval", settings.outbound.safety_net_interval),
+    ):
+        if not value > 0:
+            raise ConfigError(f"{key}: must be a number of seconds above 0, got {value}")
     out = settings.outbound
     if out.security not in {"starttls", "ssl", "none"}:
         raise ConfigError(f"outbound.security: must be starttls, ssl or none, got {out.security!r}")

@@ -64,12 +64,18 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
     settings = load_settings_or_exit(config)
     data: dict[str, Any] = {"config": settings.source, "data_dir": str(settings.data_path)}
-    data["spool"] = Spool(settings.spool_path).ensure().depths()
+    spool = Spool(settings.spool_path).ensure()
+    data["spool"] = spool.depths()  # drains the journal first
     data["daemon"] = read_daemon_status(settings)
+    from maildesk.app import spool_oldest_age
     from maildesk.commands.ops import database_facts
 
     data["database"] = database_facts(settings)  # `initialised: false` with a note on a fresh folder
     data["held"] = data["database"].pop("held", {})
+    data["waiting"] = {  # seconds; None: nothing waiting
+        "spool_oldest_seconds": spool_oldest_age(spool),
+        "outbox_oldest_due_seconds": data["database"].pop("outbox_oldest_due_seconds", None),
+    }
     if as_json:
         print(json.dumps(data, default=str))
         return
@@ -83,6 +89,7 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
             table.add_row(f"imap {box.get('name')}", json.dumps(box, default=str)[:300])
         table.add_row("worker", json.dumps(daemon.get("worker"), default=str)[:300])
     table.add_row("database", json.dumps(data["database"], default=str)[:300])
+    table.add_row("waiting", ", ".join(f"{k} {'-' if v is None else v}" for k, v in data["waiting"].items()))
     for window, kinds in data.get("held", {}).items():
         table.add_row(
             f"held automatic mail, {window.replace('_', ' ')}",

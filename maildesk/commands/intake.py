@@ -2,7 +2,9 @@
 
 Thin: parse arguments, spool the mail (`maildesk.spool`, `maildesk.ingest.bulk`), print.
 `inject` is what an MTA runs: it exits 0 only once the message is durable in the spool and
-75 (EX_TEMPFAIL) for anything that may pass, so the MTA keeps the mail and retries.
+75 (EX_TEMPFAIL) for anything that may pass, so the MTA keeps the mail and retries. Once
+the mail is durable, both wake a running daemon's worker (`maildesk.wakeup.poke`; without
+a daemon, or if the wake-up is lost, the worker's safety net finds the mail).
 `maildesk/cli.py` adds these functions to the main app.
 Must not: touch the database for `inject` (mail must be taken while it is down).
 """
@@ -58,6 +60,9 @@ def inject(
     except Exception as exc:  # noqa: BLE001 - SpoolError, OSError or a bug: never exit 1 (a bounce)
         err.print(f"maildesk inject: cannot spool: {exc}")
         raise typer.Exit(EX_TEMPFAIL) from exc
+    from maildesk.wakeup import SPOOL, poke
+
+    poke(settings.data_path, SPOOL)  # after the sync: never announces mail that is not durable
     print(entry_id)
 
 
@@ -83,6 +88,8 @@ def import_(
     except MaildeskError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
+    if count:
+        desk.wakeups.spooled()  # a running daemon starts on it now
     console.print(f"spooled {count} messages from {source}")
     for why in skipped:
         err.print(f"skipped: {why}")

@@ -97,11 +97,26 @@ def database_facts(settings: Settings) -> dict[str, Any]:
         with store.reader() as session:
             data.update(queries.counts(session))
             data["held"] = held_automatic(session)
+            data["outbox_oldest_due_seconds"] = outbox_oldest_due(session)
         return data
     except Exception as exc:  # noqa: BLE001
         return {"reachable": False, "error": str(exc).splitlines()[0][:300]}
     finally:
         store.dispose()
+
+
+def outbox_oldest_due(session: Any) -> float | None:
+    """Seconds the oldest due outbox row has waited to be sent (None: nothing due)."""
+    from maildesk.clock import utcnow
+    from maildesk.store import outbox_queries
+
+    due, now = outbox_queries.next_due(session), utcnow()
+    if due is None:
+        return None
+    if due.tzinfo is None:  # SQLite keeps no offset; times are stored in UTC
+        due = due.replace(tzinfo=now.tzinfo)
+    age = (now - due).total_seconds()
+    return round(age, 3) if age >= 0 else None
 
 
 def held_automatic(session: Any) -> dict[str, dict[str, int]]:
@@ -117,11 +132,18 @@ def held_automatic(session: Any) -> dict[str, dict[str, int]]:
 
 
 def _spool_facts(settings: Settings) -> dict[str, Any]:
+    from maildesk.app import spool_oldest_age
     from maildesk.spool.files import Spool
 
     spool = Spool(settings.spool_path).ensure()
     usage = shutil.disk_usage(settings.spool_path)
-    return {"depths": spool.depths(), "disk_free": usage.free, "disk_total": usage.total}
+    depths = spool.depths()  # drains the journal first, so the age below sees its records
+    return {
+        "depths": depths,
+        "oldest_seconds": spool_oldest_age(spool),
+        "disk_free": usage.free,
+        "disk_total": usage.total,
+    }
 
 
 @dataclass
@@ -213,7 +235,13 @@ def health(
     spool = _spool_facts(settings)
     verdict = judge(daemon, database, spool, min_free_percent)
     if as_json:
-        print(json.dumps({"status": verdict.state, "code": verdict.code, "reasons": verdict.reasons}))
+        waiting = {
+            "spool_oldest_seconds": spool.get("oldest_seconds"),
+            "outbox_oldest_due_seconds": database.get("outbox_oldest_due_seconds"),
+        }
+        print(
+            json.dumps({"status": verdict.state, "code": verdict.code, "reasons": verdict.reasons, "waiting": waiting})
+        )
     else:
         print(verdict.line())
     raise typer.Exit(verdict.code)

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import ssl
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -39,12 +40,18 @@ class GroupWriter:
     into spool files later.
 
     Hand-offs are per group, not per message: thread wake-ups and GIL hand-overs, not the
-    disk, were most of the cost when each message went to the thread on its own."""
+    disk, were most of the cost when each message went to the thread on its own.
+
+    `on_durable` is called after each group that stored something, once it is synced (the
+    worker's wake-up, `maildesk.wakeup`): never before the bytes are durable."""
 
     MAX_GROUP = 256
 
-    def __init__(self, spool: Spool, *, segment_size: int = SEGMENT_SIZE) -> None:
+    def __init__(
+        self, spool: Spool, *, segment_size: int = SEGMENT_SIZE, on_durable: Callable[[], None] | None = None
+    ) -> None:
         self.spool = spool
+        self.on_durable = on_durable
         self.journal = spool.journal_writer(segment_size)
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -96,6 +103,11 @@ class GroupWriter:
                 results: list[Any] = self.journal.append([(raw, "smtp", meta) for raw, meta, _, _ in group])
             except Exception as exc:  # noqa: BLE001 - every waiting session gets an answer
                 results = [exc] * len(group)
+            if self.on_durable is not None and any(isinstance(r, str) for r in results):
+                try:
+                    self.on_durable()
+                except Exception:  # noqa: BLE001 - a lost wake-up costs the safety net, not the mail
+                    log.exception("waking the worker failed")
             by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[str], Any]]] = {}
             for (_, _, loop, future), result in zip(group, results, strict=True):
                 by_loop.setdefault(loop, []).append((future, result))
@@ -119,10 +131,17 @@ def _settle_all(settled: list[tuple[asyncio.Future[str], Any]]) -> None:
 class SpoolHandler:
     """aiosmtpd handler: recipient policy and durable acceptance."""
 
-    def __init__(self, settings: Settings, spool: Spool, *, segment_size: int = SEGMENT_SIZE) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        spool: Spool,
+        *,
+        segment_size: int = SEGMENT_SIZE,
+        on_spooled: Callable[[], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.spool = spool
-        self.writer = GroupWriter(spool, segment_size=segment_size)
+        self.writer = GroupWriter(spool, segment_size=segment_size, on_durable=on_spooled)
         self.accepted = 0
         self.refused = 0
         self.tempfailed = 0
@@ -188,9 +207,15 @@ class SmtpIntake(Controller):
     """Lifecycle of the SMTP listener (runs its own event loop thread)."""
 
     def __init__(
-        self, settings: Settings, spool: Spool, *, port: int | None = None, segment_size: int = SEGMENT_SIZE
+        self,
+        settings: Settings,
+        spool: Spool,
+        *,
+        port: int | None = None,
+        segment_size: int = SEGMENT_SIZE,
+        on_spooled: Callable[[], None] | None = None,
     ) -> None:
-        self.handler = SpoolHandler(settings, spool, segment_size=segment_size)
+        self.handler = SpoolHandler(settings, spool, segment_size=segment_size, on_spooled=on_spooled)
         smtp = settings.smtp
         self._tls: ssl.SSLContext | None = None
         if smtp.tls_cert:

@@ -15,6 +15,12 @@ outbox. A permanent failure is recorded on the ticket, the refused address is su
 and the agent is told with a `bounce_notice` (to the assignee; else the active agents of
 the ticket's queue; else all active agents, at most five; else only the event).
 
+Between rounds it waits on its wake-up `Signal` (rung after each commit that queued a row:
+in this process by the store's commit hook, from other processes through `wake.sock` or,
+on PostgreSQL, LISTEN/NOTIFY), until the earliest queued row is due, and at most
+`outbound.safety_net_interval` seconds: a lost wake-up delays a mail by that much, never
+loses it.
+
 It must not: compose customer mail (that is `mailer.py`), decide limits, or sleep in tests
 (time comes from the injected clock; `run_forever` waits on the stop event).
 """
@@ -39,6 +45,7 @@ from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
 from maildesk.store.db import Store, is_unavailable
 from maildesk.store.models import OutboxItem, Ticket
+from maildesk.wakeup import Signal
 
 log = logging.getLogger("maildesk.outbound.sender")
 
@@ -96,13 +103,16 @@ class OutboxSender:
         deliver: Deliver | None = None,
         mailer: Mailer | None = None,
         timeout: float = relay.DEFAULT_TIMEOUT,
-        poll_interval: float = 1.0,
+        poll_interval: float | None = None,
+        wakeup: Signal | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
         self.timeout = timeout
-        self.poll_interval = poll_interval
+        # the safety net: the longest wait without a wake-up
+        self.poll_interval = settings.outbound.safety_net_interval if poll_interval is None else poll_interval
+        self.wakeup = wakeup or Signal()
         self.lease = timedelta(seconds=2 * timeout + 60)
         self._deliver = deliver or self._relay
         self._tls = (
@@ -294,7 +304,7 @@ class OutboxSender:
                 done = self.send_due()
                 backoff = 0.5
                 if not sum(done.values()):
-                    stop.wait(self.poll_interval)
+                    self.wakeup.wait(self._idle_wait(), stop)
             except Exception as exc:  # noqa: BLE001 - the sender never stops for one failure
                 if is_unavailable(exc):
                     log.error("database unavailable, outbox waits: %s", str(exc).splitlines()[0][:300])
@@ -302,6 +312,20 @@ class OutboxSender:
                     log.exception("outbox sender failed; retrying")
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
+
+    def _idle_wait(self) -> float:
+        """How long to wait for a wake-up: until the earliest queued row is due (a retry's
+        backoff), at most the safety net. A row due already but not claimable (another
+        node holds it) gets the whole safety net: its holder sends it."""
+        with self.store.reader() as session:
+            due = oq.next_due(session)
+        if due is None:
+            return self.poll_interval
+        now = self.clock()
+        if due.tzinfo is None:  # SQLite keeps no offset; times are stored in UTC
+            due = due.replace(tzinfo=now.tzinfo)
+        seconds = (due - now).total_seconds()
+        return self.poll_interval if seconds <= 0 else min(self.poll_interval, seconds + 0.01)
 
 
 def notify_agents_of_bounce(

@@ -4,6 +4,10 @@ Owns the failure policy of invariant 3: unparseable mail goes to quarantine/ wit
 a stage that raises sends the entry to failed/ with the stage and traceback; the database
 being unreachable puts the entry back in incoming/ (not an attempt) and waits with backoff.
 The worker itself never stops for one message.
+
+When the spool is empty it waits on its wake-up `Signal` (rung by intake after each durable
+spool write, see `maildesk.wakeup`), at most `worker.safety_net_interval` seconds: a lost
+wake-up delays mail by that much, never loses it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from maildesk.pipeline.prepare import (
 from maildesk.spool.files import Spool, SpoolEntry
 from maildesk.store import Session
 from maildesk.store.db import Store, is_unavailable
+from maildesk.wakeup import Signal
 
 log = logging.getLogger("maildesk.worker")
 
@@ -128,8 +133,10 @@ class Worker:
         after_commit: Callable[[MessageContext], None] | None = None,
         batch_size: int = 50,
         parse_processes: int | None = None,
+        wakeup: Signal | None = None,
     ) -> None:
         self.spool = spool
+        self.wakeup = wakeup or Signal()  # rung when mail is spooled; without it, only the safety net
         self.store = store
         self.deps = deps
         self.stages = tuple(stages)
@@ -344,7 +351,7 @@ class Worker:
             self.close()
 
     def _run_until(self, stop: threading.Event) -> None:
-        poll = self.deps.settings.worker.poll_interval
+        safety_net = self.deps.settings.worker.safety_net_interval
         while not stop.is_set():
             worked = self.process_one()
             if worked:
@@ -358,4 +365,6 @@ class Worker:
                 except Exception:  # noqa: BLE001
                     continue
             else:
-                stop.wait(poll)
+                # Woken the moment intake has made mail durable; the timeout is only the
+                # safety net. A wake-up rung while we worked is kept, so none is missed.
+                self.wakeup.wait(safety_net, stop)

@@ -14,7 +14,7 @@ import shutil
 import sqlite3
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from maildesk.errors import ConfigError, MaildeskError
+from maildesk.store import notify
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -72,6 +73,20 @@ class Store:
             event.listen(self.engine, "begin", _sqlite_begin)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        self._outbox_callbacks: list[Callable[[], None]] = []
+        notify.install(self._sessions, postgresql=not self.is_sqlite, callbacks=self._outbox_callbacks)
+
+    def on_outbox_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` after each commit that queued an outbox row (in this process;
+        on PostgreSQL the commit also NOTIFYs other processes, see `outbox_listener`)."""
+        self._outbox_callbacks.append(callback)
+
+    def outbox_listener(self, on_notify: Callable[[], None]) -> notify.OutboxListener | None:
+        """A LISTEN thread (not started) for commits of other processes and nodes;
+        None on SQLite, which has no notifications."""
+        if self.is_sqlite:
+            return None
+        return notify.OutboxListener(self.url, on_notify)
 
     @property
     def backend(self) -> str:

@@ -29,6 +29,7 @@ from maildesk.store.models import (
     Suppression,
     Ticket,
 )
+from maildesk.store.notify import mark_outbox_queued
 from maildesk.store.queries import (
     agent_by_email,  # noqa: F401 - used here and by callers
     core,
@@ -52,6 +53,8 @@ def add_unless_queued(session: Session, key: str, item: OutboxItem, message: Mes
         if item_by_key(session, key) is not None:
             return False
         raise
+    if item.state == "queued":
+        mark_outbox_queued(session)  # wake the sender once this commits
     return True
 
 
@@ -143,6 +146,11 @@ def claim_due(session: Session, now: datetime) -> OutboxItem | None:
         .with_for_update(skip_locked=True)
     )
     return session.scalars(stmt).first()
+
+
+def next_due(session: Session) -> datetime | None:
+    """When the earliest queued row is due (None: nothing queued): how long the sender may sleep."""
+    return session.scalar(select(func.min(OutboxItem.next_try)).where(OutboxItem.state == "queued"))
 
 
 def stale_sending(session: Session, now: datetime) -> Sequence[OutboxItem]:
