@@ -38,6 +38,8 @@ def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     settings = deps.settings
     now = ctx.now
     sender_email, sender_name = _customer_address(ctx)
+    if msg.parts_capped:  # parts beyond message.MAX_PARTS are in the raw bytes only
+        ctx.note("parts-capped", **msg.parts_capped)
     ticket: Ticket | None = None
     if ctx.ticket_number is not None:
         ticket = session.get(Ticket, ctx.ticket_number)
