@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import logging
 import pstats
 import statistics
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from maildesk.app import App
 from maildesk.config import SmtpSettings
+from maildesk.pipeline.context import MessageContext
 from tests.conftest import make_settings
 from tests.support.mailgen import eml
 
@@ -53,6 +55,10 @@ SHAPES: dict[str, Callable[[int], bytes]] = {
 }
 
 
+def _stamp(committed: dict[str, float], ctx: MessageContext) -> None:
+    committed.setdefault(ctx.msg.message_id, time.perf_counter())
+
+
 def run_shape(shape: str, size: int, rounds: int, profile: bool) -> tuple[list[float], list[float]]:
     times, behind = [], []
     for n in range(rounds):
@@ -61,7 +67,7 @@ def run_shape(shape: str, size: int, rounds: int, profile: bool) -> tuple[list[f
             app = App(make_settings(path, f"sqlite:///{path / 'data' / 'maildesk.db'}"))
             app.migrate()
             committed: dict[str, float] = {}
-            app.worker.after_commit = lambda ctx: committed.setdefault(ctx.msg.message_id, time.perf_counter())
+            app.worker.after_commit = functools.partial(_stamp, committed)
             app.worker.batch_size = app.worker.max_batch = 1  # the ordinary mail in a batch of its own
             try:
                 raw = SHAPES[shape](size - 2000)
