@@ -29,11 +29,12 @@ from sqlalchemy import func, select
 
 from maildesk.store.db import Store
 from maildesk.store.models import Message, OutboxItem, Ticket
-from tests.support.daemon import Daemon, write_config
+from tests.support.daemon import Daemon, wait_port, write_config
 from tests.support.dovecot import DovecotServer
 from tests.support.mailgen import eml
 from tests.support.net import free_port
 from tests.support.outbox_kit import RelaySink
+from tests.support.wait import WaitTimeout
 
 LIMITS = """
 [limits]
@@ -62,6 +63,18 @@ def _send_smtp(port: int, raws: list[tuple[int, bytes]], sent: list[int], stop: 
                 break
             except (OSError, smtplib.SMTPException):
                 time.sleep(0.05)
+
+
+def _append(imap: DovecotServer, raws: list[bytes]) -> None:
+    """Append to INBOX in chunks; a young Dovecot may refuse the first logins for a moment."""
+    for start in range(0, len(raws), 50):
+        for _attempt in range(100):
+            try:
+                imap.append_many("INBOX", raws[start : start + 50], chunk=50)
+                break
+            except Exception:  # noqa: BLE001 - LoginError while auth starts; retried
+                imap._client = None
+                time.sleep(0.3)
 
 
 def _db_figures(url: str) -> dict[str, int]:
@@ -96,9 +109,18 @@ def _maildir_ids(folder: Path) -> Counter[str]:
     return ids
 
 
+def _restart(daemon: Daemon) -> None:
+    """Start the daemon again; on a loaded machine it may take longer than Daemon waits."""
+    try:
+        daemon.start()
+    except WaitTimeout:
+        wait_port("127.0.0.1", daemon.port, timeout=120)
+
+
 def run(count: int, outbound: str, seed: int, kill_min: float, kill_max: float, deadline: float) -> dict[str, Any]:
     rng = random.Random(seed)
     tmp = Path(tempfile.mkdtemp(prefix="maildesk-chaos-"))
+    tmp.chmod(0o755)  # the dovecot user must reach its folder inside
     os.environ["MAILDESK_CHAOS_IMAP_PW"] = "secret-Pa55"
     (tmp / "dovecot").mkdir()
     imap = DovecotServer(tmp / "dovecot").start()
@@ -126,12 +148,12 @@ poll_interval = 0.2
     daemon = Daemon(cfg, smtp_port, tmp / "daemon.log")
     by_smtp = [(i, _mail(i, "smtp")) for i in range(0, count, 2)]
     by_imap = [_mail(i, "imap") for i in range(1, count, 2)]
-    daemon.start()
+    _restart(daemon)
     stop = threading.Event()
     sent: list[int] = []
     sender = threading.Thread(target=_send_smtp, args=(smtp_port, by_smtp, sent, stop), daemon=True)
     sender.start()
-    appender = threading.Thread(target=imap.append_many, args=("INBOX", by_imap), kwargs={"chunk": 50}, daemon=True)
+    appender = threading.Thread(target=_append, args=(imap, by_imap), daemon=True)
     appender.start()
     kills = 0
     started = time.monotonic()
@@ -145,7 +167,7 @@ poll_interval = 0.2
         if not done or figures["pending"] or figures["distinct"] < count:
             daemon.kill()
             kills += 1
-            daemon.start()
+            _restart(daemon)
     stop.set()
     time.sleep(2)
     daemon.terminate()
