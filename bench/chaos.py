@@ -7,6 +7,8 @@ tickets, acknowledgements sent and duplicated. Goal: 0 lost, 0 duplicated ticket
 duplicated acknowledgements on the Maildir (a relay cannot always tell whether a copy it
 took before the kill was delivered: a duplicate there is counted, not hidden).
 
+The kill comes 0.5-3 s (--kill-min/--kill-max) after the restarted daemon's worker is ready.
+
 Usage: python -m bench.chaos [--count 2000] [--outbound maildir|relay|both] [--seed N]
 Must run as root (the private Dovecot needs it), from the repository root.
 """
@@ -115,6 +117,7 @@ def _restart(daemon: Daemon) -> None:
         daemon.start()
     except WaitTimeout:
         wait_port("127.0.0.1", daemon.port, timeout=120)
+    daemon.wait_ready(timeout=180)  # kills land at random moments of work, not of start-up
 
 
 def run(count: int, outbound: str, seed: int, kill_min: float, kill_max: float, deadline: float) -> dict[str, Any]:
