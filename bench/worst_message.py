@@ -1,6 +1,8 @@
 """The worst single message: adversarial shapes up to smtp.max_message_size, each processed
 end-to-end through App.process (SQLite, the rules `maildesk init` writes), three rounds,
-min/median/max seconds, and the delay of an ordinary mail queued right behind it.
+min/median/max seconds, and the delay of an ordinary mail queued right behind it: spooled
+after the worst one, in a batch of its own, timed from the start of the drain to its own
+commit (the worker's after-commit hook).
 
 Usage: python -m bench.worst_message [--size BYTES] [--rounds 3] [--profile SHAPE]
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import logging
 import pstats
 import statistics
@@ -21,6 +24,7 @@ from pathlib import Path
 
 from maildesk.app import App
 from maildesk.config import SmtpSettings
+from maildesk.pipeline.context import MessageContext
 from tests.conftest import make_settings
 from tests.support.mailgen import eml
 
@@ -51,6 +55,10 @@ SHAPES: dict[str, Callable[[int], bytes]] = {
 }
 
 
+def _stamp(committed: dict[str, float], ctx: MessageContext) -> None:
+    committed.setdefault(ctx.msg.message_id, time.perf_counter())
+
+
 def run_shape(shape: str, size: int, rounds: int, profile: bool) -> tuple[list[float], list[float]]:
     times, behind = [], []
     for n in range(rounds):
@@ -58,6 +66,9 @@ def run_shape(shape: str, size: int, rounds: int, profile: bool) -> tuple[list[f
             path = Path(tmp)
             app = App(make_settings(path, f"sqlite:///{path / 'data' / 'maildesk.db'}"))
             app.migrate()
+            committed: dict[str, float] = {}
+            app.worker.after_commit = functools.partial(_stamp, committed)
+            app.worker.batch_size = app.worker.max_batch = 1  # the ordinary mail in a batch of its own
             try:
                 raw = SHAPES[shape](size - 2000)
                 app.spool.put(raw, "bench")
@@ -70,10 +81,11 @@ def run_shape(shape: str, size: int, rounds: int, profile: bool) -> tuple[list[f
                 if profiler:
                     profiler.disable()
                     pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
-                total = time.perf_counter() - started
                 assert result["failed"] == 0, result
-                times.append(total)
-                behind.append(total)  # the ordinary mail is committed at the end of the same drain
+                assert len(committed) == 2, committed
+                ordinary = committed.pop(f"behind{n}@customer.example")
+                times.append(min(committed.values()) - started)
+                behind.append(ordinary - started)
             finally:
                 app.worker.close()
                 app.store.dispose()
@@ -95,7 +107,7 @@ def main() -> int:
         slow += bool(flag)
         print(
             f"{shape:26} {args.size:>10} B  min {min(times):6.2f}  median {statistics.median(times):6.2f}  "
-            f"max {max(times):6.2f} s  ordinary mail behind it: max {max(behind):6.2f} s{flag}",
+            f"max {max(times):6.2f} s  ordinary mail behind it committed after: max {max(behind):6.2f} s{flag}",
             flush=True,
         )
     return 1 if slow else 0

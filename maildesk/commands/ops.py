@@ -120,7 +120,8 @@ def outbox_oldest_due(session: Any) -> float | None:
 
 
 def held_automatic(session: Any) -> dict[str, dict[str, int]]:
-    """Automatic mail held by the limits in the last hour and day, per limit (`status`)."""
+    """Automatic mail held by the limits, and mail stored without a new ticket by the
+    new-ticket limits, in the last hour and day, per limit (`status`)."""
     from datetime import timedelta
 
     from maildesk.clock import utcnow
@@ -128,7 +129,9 @@ def held_automatic(session: Any) -> dict[str, dict[str, int]]:
     from maildesk.store import outbox_queries
 
     now = utcnow()
-    return summarize_holds(outbox_queries.held_automatic(session, now - timedelta(days=1)), now)
+    since = now - timedelta(days=1)
+    held = outbox_queries.held_automatic(session, since) + outbox_queries.held_new_tickets(session, since)
+    return summarize_holds(held, now)
 
 
 def _spool_facts(settings: Settings) -> dict[str, Any]:

@@ -164,7 +164,7 @@ class BounceInfo:
 def to_email_message(msg: ParsedMessage) -> Message | None:
     """The stdlib view of the raw bytes (structure only); None when it cannot be built."""
     try:
-        return email.message_from_bytes(msg.raw, policy=email.policy.compat32)
+        return email.message_from_bytes(msg.structure_bytes, policy=email.policy.compat32)
     except Exception:  # noqa: BLE001 - hostile input
         return None
 

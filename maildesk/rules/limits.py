@@ -5,6 +5,11 @@ and counts of what was already sent. Pure: the counts come from the store, the c
 supplies them; this module never counts, never reads a clock and never sends.
 A limit of 0 allows nothing in its window.
 
+New tickets are limited too (`check_new_ticket`): a sender that opens more than
+`new_tickets_per_sender_hour` tickets, or first-contact senders of one domain opening more
+than `new_tickets_per_domain_hour`, get their mail stored without a new ticket; a known
+customer is never held by the domain limit. There, 0 means no limit.
+
 Flood control that cannot be turned against real customers (issue 16): the desk-wide
 hourly breaker (`global_hour`) and the per-domain one (`per_domain_hour`) apply only to
 first-contact recipients. A customer the desk already knew before the last hour is held
@@ -104,6 +109,41 @@ def check_limits(
     )
 
 
+@dataclass(frozen=True)
+class NewTicketPolicy:
+    per_sender_hour: int = 20  # 0: no limit
+    per_domain_hour: int = 200  # first-contact senders of one domain; 0: no limit
+
+
+@dataclass(frozen=True)
+class NewTicketCounts:
+    """Tickets already opened in the last hour (not counting the one being decided)."""
+
+    sender_hour: int
+    domain_hour: int  # by first-contact senders of the sender's domain
+    known: bool  # the sender was a customer before the last hour
+
+
+def check_new_ticket(policy: NewTicketPolicy, counts: NewTicketCounts, *, sender: str) -> LimitDecision:
+    """May `sender`'s mail open one more ticket now? Refused: stored without a ticket."""
+    sender = sender.strip().lower()
+    checks = [(counts.sender_hour, policy.per_sender_hour, f"sender {sender} opened {{n}} in the last hour")]
+    if not counts.known:
+        domain = sender.rpartition("@")[2]
+        checks.append(
+            (
+                counts.domain_hour,
+                policy.per_domain_hour,
+                f"first-contact senders at {domain} opened {{n}} in the last hour",
+            )
+        )
+    for count, limit, template in checks:
+        if limit and count >= limit:
+            tickets = f"{count} new ticket" + ("" if count == 1 else "s")
+            return LimitDecision(False, template.format(n=tickets) + f" (limit {limit})")
+    return LimitDecision(True, f"within new-ticket limits for {sender}")
+
+
 # What held an automatic mail, read back from the reason `check_limits` wrote (the outbox
 # row's `last_error`, first reason): the name of the limit, for `maildesk status`.
 _HOLD_KINDS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -113,6 +153,8 @@ _HOLD_KINDS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^this ticket sent "), "per_ticket_day"),
     (re.compile(r"^first-contact recipients at "), "per_domain_hour"),
     (re.compile(r"^maildesk sent "), "global_hour"),
+    (re.compile(r"^sender \S+ opened \d+ new tickets? in the last hour"), "new_tickets_per_sender_hour"),
+    (re.compile(r"^first-contact senders at \S+ opened "), "new_tickets_per_domain_hour"),
 )
 
 
@@ -125,7 +167,8 @@ def hold_kind(reason: str) -> str:
 
 
 def summarize_holds(rows: Iterable[tuple[datetime, str]], now: datetime) -> dict[str, dict[str, int]]:
-    """Held automatic mails per limit in the last hour and the last 24 hours, from
+    """Held mails (automatic mail, and mail stored without a new ticket) per limit in the last
+    hour and the last 24 hours, from
     `(created_at, reason)` rows (naive datetimes are taken as UTC, as the store keeps them)."""
     out: dict[str, dict[str, int]] = {"last_hour": {}, "last_day": {}}
     for created, reason in rows:

@@ -23,6 +23,7 @@ from maildesk.store.models import (
     Agent,
     AutoSend,
     Customer,
+    Event,
     Message,
     OutboxItem,
     SlaClock,
@@ -134,6 +135,46 @@ def held_automatic(session: Session, since: datetime) -> list[tuple[datetime, st
         OutboxItem.automatic.is_(True), OutboxItem.state == "held", OutboxItem.created_at >= since
     )
     return [(created, reason or "") for created, reason in session.execute(stmt)]
+
+
+NEW_TICKET_HELD = "new-ticket-held"  # the event a message stored without a new ticket gets
+
+_SENDER_TICKETS_HOUR = (
+    select(func.count())
+    .select_from(Ticket)
+    .join(Customer, Customer.id == Ticket.customer_id)
+    .where(Customer.email == bindparam("r"), Ticket.created_at >= bindparam("hour"))
+)
+_DOMAIN_NEW_TICKETS_HOUR = (
+    select(func.count())
+    .select_from(Ticket)
+    .join(Customer, Customer.id == Ticket.customer_id)
+    .where(
+        Ticket.created_at >= bindparam("hour"),
+        Customer.created_at >= bindparam("hour"),
+        Customer.email.like(bindparam("d"), escape="\\"),
+    )
+)
+
+
+def new_ticket_counts(session: Session, *, sender: str, now: datetime) -> tuple[int, int, bool]:
+    """(tickets `sender` opened in the last hour, tickets first-contact senders of its domain
+    opened in the last hour, was `sender` a customer before the last hour). The domain count
+    is not read for a known sender (the domain limit never applies to one)."""
+    sender = sender.lower()
+    hour = now - timedelta(hours=1)
+    sender_hour = int(core(session).execute(_SENDER_TICKETS_HOUR, {"r": sender, "hour": hour}).scalar() or 0)
+    if core(session).execute(_KNOWN, {"r": sender, "hour": hour}).scalar():
+        return sender_hour, 0, True
+    domain = sender.rpartition("@")[2].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    domain_hour = core(session).execute(_DOMAIN_NEW_TICKETS_HOUR, {"hour": hour, "d": f"%@{domain}"}).scalar()
+    return sender_hour, int(domain_hour or 0), False
+
+
+def held_new_tickets(session: Session, since: datetime) -> list[tuple[datetime, str]]:
+    """`(at, reason)` of the messages stored without a new ticket by a limit since `since`."""
+    stmt = select(Event.at, Event.data).where(Event.type == NEW_TICKET_HELD, Event.at >= since)
+    return [(at, str((data or {}).get("reason", ""))) for at, data in session.execute(stmt)]
 
 
 def claim_due(session: Session, now: datetime) -> OutboxItem | None:

@@ -7,10 +7,13 @@ Must not: decide anything about the mail (that happened before), send mail, or c
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 
 from maildesk.pipeline.context import MessageContext, PipelineDeps, stage
 from maildesk.pipeline.stages.dedupe import stored_content_hash
+from maildesk.rules.limits import NewTicketCounts, NewTicketPolicy, check_new_ticket, hold_kind
 from maildesk.store import Session
+from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
 from maildesk.store.models import Ticket
 
@@ -38,9 +41,16 @@ def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     settings = deps.settings
     now = ctx.now
     sender_email, sender_name = _customer_address(ctx)
+    if msg.parts_capped:  # parts beyond message.MAX_PARTS are in the raw bytes only
+        ctx.note("parts-capped", **msg.parts_capped)
     ticket: Ticket | None = None
     if ctx.ticket_number is not None:
         ticket = session.get(Ticket, ctx.ticket_number)
+    if ticket is None and not ctx.no_new_ticket and ctx.kind == "customer":
+        held = _new_ticket_refused(session, deps, sender_email, now)
+        if held:  # a flood: stored, but no ticket and so no acknowledgement (issue 16)
+            ctx.no_new_ticket = True
+            ctx.note(oq.NEW_TICKET_HELD, reason=held, limit=hold_kind(held), sender=sender_email)
     if ticket is None and ctx.no_new_ticket:
         _store_message(ctx, session, deps, None, sender_email, sender_name)
         ctx.outcome = f"{ctx.kind}-without-ticket"
@@ -97,6 +107,17 @@ def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     for type_, data in ctx.events:
         q.add_event(session, number, type_, data, now, pk)
     ctx.events.clear()
+
+
+def _new_ticket_refused(session: Session, deps: PipelineDeps, sender: str, now: datetime) -> str:
+    """Why `sender` may not open one more ticket now (`limits.new_tickets_*`), or ""."""
+    limits = deps.settings.limits
+    policy = NewTicketPolicy(limits.new_tickets_per_sender_hour, limits.new_tickets_per_domain_hour)
+    if not policy.per_sender_hour and not policy.per_domain_hour:
+        return ""
+    sender_hour, domain_hour, known = oq.new_ticket_counts(session, sender=sender, now=now)
+    decision = check_new_ticket(policy, NewTicketCounts(sender_hour, domain_hour, known), sender=sender)
+    return "" if decision.allowed else decision.reason
 
 
 def _store_message(
