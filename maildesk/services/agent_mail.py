@@ -125,11 +125,16 @@ def mail_agent(
     done as sent: `refused_reply` with `extra_text` below. Automatic mail (rate limited);
     on the ticket as internal mail when there is one. False when it could not be composed."""
     try:
+        reader = _agent_input(session, to)
+        ticket = session.get(Ticket, ticket_number) if ticket_number is not None else None
+        inputs: dict[str, Any] = {"customer": CustomerInput(email=to, name=reader.name)}
+        if ticket is not None:
+            inputs = {
+                "customer": Mailer._customer_input(session, ticket, now),
+                "ticket": Mailer._ticket_input(session, ticket, now),
+            }
         ctx = mailer.context(
-            now=now,
-            sender="",
-            recipient=_agent_input(session, to),
-            refusal=RefusalInput(code, detail, subject),
+            now=now, sender="", recipient=reader, refusal=RefusalInput(code, detail, subject), **inputs
         )
         rendered = mailer.renderer.render("refused_reply", ctx, locale=str(ctx["locale"]))
         sender = mailer.support_address()
