@@ -17,7 +17,6 @@ talk SMTP, or ever store an agent's words as the customer's.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -648,8 +647,23 @@ def open_for_customer(
     return "ticket-opened-by-agent"
 
 
-def digest(*parts: str) -> str:
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+def reply_with_macro(
+    session: Session, deps: Any, number: int, text: str, macro: str, by: str, now: datetime, status: str = "pending"
+) -> tickets.ActionResult:
+    """`maildesk ticket reply N --macro NAME`: the agent's text (if any), then the macro,
+    personalised for the ticket, as one reply through `services.tickets.reply`."""
+    ticket = tickets.get_ticket(session, number)
+    try:
+        rendered = render_macro(session, deps.mailer, ticket, macro, by, now)
+    except COMPOSE_ERRORS as exc:
+        raise tickets.OperationError(str(exc)) from exc
+    body = "\n\n".join(part.strip("\n") for part in (text, rendered) if part.strip())
+    return tickets.reply(session, deps, number, body, by, now, status=status)
+
+
+def macros(mailer: Mailer) -> list[dict[str, str]]:
+    """The macros this desk has: name and file (a site macro hides a built-in one)."""
+    return [{"name": name, "file": str(path)} for name, path in sorted(mailer.renderer.macro_names().items())]
 
 
 __all__ = [
@@ -666,4 +680,6 @@ __all__ = [
     "open_for_customer",
     "refuse",
     "render_macro",
+    "reply_with_macro",
+    "macros",
 ]
