@@ -15,7 +15,7 @@ import sys
 
 import typer
 
-from maildesk.commands import admin, daemon, desk, inspection, intake, ops, report, rules, spool
+from maildesk.commands import admin, daemon, desk, inspection, intake, macros, ops, report, rules, spool
 from maildesk.commands.common import EX_CONFIG, err
 from maildesk.errors import ConfigError
 
@@ -53,6 +53,7 @@ app.add_typer(desk.retention_app, name="retention")
 app.add_typer(rules.rules_app, name="rules")
 app.add_typer(admin.suppressions_app, name="suppressions")
 app.add_typer(admin.templates_app, name="templates")
+app.add_typer(macros.macros_app, name="macros")
 app.add_typer(admin.outbox_app, name="outbox")
 app.add_typer(ops.db_app, name="db")
 

@@ -36,6 +36,8 @@ class DeskSettings:
     rules_file: str = ""
     templates_dir: str = ""
     retention_days: int = 0
+    note_addresses: tuple[str, ...] = ()  # agent mail to these (or their tokens) stays an internal note
+    agent_forward_needs_dkim: bool = True  # an agent's forward opens a ticket only with a DKIM pass
 
 
 @dataclass(frozen=True)
@@ -297,7 +299,10 @@ def _validate(settings: Settings) -> Settings:
     except Exception as exc:  # noqa: BLE001
         raise ConfigError(f"desk.timezone: unknown time zone {desk.timezone!r}") from exc
     desk = replace(
-        desk, support_addresses=addrs, support_domains=tuple(d.lower().lstrip("@") for d in desk.support_domains)
+        desk,
+        support_addresses=addrs,
+        support_domains=tuple(d.lower().lstrip("@") for d in desk.support_domains),
+        note_addresses=tuple(a.strip().lower() for a in desk.note_addresses),
     )
     smtp = settings.smtp
     if not 0 < smtp.port < 65536:

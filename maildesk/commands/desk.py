@@ -346,21 +346,31 @@ def ticket_reply(
     status: Annotated[
         str, typer.Option("--status", help="Status afterwards (pending waits on the customer).")
     ] = "pending",
+    macro: Annotated[
+        str | None, typer.Option("--macro", help="Send this macro (see `maildesk macros list`), after any text.")
+    ] = None,
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Reply to the customer (through the outbox; the running daemon sends it).
 
-    --by must be the agent's address. Without --text or --file, opens $EDITOR.
-    Example: `maildesk ticket reply 42 --by eva@example.com --text "Fixed, please try again."`
+    --by must be the agent's address. Without --text, --file or --macro, opens $EDITOR.
+    Example: `maildesk ticket reply 42 --by eva@example.com --text "Fixed, please try again."`,
+    `maildesk ticket reply 42 --by eva@example.com --macro thanks`
     """
-    body = _text_from(text, file, "reply")
+    body = _text_from(text, file, "reply") if (text is not None or file is not None or not macro) else ""
     agent = _by(by)
     if "@" not in agent:
         err.print("a reply needs the agent's address: --by eva@example.com or $MAILDESK_AGENT")
         raise typer.Exit(2)
     with open_desk(config) as desk:
-        _report(_write(desk, ops.reply, desk.deps, number, body, agent, desk.clock(), status=status.lower()), as_json)
+        if macro:
+            from maildesk.services.agent_mail import reply_with_macro
+
+            result = _write(desk, reply_with_macro, desk.deps, number, body, macro, agent, desk.clock(), status.lower())
+        else:
+            result = _write(desk, ops.reply, desk.deps, number, body, agent, desk.clock(), status=status.lower())
+        _report(result, as_json)
 
 
 @ticket_app.command("assign")

@@ -32,12 +32,16 @@ def send_agent_reply(
     now: datetime,
     *,
     key: str | None = None,
+    attachments: tuple[tuple[str, str, bytes], ...] = (),
+    from_name: str = "",
+    message_pk: int | None = None,
 ) -> OutboxItem | None:
     """Queue an agent's reply to the customer (CC participants copied). None: already queued.
 
     Sets the ticket's first response time when unset and records `agent-replied`; the
     status change is the caller's. `key` makes a repeated command harmless; by default it
-    is derived from the ticket, the agent, the text and `now`.
+    is derived from the ticket, the agent, the text and `now`. `attachments` go along;
+    `from_name` names the sender (mail from an agent's mail client: the agent's name).
     Raises ValueError for an unknown ticket and COMPOSE_ERRORS when it cannot be composed.
     """
     ticket = session.get(Ticket, ticket_number)
@@ -59,6 +63,9 @@ def send_agent_reply(
         agent=agent,
         message=MessageInput(text=text, sender_name=agent.name if agent else "", sender_email=agent_email.lower()),
         kind="agent-reply",
+        attachments=attachments,
+        from_name=from_name,
+        message_pk=message_pk,
     )
     item = mailer.send(session, request, now)
     if item is None:
@@ -72,7 +79,7 @@ def send_agent_reply(
         "message_id": item.message_id,
         "state": item.state,
     }
-    q.add_event(session, ticket_number, "agent-replied", data, now)
+    q.add_event(session, ticket_number, "agent-replied", data, now, message_pk)
     return item
 
 

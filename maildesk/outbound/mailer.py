@@ -118,6 +118,8 @@ class SendRequest:
     message: MessageInput | None = None
     bounce: BounceInput | None = None
     message_pk: int | None = None
+    attachments: tuple[tuple[str, str, bytes], ...] = ()  # (filename, content type, payload) sent along
+    from_name: str = ""  # the From display name; default: outbound.from_name or the desk's name
 
 
 def _utc(value: datetime | None, now: datetime) -> datetime | None:
@@ -315,7 +317,7 @@ class Mailer:
         secret = self.settings.secret
         return OutgoingMail(
             from_addr=sender,
-            from_name=self.settings.outbound.from_name or self.settings.desk.name,
+            from_name=request.from_name or self.settings.outbound.from_name or self.settings.desk.name,
             to=(check_address(to, "to"),),
             cc=tuple(c for c in dict.fromkeys(a.lower() for a in request.cc) if c != to),
             reply_to=make_reply_address(secret, sender, number),
@@ -328,6 +330,7 @@ class Mailer:
             thread_index=_thread_index(parent, now),
             automatic=request.automatic,
             loop_value=self.loop_value,
+            attachments=request.attachments,
         )
 
 

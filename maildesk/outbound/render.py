@@ -239,6 +239,9 @@ def describe_error(exc: BaseException, default_file: str) -> TemplateProblem:
     return TemplateProblem(file, line, f"{type(exc).__name__}: {escape_header_text(message)[:500]}")
 
 
+MACROS = "macros"  # the folder of canned replies, in the site's and the built-in templates
+
+
 class TemplateRenderer:
     """Renders named templates from a site folder with built-in fallbacks.
 
@@ -369,6 +372,8 @@ class TemplateRenderer:
                 continue
             for path in sorted(root.rglob("*.j2")):
                 parts = path.relative_to(root).parts
+                if parts[0] == MACROS:
+                    continue  # canned replies: `macro_names`, `render_macro`, checked in `check`
                 if len(parts) == 1:
                     queue, loc = None, self.default_locale
                 elif len(parts) == 2:
@@ -390,12 +395,47 @@ class TemplateRenderer:
                 found.add(path.name[: -len(TEXT_SUFFIX)])
         return found
 
+    # -- macros (canned replies) -----------------------------------------------------
+
+    def _macro_dirs(self) -> list[Path]:
+        roots = ([self.site_dir] if self.site_dir else []) + [self.builtin_dir]
+        return [root / MACROS for root in roots if (root / MACROS).is_dir()]
+
+    def macro_names(self) -> dict[str, Path]:
+        """Macro name -> its file (a site macro hides a built-in one of the same name)."""
+        found: dict[str, Path] = {}
+        for folder in self._macro_dirs():
+            for path in sorted(folder.glob("*" + TEXT_SUFFIX)):
+                name = path.name[: -len(TEXT_SUFFIX)]
+                if _NAME_RE.match(name) and not name.startswith("_"):
+                    found.setdefault(name.lower(), path)
+        return found
+
+    def render_macro(self, name: str, ctx: Mapping[str, Any]) -> str:
+        """The text of macro `name` (`macros/<name>.txt.j2`, site first) rendered with `ctx`.
+
+        A macro is reply text, not a whole mail: no subject line. Raises UnknownTemplate
+        when there is no such macro and RenderError when it fails to render.
+        """
+        path = self.macro_names().get(name.strip().lower())
+        if path is None:
+            raise UnknownTemplate(f"no macro {name!r}; macros are: {', '.join(sorted(self.macro_names())) or 'none'}")
+        try:
+            return self._env((path.parent,)).get_template(path.name).render(dict(ctx)).strip("\n").rstrip() + "\n"
+        except Exception as exc:
+            raise RenderError(f"macro {name!r} failed: {describe_error(exc, str(path))}") from exc
+
     def check(self) -> list[TemplateProblem]:
-        """Compile every template and render every named one with sample data.
+        """Compile every template and macro and render each with sample data.
 
         Returns the problems (empty when everything renders); never raises for a template.
         """
         problems: list[TemplateProblem] = []
+        for name, path in self.macro_names().items():
+            try:
+                self.render_macro(name, sample_context(self.default_locale, template="agent_reply"))
+            except RenderError as exc:
+                problems.append(describe_error(exc.__cause__ or exc, str(path)))
         for path, dirs, loc in self._template_files():
             if not dirs:
                 problems.append(

@@ -54,6 +54,8 @@ class MessageContext:
     thread_root: str | None = None  # Outlook Thread-Index root of the message
     no_new_ticket: bool = False  # automatic mail: store it, but never open a ticket for it
     thread_locked: bool = False  # the ticket is already known (e.g. the bounce names our mail)
+    internal: bool = False  # stored as internal (an agent's note, a held or refused agent mail)
+    handled: bool = False  # a stage stored and applied the mail itself (agent mail): later ones skip
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     outcome: str = ""  # ticket-created | appended | duplicate | bounce | ...
     pre: Prepared | None = None  # results computed before the transaction (pipeline/prepare.py)

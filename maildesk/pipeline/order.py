@@ -10,6 +10,7 @@ acknowledgement and the rules' replies in the outbox, in the same transaction.
 from __future__ import annotations
 
 from maildesk.pipeline.context import Stage
+from maildesk.pipeline.stages.agent import agent_mail
 from maildesk.pipeline.stages.dedupe import dedupe
 from maildesk.pipeline.stages.persist import persist
 from maildesk.pipeline.stages.respond import respond
@@ -21,6 +22,7 @@ PIPELINE: tuple[Stage, ...] = (
     dedupe,
     screen,
     visible_text,
+    agent_mail,
     thread,
     persist,
     apply_thread_outcome,

@@ -464,3 +464,42 @@ def compact_search_index(session: Session) -> None:
     """SQLite: merge the FTS5 index so deleted entries' tokens are really gone."""
     if _dialect(session) == "sqlite":
         session.execute(text("INSERT INTO messages_fts(messages_fts) VALUES ('optimize')"))
+
+
+# Agent mail --------------------------------------------------------------------------------
+def latest_conversation_message(session: Session, number: int, exclude: int | None = None) -> int:
+    """The id of the ticket's newest customer mail or sent agent reply (0: none); the
+    sequence an agent's notification must not be older than (collision hold)."""
+    conversation = or_(
+        and_(Message.direction == "in", Message.kind == "customer"),
+        and_(Message.direction == "out", Message.kind == "agent-reply"),
+    )
+    query = select(func.max(Message.id)).where(Message.ticket_number == number, conversation)
+    if exclude is not None:
+        query = query.where(Message.id != exclude)
+    return int(session.scalar(query) or 0)
+
+
+def conversation_since(session: Session, number: int, after: int, limit: int = 10) -> list[Message]:
+    """Customer mail and sent agent replies on the ticket newer than message id `after`."""
+    conversation = or_(
+        and_(Message.direction == "in", Message.kind == "customer"),
+        and_(Message.direction == "out", Message.kind == "agent-reply"),
+    )
+    return list(
+        session.scalars(
+            select(Message)
+            .where(Message.ticket_number == number, Message.id > after, conversation)
+            .order_by(Message.id)
+            .limit(limit)
+        )
+    )
+
+
+def ticket_events_of(session: Session, number: int, types: Sequence[str]) -> list[Event]:
+    """The ticket's events of these types, oldest first."""
+    return list(
+        session.scalars(
+            select(Event).where(Event.ticket_number == number, Event.type.in_(list(types))).order_by(Event.id)
+        )
+    )

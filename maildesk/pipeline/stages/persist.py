@@ -35,7 +35,7 @@ def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
 
     The hot path of every message: rows are written with prepared Core statements (see
     `store.queries`), about seven statements for a new ticket."""
-    if ctx.duplicate:
+    if ctx.duplicate or ctx.handled:
         return
     msg = ctx.msg
     settings = deps.settings
@@ -120,6 +120,13 @@ def _new_ticket_refused(session: Session, deps: PipelineDeps, sender: str, now: 
     return "" if decision.allowed else decision.reason
 
 
+def store_message(
+    ctx: MessageContext, session: Session, deps: PipelineDeps, number: int | None, sender_email: str, sender_name: str
+) -> int:
+    """Write the message row (and attachments) as it is in `ctx`; its pk (also `ctx.message_pk`)."""
+    return _store_message(ctx, session, deps, number, sender_email, sender_name)
+
+
 def _store_message(
     ctx: MessageContext, session: Session, deps: PipelineDeps, number: int | None, sender_email: str, sender_name: str
 ) -> int:
@@ -152,7 +159,7 @@ def _store_message(
         "html": html,
         "thread_root": None,
         "screen": ctx.screen_verdict,
-        "internal": False,
+        "internal": ctx.internal,
     }
     attachments = [
         {

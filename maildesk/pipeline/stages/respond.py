@@ -62,12 +62,12 @@ def _message_input(ctx: MessageContext) -> MessageInput:
 @stage()
 def respond(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     """Acknowledge a new ticket from a human; send the templates the rules named."""
-    if ctx.duplicate or ctx.ticket_number is None:
+    if ctx.duplicate or ctx.handled or ctx.ticket_number is None:
         return
     ticket = session.get(Ticket, ctx.ticket_number)
     if ticket is None:
         return
-    if ctx.screen_verdict != "human":
+    if ctx.screen_verdict != "human" or ctx.kind != "customer":
         return
     skip = _junk(ctx, ticket)
     if skip:

@@ -354,7 +354,7 @@ def _notify(session: Session, ctx: MessageContext, deps: PipelineDeps, ticket: T
 @stage()
 def route(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     """Queue by support address for a new ticket, then the rules; record every hit."""
-    if ctx.duplicate or ctx.ticket_number is None or ctx.kind != "customer":
+    if ctx.duplicate or ctx.handled or ctx.ticket_number is None or ctx.kind != "customer":
         return
     ticket = session.get(Ticket, ctx.ticket_number)
     if ticket is None:

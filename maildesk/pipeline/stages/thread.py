@@ -100,7 +100,7 @@ def visible_text(ctx: MessageContext, session: Session, deps: PipelineDeps) -> N
 @stage()
 def thread(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     """Decide the ticket; record why as an event (written by persist)."""
-    if ctx.duplicate or ctx.thread_locked:
+    if ctx.duplicate or ctx.thread_locked or ctx.handled:
         return
     decision = decide(ctx.msg, ctx, StoreThreadLookup(session), deps.settings)
     ctx.thread = decision
@@ -120,7 +120,7 @@ def thread(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
 def apply_thread_outcome(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     """After persist: reopen a resolved/closed ticket, or link a new one to the old."""
     decision: ThreadDecision | None = ctx.thread
-    if ctx.duplicate or decision is None or ctx.ticket_number is None:
+    if ctx.duplicate or ctx.handled or decision is None or ctx.ticket_number is None:
         return
     ticket = session.get(Ticket, ctx.ticket_number)
     if ticket is None:
