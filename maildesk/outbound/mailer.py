@@ -31,7 +31,9 @@ from maildesk.outbound.context import (
     BounceInput,
     CompanyInput,
     CustomerInput,
+    FollowupInput,
     MessageInput,
+    SlaInput,
     TicketInput,
     TicketRef,
     build_context,
@@ -118,6 +120,8 @@ class SendRequest:
     message: MessageInput | None = None
     bounce: BounceInput | None = None
     message_pk: int | None = None
+    sla: SlaInput | None = None  # sla_warning / sla_breach
+    followup: FollowupInput | None = None  # followup
 
 
 def _utc(value: datetime | None, now: datetime) -> datetime | None:
@@ -287,6 +291,8 @@ class Mailer:
             message=request.message,
             bounce=request.bounce,
             recipient=reader,
+            sla=request.sla,
+            followup=request.followup,
         )
         rendered = self.renderer.render(request.template, ctx, locale=str(ctx["locale"]), queue=ticket.queue or None)
         if rendered.errors:

@@ -54,21 +54,41 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def clock_dict(clock: SlaClock, now: datetime) -> dict[str, Any]:
+TIMER_KINDS = ("followup", "autoresolve")
+
+
+def clock_state(clock: SlaClock, now: datetime) -> str:
+    """stopped (met, resolved, removed, fired, cancelled) | breached | paused | overdue | warned | running."""
     due = utc(clock.due_at)
-    if clock.stopped:
-        state = "stopped"
-    elif clock.breached:
-        state = "breached"
-    elif clock.paused_at is not None:
-        state = "paused"
-    elif due is not None and due <= now:
-        state = "overdue"
-    elif clock.warned:
-        state = "warned"
-    else:
-        state = "running"
-    return {"kind": clock.kind, "due_at": iso(due), "state": state, "paused_at": iso(clock.paused_at)}
+    if clock.stopped_at is not None:
+        return "stopped"
+    if clock.breached_at is not None:
+        return "breached"
+    if clock.paused_at is not None:
+        return "paused"
+    if due is not None and due <= now:
+        return "overdue"
+    if clock.warned_at is not None:
+        return "warned"
+    return "running"
+
+
+def clock_dict(clock: SlaClock, now: datetime) -> dict[str, Any]:
+    paused = timedelta(seconds=clock.paused_total or 0.0)
+    return {
+        "kind": clock.kind,
+        "policy": clock.policy,
+        "started_at": iso(clock.started_at),
+        "due_at": iso(clock.due_at),
+        "warn_at": iso(clock.warn_at),
+        "state": clock_state(clock, now),
+        "stop_reason": clock.stop_reason,
+        "paused_at": iso(clock.paused_at),
+        "paused_seconds": int(paused.total_seconds()),
+        "warned_at": iso(clock.warned_at),
+        "breached_at": iso(clock.breached_at),
+        "stopped_at": iso(clock.stopped_at),
+    }
 
 
 # Lists and views ---------------------------------------------------------------------------
@@ -93,13 +113,10 @@ class TicketSummary:
 
 
 def summarize(ticket: Ticket, clocks: Sequence[SlaClock], now: datetime) -> TicketSummary:
-    running = [utc(c.due_at) for c in clocks if not c.stopped and c.paused_at is None and c.due_at is not None]
+    targets = [c for c in clocks if c.kind not in TIMER_KINDS and c.stopped_at is None]
+    running = [utc(c.due_at) for c in targets if c.paused_at is None and c.due_at is not None]
     due = min((d for d in running if d is not None), default=None)
-    breaching = any(
-        not c.stopped
-        and (c.breached or (c.paused_at is None and c.due_at is not None and (utc(c.due_at) or now) <= now))
-        for c in clocks
-    )
+    breaching = any(clock_state(c, now) in ("breached", "overdue") for c in targets)
     return TicketSummary(
         number=ticket.number,
         subject=ticket.subject,
