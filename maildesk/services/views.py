@@ -21,6 +21,7 @@ from maildesk.services.tickets import OperationError, get_ticket
 from maildesk.store import Session
 from maildesk.store import desk_queries as dq
 from maildesk.store import queries as q
+from maildesk.store import sla_queries as sq
 from maildesk.store.desk_queries import SearchHit, TicketFilter, utc
 from maildesk.store.models import Event, Message, SlaClock, Ticket
 
@@ -228,3 +229,28 @@ __all__ = [
     "message_view",
     "event_view",
 ]
+
+
+# SLA clocks --------------------------------------------------------------------------------
+def sla_status(
+    session: Session, now: datetime, *, breaching: bool = False, due_within: timedelta | None = None
+) -> list[dict[str, Any]]:
+    """Every clock that is not stopped (`maildesk sla status`), soonest due first: with
+    `breaching` only breached or overdue ones, with `due_within` only those due by then."""
+    numbers = sq.open_clock_tickets(session, breaching_at=now if breaching else None)
+    if due_within is not None:
+        soon = set(sq.due_within(session, now + due_within))
+        numbers = [n for n in numbers if n in soon]
+    clocks = dq.clocks_for(session, numbers)
+    out = []
+    for ticket in sq.tickets(session, numbers):
+        for clock in clocks[ticket.number]:
+            if clock.stopped_at is not None:
+                continue
+            row = clock_dict(clock, now)
+            if breaching and row["state"] not in ("breached", "overdue"):
+                continue
+            if due_within is not None and (clock.due_at is None or utc(clock.due_at) > now + due_within):  # type: ignore[operator]
+                continue
+            out.append({"ticket": ticket.number, "subject": ticket.subject, "status": ticket.status, **row})
+    return sorted(out, key=lambda r: (r["due_at"] is None, r["due_at"] or "", r["ticket"]))
