@@ -62,25 +62,27 @@ class _DryRun(Exception):
 
 
 def sweep(store: Store, mailer: Mailer, now: datetime, *, dry_run: bool = False, batch: int = 200) -> SweepReport:
-    """Act on everything due by `now`, `batch` tickets per transaction. `dry_run`: report only."""
+    """Act on everything due by `now`, `batch` tickets per transaction. `dry_run`: one
+    transaction over everything, rolled back (what would be done)."""
     report = SweepReport(now, dry_run=dry_run)
     actor = Actor(mailer)
-    seen: set[int] = set()
-    while True:
-        found: list[int] = []
-        try:
+    try:
+        more = True
+        while more:
             with store.session() as session:
-                found = [n for n in sq.claim_due(session, now, batch) if n not in seen]
-                for number in found:
-                    report.actions.extend(sweep_ticket(session, actor, number, now))
+                while True:
+                    found = sq.claim_due(session, now, batch)  # a ticket swept has no due clock left
+                    for number in found:
+                        report.actions.extend(sweep_ticket(session, actor, number, now))
+                    report.tickets += len(found)
+                    more = len(found) == batch
+                    if not (dry_run and more):
+                        break
                 if dry_run:
                     raise _DryRun
-        except _DryRun:
-            pass
-        seen.update(found)
-        report.tickets += len(found)
-        if len(found) < batch or dry_run:
-            return report
+    except _DryRun:
+        pass
+    return report
 
 
 def sweep_ticket(session: Session, actor: Actor, number: int, now: datetime) -> list[dict[str, Any]]:
@@ -92,9 +94,7 @@ def sweep_ticket(session: Session, actor: Actor, number: int, now: datetime) -> 
     clocks = sq.load_clocks(session, number, ticket.status, lock=True)
     policy = ctx.settings.policy(clocks.policy) if clocks.policy else None
     marked, actions = due_actions(clocks, now, policy)
-    if marked == clocks:
-        return []
-    sq.save_clocks(session, number, marked)
+    sq.save_clocks(session, number, marked)  # always: next_at moves on, so the claim cannot return it again
     return actor.act(session, ticket, actions, now)
 
 
