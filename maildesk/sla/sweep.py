@@ -19,7 +19,7 @@ Must not: read the clock (`now` is given), build SQL, or decide clock semantics 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -101,8 +101,12 @@ def sweep_ticket(session: Session, actor: Actor, number: int, now: datetime) -> 
 class Actor:
     """Acts on the engine's actions for one desk (its settings and mailer)."""
 
-    def __init__(self, mailer: Mailer) -> None:
-        self.mailer = mailer
+    def __init__(self, mailer: Mailer | Callable[[], Mailer]) -> None:
+        self._mailer = mailer  # a callable: the desk's mailer, looked up when first needed
+
+    @property
+    def mailer(self) -> Mailer:
+        return self._mailer if isinstance(self._mailer, Mailer) else self._mailer()
 
     def __call__(self, session: Session, ticket: Ticket, actions: Sequence[Action], now: datetime) -> None:
         self.act(session, ticket, actions, now)
