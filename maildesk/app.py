@@ -54,7 +54,9 @@ class App:
         self._sla_scheduler: Any = None
         self._sla_armed: datetime | None = None
         self._sla_lock = threading.Lock()
-        self.store.session_info["sla"] = SlaContext(settings.sla, act=Actor(lambda: self.deps.mailer), rearm=self.rearm_sla)
+        self.store.session_info["sla"] = SlaContext(
+            settings.sla, act=Actor(lambda: self.deps.mailer), rearm=self.rearm_sla
+        )
         self._migrated = False
         self.smtp: SmtpIntake | None = None
         self.pollers: list[MailboxPoller] = []
