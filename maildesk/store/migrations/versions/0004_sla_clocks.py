@@ -23,8 +23,7 @@ _TZ = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("tickets", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("sla_choice", sa.String(length=64), nullable=True))
+    op.add_column("tickets", sa.Column("sla_choice", sa.String(length=64), nullable=True))
     old = sa.table(
         "sla_clocks",
         sa.column("ticket_number", sa.Integer()),
@@ -117,5 +116,4 @@ def downgrade() -> None:
     )
     op.create_index("ix_sla_clocks_due_at", "sla_clocks", ["due_at"], unique=False)
     op.create_index("ix_sla_clocks_ticket_number", "sla_clocks", ["ticket_number"], unique=False)
-    with op.batch_alter_table("tickets", schema=None) as batch_op:
-        batch_op.drop_column("sla_choice")
+    op.drop_column("tickets", "sla_choice")  # ALTER TABLE … DROP COLUMN (SQLite >= 3.35): no table rebuild
