@@ -32,6 +32,7 @@ from maildesk.pipeline.stages.route import make_rules_holder
 from maildesk.pipeline.worker import Worker
 from maildesk.rules.holder import RulesHolder
 from maildesk.sanitize import clean_html
+from maildesk.services.sla import SlaContext
 from maildesk.spool import Spool
 from maildesk.store.db import Store
 from maildesk.wakeup import Wakeups
@@ -57,6 +58,14 @@ class App:
         self.store.on_outbox_commit(self.wakeups.outbox_queued)  # after each commit that queued mail
         self.deps = PipelineDeps(settings, rules=make_rules_holder(settings), clock=clock, sanitize_html=clean_html)
         self.worker = Worker(self.spool, self.store, self.deps, stages=PIPELINE, clock=clock, wakeup=self.wakeups.spool)
+        from maildesk.sla.sweep import Actor
+
+        self._sla_scheduler: Any = None
+        self._sla_armed: datetime | None = None
+        self._sla_lock = threading.Lock()
+        self.store.session_info["sla"] = SlaContext(
+            settings.sla, act=Actor(lambda: self.deps.mailer), rearm=self.rearm_sla
+        )
         self._migrated = False
         self.smtp: SmtpIntake | None = None
         self.pollers: list[MailboxPoller] = []
@@ -211,8 +220,9 @@ class App:
         self.worker.run_forever(stop)
 
     def _scheduler(self) -> Any:
-        """Timed work (APScheduler): hourly pruning of the automatic-mail log, and daily
-        retention when `desk.retention_days` is set."""
+        """Timed work (APScheduler): the SLA sweep (at the next exact due time, re-armed by
+        `rearm_sla`, and every 60 s as a safety net), hourly pruning of the automatic-mail
+        log, and daily retention when `desk.retention_days` is set."""
         from apscheduler.schedulers.background import BackgroundScheduler
 
         scheduler = BackgroundScheduler(timezone="UTC")
@@ -222,6 +232,15 @@ class App:
             hours=1,
             id="prune-limit-log",
             next_run_time=datetime.now(UTC) + timedelta(minutes=1),
+            coalesce=True,
+            max_instances=1,
+        )
+        scheduler.add_job(
+            self.sla_sweep,
+            "interval",
+            seconds=60,
+            id="sla-safety-net",
+            next_run_time=datetime.now(UTC) + timedelta(seconds=5),
             coalesce=True,
             max_instances=1,
         )
@@ -255,7 +274,47 @@ class App:
                 **weekly,
             )
         scheduler.start()
+        self._sla_scheduler = scheduler
         return scheduler
+
+    # SLA sweep ---------------------------------------------------------------------------
+    def sla_sweep(self, now: datetime | None = None, *, dry_run: bool = False) -> Any:
+        """Act on the SLA clocks due by `now` (default: the clock), then arm the next exact run."""
+        if not self._migrated:
+            return None
+        from maildesk.sla.sweep import sweep
+        from maildesk.store.sla_queries import next_due
+
+        try:
+            report = sweep(self.store, self.deps.mailer, now or self.clock(), dry_run=dry_run)
+            with self.store.reader() as session:
+                due = next_due(session)
+        except Exception:  # noqa: BLE001 - timed work must not stop the daemon
+            log.exception("SLA sweep failed; the safety net runs it again within a minute")
+            return None
+        with self._sla_lock:
+            self._sla_armed = None
+        if due is not None:
+            self.rearm_sla(due)
+        return report
+
+    def rearm_sla(self, due: datetime) -> None:
+        """Run the sweep at `due` (when earlier than the run already armed). Called after each
+        sweep and whenever a clock changes in this process; the 60 s job is the safety net."""
+        scheduler = self._sla_scheduler
+        if scheduler is None:
+            return
+        with self._sla_lock:
+            if self._sla_armed is not None and self._sla_armed <= due:
+                return
+            self._sla_armed = due
+        run_at = max(due, datetime.now(UTC))
+        try:
+            scheduler.add_job(
+                self.sla_sweep, "date", run_date=run_at, id="sla-next", replace_existing=True, max_instances=1
+            )
+        except Exception:  # noqa: BLE001 - scheduler shutting down
+            log.debug("cannot arm the SLA sweep", exc_info=True)
 
     def prune_limit_log(self) -> None:
         """Hourly: drop automatic-mail log rows the limits no longer look at."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from maildesk.domain import SUBJECT_TAG_FORMAT, TIERS
 from maildesk.errors import ConfigError
+from maildesk.sla.policy import SlaSettings, parse_sla
 
 CONFIG_ENV = "MAILDESK_CONFIG"
 DEFAULT_CONFIG_NAME = "maildesk.toml"
@@ -170,6 +171,7 @@ class Settings:
     agents: tuple[AgentSettings, ...] = ()
     queues: tuple[QueueSettings, ...] = ()
     report: ReportSettings = field(default_factory=ReportSettings)
+    sla: SlaSettings = field(default_factory=SlaSettings)  # [sla]: calendars and policies (sla/policy.py)
     source: str = "<embedded default>"
     base_dir: str = "."
     secret: str = ""
@@ -484,11 +486,16 @@ def parse_settings(data: dict[str, Any], source: str = "<dict>", base_dir: str =
             values[field_name] = tuple(_coerce(f"{key}[{i}]", cls, v) for i, v in enumerate(value))
         elif key in _SECTIONS:
             values[key] = _coerce(key, _SECTIONS[key], value)
+        elif key == "sla":
+            continue  # parsed below, with the desk's time zone as the calendars' default
         else:
             raise ConfigError(
-                f"{key}: unknown section (known: {', '.join(sorted([*_SECTIONS, 'imap', *_TABLE_ARRAYS]))})"
+                f"{key}: unknown section (known: {', '.join(sorted([*_SECTIONS, 'imap', 'sla', *_TABLE_ARRAYS]))})"
             )
-    return _validate(Settings(**values, source=source, base_dir=base_dir))
+    settings = _validate(Settings(**values, source=source, base_dir=base_dir))
+    if "sla" in data:
+        settings = replace(settings, sla=parse_sla(data["sla"], default_timezone=settings.desk.timezone))
+    return settings
 
 
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:

@@ -267,13 +267,19 @@ def ticket_show(number: NumberArg, as_json: JsonOpt = False, config: ConfigOpt =
     console.print(head)
     if view["sla"]:
         sla = Table(title="SLA clocks")
-        for col in ("clock", "due", "state"):
+        for col in ("clock", "policy", "due", "state", "paused", "warned", "breached"):
             sla.add_column(col)
         for c in view["sla"]:
+            state = c["state"] + (f" ({c['stop_reason']})" if c.get("stop_reason") else "")
+            paused = c.get("paused_seconds", 0)
             sla.add_row(
                 c["kind"],
+                c.get("policy") or "-",
                 _when(c["due_at"]) or "-",
-                plain(c["state"], "bold red" if c["state"] in ("breached", "overdue") else ""),
+                plain(state, "bold red" if c["state"] in ("breached", "overdue") else ""),
+                f"{paused // 3600}h{paused % 3600 // 60:02d}m" if paused else "-",
+                _when(c.get("warned_at")) or "-",
+                _when(c.get("breached_at")) or "-",
             )
         console.print(sla)
     console.rule("conversation")

@@ -31,7 +31,9 @@ from maildesk.outbound.context import (
     BounceInput,
     CompanyInput,
     CustomerInput,
+    FollowupInput,
     MessageInput,
+    SlaInput,
     TicketInput,
     TicketRef,
     build_context,
@@ -120,6 +122,8 @@ class SendRequest:
     message_pk: int | None = None
     attachments: tuple[tuple[str, str, bytes], ...] = ()  # (filename, content type, payload) sent along
     from_name: str = ""  # the From display name; default: outbound.from_name or the desk's name
+    sla: SlaInput | None = None  # sla_warning / sla_breach
+    followup: FollowupInput | None = None  # followup
 
 
 def _utc(value: datetime | None, now: datetime) -> datetime | None:
@@ -289,6 +293,8 @@ class Mailer:
             message=request.message,
             bounce=request.bounce,
             recipient=reader,
+            sla=request.sla,
+            followup=request.followup,
         )
         rendered = self.renderer.render(request.template, ctx, locale=str(ctx["locale"]), queue=ticket.queue or None)
         if rendered.errors:

@@ -85,6 +85,7 @@ class _Draft:
     tier: str | None = None
     priority: str | None = None
     status: str | None = None
+    sla: str | None = None
     tags: dict[str, None] = field(default_factory=dict)
     fields: dict[str, str] = field(default_factory=dict)
     assign: AssignSpec | None = None
@@ -99,7 +100,7 @@ class _Draft:
 
     def apply(self, action: Action, caps: Mapping[str, str], rule: str) -> str:
         kind, value = action.kind, action.value
-        if kind in ("queue", "tier", "priority", "status"):
+        if kind in ("queue", "tier", "priority", "status", "sla"):
             setattr(self, kind, value)
             return f"{kind}={value}"
         if kind == "tags":
@@ -150,6 +151,7 @@ class _Draft:
             tier=self.tier,
             priority=self.priority,
             status=self.status,
+            sla=self.sla,
             tags_add=tuple(self.tags),
             fields=dict(self.fields),
             assign=self.assign,
@@ -199,7 +201,7 @@ def _show(value: object) -> str:
 def diff_decisions(old: Decision, new: Decision) -> list[str]:
     """Readable differences, e.g. `queue: billing -> sales`; empty when they agree."""
     lines: list[str] = []
-    for name in ("queue", "tier", "priority", "status", "assign", "resolve", "spam", "discard"):
+    for name in ("queue", "tier", "priority", "status", "sla", "assign", "resolve", "spam", "discard"):
         before, after = getattr(old, name), getattr(new, name)
         if before != after:
             lines.append(f"{name}: {_show(before)} -> {_show(after)}")

@@ -39,6 +39,7 @@ from maildesk.rules.ruleset import ACTIONS, Action, Rule, RuleSet
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+SLA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ADDRESS = re.compile(r"^[^\s@<>,;\"]+@[^\s@<>,;\"]+\.[^\s@<>,;\"]+$")
 TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 TOP_KEYS = ("version", "business_hours", "rules")
@@ -626,6 +627,18 @@ class _Loader:
 
     def act_priority(self, node: Node) -> str | None:
         return self.vocab(node, "priority", PRIORITIES)
+
+    def act_sla(self, node: Node) -> str | None:
+        """`sla: NAME` picks the SLA policy named in [[sla.policy]]; `sla: none` removes the SLA."""
+        name = self.text(node, "sla")
+        if name is None:
+            return None
+        if name.lower() == "none":
+            return "none"
+        if not SLA_NAME.match(name):
+            self.err(node, f"bad sla {name!r}: a policy name (letters, digits, _ . -) or none")
+            return None
+        return name
 
     def act_status(self, node: Node) -> str | None:
         return self.vocab(node, "status", STATUSES)

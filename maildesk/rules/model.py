@@ -146,6 +146,7 @@ class Decision:
     tier: str | None = None
     priority: str | None = None
     status: str | None = None
+    sla: str | None = None  # `sla: NAME` (a policy) or "none" (no SLA); None: chosen by the policies' conditions
     tags_add: tuple[str, ...] = ()
     fields: Mapping[str, str] = field(default_factory=dict)
     assign: AssignSpec | None = None
@@ -169,6 +170,7 @@ class Decision:
             "tier": self.tier,
             "priority": self.priority,
             "status": self.status,
+            "sla": self.sla,
             "tags_add": list(self.tags_add),
             "fields": dict(self.fields),
             "assign": None if self.assign is None else str(self.assign),

@@ -7,9 +7,8 @@ Each kind of change has one function taking the Ticket row (`change_status`,
 `retag`, `attach_note`). It makes the change and its bookkeeping (a status sets or clears
 `resolved_at`/`closed_at`), records its event (`event=None`: the caller records one summary
 event instead, as the route stage's `routed` does) and then calls `_consequences` with a
-`TicketChange`. `_consequences` is THE seam for what follows a change: today it stops the
-SLA clocks when a ticket is resolved or closed; SLA clock resumption and agent
-notifications belong there too, later.
+`TicketChange`. `_consequences` is THE seam for what follows a change: the SLA clocks
+(`services.sla.on_change`) and agent notifications.
 
 Above those sit the operator's actions (`add_note`, `assign`, `set_tier`, `escalate`,
 `set_priority`, `change_tags`, `resolve`, `close`, `reopen`, `merge`, `reply`): they find
@@ -31,6 +30,7 @@ from typing import Any
 from maildesk.domain import CLOSED_STATUSES, PRIORITIES, STATUSES, TIERS, Status
 from maildesk.errors import MaildeskError
 from maildesk.rules.engine import escalate_tier
+from maildesk.services import sla
 from maildesk.store import Session, rows
 from maildesk.store import desk_queries as dq
 from maildesk.store import queries as q
@@ -73,13 +73,10 @@ class TicketChange:
 
 def _consequences(session: Session, ticket: Ticket, change: TicketChange, now: datetime) -> None:
     """What follows from a change, whoever made it. The one place to hook SLA clocks and
-    agent notifications into; today it only stops the SLA clocks of a resolved or closed
-    ticket (as the CLI always did; rules and merge now do the same)."""
-    if change.kind == "status":
-        if change.new in CLOSED_STATUSES:
-            for clock in dq.clocks_for(session, [ticket.number])[ticket.number]:
-                clock.stopped = True
-        # reopened (closed -> open): SLA clocks would resume here; they stay stopped today.
+    agent notifications into."""
+    # SLA clocks: status, priority, queue and tier changes start, pause, resume, stop or
+    # recompute them (services/sla.py; the desk's policies come from session.info["sla"]).
+    sla.on_change(session, ticket, change, now)
 
 
 def _record(
@@ -528,6 +525,7 @@ def reply(
         raise OperationError(f"cannot compose the reply: {exc}") from exc
     detail: dict[str, Any] = {"queued": item is not None}
     if item is not None:
+        sla.on_agent_reply(session, ticket, now)  # stops the response clock before the status pauses the rest
         detail.update(outbox_id=item.id, state=item.state, message_id=item.message_id, recipients=list(item.recipients))
         if change_status(session, ticket, status, by=by, via=VIA_CLI, reason="agent replied", now=now) is not None:
             detail["status"] = status

@@ -21,6 +21,7 @@ from maildesk.services.tickets import OperationError, get_ticket
 from maildesk.store import Session
 from maildesk.store import desk_queries as dq
 from maildesk.store import queries as q
+from maildesk.store import sla_queries as sq
 from maildesk.store.desk_queries import SearchHit, TicketFilter, utc
 from maildesk.store.models import Event, Message, SlaClock, Ticket
 
@@ -54,21 +55,41 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def clock_dict(clock: SlaClock, now: datetime) -> dict[str, Any]:
+TIMER_KINDS = ("followup", "autoresolve")
+
+
+def clock_state(clock: SlaClock, now: datetime) -> str:
+    """stopped (met, resolved, removed, fired, cancelled) | breached | paused | overdue | warned | running."""
     due = utc(clock.due_at)
-    if clock.stopped:
-        state = "stopped"
-    elif clock.breached:
-        state = "breached"
-    elif clock.paused_at is not None:
-        state = "paused"
-    elif due is not None and due <= now:
-        state = "overdue"
-    elif clock.warned:
-        state = "warned"
-    else:
-        state = "running"
-    return {"kind": clock.kind, "due_at": iso(due), "state": state, "paused_at": iso(clock.paused_at)}
+    if clock.stopped_at is not None:
+        return "stopped"
+    if clock.breached_at is not None:
+        return "breached"
+    if clock.paused_at is not None:
+        return "paused"
+    if due is not None and due <= now:
+        return "overdue"
+    if clock.warned_at is not None:
+        return "warned"
+    return "running"
+
+
+def clock_dict(clock: SlaClock, now: datetime) -> dict[str, Any]:
+    paused = timedelta(seconds=clock.paused_total or 0.0)
+    return {
+        "kind": clock.kind,
+        "policy": clock.policy,
+        "started_at": iso(clock.started_at),
+        "due_at": iso(clock.due_at),
+        "warn_at": iso(clock.warn_at),
+        "state": clock_state(clock, now),
+        "stop_reason": clock.stop_reason,
+        "paused_at": iso(clock.paused_at),
+        "paused_seconds": int(paused.total_seconds()),
+        "warned_at": iso(clock.warned_at),
+        "breached_at": iso(clock.breached_at),
+        "stopped_at": iso(clock.stopped_at),
+    }
 
 
 # Lists and views ---------------------------------------------------------------------------
@@ -93,13 +114,10 @@ class TicketSummary:
 
 
 def summarize(ticket: Ticket, clocks: Sequence[SlaClock], now: datetime) -> TicketSummary:
-    running = [utc(c.due_at) for c in clocks if not c.stopped and c.paused_at is None and c.due_at is not None]
+    targets = [c for c in clocks if c.kind not in TIMER_KINDS and c.stopped_at is None]
+    running = [utc(c.due_at) for c in targets if c.paused_at is None and c.due_at is not None]
     due = min((d for d in running if d is not None), default=None)
-    breaching = any(
-        not c.stopped
-        and (c.breached or (c.paused_at is None and c.due_at is not None and (utc(c.due_at) or now) <= now))
-        for c in clocks
-    )
+    breaching = any(clock_state(c, now) in ("breached", "overdue") for c in targets)
     return TicketSummary(
         number=ticket.number,
         subject=ticket.subject,
@@ -211,3 +229,28 @@ __all__ = [
     "message_view",
     "event_view",
 ]
+
+
+# SLA clocks --------------------------------------------------------------------------------
+def sla_status(
+    session: Session, now: datetime, *, breaching: bool = False, due_within: timedelta | None = None
+) -> list[dict[str, Any]]:
+    """Every clock that is not stopped (`maildesk sla status`), soonest due first: with
+    `breaching` only breached or overdue ones, with `due_within` only those due by then."""
+    numbers = sq.open_clock_tickets(session, breaching_at=now if breaching else None)
+    if due_within is not None:
+        soon = set(sq.due_within(session, now + due_within))
+        numbers = [n for n in numbers if n in soon]
+    clocks = dq.clocks_for(session, numbers)
+    out = []
+    for ticket in sq.tickets(session, numbers):
+        for clock in clocks[ticket.number]:
+            if clock.stopped_at is not None:
+                continue
+            row = clock_dict(clock, now)
+            if breaching and row["state"] not in ("breached", "overdue"):
+                continue
+            if due_within is not None and (clock.due_at is None or utc(clock.due_at) > now + due_within):  # type: ignore[operator]
+                continue
+            out.append({"ticket": ticket.number, "subject": ticket.subject, "status": ticket.status, **row})
+    return sorted(out, key=lambda r: (r["due_at"] is None, r["due_at"] or "", r["ticket"]))

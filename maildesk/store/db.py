@@ -71,7 +71,9 @@ class Store:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Shared by every session as `session.info` (the App puts the SLA context here).
+        self.session_info: dict[str, Any] = {}
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False, info=self.session_info)
         self._write_lock = threading.Lock() if self.is_sqlite else None
         self._outbox_callbacks: list[Callable[[], None]] = []
         notify.install(self._sessions, postgresql=not self.is_sqlite, callbacks=self._outbox_callbacks)

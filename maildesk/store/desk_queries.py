@@ -238,10 +238,12 @@ def _has_tag(session: Session, tag: str) -> ColumnElement[bool]:
 
 
 def breaching_clock(now: datetime) -> ColumnElement[bool]:
+    """A target clock (not a follow-up timer) that is not stopped and breached or overdue at `now`."""
     return and_(
-        SlaClock.stopped.is_(False),
+        SlaClock.stopped_at.is_(None),
+        SlaClock.kind.not_in(("followup", "autoresolve")),
         or_(
-            SlaClock.breached.is_(True),
+            SlaClock.breached_at.is_not(None),
             and_(SlaClock.due_at.is_not(None), SlaClock.paused_at.is_(None), SlaClock.due_at <= now),
         ),
     )

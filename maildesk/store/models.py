@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -22,8 +23,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
+    type_coerce,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
 
 from maildesk.domain import Priority, Status, Tier
 
@@ -81,6 +86,7 @@ class Ticket(Base):
     merged_into: Mapped[int | None] = mapped_column(Integer, nullable=True)
     linked_to: Mapped[int | None] = mapped_column(Integer, nullable=True)
     thread_root: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    sla_choice: Mapped[str | None] = mapped_column(String(64), nullable=True)  # a rule's `sla: NAME` (or "none")
 
     customer: Mapped[Customer] = relationship(lazy="joined")
 
@@ -197,16 +203,57 @@ class AutoSend(Base):
 
 
 class SlaClock(Base):
+    """One SLA clock of a ticket: the stored form of `sla.clocks.ClockState` (one row per kind).
+
+    `next_at` is when the sweep must next look at the clock (its warning, breach or timer),
+    None when nothing is pending; the sweep reads only rows whose `next_at` has come, through
+    a partial index, so its cost follows the due clocks, not the stored tickets."""
+
     __tablename__ = "sla_clocks"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_number: Mapped[int] = mapped_column(ForeignKey("tickets.number"), index=True)
-    kind: Mapped[str] = mapped_column(String(30))  # first_response | update | resolution
+    kind: Mapped[str] = mapped_column(
+        String(30)
+    )  # first_response | next_response | resolution | followup | autoresolve
+    policy: Mapped[str] = mapped_column(String(64), default="")
+    started_at: Mapped[datetime] = mapped_column(TZDateTime)
     due_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True, index=True)
+    warn_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
     paused_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
-    warned: Mapped[bool] = mapped_column(Boolean, default=False)
-    breached: Mapped[bool] = mapped_column(Boolean, default=False)
-    stopped: Mapped[bool] = mapped_column(Boolean, default=False)
-    __table_args__ = (UniqueConstraint("ticket_number", "kind", name="uq_sla_clock"),)
+    resumed_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
+    paused_total: Mapped[float] = mapped_column(Float, default=0.0)  # seconds of business time paused
+    counted: Mapped[float] = mapped_column(Float, default=0.0)  # seconds counted before resumed_at
+    warned_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
+    breached_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
+    stopped_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
+    stop_reason: Mapped[str] = mapped_column(String(20), default="")
+    next_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
+    __table_args__ = (
+        UniqueConstraint("ticket_number", "kind", name="uq_sla_clock"),
+        Index(
+            "ix_sla_clocks_next_at",
+            "next_at",
+            postgresql_where=text("next_at IS NOT NULL"),
+            sqlite_where=text("next_at IS NOT NULL"),
+        ),
+    )
+
+    @hybrid_property
+    def stopped(self) -> bool:
+        return self.stopped_at is not None
+
+    @stopped.inplace.expression
+    @classmethod
+    def _stopped_expression(cls) -> ColumnElement[bool]:
+        return type_coerce(cls.stopped_at.is_not(None), Boolean)
+
+    @property
+    def warned(self) -> bool:
+        return self.warned_at is not None
+
+    @property
+    def breached(self) -> bool:
+        return self.breached_at is not None
 
 
 class Suppression(Base):

@@ -266,13 +266,16 @@ def past_ticket_count(session: Session, customer_id: int, exclude: int) -> int:
 
 
 def sla_due(session: Session, ticket_number: int) -> dict[str, datetime]:
-    """kind -> due_at of the running (not stopped) SLA clocks of a ticket."""
+    """kind -> due_at of the running (not stopped) SLA clocks of a ticket (next_response also as next_update)."""
     rows = session.execute(
         select(SlaClock.kind, SlaClock.due_at).where(
-            SlaClock.ticket_number == ticket_number, SlaClock.stopped.is_(False), SlaClock.due_at.is_not(None)
+            SlaClock.ticket_number == ticket_number, SlaClock.stopped_at.is_(None), SlaClock.due_at.is_not(None)
         )
     ).all()
-    return {kind: due for kind, due in rows if due is not None}
+    due = {kind: due for kind, due in rows if due is not None}
+    if "next_response" in due:
+        due["next_update"] = due["next_response"]
+    return due
 
 
 def customer(session: Session, customer_id: int) -> Customer | None:

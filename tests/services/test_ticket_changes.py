@@ -65,7 +65,7 @@ def _new_ticket(d: Desk, n: int) -> int:
     assert m.ticket_number is not None
     with d.app.store.session() as s:  # SLA clocks as the SLA module will start them
         for kind in ("first_response", "resolution"):
-            s.add(SlaClock(ticket_number=m.ticket_number, kind=kind, due_at=d.now))
+            s.add(SlaClock(ticket_number=m.ticket_number, kind=kind, started_at=d.now, due_at=d.now))
     return m.ticket_number
 
 

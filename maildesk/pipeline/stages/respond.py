@@ -22,6 +22,7 @@ from maildesk.outbound import agent_reply
 from maildesk.outbound.context import MessageInput
 from maildesk.outbound.mailer import COMPOSE_ERRORS, Parent, Recipient, SendRequest, compose_failed
 from maildesk.pipeline.context import MessageContext, PipelineDeps, stage
+from maildesk.services import sla
 from maildesk.store import Session
 from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
@@ -116,7 +117,11 @@ def send_agent_reply(
     key: str | None = None,
 ) -> OutboxItem | None:
     """`outbound.agent_reply.send_agent_reply` with the desk's Mailer from `deps`."""
-    return agent_reply.send_agent_reply(session, deps.mailer, ticket_number, text, agent_email, now, key=key)
+    item = agent_reply.send_agent_reply(session, deps.mailer, ticket_number, text, agent_email, now, key=key)
+    ticket = session.get(Ticket, ticket_number) if item is not None else None
+    if ticket is not None:
+        sla.on_agent_reply(session, ticket, now)  # an agent's reply by mail stops the response clock
+    return item
 
 
 def send_resolution_notice(

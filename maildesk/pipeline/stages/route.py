@@ -37,7 +37,7 @@ from maildesk.rules.inputs import rule_input_from_message
 from maildesk.rules.loader import load_rules
 from maildesk.rules.model import AssignSpec, CustomerFacts, Decision, RuleInput, TicketState
 from maildesk.rules.ruleset import RuleSet
-from maildesk.services import tickets
+from maildesk.services import sla, tickets
 from maildesk.store import Session, rows
 from maildesk.store import queries as q
 from maildesk.store import routing_queries as rq
@@ -267,6 +267,8 @@ def apply_decision(
         tickets.change_tier(session, ticket, decision.tier, event=None, **who)
     if ticket.tier != old_tier:
         changes["tier"] = [old_tier, ticket.tier]
+    if decision.sla is not None and sla.choose_policy(session, ticket, decision.sla, now):
+        changes["sla"] = decision.sla  # a rule's `sla: NAME` (or none); the clocks record their own events
     status = Status.RESOLVED if decision.resolve else decision.status
     if status is not None:
         note(tickets.change_status(session, ticket, status, reason="rules", event=None, **who))

@@ -16,7 +16,7 @@ from maildesk.config import Settings
 from maildesk.domain import CLOSED_STATUSES, Status
 from maildesk.message import ParsedMessage
 from maildesk.pipeline.context import MessageContext, Needs, PipelineDeps, stage
-from maildesk.services import tickets
+from maildesk.services import sla, tickets
 from maildesk.store import Session
 from maildesk.store import queries as q
 from maildesk.store.models import Ticket
@@ -133,6 +133,7 @@ def apply_thread_outcome(ctx: MessageContext, session: Session, deps: PipelineDe
         tickets.change_status(session, ticket, Status.OPEN, reason=reason, event="reopened", **who)
     elif not ctx.new_ticket and ticket.status == Status.PENDING:
         tickets.change_status(session, ticket, Status.OPEN, reason="customer replied", **who)
+    sla.on_customer_message(session, ticket, ctx.now)  # starts, resumes or follows up the SLA clocks
     if decision.linked_to is not None and ctx.new_ticket:
         ticket.linked_to = decision.linked_to
         q.add_event(

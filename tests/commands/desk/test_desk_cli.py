@@ -45,8 +45,15 @@ def seeded(desk: Any) -> Any:
                 email="eva@example.com", name="Eva", tiers=["L1", "L2"], queues=["default"], signature="", active=True
             )
         )
-        s.add(SlaClock(ticket_number=1, kind="first_response", due_at=NOW - timedelta(hours=1)))
-        s.add(SlaClock(ticket_number=2, kind="first_response", due_at=NOW + timedelta(days=30)))
+        s.add(
+            SlaClock(
+                ticket_number=1,
+                kind="first_response",
+                started_at=NOW - timedelta(hours=9),
+                due_at=NOW - timedelta(hours=1),
+            )
+        )
+        s.add(SlaClock(ticket_number=2, kind="first_response", started_at=NOW, due_at=NOW + timedelta(days=30)))
         old = s.get(Ticket, 3)
         assert old is not None
         old.created_at = NOW - timedelta(days=10)
