@@ -32,6 +32,7 @@ from maildesk.outbound.context import (
     CompanyInput,
     CustomerInput,
     MessageInput,
+    NoticeInput,
     TicketInput,
     TicketRef,
     build_context,
@@ -101,6 +102,9 @@ class SendRequest:
     reply speaks for; `reader_agent` makes an agent the reader (agent-facing templates
     default to an agent named after `to`); `message` and `bounce` fill those template
     sections. `message_pk` is the incoming message that caused the mail (its events point there).
+    `reply_to` replaces the ticket's signed reply address (an agent notification's agent
+    token); `notice` fills the agent notification's section; `attachments` go along as files
+    (filename, content type, payload).
     """
 
     key: str
@@ -118,6 +122,9 @@ class SendRequest:
     message: MessageInput | None = None
     bounce: BounceInput | None = None
     message_pk: int | None = None
+    reply_to: str = ""
+    notice: NoticeInput | None = None
+    attachments: tuple[tuple[str, str, bytes], ...] = ()
 
 
 def _utc(value: datetime | None, now: datetime) -> datetime | None:
@@ -286,6 +293,7 @@ class Mailer:
             agent=request.agent,
             message=request.message,
             bounce=request.bounce,
+            notice=request.notice,
             recipient=reader,
         )
         rendered = self.renderer.render(request.template, ctx, locale=str(ctx["locale"]), queue=ticket.queue or None)
@@ -318,7 +326,7 @@ class Mailer:
             from_name=self.settings.outbound.from_name or self.settings.desk.name,
             to=(check_address(to, "to"),),
             cc=tuple(c for c in dict.fromkeys(a.lower() for a in request.cc) if c != to),
-            reply_to=make_reply_address(secret, sender, number),
+            reply_to=request.reply_to or make_reply_address(secret, sender, number),
             subject=self._subject(rendered.subject, number, reply=parent is not None),
             text=rendered.text,
             html=rendered.html,
@@ -328,6 +336,7 @@ class Mailer:
             thread_index=_thread_index(parent, now),
             automatic=request.automatic,
             loop_value=self.loop_value,
+            attachments=request.attachments,
         )
 
 

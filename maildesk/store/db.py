@@ -71,6 +71,9 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Handed to every session as `session.info` (the App puts what the change path's
+        # consequences need there, e.g. the desk's notifier); the store never reads it.
+        self.session_info: dict[str, Any] = {}
         self._write_lock = threading.Lock() if self.is_sqlite else None
 
     @property
@@ -133,7 +136,7 @@ class Store:
         if lock is not None:
             lock.acquire()
         try:
-            with self._sessions() as session:
+            with self._sessions(info=self.session_info) as session:
                 with session.begin():
                     yield session
         finally:
@@ -143,7 +146,7 @@ class Store:
     @contextlib.contextmanager
     def reader(self) -> Iterator[Session]:
         """A read-only session (no commit)."""
-        with self._sessions() as session:
+        with self._sessions(info=self.session_info) as session:
             yield session
 
     def dispose(self) -> None:

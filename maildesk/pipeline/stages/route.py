@@ -22,7 +22,6 @@ commit, or run for duplicates, automatic mail or mail without a ticket.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -37,11 +36,12 @@ from maildesk.rules.inputs import rule_input_from_message
 from maildesk.rules.loader import load_rules
 from maildesk.rules.model import AssignSpec, CustomerFacts, Decision, RuleInput, TicketState
 from maildesk.rules.ruleset import RuleSet
+from maildesk.rules.teams import group_members
 from maildesk.services import tickets
 from maildesk.store import Session, rows
 from maildesk.store import queries as q
 from maildesk.store import routing_queries as rq
-from maildesk.store.models import Agent, Customer, Ticket
+from maildesk.store.models import Customer, Ticket
 
 log = logging.getLogger("maildesk.rules")
 
@@ -173,28 +173,6 @@ def build_input(session: Session, ctx: MessageContext, ticket: Ticket) -> RuleIn
 
 
 # Assignment ---------------------------------------------------------------------------------
-def group_members(agents: Iterable[Agent], group: str, queue: str, tier: str) -> list[str]:
-    """Active agents of a group, by email. See the teams section of maildesk.toml."""
-    active = sorted((a for a in agents if a.active), key=lambda a: a.email.lower())
-
-    def serves(a: Agent, qn: str) -> bool:
-        return not a.queues or qn in a.queues
-
-    def at(a: Agent, t: str) -> bool:
-        return t in (a.tiers or [])
-
-    gq, _, gt = group.partition("/")
-    if gt:
-        return [a.email for a in active if serves(a, gq) and at(a, gt)]
-    if group in TIERS:
-        tiered = [a for a in active if at(a, group)]
-        here = [a.email for a in tiered if serves(a, queue)]
-        return here or [a.email for a in tiered]
-    in_queue = [a for a in active if a.queues and group in a.queues] or [a for a in active if serves(a, group)]
-    here = [a.email for a in in_queue if at(a, tier)]
-    return here or [a.email for a in in_queue]
-
-
 @dataclass(frozen=True)
 class Assignment:
     agent: str | None
