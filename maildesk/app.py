@@ -26,6 +26,7 @@ from maildesk.pipeline.stages.route import make_rules_holder
 from maildesk.pipeline.worker import Worker
 from maildesk.rules.holder import RulesHolder
 from maildesk.sanitize import clean_html
+from maildesk.services import notify as notices
 from maildesk.spool import Spool
 from maildesk.store.db import Store
 
@@ -47,6 +48,7 @@ class App:
         self.spool = Spool(settings.spool_path).ensure()
         self.store = Store(settings.database_url, echo=settings.database.echo)
         self.deps = PipelineDeps(settings, rules=make_rules_holder(settings), clock=clock, sanitize_html=clean_html)
+        notices.install(self.store.session_info, lambda: self.deps.mailer)  # ticket changes tell agents
         self.worker = Worker(self.spool, self.store, self.deps, stages=PIPELINE, clock=clock)
         self._migrated = False
         self.smtp: SmtpIntake | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from maildesk.pipeline.context import Stage
 from maildesk.pipeline.stages.dedupe import dedupe
+from maildesk.pipeline.stages.notify import notify
 from maildesk.pipeline.stages.persist import persist
 from maildesk.pipeline.stages.respond import respond
 from maildesk.pipeline.stages.route import route
@@ -27,6 +28,7 @@ PIPELINE: tuple[Stage, ...] = (
     apply_bounce,
     route,
     respond,
+    notify,
 )
 
 # The foundation stages alone: store the mail and open its ticket (tests and benchmarks).

@@ -8,8 +8,8 @@ Each kind of change has one function taking the Ticket row (`change_status`,
 `resolved_at`/`closed_at`), records its event (`event=None`: the caller records one summary
 event instead, as the route stage's `routed` does) and then calls `_consequences` with a
 `TicketChange`. `_consequences` is THE seam for what follows a change: today it stops the
-SLA clocks when a ticket is resolved or closed; SLA clock resumption and agent
-notifications belong there too, later.
+SLA clocks when a ticket is resolved or closed and tells the agents a change concerns
+(`services.notify.on_change`); SLA clock resumption belongs there too.
 
 Above those sit the operator's actions (`add_note`, `assign`, `set_tier`, `escalate`,
 `set_priority`, `change_tags`, `resolve`, `close`, `reopen`, `merge`, `reply`): they find
@@ -31,6 +31,7 @@ from typing import Any
 from maildesk.domain import CLOSED_STATUSES, PRIORITIES, STATUSES, TIERS, Status
 from maildesk.errors import MaildeskError
 from maildesk.rules.engine import escalate_tier
+from maildesk.services import notify
 from maildesk.store import Session, rows
 from maildesk.store import desk_queries as dq
 from maildesk.store import queries as q
@@ -80,6 +81,8 @@ def _consequences(session: Session, ticket: Ticket, change: TicketChange, now: d
             for clock in dq.clocks_for(session, [ticket.number])[ticket.number]:
                 clock.stopped = True
         # reopened (closed -> open): SLA clocks would resume here; they stay stopped today.
+    # Agent notifications: assignment, escalation and notes (services/notify.py).
+    notify.on_change(session, ticket, change, now)
 
 
 def _record(

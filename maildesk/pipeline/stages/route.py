@@ -7,7 +7,9 @@ assignment strategies against the store (round-robin cursor in the `kv` table, l
 by open tickets per agent), turning the decision into ticket changes — made through
 `services.tickets`, the one change path (escalation hand-off notes: `store.rows.rules_note`
 plus an `escalated` event per step, from `Decision.escalations`, never parsed out of the
-display strings in `hit.actions`), `notify` mail through the outbox, and the audit trail: one
+display strings in `hit.actions`), `notify` mail through the outbox (its Reply-To is an
+agent token bound to the recipient and the ticket, `services.notify.agent_reply_to`: a reply
+is never taken as the customer's words), and the audit trail: one
 `rule` event per matched rule and one `routed` event with the decision, what changed and the
 input facts (so `maildesk rules replay` can re-decide the mail exactly as it was seen).
 `ctx.decision` is set so the respond stage sends the replies the rules named.
@@ -37,6 +39,7 @@ from maildesk.rules.loader import load_rules
 from maildesk.rules.model import AssignSpec, CustomerFacts, Decision, RuleInput, TicketState
 from maildesk.rules.ruleset import RuleSet
 from maildesk.rules.teams import group_members
+from maildesk.services import notify as notices
 from maildesk.services import tickets
 from maildesk.store import Session, rows
 from maildesk.store import queries as q
@@ -318,6 +321,7 @@ def _notify(session: Session, ctx: MessageContext, deps: PipelineDeps, ticket: T
             internal=True,
             message=_message_input(ctx),
             message_pk=ctx.message_pk,
+            reply_to=notices.agent_reply_to(session, deps.mailer, ticket, to),
         )
         item = deps.mailer.send(session, request, ctx.now)
     except COMPOSE_ERRORS as exc:
