@@ -31,7 +31,7 @@ For the incoming side (reading an agent's answer):
   `thread_root(secret, N, A, domain)` — a Message-ID made with `make_message_id` and the nonce
   `outbox.nonce_for("notify-root:N:A")`, never sent itself — a Thread-Index under a stable
   per-(ticket, agent) root, and the stable subject `[#N] <subject>`.
-- Idempotency keys: `notify:<event>:<id>:<agent>`: new/reply: the customer message's id;
+- Idempotency keys: `agent-notify:<event>:<id>:<agent>`: new/reply: the customer message's id;
   assigned/escalated: the id of the change's event; note: the note message's id.
 - Events: `agent-notified` {to, event, outbox_id, state, seq} per notification;
   `agent-notify-refused` {to, event, reason} when an address may not get one (inactive
@@ -217,7 +217,7 @@ def _send(
     seq = nq.newest_message_id(session, ticket.number)
     attachments, files = _files(message)
     request = SendRequest(
-        key=f"notify:{event}:{key_id}:{email.lower()}",
+        key=f"agent-notify:{event}:{key_id}:{email.lower()}",
         ticket_number=ticket.number,
         template=TEMPLATE,
         to=Recipient(email, agent.name if agent is not None else ""),
@@ -358,7 +358,7 @@ def _escalated(session: Session, mailer: Mailer, ticket: Ticket, change: Change,
 def _noted_already(session: Session, note_id: Any, to: str) -> bool:
     agent = nq.agent(session, to)
     email = agent.email if agent is not None else to.lower()
-    return oq.item_by_key(session, f"notify:{NOTE}:{note_id}:{email.lower()}") is not None
+    return oq.item_by_key(session, f"agent-notify:{NOTE}:{note_id}:{email.lower()}") is not None
 
 
 def _noted(session: Session, mailer: Mailer, ticket: Ticket, change: Change, now: datetime) -> None:
