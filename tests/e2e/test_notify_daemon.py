@@ -58,8 +58,8 @@ def test_customer_mail_over_smtp_reaches_the_queue_agents_in_the_outgoing_maildi
     port = free_port()
     data = tmp_path / "data"
     cfg = write_config(tmp_path / "maildesk.toml", data_dir=data, database_url=database_url, smtp_port=port, extra="")
-    text = cfg.read_text().replace('support_addresses = ["support@example.com"]',
-                                   'support_addresses = ["support@example.com", "billing@example.com"]')  # fmt: skip
+    one, both = '["support@example.com"]', '["support@example.com", "billing@example.com"]'
+    text = cfg.read_text().replace(f"support_addresses = {one}", f"support_addresses = {both}")
     cfg.write_text(text + TEAM)
     daemon = Daemon(cfg, port, tmp_path / "daemon.log")
     daemon.start()
@@ -72,11 +72,13 @@ def test_customer_mail_over_smtp_reaches_the_queue_agents_in_the_outgoing_maildi
                 eml(to="billing@example.com", subject="Invoice wrong", body="Hello,\n\ninvoice 4711 is wrong.\n"),
             )
 
-        def notifications() -> list[EmailMessage] | None:
+        def notifications() -> list[EmailMessage]:
             got = [m for m in _delivered(data / "outgoing") if m["To"].addresses[0].addr_spec.endswith("@example.com")]
-            return got if len(got) >= 2 else None
+            return got if len(got) >= 2 else []
 
-        mails = wait_for(notifications, timeout=60, interval=0.1, message="two agent notifications delivered")
+        mails: list[EmailMessage] = wait_for(
+            notifications, timeout=60, interval=0.1, message="two agent notifications delivered"
+        )
         assert daemon.terminate() == 0
     finally:
         daemon.kill()
