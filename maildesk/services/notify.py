@@ -268,10 +268,12 @@ def on_customer_mail(
     To the assignee, else the queue's agents at the ticket's tier; `escalation_notes` (the
     rules escalated the ticket on this mail) add the agent picked at the new tier."""
     event = NEW if new_ticket else REPLY
-    row = session.get(Message, message_pk)
     recipients = [ticket.assignee] if ticket.assignee else _queue_agents(session, ticket)
     if escalation_notes:
         recipients += _tier_pick(session, ticket, ticket.tier)
+    if not recipients:
+        return []  # a desk without agents: one look-up per mail, nothing else
+    row = session.get(Message, message_pk)
     note = "\n\n".join(n.strip() for n in escalation_notes if n.strip())
     sent = []
     for to in _unique(recipients):
