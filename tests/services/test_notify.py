@@ -340,3 +340,34 @@ def test_customers_and_inactive_agents_are_refused_with_an_event(make_desk: Call
     refused = d.events(t, "agent-notify-refused")
     assert refused and refused[-1]["to"] == "anna@customer.example"
     assert all(i.recipients != ["anna@customer.example"] for i in notices(d, t))
+
+
+def test_a_rule_escalation_on_a_reply_tells_the_pick_at_the_new_tier_with_the_note(
+    make_desk: Callable[..., Desk],
+) -> None:
+    d = make_desk("""
+rules:
+  - name: wants a manager
+    when: reply
+    if: {body: {contains: manager}}
+    then: [{escalate: {note: "Customer asked for a manager."}}]
+""")
+    t = new_ticket(d, message_id="<m0@customer.example>")
+    d.later(minutes=5)
+    d.say(
+        eml(
+            sender=CUSTOMER,
+            to="billing@example.com",
+            subject="Re: Printer on fire",
+            message_id="<m1@customer.example>",
+            body="Get me a manager.",
+            extra="In-Reply-To: <m0@customer.example>",
+        )
+    )
+    assert d.ticket(t).tier == "L2"
+    (to_dora,) = notices(d, t, "dora@example.com")
+    body = text_of(to_dora)
+    assert "Customer asked for a manager." in body and "> Get me a manager." in body
+    assert "Queue:     billing · tier L2" in body
+    # one mail per agent per customer mail: the rules' own escalation sends nothing extra
+    assert len(notices(d, t)) == 2 + 1
