@@ -32,6 +32,7 @@ from maildesk.pipeline.stages.route import make_rules_holder
 from maildesk.pipeline.worker import Worker
 from maildesk.rules.holder import RulesHolder
 from maildesk.sanitize import clean_html
+from maildesk.services import notify as notices
 from maildesk.services.sla import SlaContext
 from maildesk.spool import Spool
 from maildesk.store.db import Store
@@ -57,6 +58,7 @@ class App:
         self.wakeups = Wakeups(settings.data_path)
         self.store.on_outbox_commit(self.wakeups.outbox_queued)  # after each commit that queued mail
         self.deps = PipelineDeps(settings, rules=make_rules_holder(settings), clock=clock, sanitize_html=clean_html)
+        notices.install(self.store.session_info, lambda: self.deps.mailer)  # ticket changes tell agents
         self.worker = Worker(self.spool, self.store, self.deps, stages=PIPELINE, clock=clock, wakeup=self.wakeups.spool)
         from maildesk.sla.sweep import Actor
 

@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_skeleton, format_time, format_timedelta
 
+from maildesk.agentmail.commands import HELP_TEXT
+from maildesk.agentmail.strip import marker_line
 from maildesk.sanitize import escape_header_text
 from maildesk.threading.subject import format_tag, reply_subject, strip_prefixes
 
@@ -42,6 +44,7 @@ class TicketRef:
     subject: str
     status: str
     created_at: datetime | None = None
+    ended_at: datetime | None = None  # resolved or closed at (the history of an agent notification)
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,31 @@ class RefusalInput:
 class FollowupInput:
     waiting_since: datetime
     close_after_days: int = 7
+
+
+@dataclass(frozen=True)
+class AttachmentRef:
+    name: str
+    size: int = 0  # bytes
+
+
+@dataclass(frozen=True)
+class NoticeInput:
+    """What an agent notification is about (`services/notify.py` fills it).
+
+    `event`: new | reply | assigned | escalated | note. `marker` is the line above which the
+    agent answers (`agentmail.strip.marker_line`), `commands` the command list (two lines).
+    `by` made the change, `note` is the hand-off note or the agent's note, `history` the
+    customer's earlier tickets (status: how each ended), `attachments` of the customer's mail.
+    """
+
+    event: str
+    marker: str
+    commands: str = ""
+    by: str = ""
+    note: str = ""
+    history: tuple[TicketRef, ...] = ()
+    attachments: tuple[AttachmentRef, ...] = ()
 
 
 Person = CustomerInput | AgentInput
@@ -327,6 +355,7 @@ def _ticket_ref(ref: TicketRef, reader: _Reader, tag_format: str) -> dict[str, A
         "subject": escape_header_text(ref.subject),
         "status": ref.status,
         "created": reader.when(ref.created_at),
+        "ended": reader.when(ref.ended_at),
     }
 
 
@@ -418,6 +447,27 @@ def _refusal(refusal: RefusalInput) -> dict[str, Any]:
     }
 
 
+def human_size(size: int) -> str:
+    """`512 bytes`, `12 KB`, `3.4 MB`."""
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024 * 1024:
+        return f"{round(size / 1024)} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def _notice(notice: NoticeInput, reader: _Reader, tag_format: str) -> dict[str, Any]:
+    return {
+        "event": notice.event,
+        "marker": notice.marker,
+        "commands": notice.commands.replace("\r\n", "\n").strip(),
+        "by": escape_header_text(notice.by),
+        "note": (notice.note or "").replace("\r\n", "\n").strip(),
+        "history": [_ticket_ref(t, reader, tag_format) for t in notice.history],
+        "attachments": [{"name": escape_header_text(a.name), "size": human_size(a.size)} for a in notice.attachments],
+    }
+
+
 def _followup(followup: FollowupInput, reader: _Reader) -> dict[str, Any]:
     waited = _aware(reader.now) - _aware(followup.waiting_since)
     return {
@@ -441,6 +491,7 @@ def build_context(
     bounce: BounceInput | None = None,
     refusal: RefusalInput | None = None,
     followup: FollowupInput | None = None,
+    notice: NoticeInput | None = None,
     default_locale: str = "en",
     default_timezone: str = "UTC",
     tag_format: str = DEFAULT_TAG_FORMAT,
@@ -471,6 +522,7 @@ def build_context(
         "bounce": None if bounce is None else _bounce(bounce, reader),
         "refusal": None if refusal is None else _refusal(refusal),
         "followup": None if followup is None else _followup(followup, reader),
+        "notice": None if notice is None else _notice(notice, reader, tag_format),
     }
 
 
@@ -533,6 +585,15 @@ def sample_context(locale: str = "en", *, template: str = "", now: datetime | No
             "Re: [#42] Printer on fire",
         ),
         followup=FollowupInput(now - timedelta(days=4), 7),
+        notice=NoticeInput(
+            event="new",
+            marker=marker_line(locale),
+            commands=HELP_TEXT,
+            by="maria@example.com",
+            note="Needs a technician on site.",
+            history=(TicketRef(17, "Toner smudges", "resolved", now - timedelta(days=60), now - timedelta(days=58)),),
+            attachments=(AttachmentRef("photo.jpg", 234567),),
+        ),
         recipient=agent if template in AGENT_FACING else None,
         default_locale=locale,
     )

@@ -33,6 +33,7 @@ from maildesk.outbound.context import (
     CustomerInput,
     FollowupInput,
     MessageInput,
+    NoticeInput,
     SlaInput,
     TicketInput,
     TicketRef,
@@ -103,6 +104,9 @@ class SendRequest:
     reply speaks for; `reader_agent` makes an agent the reader (agent-facing templates
     default to an agent named after `to`); `message` and `bounce` fill those template
     sections. `message_pk` is the incoming message that caused the mail (its events point there).
+    `reply_to` replaces the ticket's signed reply address (an agent notification's agent
+    token); `notice` fills the agent notification's section; `attachments` go along as files
+    (filename, content type, payload).
     """
 
     key: str
@@ -121,6 +125,8 @@ class SendRequest:
     bounce: BounceInput | None = None
     message_pk: int | None = None
     attachments: tuple[tuple[str, str, bytes], ...] = ()  # (filename, content type, payload) sent along
+    reply_to: str = ""
+    notice: NoticeInput | None = None
     from_name: str = ""  # the From display name; default: outbound.from_name or the desk's name
     sla: SlaInput | None = None  # sla_warning / sla_breach
     followup: FollowupInput | None = None  # followup
@@ -292,6 +298,7 @@ class Mailer:
             agent=request.agent,
             message=request.message,
             bounce=request.bounce,
+            notice=request.notice,
             recipient=reader,
             sla=request.sla,
             followup=request.followup,
@@ -326,7 +333,7 @@ class Mailer:
             from_name=request.from_name or self.settings.outbound.from_name or self.settings.desk.name,
             to=(check_address(to, "to"),),
             cc=tuple(c for c in dict.fromkeys(a.lower() for a in request.cc) if c != to),
-            reply_to=make_reply_address(secret, sender, number),
+            reply_to=request.reply_to or make_reply_address(secret, sender, number),
             subject=self._subject(rendered.subject, number, reply=parent is not None),
             text=rendered.text,
             html=rendered.html,

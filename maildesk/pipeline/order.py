@@ -12,6 +12,7 @@ from __future__ import annotations
 from maildesk.pipeline.context import Stage
 from maildesk.pipeline.stages.agent import agent_mail
 from maildesk.pipeline.stages.dedupe import dedupe
+from maildesk.pipeline.stages.notify import notify
 from maildesk.pipeline.stages.persist import persist
 from maildesk.pipeline.stages.respond import respond
 from maildesk.pipeline.stages.route import route
@@ -29,6 +30,7 @@ PIPELINE: tuple[Stage, ...] = (
     apply_bounce,
     route,
     respond,
+    notify,
 )
 
 # The foundation stages alone: store the mail and open its ticket (tests and benchmarks).

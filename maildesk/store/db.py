@@ -150,7 +150,7 @@ class Store:
         if lock is not None:
             lock.acquire()
         try:
-            with self._sessions() as session:
+            with self._sessions(info=self.session_info) as session:
                 with session.begin():
                     yield session
         finally:
@@ -160,7 +160,7 @@ class Store:
     @contextlib.contextmanager
     def reader(self) -> Iterator[Session]:
         """A read-only session (no commit)."""
-        with self._sessions() as session:
+        with self._sessions(info=self.session_info) as session:
             yield session
 
     def dispose(self) -> None:

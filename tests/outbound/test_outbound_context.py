@@ -144,6 +144,7 @@ def test_full_context_key_set_is_pinned() -> None:
         "bounce",
         "refusal",
         "followup",
+        "notice",
     ]
     person = ["name", "email", "first_name", "display_name"]
     sections = {
@@ -188,9 +189,12 @@ def test_full_context_key_set_is_pinned() -> None:
         "bounce": ["address", "reason", "when"],
         "refusal": ["code", "detail", "agent_subject"],
         "followup": ["waiting_since", "waiting_days", "close_after_days"],
+        "notice": ["event", "marker", "commands", "by", "note", "history", "attachments"],
     }
     assert {name: list(ctx[name]) for name in sections} == sections
-    assert list(ctx["customer"]["open_tickets"][0]) == ["number", "tag", "subject", "status", "created"]
+    assert list(ctx["customer"]["open_tickets"][0]) == ["number", "tag", "subject", "status", "created", "ended"]
+    assert list(ctx["notice"]["history"][0]) == ["number", "tag", "subject", "status", "created", "ended"]
+    assert ctx["notice"]["attachments"] == [{"name": "photo.jpg", "size": "229 KB"}]
     assert list(ctx["ticket"]["fields"][0]) == ["label", "value"]
     assert ctx["survey"]["scores"][0] == {"score": 5, "reply": "RATING 5"}
 
@@ -218,4 +222,5 @@ def test_minimal_context_has_every_section_and_only_customer_filled() -> None:
         "bounce",
         "refusal",
         "followup",
+        "notice",
     ]

@@ -117,11 +117,16 @@ class Desk:
                 )
             )
 
-    def outbox(self, number: int | None = None) -> list[OutboxItem]:
+    def outbox(self, number: int | None = None, *, internal: bool | None = None) -> list[OutboxItem]:
+        """The outbox rows (of ticket `number`); `internal=False`: only mail to customers,
+        `internal=True`: only mail to staff (agent notifications, the rules' `notify:`)."""
         with self.app.store.reader() as s:
             stmt = select(OutboxItem).order_by(OutboxItem.id)
             if number is not None:
                 stmt = stmt.where(OutboxItem.ticket_number == number)
+            if internal is not None:
+                staff = select(Message.message_id).where(Message.direction == "out", Message.internal.is_(True))
+                stmt = stmt.where(OutboxItem.message_id.in_(staff) if internal else OutboxItem.message_id.not_in(staff))
             return list(s.scalars(stmt))
 
     def close(self) -> None:

@@ -7,7 +7,9 @@ assignment strategies against the store (round-robin cursor in the `kv` table, l
 by open tickets per agent), turning the decision into ticket changes — made through
 `services.tickets`, the one change path (escalation hand-off notes: `store.rows.rules_note`
 plus an `escalated` event per step, from `Decision.escalations`, never parsed out of the
-display strings in `hit.actions`), `notify` mail through the outbox, and the audit trail: one
+display strings in `hit.actions`), `notify` mail through the outbox (its Reply-To is an
+agent token bound to the recipient and the ticket, `services.notify.agent_reply_to`: a reply
+is never taken as the customer's words), and the audit trail: one
 `rule` event per matched rule and one `routed` event with the decision, what changed and the
 input facts (so `maildesk rules replay` can re-decide the mail exactly as it was seen).
 `ctx.decision` is set so the respond stage sends the replies the rules named.
@@ -22,7 +24,6 @@ commit, or run for duplicates, automatic mail or mail without a ticket.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -37,11 +38,13 @@ from maildesk.rules.inputs import rule_input_from_message
 from maildesk.rules.loader import load_rules
 from maildesk.rules.model import AssignSpec, CustomerFacts, Decision, RuleInput, TicketState
 from maildesk.rules.ruleset import RuleSet
+from maildesk.rules.teams import group_members
+from maildesk.services import notify as notices
 from maildesk.services import sla, tickets
 from maildesk.store import Session, rows
 from maildesk.store import queries as q
 from maildesk.store import routing_queries as rq
-from maildesk.store.models import Agent, Customer, Ticket
+from maildesk.store.models import Customer, Ticket
 
 log = logging.getLogger("maildesk.rules")
 
@@ -173,28 +176,6 @@ def build_input(session: Session, ctx: MessageContext, ticket: Ticket) -> RuleIn
 
 
 # Assignment ---------------------------------------------------------------------------------
-def group_members(agents: Iterable[Agent], group: str, queue: str, tier: str) -> list[str]:
-    """Active agents of a group, by email. See the teams section of maildesk.toml."""
-    active = sorted((a for a in agents if a.active), key=lambda a: a.email.lower())
-
-    def serves(a: Agent, qn: str) -> bool:
-        return not a.queues or qn in a.queues
-
-    def at(a: Agent, t: str) -> bool:
-        return t in (a.tiers or [])
-
-    gq, _, gt = group.partition("/")
-    if gt:
-        return [a.email for a in active if serves(a, gq) and at(a, gt)]
-    if group in TIERS:
-        tiered = [a for a in active if at(a, group)]
-        here = [a.email for a in tiered if serves(a, queue)]
-        return here or [a.email for a in tiered]
-    in_queue = [a for a in active if a.queues and group in a.queues] or [a for a in active if serves(a, group)]
-    here = [a.email for a in in_queue if at(a, tier)]
-    return here or [a.email for a in in_queue]
-
-
 @dataclass(frozen=True)
 class Assignment:
     agent: str | None
@@ -342,6 +323,7 @@ def _notify(session: Session, ctx: MessageContext, deps: PipelineDeps, ticket: T
             internal=True,
             message=_message_input(ctx),
             message_pk=ctx.message_pk,
+            reply_to=notices.agent_reply_to(session, deps.mailer, ticket, to),
         )
         item = deps.mailer.send(session, request, ctx.now)
     except COMPOSE_ERRORS as exc:

@@ -183,7 +183,10 @@ def test_actions_change_ticket_and_record_events(seeded: Any, run_cli: Run) -> N
         assert t.closed_at is None
         events = list(s.scalars(select(Event).where(Event.ticket_number == 1).order_by(Event.id)))
         types = [e.type for e in events if e.data.get("via") == "cli"]
-        notes = [m.visible_text for m in s.scalars(select(Message).where(Message.ticket_number == 1, Message.internal))]
+        internal = list(s.scalars(select(Message).where(Message.ticket_number == 1, Message.internal)))
+        notes = [m.visible_text for m in internal if m.kind == "agent-note"]
+        # the rest is mail to staff: the agent notifications (services/notify.py)
+        staff = [m for m in internal if m.kind != "agent-note"]
     assert types == [
         "assigned",
         "tier-changed",
@@ -196,6 +199,8 @@ def test_actions_change_ticket_and_record_events(seeded: Any, run_cli: Run) -> N
         "status",
     ]
     assert len(notes) == 1 and "L2 -> L3" in notes[0] and "needs engineering" in notes[0]
+    assert staff and all(m.source == "outbox:agent_notification" and m.direction == "out" for m in staff)
+    assert ["eva@example.com"] in [m.recipients for m in staff if "assigned to you" in m.visible_text]
     assert run_cli("ticket", "tier", "1", "L9", ok=False).exit_code == 1
 
 
