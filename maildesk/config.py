@@ -115,6 +115,9 @@ class LimitSettings:
     per_ticket_day: int = 10
     global_hour: int = 1000  # first-contact recipients only (issue 16)
     per_domain_hour: int = 50  # first-contact recipients of one domain
+    # Internal mail (notifications) to an active agent: its own hourly cap, not counted
+    # against the ticket's or the customers' budgets. 0 = no limit.
+    per_agent_hour: int = 60
     # New tickets (issue 16): beyond these, a sender's (or a domain's first-contact senders')
     # mail is stored without a ticket and without an acknowledgement. 0 = no limit.
     new_tickets_per_sender_hour: int = 20
@@ -291,7 +294,7 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError("desk.support_addresses: at least one support address or domain is needed")
     if "{number}" not in desk.subject_tag:
         raise ConfigError("desk.subject_tag: must contain {number}")
-    for key in ("new_tickets_per_sender_hour", "new_tickets_per_domain_hour"):
+    for key in ("new_tickets_per_sender_hour", "new_tickets_per_domain_hour", "per_agent_hour"):
         if getattr(settings.limits, key) < 0:
             raise ConfigError(f"limits.{key}: must be 0 (no limit) or more")
     try:

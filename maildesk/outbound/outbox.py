@@ -22,7 +22,7 @@ from typing import Any
 
 from maildesk.config import LimitSettings
 from maildesk.outbound.compose import OutgoingMail, build_message
-from maildesk.rules.limits import LimitPolicy, SentCounts, check_limits
+from maildesk.rules.limits import LimitPolicy, SentCounts, check_agent_limit, check_limits
 from maildesk.store import Session
 from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
@@ -52,6 +52,7 @@ def policy_from(limits: LimitSettings) -> LimitPolicy:
         per_ticket_day=limits.per_ticket_day,
         global_hour=limits.global_hour,
         per_domain_hour=limits.per_domain_hour,
+        per_agent_hour=limits.per_agent_hour,
     )
 
 
@@ -73,17 +74,31 @@ def _screen_recipients(
     ticket_number: int | None,
     policy: LimitPolicy | None,
     now: datetime,
+    internal: bool = False,
+    agents: set[str] | None = None,
 ) -> tuple[list[str], list[dict[str, str]]]:
-    """Recipients that may get this mail, and the refused ones with the reason."""
+    """Recipients that may get this mail, and the refused ones with the reason.
+
+    Internal automatic mail to an active agent (a notification) has its own hourly cap and
+    is added to `agents`, so it is logged without a ticket and never uses up the ticket's or
+    a customer's budget."""
     allowed: list[str] = []
     refused: list[dict[str, str]] = []
     for rcpt in recipients:
         suppression = q.is_suppressed(session, rcpt, now)
-        if not automatic:
+        if not automatic or (suppression is None and internal and _active_agent(session, rcpt)):
             if suppression is not None:
                 refused.append({"recipient": rcpt, "reason": f"recipient {rcpt} is suppressed: {suppression.reason}"})
-            else:
-                allowed.append(rcpt)
+                continue
+            if automatic:
+                hour = oq.automatic_counts(session, recipient=rcpt, ticket_number=None, now=now)[0]
+                verdict = check_agent_limit(policy or LimitPolicy(5, 20, 10, 1000), hour, recipient=rcpt)
+                if not verdict.allowed:
+                    refused.append({"recipient": rcpt, "reason": verdict.reason})
+                    continue
+                if agents is not None:
+                    agents.add(rcpt)
+            allowed.append(rcpt)
             continue
         rh, rd, td, gh = oq.automatic_counts(session, recipient=rcpt, ticket_number=ticket_number, now=now)
         known, dh = oq.first_contact_counts(session, recipient=rcpt, now=now)
@@ -128,10 +143,18 @@ def enqueue(
     if signer is not None:
         raw = signer(raw)
     recipients = list(dict.fromkeys(a.lower() for a in (*mail.to, *mail.cc)))
-    allowed, refused = _screen_recipients(
-        session, recipients, automatic=automatic, ticket_number=ticket_number, policy=policy, now=now
-    )
     facts = facts or MessageFacts(kind="auto" if automatic else "agent-reply", text=mail.text, html=mail.html or "")
+    agents: set[str] = set()
+    allowed, refused = _screen_recipients(
+        session,
+        recipients,
+        automatic=automatic,
+        ticket_number=ticket_number,
+        policy=policy,
+        now=now,
+        internal=facts.internal,
+        agents=agents,
+    )
     item = OutboxItem(
         idempotency_key=key[:200],
         ticket_number=ticket_number,
@@ -151,7 +174,11 @@ def enqueue(
     if not oq.add_unless_queued(session, key, item, message):  # a concurrent enqueue of the same key
         return None
     if automatic and item.state == "queued":
-        oq.record_automatic(session, item.id, allowed, ticket_number, now)
+        customers = [r for r in allowed if r not in agents]
+        if customers:
+            oq.record_automatic(session, item.id, customers, ticket_number, now)
+        if agents:  # notifications: logged for the per-agent cap, not on the ticket's budget
+            oq.record_automatic(session, item.id, sorted(agents), None, now)
     _record_queued(session, item, template, recipients, refused, now, message_pk)
     return item
 
@@ -216,3 +243,8 @@ def _record_queued(
         if refused:
             data["skipped"] = refused
         q.add_event(session, item.ticket_number, "mail-queued", data, now, message_pk)
+
+
+def _active_agent(session: Session, address: str) -> bool:
+    agent = q.agent_by_email(session, address)
+    return agent is not None and bool(agent.active)

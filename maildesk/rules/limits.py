@@ -32,9 +32,17 @@ class LimitPolicy:
     per_ticket_day: int
     global_hour: int
     per_domain_hour: int = 50
+    per_agent_hour: int = 60  # internal mail to an active agent (notifications)
 
     def __post_init__(self) -> None:
-        for name in ("per_recipient_hour", "per_recipient_day", "per_ticket_day", "global_hour", "per_domain_hour"):
+        for name in (
+            "per_recipient_hour",
+            "per_recipient_day",
+            "per_ticket_day",
+            "global_hour",
+            "per_domain_hour",
+            "per_agent_hour",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -151,6 +159,7 @@ _HOLD_KINDS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^recipient \S+ got \d+ automatic mails? in the last hour"), "per_recipient_hour"),
     (re.compile(r"^recipient \S+ got \d+ automatic mails? in the last 24 hours"), "per_recipient_day"),
     (re.compile(r"^this ticket sent "), "per_ticket_day"),
+    (re.compile(r"^agent \S+ got \d+ notifications? in the last hour"), "per_agent_hour"),
     (re.compile(r"^first-contact recipients at "), "per_domain_hour"),
     (re.compile(r"^maildesk sent "), "global_hour"),
     (re.compile(r"^sender \S+ opened \d+ new tickets? in the last hour"), "new_tickets_per_sender_hour"),
@@ -181,3 +190,13 @@ def summarize_holds(rows: Iterable[tuple[datetime, str]], now: datetime) -> dict
             if age <= timedelta(hours=1):
                 out["last_hour"][kind] = out["last_hour"].get(kind, 0) + 1
     return out
+
+
+def check_agent_limit(policy: LimitPolicy, sent_last_hour: int, *, recipient: str) -> LimitDecision:
+    """Internal mail to an active agent: only the per-agent hourly cap applies (0 = none)."""
+    if policy.per_agent_hour and sent_last_hour >= policy.per_agent_hour:
+        return LimitDecision(
+            False,
+            f"agent {recipient} got {sent_last_hour} notifications in the last hour (limit {policy.per_agent_hour})",
+        )
+    return LimitDecision(True, f"agent {recipient}: {sent_last_hour}/{policy.per_agent_hour} this hour")
