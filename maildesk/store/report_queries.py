@@ -5,7 +5,8 @@ the 7 days before it, for repeat tickets) or resolved in it, with only the colum
 need, as plain `TicketRow`s; the report's events of those tickets as `EventRow`s; the open
 backlog counted by group and age bucket in SQL; the agent replies of the period counted by
 agent in SQL. No ORM objects are built per ticket (Core selects, plain tuples); the indexes
-they rely on are `tickets.created_at`, `tickets.resolved_at`, `tickets.status`,
+they rely on are `tickets.created_at`, `tickets.resolved_at`, `tickets (status, queue)`,
+`tickets (status, assignee)`,
 `events.ticket_number` and `events (type, at)` (migration 0006).
 
 Must not: compute a KPI, format anything, or write.
@@ -18,10 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy import and_, case, func, literal, or_, select, union
 from sqlalchemy.orm import Session
 
-from maildesk.domain import OPEN_STATUSES
+from maildesk.domain import CLOSED_STATUSES, OPEN_STATUSES
 from maildesk.store.models import Customer, Event, Ticket
 
 # The events the KPIs read (see services/kpis.py for what each means).
@@ -103,7 +104,7 @@ def period_tickets(session: Session, since: datetime, until: datetime, lookback:
         .where(_counted(), _in_scope(since, until, lookback))
     )
     out: list[TicketRow] = []
-    for r in session.execute(stmt):
+    for r in session.connection().execute(stmt):
         out.append(
             TicketRow(
                 r[0],
@@ -127,12 +128,28 @@ def period_tickets(session: Session, since: datetime, until: datetime, lookback:
 def period_events(
     session: Session, since: datetime, until: datetime, types: Sequence[str] = REPORT_EVENTS
 ) -> list[EventRow]:
-    """The events of `types` before `until` on the tickets created or resolved in [since, until)."""
-    numbers = select(Ticket.number).where(_counted(), _in_scope(since, until, timedelta(0)))
-    stmt = select(Event.ticket_number, Event.type, Event.at, Event.data).where(
-        Event.ticket_number.in_(numbers), Event.type.in_(list(types)), Event.at < until
+    """The events of `types` before `until` on the tickets created or resolved in [since, until).
+
+    Of the `status` events only the reopens (from resolved/closed to new/open/pending) are
+    read: they are the only status changes a KPI looks at, and most events are status changes.
+    The tickets are a UNION of two index range reads (created, resolved) joined to
+    `events.ticket_number`, not an `IN (... OR ...)` subquery (a scan of the events by type)."""
+    created = select(Ticket.number).where(_counted(), Ticket.created_at >= since, Ticket.created_at < until)
+    resolved = select(Ticket.number).where(_counted(), Ticket.resolved_at >= since, Ticket.resolved_at < until)
+    numbers = union(created, resolved).subquery("numbers")
+    reopen = and_(
+        Event.data["from"].as_string().in_(sorted(CLOSED_STATUSES)),
+        Event.data["to"].as_string().in_(list(OPEN_STATUSES)),
     )
-    return [EventRow(r[0], r[1], _utc(r[2]), r[3] or {}) for r in session.execute(stmt)]  # type: ignore[arg-type]
+    stmt = (
+        select(Event.ticket_number, Event.type, Event.at, Event.data)
+        .join(numbers, numbers.c.number == Event.ticket_number)
+        .where(Event.type.in_(list(types)), Event.at < until, or_(Event.type != "status", reopen))
+    )
+    return [
+        EventRow(r[0], r[1], _utc(r[2]), r[3] or {})  # type: ignore[arg-type]
+        for r in session.connection().execute(stmt)
+    ]
 
 
 def backlog_by_age(
