@@ -239,8 +239,8 @@ def sync_indexes(store: Store) -> None:
     tests/store/test_schema.py proves the migrations build), so an amended index migration
     does not need a regenerated million tickets."""
     changed = []
-    inspector = inspect(store.engine)
     with store.engine.begin() as conn:
+        inspector = inspect(conn)
         for table in (Ticket.__table__, Event.__table__):
             have = {i["name"] for i in inspector.get_indexes(table.name)}
             want = {str(i.name): i for i in table.indexes}

@@ -104,7 +104,7 @@ def period_tickets(session: Session, since: datetime, until: datetime, lookback:
         .where(_counted(), _in_scope(since, until, lookback))
     )
     out: list[TicketRow] = []
-    for r in session.connection().execute(stmt):
+    for r in session.connection().execute(stmt).all():
         out.append(
             TicketRow(
                 r[0],
@@ -148,7 +148,7 @@ def period_events(
     )
     return [
         EventRow(r[0], r[1], _utc(r[2]), r[3] or {})  # type: ignore[arg-type]
-        for r in session.connection().execute(stmt)
+        for r in session.connection().execute(stmt).all()
     ]
 
 
