@@ -320,10 +320,10 @@ def _admin() -> tuple[str, Engine]:
 
 
 def _pg_caches(admin: Engine, prefix: str) -> list[str]:
+    """Databases whose name starts with `prefix` (compared in Python: `_` is a LIKE wildcard)."""
     with admin.connect() as conn:
-        return [
-            r[0] for r in conn.execute(text("SELECT datname FROM pg_database WHERE datname LIKE :p"), {"p": prefix})
-        ]
+        names = [r[0] for r in conn.execute(text("SELECT datname FROM pg_database"))]
+    return [n for n in names if n.startswith(prefix)]
 
 
 def postgresql_database(tickets: int, fresh: bool) -> tuple[str, float | None]:
@@ -335,7 +335,7 @@ def postgresql_database(tickets: int, fresh: bool) -> tuple[str, float | None]:
         if name in _pg_caches(admin, name) and not fresh:
             return f"{base}/{name}", None
         with admin.connect() as conn:
-            for old in _pg_caches(admin, f"mdbench_{tickets}_%"):
+            for old in _pg_caches(admin, f"mdbench_{tickets}_"):
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{old}" WITH (FORCE)'))
             conn.execute(text(f'CREATE DATABASE "{name}_building"'))
         url = f"{base}/{name}_building"
@@ -391,7 +391,7 @@ def drop_caches() -> None:
     _, admin = _admin()
     try:
         with admin.connect() as conn:
-            for name in _pg_caches(admin, "mdbench_%"):
+            for name in _pg_caches(admin, "mdbench_"):
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
