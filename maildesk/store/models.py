@@ -90,6 +90,11 @@ class Ticket(Base):
 
     customer: Mapped[Customer] = relationship(lazy="joined")
 
+    __table_args__ = (  # 0006: the report's open backlog by queue and open tickets per assignee
+        Index("ix_tickets_status_queue", "status", "queue"),
+        Index("ix_tickets_status_assignee", "status", "assignee"),
+    )
+
 
 class Message(Base):
     """One mail in or out. `raw` is kept as it came; everything else is derived from it."""
