@@ -131,7 +131,8 @@ def run(count: int, outbound: str, seed: int, kill_min: float, kill_max: float, 
     smtp_port = free_port()
     url = f"sqlite:///{tmp / 'data' / 'maildesk.db'}"
     extra = LIMITS + (
-        f'[outbound]\nrelay_host = "127.0.0.1"\nrelay_port = {relay.port}\nsecurity = "none"\nretry_base_seconds = 1.0\n'
+        f'[outbound]\nrelay_host = "127.0.0.1"\nrelay_port = {relay.port}\n'
+        'security = "none"\nretry_base_seconds = 1.0\n'
         if relay
         else ""
     )

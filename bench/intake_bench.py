@@ -205,7 +205,8 @@ def smtp_part(msgs: list[bytes], settings: Settings, spool: Spool) -> None:
     intake.stop()
     for c in CLIENTS:
         print(
-            f"SMTP acceptance, {c} client connection(s): bare aiosmtpd {bare_rates[c]:,.0f} msg/s; maildesk (journal synced before 250) "
+            f"SMTP acceptance, {c} client connection(s): bare aiosmtpd {bare_rates[c]:,.0f} msg/s; "
+            "maildesk (journal synced before 250) "
             f"{md_rates[c]:,.0f} msg/s; ratio {md_rates[c] / bare_rates[c]:.2f} (goal >= 0.8)"
         )
     sync_ms = journal_sync_ms(spool.root, len(msgs[0]))

@@ -290,7 +290,8 @@ def run_round(number: int, args: argparse.Namespace) -> dict[str, list[float]]:
                 figures[f"{name} max"] = [max(values)]
                 print(
                     f"  round {number} {name:14}: median {statistics.median(values) * 1000:7.1f} ms, "
-                    f"p99 {percentile(values, 99) * 1000:7.1f} ms, max {max(values) * 1000:7.1f} ms ({len(values)} mails)",
+                    f"p99 {percentile(values, 99) * 1000:7.1f} ms, "
+                    f"max {max(values) * 1000:7.1f} ms ({len(values)} mails)",
                     flush=True,
                 )
             if args.burst:

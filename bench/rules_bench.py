@@ -97,7 +97,8 @@ def main() -> None:
         results[n] = per_message_us(ruleset, inputs[:count])
         matched = sum(len(evaluate(ruleset, inp).matched) for inp in inputs[:200]) / 200
         print(
-            f"{n:4d} rules: {results[n]:9.1f} µs/message  (load {load_ms:7.1f} ms, {matched:.1f} rules match per message)"
+            f"{n:4d} rules: {results[n]:9.1f} µs/message  "
+            f"(load {load_ms:7.1f} ms, {matched:.1f} rules match per message)"
         )
     print(f"ratio 500/5: {results[500] / results[5]:.1f}x  ({results[500] / 500:.2f} µs per rule at 500 rules)")
 

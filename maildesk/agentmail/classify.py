@@ -1,8 +1,9 @@
 """Who wrote this mail, as far as agent mail goes, and what it asks for.
 
 Owns `classify`: given the facts of one parsed message (the sender's real mailbox from the
-addr-spec, never the display name: `real_sender` reads it from the raw header; all recipients; the decoded text), the agents as plain
-data, the token secret and our support and note addresses, it decides one of
+addr-spec, never the display name: `real_sender` reads it from the raw header; all recipients;
+the decoded text), the agents as plain data, the token secret and our support and note
+addresses, it decides one of
 
 - `AgentReply`     an active agent answered a notification: a recipient is an agent token
                    (`tokens.make_agent_address`) signed for this very sender; carries the

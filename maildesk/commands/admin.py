@@ -128,7 +128,8 @@ def templates_preview(
     With --ticket the context is the one maildesk would build for that ticket (customer,
     ticket, latest message, agent); sections a ticket lacks come from the sample data.
 
-    Example: `maildesk templates preview ack --ticket 42 --locale de` or `maildesk templates preview survey --sample --html`
+    Example: `maildesk templates preview ack --ticket 42 --locale de` or
+    `maildesk templates preview survey --sample --html`
     """
     if ticket is not None and sample:
         err.print("give --ticket N or --sample, not both")

@@ -611,7 +611,8 @@ def customer_erase(
     with open_desk(config) as desk:
         view = _read(desk, customers.customer_view, address, desk.clock())
         if not yes and not typer.confirm(
-            f"Erase all personal data of {clean(view['email'])} ({len(view['tickets'])} tickets)? This cannot be undone",
+            f"Erase all personal data of {clean(view['email'])} ({len(view['tickets'])} tickets)? "
+            "This cannot be undone",
             err=True,
         ):
             err.print("nothing erased")

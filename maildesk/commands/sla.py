@@ -90,7 +90,8 @@ def sweep(
     verb = "would act" if dry_run else "acted"
     console.print(
         plain(
-            f"{verb} on {len(report.actions)} due item(s) on {report.tickets} ticket(s) at {report.now:%Y-%m-%d %H:%M} UTC"
+            f"{verb} on {len(report.actions)} due item(s) on {report.tickets} ticket(s) "
+            f"at {report.now:%Y-%m-%d %H:%M} UTC"
         )
     )
     for a in report.actions:

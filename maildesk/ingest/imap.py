@@ -243,7 +243,8 @@ class MailboxPoller:
         except (OSError, IMAPClientError) as exc:
             _quietly_close(client)
             raise ImapUnavailable(
-                f"{self._where}: connection failed during {'STARTTLS/' if s.security == 'starttls' else ''}login: {_describe(exc)}"
+                f"{self._where}: connection failed during "
+                f"{'STARTTLS/' if s.security == 'starttls' else ''}login: {_describe(exc)}"
             ) from exc
         self._client = client
         with self._lock:
@@ -341,7 +342,8 @@ class MailboxPoller:
             permanent = [bytes(f) for f in info.get(b"PERMANENTFLAGS", ())]
             if b"\\*" not in permanent and s.keyword.encode() not in permanent:
                 raise IMAPClientError(
-                    f'the server does not store the keyword {s.keyword} here (PERMANENTFLAGS lacks \\*); use after = "move"'
+                    f"the server does not store the keyword {s.keyword} here "
+                    '(PERMANENTFLAGS lacks \\*); use after = "move"'
                 )
         if state.uidvalidity and uidvalidity != state.uidvalidity:
             self.log.error(

@@ -177,7 +177,8 @@ _ROLE_WORDS = frozenset(
     "support team info admin administrator service services customer customers noreply no-reply "
     "donotreply billing sales contact office mail hello hallo help helpdesk webmaster postmaster "
     "accounts accounting invoice invoices orders order shop store the kundenservice kunde buchhaltung "
-    "verwaltung donotreply do-not-reply mailer-daemon root it hr marketing news newsletter notifications notification".split()
+    "verwaltung donotreply do-not-reply mailer-daemon root it hr marketing news newsletter "
+    "notifications notification".split()
 )
 _QUOTES = "\"'`“”„‘’«»‹›"
 _BRACKETED = re.compile(r"\([^)]*\)|\[[^\]]*\]|<[^>]*>")

@@ -315,7 +315,8 @@ class Mailer:
         return self.ticket_support_address(session, request.ticket_number)
 
     def _subject(self, subject: str, ticket_number: int, *, reply: bool) -> str:
-        """`subject` carrying the ticket tag: as it is when tagged, else `Re: [#N] …` for a reply, `[#N] …` otherwise."""
+        """`subject` carrying the ticket tag: as it is when tagged, else `Re: [#N] …` for a reply,
+        `[#N] …` otherwise."""
         tag_format = self.settings.desk.subject_tag
         if find_tag(tag_format, subject) == ticket_number:
             return subject

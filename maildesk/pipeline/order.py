@@ -1,7 +1,8 @@
 """The order of the pipeline's stages, in one visible tuple.
 
 Each stage is a function `(ctx, session, deps) -> None` made a `Stage` by `@stage(needs=…)`
-(`pipeline/context.py`), run inside the one transaction of a batch (invariant 2). `dedupe` comes first so a replay does nothing at all; `screen` comes
+(`pipeline/context.py`), run inside the one transaction of a batch (invariant 2). `dedupe`
+comes first so a replay does nothing at all; `screen` comes
 before `thread` so a bounce can name the ticket it concerns and automatic mail never opens
 a ticket; `route` runs the rules on customer mail with a ticket; `respond` queues the
 acknowledgement and the rules' replies in the outbox, in the same transaction.

@@ -38,7 +38,7 @@ _MAX_PARTS = 200
 _MAX_DEPTH = 12
 _MAX_TEXT = 200_000
 
-_ADDR = r"[A-Za-z0-9._%+\-=/!#$&'*^`{|}~]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)+"
+_ADDR = r"[A-Za-z0-9._%+\-=/!#$&'*^`{|}~]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)+"  # noqa: E501
 _ADDR_RE = re.compile(_ADDR)
 _STATUS_RE = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _SMTP_CODE_RE = re.compile(r"(?:^|[\s:(])([45])\d\d[\s\-]", re.MULTILINE)

@@ -596,7 +596,8 @@ class _Loader:
                     have = f"; this rule captures {', '.join(sorted(groups))}" if groups else ""
                     self.err(
                         node,
-                        f"placeholder {{{{{name}}}}} has no named regex group (?P<{name}>...) in this rule's conditions{have}",
+                        f"placeholder {{{{{name}}}}} has no named regex group (?P<{name}>...) "
+                        f"in this rule's conditions{have}",
                     )
 
     def vocab(self, node: Node, what: str, choices: Iterable[str], *, upper: bool = False) -> str | None:
@@ -688,7 +689,8 @@ class _Loader:
             return None if group is None else AssignSpec(strategy=how, group=group)
         self.err(
             knode,
-            f"unknown assign strategy {how!r}; use agent, round_robin or least_loaded{_hint(how, ('agent', 'round_robin', 'least_loaded'))}",
+            f"unknown assign strategy {how!r}; use agent, round_robin or least_loaded"
+            f"{_hint(how, ('agent', 'round_robin', 'least_loaded'))}",
         )
         return None
 

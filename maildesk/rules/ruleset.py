@@ -37,7 +37,8 @@ ACTIONS = (
 class Action:
     """One `then:` entry. `value` is already validated and normalised by the loader:
 
-    queue/tier/priority/status/sla/reply/escalate/spam/discard: str (sla: a policy name or "none"); tags: tuple[str, ...];
+    queue/tier/priority/status/sla/reply/escalate/spam/discard: str (sla: a policy name or "none");
+    tags: tuple[str, ...];
     field: tuple[(name, template), ...]; assign: AssignSpec; notify: (address, template);
     resolve: bool. Strings may hold `{{capture}}` placeholders.
     """

@@ -45,7 +45,8 @@ A VIP customer has written; the request went to the priority queue.
 
 {{ message.text|quote }}
 """,
-    "outage_alert.txt.j2": """Subject: {{ ticket.tag }} Possible outage reported by {{ customer.display_name }}: {{ ticket.subject }}
+    "outage_alert.txt.j2": """Subject: {{ ticket.tag }} Possible outage reported by \
+{{ customer.display_name }}: {{ ticket.subject }}
 
 A customer reports that something is down.
 

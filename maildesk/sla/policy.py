@@ -334,7 +334,8 @@ def _parse_policy(where: str, data: dict[str, Any], calendars: list[str]) -> Sla
     calendar = _string(where, data, "calendar", "default")
     if calendar not in calendars:
         raise ConfigError(
-            f"{where}.calendar: unknown calendar {calendar!r} (the [[sla.calendar]] tables name: {', '.join(calendars)})"
+            f"{where}.calendar: unknown calendar {calendar!r} "
+            f"(the [[sla.calendar]] tables name: {', '.join(calendars)})"
         )
     targets = {key: _target(where, data, key) for key in (*KINDS, "followup_after", "resolve_after")}
     warn_at = data.get("warn_at", 0.8)

@@ -152,7 +152,10 @@ class Actor:
             if what == "escalate":
                 old = ticket.tier
                 new, how = escalate_tier(old)
-                text = f"Escalated {how}: the {action.kind.replace('_', ' ')} target was missed (due {action.due_at:%Y-%m-%d %H:%M} UTC)."
+                text = (
+                    f"Escalated {how}: the {action.kind.replace('_', ' ')} target was missed "
+                    f"(due {action.due_at:%Y-%m-%d %H:%M} UTC)."
+                )
                 note = rows.agent_note(ticket, text, BY, now, source="sla")
                 tickets.escalate_ticket(
                     session, ticket, new, what=how, note=note, note_text=text, by=BY, via=VIA, now=now,

@@ -125,12 +125,19 @@ def agent_mail(to: str, body: str, subject: str, sender: str = "Ann Agent <ann@e
     return eml(sender=sender, to=to, subject=f"Re: {subject}", body=body)
 
 
-GMAIL = "\n\nOn Mon, 23 Nov 2026 at 10:01, Support <support@example.com> wrote:\n\n> -- reply above this line --\n> Anna wrote:\n> my printer is on fire\n"
+GMAIL = (
+    "\n\nOn Mon, 23 Nov 2026 at 10:01, Support <support@example.com> wrote:\n\n"
+    "> -- reply above this line --\n> Anna wrote:\n> my printer is on fire\n"
+)
 OUTLOOK = (
     "\n\n________________________________\nFrom: Support <support@example.com>\nSent: Monday, November 23, 2026 10:01\n"
-    "To: Ann Agent <ann@example.com>\nSubject: [#1] New request\n\n-- reply above this line --\nAnna wrote:\nmy printer is on fire\n"
+    "To: Ann Agent <ann@example.com>\nSubject: [#1] New request\n\n"
+    "-- reply above this line --\nAnna wrote:\nmy printer is on fire\n"
 )
-APPLE = "\n\n> On 23. Nov 2026, at 10:01, Support <support@example.com> wrote:\n> \n> -- reply above this line --\n> my printer is on fire\n"
+APPLE = (
+    "\n\n> On 23. Nov 2026, at 10:01, Support <support@example.com> wrote:\n> \n"
+    "> -- reply above this line --\n> my printer is on fire\n"
+)
 
 
 @pytest.mark.parametrize("style,quote", [("gmail", GMAIL), ("outlook", OUTLOOK), ("apple", APPLE)])
@@ -222,7 +229,10 @@ def test_macro_and_forward_to_open(desk: Desk) -> None:
     ticket, _ = desk.customer("Macro")
     desk.send(agent_mail(desk.token(ticket.number), "#macro thanks", ticket.subject))
     desk.wait_mail("anna@customer.example", 'message about "Macro"')
-    body = "#customer zoe@customer.example\n\n---------- Forwarded message ---------\nFrom: Zoe <zoe@customer.example>\n\nMy order never came.\n"
+    body = (
+        "#customer zoe@customer.example\n\n---------- Forwarded message ---------\n"
+        "From: Zoe <zoe@customer.example>\n\nMy order never came.\n"
+    )
     desk.send(eml(sender="ann@example.com", subject="Fwd: Order missing", body=body))
     opened = desk.ticket("Order missing")
     assert opened.customer.email == "zoe@customer.example"

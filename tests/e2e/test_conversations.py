@@ -207,13 +207,15 @@ def test_permanent_bounce_suppresses_address_and_is_recorded_on_ticket(desk: Any
         )
     dsn = (
         "From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\r\nTo: support@example.com\r\n"
-        "Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn1@mx.example.net>\r\nAuto-Submitted: auto-replied\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <dsn1@mx.example.net>\r\n"
+        "Auto-Submitted: auto-replied\r\n"
         'MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
         "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
         "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n"
         "Final-Recipient: rfc822; anna@customer.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
         "Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n"
-        f"--B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <{ours}>\r\nTo: anna@customer.example\r\n--B--\r\n"
+        f"--B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <{ours}>\r\n"
+        "To: anna@customer.example\r\n--B--\r\n"
     ).encode()
     bounce = c.say(dsn)
     assert bounce.kind == "bounce" and bounce.ticket_number == first.ticket_number

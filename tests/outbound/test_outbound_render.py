@@ -108,7 +108,10 @@ def hostile_context(text: str) -> dict:
     )
 
 
-HOSTILE = "<script>alert('x')</script>\n<img src=http://evil/t.gif>\n{{ 7*7 }} {% if true %}yes{% endif %}\n{{ ''.__class__ }}"
+HOSTILE = (
+    "<script>alert('x')</script>\n<img src=http://evil/t.gif>\n"
+    "{{ 7*7 }} {% if true %}yes{% endif %}\n{{ ''.__class__ }}"
+)
 
 
 def test_hostile_customer_text_escaped_in_html_and_not_evaluated(tmp_path: Path, renderer: TemplateRenderer) -> None:

@@ -19,7 +19,10 @@ from maildesk.outbound.relay import deliver
 from tests.conftest import free_port
 from tests.support.outbox_kit import SinkHandler
 
-RAW = b"From: support@example.com\r\nTo: anna@customer.example\r\nSubject: hi\r\nMessage-ID: <r1@example.com>\r\n\r\nhello\r\n"
+RAW = (
+    b"From: support@example.com\r\nTo: anna@customer.example\r\nSubject: hi\r\n"
+    b"Message-ID: <r1@example.com>\r\n\r\nhello\r\n"
+)
 
 
 @pytest.fixture(scope="module")

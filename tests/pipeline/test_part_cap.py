@@ -15,7 +15,10 @@ HEAD = b"From: Many <many@customer.example>\r\nTo: support@example.com\r\nSubjec
 
 
 def _parts(n: int) -> bytes:
-    part = b'--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="f.bin"\r\n\r\nx\r\n'
+    part = (
+        b"--b\r\nContent-Type: application/octet-stream\r\n"
+        b'Content-Disposition: attachment; filename="f.bin"\r\n\r\nx\r\n'
+    )
     return HEAD + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + part * n + b"--b--\r\n"
 
 

@@ -36,7 +36,8 @@ from tests.support.mailgen import eml
 
 HTML = (
     b"From: Hans <hans@customer.example>\r\nTo: support@example.com\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n"
-    b"Message-ID: <html-1@customer.example>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=x\r\n\r\n"
+    b"Message-ID: <html-1@customer.example>\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/alternative; boundary=x\r\n\r\n"
     b'--x\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Hallo <img src="http://evil.example/t.png">'
     b"<script>alert(1)</script></p><blockquote>old</blockquote>\r\n--x--\r\n"
 )

@@ -98,7 +98,8 @@ def test_conditions_and_actions_apply_to_the_ticket_and_are_explained(make_desk:
         b"From: Carla <carla@customer.example>\r\nTo: support@example.com\r\nSubject: see log\r\n"
         b"Message-ID: <att1@customer.example>\r\nMIME-Version: 1.0\r\n"
         b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nlog attached\r\n'
-        b'--b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename="app.log"\r\n\r\nERR\r\n--b--\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n"
+        b'Content-Disposition: attachment; filename="app.log"\r\n\r\nERR\r\n--b--\r\n'
     )
     assert "has-attachment" in d.ticket(d.say(with_file).ticket_number).tags
 

@@ -123,7 +123,8 @@ def test_attachments_are_stored_with_safe_names(desk: Any) -> None:
 def test_non_utf8_bytes_are_never_decoded_lossily_before_parsing(desk: Any) -> None:
     raw = (
         "From: =?iso-8859-1?q?J=F6rg?= <jorg@customer.example>\r\nTo: support@example.com\r\n"
-        "Subject: =?iso-8859-1?q?Gr=FC=DFe?=\r\nMessage-ID: <latin1@x>\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+        "Subject: =?iso-8859-1?q?Gr=FC=DFe?=\r\nMessage-ID: <latin1@x>\r\n"
+        "Content-Type: text/plain; charset=iso-8859-1\r\n"
         "Content-Transfer-Encoding: 8bit\r\n\r\nSch\xf6ne Gr\xfc\xdfe\r\n"
     ).encode("latin-1")
     desk.spool.put(raw, "test")

@@ -162,7 +162,8 @@ Message will be retried for 2 more day(s)
 OFFICE365 = """Delivery has failed to these recipients or groups:
 
 someone.gone@contoso.example
-The email address you entered couldn't be found. Please check the recipient's email address and try to resend the message.
+The email address you entered couldn't be found. Please check the recipient's email address \
+and try to resend the message.
 
 Diagnostic information for administrators:
 

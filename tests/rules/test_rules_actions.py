@@ -85,7 +85,8 @@ def test_spam_and_discard_and_replies_are_suppressed() -> None:
 def test_later_rules_override_and_accumulate() -> None:
     body = """\
     - name: first
-      then: [{queue: general}, {priority: low}, {tags: [a]}, {field: {x: "1", y: "1"}}, {reply: one}, {assign: {round_robin: L1}}]
+      then: [{queue: general}, {priority: low}, {tags: [a]}, {field: {x: "1", y: "1"}}, {reply: one}, \
+{assign: {round_robin: L1}}]
     - name: second
       then: [{queue: billing}, {tags: [b, a]}, {field: {y: "2"}}, {reply: two}, {reply: one}]
     """

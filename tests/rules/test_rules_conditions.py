@@ -144,7 +144,8 @@ def test_regex_captures_reach_the_hit() -> None:
 
 def test_captures_from_a_negated_or_failed_branch_are_dropped() -> None:
     rs = one_condition(
-        r"{any: [{all: [{subject: {regex: '(?P<a>inv\d+)'}}, {customer.vip: true}]}, {subject: {regex: '(?P<b>ord\d+)'}}]}"
+        r"{any: [{all: [{subject: {regex: '(?P<a>inv\d+)'}}, {customer.vip: true}]}, "
+        r"{subject: {regex: '(?P<b>ord\d+)'}}]}"
     )
     hit = evaluate(rs, mail(subject="inv1 ord2")).hits[0]
     assert hit.matched and dict(hit.captures) == {"b": "ord2"}

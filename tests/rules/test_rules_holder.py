@@ -13,7 +13,10 @@ from maildesk.rules.ruleset import RuleSet
 
 GOOD = "version: 1\nrules:\n  - name: billing\n    then: [{queue: billing}]\n"
 BETTER = "version: 1\nrules:\n  - name: sales\n    then: [{queue: sales}]\n"
-BROKEN = "version: 1\nrules:\n  - name: sales\n    then: [{queue: sales}, {tier: L9}]\n  - name: x\n    if: {sendr: a}\n    then: [{queue: a}]\n"
+BROKEN = (
+    "version: 1\nrules:\n  - name: sales\n    then: [{queue: sales}, {tier: L9}]\n"
+    "  - name: x\n    if: {sendr: a}\n    then: [{queue: a}]\n"
+)
 
 
 def write(path: Path, text: str, bump: int) -> None:

@@ -32,7 +32,8 @@ def test_parsed_message_to_rule_input() -> None:
     assert inp.attachments == (("inv.pdf", "application/pdf"),)
     assert inp.customer.domain == "bigcorp.com" and inp.now == now
     rs = load_rules_text(
-        "version: 1\nrules:\n  - name: b\n    if: {from.domain: bigcorp.com, header.x-priority: '1', attachment.type: application/pdf,"
+        "version: 1\nrules:\n  - name: b\n"
+        "    if: {from.domain: bigcorp.com, header.x-priority: '1', attachment.type: application/pdf,"
         " subject: {regex: 'invoice (?P<n>\\d+)'}, body: {contains: amount}}\n    then: [{field: {invoice: '{{n}}'}}]\n"
     )
     assert evaluate(rs, inp).fields == {"invoice": "20261234"}

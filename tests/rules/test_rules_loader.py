@@ -94,7 +94,8 @@ def test_placeholder_without_a_named_group_is_an_error() -> None:
           - field: {invoice: "{{invoice}}"}
     """
     assert problems(text) == [
-        "rules.yaml:6: rule 'inv': placeholder {{invoice}} has no named regex group (?P<invoice>...) in this rule's conditions; this rule captures number"
+        "rules.yaml:6: rule 'inv': placeholder {{invoice}} has no named regex group (?P<invoice>...) "
+        "in this rule's conditions; this rule captures number"
     ]
 
 
@@ -200,7 +201,10 @@ def test_string_fields_take_the_words_as_written() -> None:
 
 
 def test_known_sets_accept_valid_names() -> None:
-    text = "version: 1\nrules:\n  - name: a\n    then: [{queue: billing}, {reply: ack}, {assign: {agent: Anna@Desk.example}}, {assign: {least_loaded: L2}}]\n"
+    text = (
+        "version: 1\nrules:\n  - name: a\n    then: [{queue: billing}, {reply: ack}, "
+        "{assign: {agent: Anna@Desk.example}}, {assign: {least_loaded: L2}}]\n"
+    )
     rs = load_rules_text(
         text, known_queues={"billing"}, known_templates={"ack"}, known_agents={"anna@desk.example"}, known_groups={"L2"}
     )

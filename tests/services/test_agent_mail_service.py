@@ -70,7 +70,10 @@ def reply(to: str, body: str, sender: str = "Ann Agent <ann@example.com>", **kw:
     return eml(sender=sender, to=to, subject="Re: [#1] Printer on fire", body=body, **kw)
 
 
-QUOTED = "\n\nOn Mon, 23 Nov 2026 at 10:00, Support <support@example.com> wrote:\n> -- reply above this line --\n> Anna wrote:\n> my printer is on fire\n"
+QUOTED = (
+    "\n\nOn Mon, 23 Nov 2026 at 10:00, Support <support@example.com> wrote:\n"
+    "> -- reply above this line --\n> Anna wrote:\n> my printer is on fire\n"
+)
 
 
 def test_reply_goes_to_the_customer_threaded_and_is_never_customer_mail(desk: AgentDesk) -> None:
@@ -195,7 +198,10 @@ def test_macro_by_mail(desk: AgentDesk) -> None:
 def test_forward_opens_a_ticket_for_the_customer_and_plain_agent_mail_gets_a_how_to(
     desk: AgentDesk, tmp_path: Path
 ) -> None:
-    body = "#customer zoe@customer.example\n#priority high\n\n---------- Forwarded message ---------\nFrom: Zoe <zoe@customer.example>\n\nMy order never came.\n"
+    body = (
+        "#customer zoe@customer.example\n#priority high\n\n---------- Forwarded message ---------\n"
+        "From: Zoe <zoe@customer.example>\n\nMy order never came.\n"
+    )
     row = desk.agent(eml(sender="ann@example.com", subject="Fwd: Order missing", body=body))
     assert row.ticket_number is not None and row.kind == "agent-note"
     t = desk.ticket(row.ticket_number)

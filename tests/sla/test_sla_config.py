@@ -54,7 +54,10 @@ def test_a_rule_picks_or_removes_the_sla(tmp_path: Path, database_url: str) -> N
         news = d.say(eml(subject="Our newsletter")).ticket_number
         with d.app.store.reader() as s:
             policy = {
-                n: {c.kind: (c.policy, c.stopped_at is None) for c in s.scalars(select(SlaClock).where(SlaClock.ticket_number == n))}
+                n: {
+                    c.kind: (c.policy, c.stopped_at is None)
+                    for c in s.scalars(select(SlaClock).where(SlaClock.ticket_number == n))
+                }
                 for n in (gold, plain, news)
             }  # fmt: skip
         assert policy[gold]["first_response"] == ("gold", True)

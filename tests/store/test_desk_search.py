@@ -84,7 +84,8 @@ def test_search_uses_the_index(desk: Any) -> None:
                 r[0]
                 for r in s.execute(
                     text(
-                        f"EXPLAIN SELECT id FROM messages WHERE {PG_SEARCH_VECTOR} @@ websearch_to_tsquery('english', 'printer')"
+                        f"EXPLAIN SELECT id FROM messages WHERE {PG_SEARCH_VECTOR} "
+                        "@@ websearch_to_tsquery('english', 'printer')"
                     )
                 )
             )

@@ -28,7 +28,8 @@ def with_attachment(message_id: str) -> bytes:
     body = (
         "--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
         f"My {SECRET_TEXT} broke. Regards, {NAME}\r\n"
-        '--b1\r\nContent-Type: text/plain; name="log.txt"\r\nContent-Disposition: attachment; filename="log.txt"\r\n\r\n'
+        '--b1\r\nContent-Type: text/plain; name="log.txt"\r\n'
+        'Content-Disposition: attachment; filename="log.txt"\r\n\r\n'
         f"{ATTACHED} log line\r\n--b1--\r\n"
     )
     return (head + body).encode()
