@@ -103,6 +103,9 @@ class ParsedMessage:
     # When the mail has more than MAX_PARTS MIME parts, only the bytes before the boundary
     # line of part MAX_PARTS + 1 are parsed (the rest stays in `raw` only): that offset.
     parts_cut: int = 0
+    # When `text` was made from HTML longer than MAX_HTML_TEXT_CHARS: the length of the HTML
+    # head it was made from (the whole HTML stays in `html` and `raw`).
+    html_text_cut: int = 0
 
     @property
     def structure_bytes(self) -> bytes:
@@ -116,6 +119,13 @@ class ParsedMessage:
         if not self.parts_cut:
             return None
         return {"parts_read": MAX_PARTS, "bytes_read": self.parts_cut, "bytes_not_read": len(self.raw) - self.parts_cut}
+
+    @property
+    def html_text_capped(self) -> dict[str, int] | None:
+        """What the HTML-to-text cap left out, or None when the text covers all the HTML."""
+        if not self.html_text_cut:
+            return None
+        return {"html_chars": len(self.html), "converted_chars": self.html_text_cut}
 
     def header(self, name: str, default: str = "") -> str:
         """First value of a header (case-insensitive), unfolded."""
@@ -419,8 +429,23 @@ class _TextExtractor(HTMLParser):
         self.parts.append(data)
 
 
+# html.parser costs about a microsecond per character: a 25 MiB HTML body held the worker
+# for half a minute (issue 16). Only this much HTML (cut after a tag) becomes text.
+MAX_HTML_TEXT_CHARS = 1_000_000
+
+
+def html_text_cut(html: str) -> int:
+    """How much of `html` html_to_text converts: all of it, or the head up to the last `>`
+    within MAX_HTML_TEXT_CHARS."""
+    if len(html) <= MAX_HTML_TEXT_CHARS:
+        return len(html)
+    return html.rfind(">", 0, MAX_HTML_TEXT_CHARS) + 1 or MAX_HTML_TEXT_CHARS
+
+
 def html_to_text(html: str) -> str:
-    """Readable plain text from HTML (blockquotes become `>` quotes)."""
+    """Readable plain text from HTML (blockquotes become `>` quotes); over
+    MAX_HTML_TEXT_CHARS, from its head only (see html_text_cut)."""
+    html = html[: html_text_cut(html)]
     parser = _TextExtractor()
     try:
         parser.feed(html)
@@ -573,8 +598,10 @@ def parse_bytes(raw: bytes) -> ParsedMessage:
     sender_list = _parse_address_header(raw_all("Sender"))
     text = "\n".join(t for t in (parsed.text_plain or []) if t).replace("\r\n", "\n")
     html = "\n".join(h for h in (parsed.text_html or []) if h)
+    text_cut = 0
     if not text.strip() and html:
         text = html_to_text(html)
+        text_cut = html_text_cut(html) if len(html) > MAX_HTML_TEXT_CHARS else 0
     attachments = []
     for index, att in enumerate(parsed.attachments or []):
         payload_raw = att.get("payload") or ""
@@ -615,4 +642,5 @@ def parse_bytes(raw: bytes) -> ParsedMessage:
         defects=defects,
         content_type=(msg.get_content_type() or "text/plain").lower(),
         parts_cut=cut,
+        html_text_cut=text_cut,
     )

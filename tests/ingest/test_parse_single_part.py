@@ -55,3 +55,20 @@ def test_a_mail_of_millions_of_short_lines_parses_in_a_second_or_two() -> None:
     msg = parse_bytes(raw)
     assert time.perf_counter() - started < 4.0  # the per-line parse took ~3 s here alone
     assert msg.text.count("\n") >= 3_999_999
+
+
+def test_huge_html_becomes_text_from_its_head_and_the_cap_is_recorded() -> None:
+    from maildesk.message import MAX_HTML_TEXT_CHARS
+    from maildesk.sanitize import MAX_CLEAN_HTML_CHARS, clean_html
+
+    unit = "<div><p>quoted <b>text</b></p></div>\r\n"
+    html = unit * (MAX_CLEAN_HTML_CHARS // len(unit) + 10)
+    started = time.perf_counter()
+    msg = parse_bytes(HEAD + b"Content-Type: text/html\r\n\r\n" + html.encode())
+    cleaned = clean_html(msg.html)
+    assert time.perf_counter() - started < 4.0
+    assert msg.html_text_capped == {"html_chars": len(msg.html), "converted_chars": MAX_HTML_TEXT_CHARS}
+    assert msg.text.startswith("quoted text") and "<" not in msg.text
+    assert 0 < len(cleaned) <= MAX_CLEAN_HTML_CHARS and cleaned.startswith("<div><p>quoted <b>text</b></p></div>")
+    small = parse_bytes(HEAD + b"Content-Type: text/html\r\n\r\n" + unit.encode())
+    assert small.html_text_capped is None and small.text == "quoted text"
