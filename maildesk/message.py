@@ -13,6 +13,7 @@ import binascii
 import codecs
 import email.base64mime
 import email.charset
+import email.parser
 import email.quoprimime
 import email.utils
 import hashlib
@@ -102,6 +103,9 @@ class ParsedMessage:
     # When the mail has more than MAX_PARTS MIME parts, only the bytes before the boundary
     # line of part MAX_PARTS + 1 are parsed (the rest stays in `raw` only): that offset.
     parts_cut: int = 0
+    # When `text` was made from HTML longer than MAX_HTML_TEXT_CHARS: the length of the HTML
+    # head it was made from (the whole HTML stays in `html` and `raw`).
+    html_text_cut: int = 0
 
     @property
     def structure_bytes(self) -> bytes:
@@ -115,6 +119,13 @@ class ParsedMessage:
         if not self.parts_cut:
             return None
         return {"parts_read": MAX_PARTS, "bytes_read": self.parts_cut, "bytes_not_read": len(self.raw) - self.parts_cut}
+
+    @property
+    def html_text_capped(self) -> dict[str, int] | None:
+        """What the HTML-to-text cap left out, or None when the text covers all the HTML."""
+        if not self.html_text_cut:
+            return None
+        return {"html_chars": len(self.html), "converted_chars": self.html_text_cut}
 
     def header(self, name: str, default: str = "") -> str:
         """First value of a header (case-insensitive), unfolded."""
@@ -418,8 +429,23 @@ class _TextExtractor(HTMLParser):
         self.parts.append(data)
 
 
+# html.parser costs about a microsecond per character: a 25 MiB HTML body held the worker
+# for half a minute (issue 16). Only this much HTML (cut after a tag) becomes text.
+MAX_HTML_TEXT_CHARS = 1_000_000
+
+
+def html_text_cut(html: str) -> int:
+    """How much of `html` html_to_text converts: all of it, or the head up to the last `>`
+    within MAX_HTML_TEXT_CHARS."""
+    if len(html) <= MAX_HTML_TEXT_CHARS:
+        return len(html)
+    return html.rfind(">", 0, MAX_HTML_TEXT_CHARS) + 1 or MAX_HTML_TEXT_CHARS
+
+
 def html_to_text(html: str) -> str:
-    """Readable plain text from HTML (blockquotes become `>` quotes)."""
+    """Readable plain text from HTML (blockquotes become `>` quotes); over
+    MAX_HTML_TEXT_CHARS, from its head only (see html_text_cut)."""
+    html = html[: html_text_cut(html)]
     parser = _TextExtractor()
     try:
         parser.feed(html)
@@ -507,6 +533,32 @@ def parts_cut_offset(raw: bytes, max_parts: int = MAX_PARTS) -> int:
     return 0
 
 
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
+
+def _mail_parser(body: bytes) -> Any:
+    """mail-parser's reading of `body`, as `mailparser.parse_from_bytes` would give it.
+
+    The stdlib parser costs about a microsecond per line even where it only collects lines:
+    a 25 MiB single-part mail of short lines held the worker for seconds (issue 16). So for
+    a mail that is not multipart/* or message/*, only the header block goes through the
+    parser and the body becomes the payload as one string — exactly what the parser would
+    have joined from its lines. Anything else (or a header block the parser ends elsewhere,
+    seen as a non-empty payload) is parsed whole, as before.
+    """
+    match = _BLANK_LINE.search(body)
+    if match is not None and match.end() < len(body):
+        head = email.parser.BytesParser().parsebytes(body[: match.end()])
+        if (
+            not head.is_multipart()
+            and head.get_content_maintype() not in {"multipart", "message"}
+            and head.get_payload() == ""
+        ):
+            head.set_payload(body[match.end() :].decode("ascii", "surrogateescape"))
+            return mailparser.MailParser(head)
+    return mailparser.parse_from_bytes(body)
+
+
 def parse_bytes(raw: bytes) -> ParsedMessage:
     """Parse raw bytes. Raises UnparseableMessage when they are not a mail message.
 
@@ -517,7 +569,7 @@ def parse_bytes(raw: bytes) -> ParsedMessage:
     cut = parts_cut_offset(raw)
     body = _header_start(raw[:cut] if cut else raw)
     try:
-        parsed = mailparser.parse_from_bytes(body)
+        parsed = _mail_parser(body)
     except Exception as exc:  # noqa: BLE001 - any parser failure means quarantine
         raise UnparseableMessage(f"parser failed: {type(exc).__name__}: {exc}") from exc
     msg = parsed.message
@@ -546,8 +598,10 @@ def parse_bytes(raw: bytes) -> ParsedMessage:
     sender_list = _parse_address_header(raw_all("Sender"))
     text = "\n".join(t for t in (parsed.text_plain or []) if t).replace("\r\n", "\n")
     html = "\n".join(h for h in (parsed.text_html or []) if h)
+    text_cut = 0
     if not text.strip() and html:
         text = html_to_text(html)
+        text_cut = html_text_cut(html) if len(html) > MAX_HTML_TEXT_CHARS else 0
     attachments = []
     for index, att in enumerate(parsed.attachments or []):
         payload_raw = att.get("payload") or ""
@@ -588,4 +642,5 @@ def parse_bytes(raw: bytes) -> ParsedMessage:
         defects=defects,
         content_type=(msg.get_content_type() or "text/plain").lower(),
         parts_cut=cut,
+        html_text_cut=text_cut,
     )

@@ -56,6 +56,11 @@ def _filter_attribute(allow_remote_images: bool):  # type: ignore[no-untyped-def
     return attribute_filter
 
 
+# nh3 is linear but a 25 MiB body still took seconds (issue 16): only this much HTML, cut
+# after a tag, is cleaned for display (the whole mail stays in the raw bytes).
+MAX_CLEAN_HTML_CHARS = 5_000_000
+
+
 def clean_html(html: str, *, allow_remote_images: bool = False) -> str:
     """A safe HTML fragment from hostile HTML.
 
@@ -63,9 +68,12 @@ def clean_html(html: str, *, allow_remote_images: bool = False) -> str:
     `style` and unknown attributes go; links keep only http/https/mailto/tel targets and get
     `rel="noopener noreferrer"`; images keep only `cid:` and inline `data:image/…` sources
     (remote https images only when `allow_remote_images`), so opening a mail tells no one.
+    Only the first MAX_CLEAN_HTML_CHARS (cut after a tag) are cleaned and kept.
     """
     if not html:
         return ""
+    if len(html) > MAX_CLEAN_HTML_CHARS:
+        html = html[: html.rfind(">", 0, MAX_CLEAN_HTML_CHARS) + 1 or MAX_CLEAN_HTML_CHARS]
     return nh3.clean(
         html,
         tags=set(_TAGS),

@@ -469,7 +469,19 @@ def parse_bounce(msg: ParsedMessage) -> BounceInfo | None:
         return None
 
 
+def may_be_bounce(msg: ParsedMessage) -> bool:
+    """False when `parse_bounce` would answer None without reading the structure: no
+    delivery-status part can be in the bytes and the mail is no bounce candidate. Reads the
+    headers and does one byte search, so plain mail is not parsed a second time (issue 16)."""
+    # A delivery-status part (the RFC 3464 path) has these bytes in its Content-Type: the
+    # stdlib's content type is the header's literal first token (ASCII case folded only),
+    # never a default or a decoded value.
+    return is_bounce_candidate(msg) or b"delivery-status" in msg.structure_bytes.lower()
+
+
 def _parse_bounce(msg: ParsedMessage) -> BounceInfo | None:
+    if not may_be_bounce(msg):
+        return None
     root = to_email_message(msg)
     if root is None:
         return None

@@ -73,6 +73,7 @@ _WROTE = re.compile(
 # single pattern backtracked 200 x 200 times on a long line of digits: issue 16).
 _ADDRESS_COLON_END = re.compile(r"<[^<>\s]+@[^<>\s]+>\s*[:：]$")
 _DIGIT = re.compile(r"\d")
+_DIGIT_OR_AT = re.compile(r"[\d@]")  # every attribution holds a date or an address
 
 
 def _generic_attribution(text: str) -> bool:
@@ -162,6 +163,15 @@ class _Lines:
 
     def __init__(self, lines: list[str]) -> None:
         self.filled = [i for i, line in enumerate(lines) if line.strip()]
+        # Every attribution pattern ends a line so, and an attribution spans at most three
+        # lines: only lines up to two above such an end can start one. Found in one cheap
+        # pass, so the costly patterns run on those lines alone.
+        ends = [i for i, line in enumerate(lines) if line.rstrip().endswith(_ATTRIBUTION_ENDS)]
+        self.may_attribute = sorted({k for end in ends for k in range(max(0, end - 2), end + 1)})
+        self._may_attribute = frozenset(self.may_attribute)
+
+    def attribution_possible(self, i: int) -> bool:
+        return i in self._may_attribute
 
     def between(self, start: int, end: int, limit: int) -> list[int] | None:
         """Indexes of non-blank lines in [start, end), or None when there are more than `limit`."""
@@ -186,15 +196,13 @@ def _quoted(line: str) -> bool:
     return line.lstrip().startswith(">")
 
 
-def _header_span(lines: list[str], i: int, generic: bool = False) -> int:
+def _header_span(lines: list[str], where: _Lines, i: int, generic: bool = False) -> int:
     """How many lines (1-3) form a reply attribution starting at line i; 0 if none.
 
     `generic` also accepts a verb-less "<date> <name> <address>:" line.
     """
-    if _quoted(lines[i]) or _blank(lines[i]):
+    if not where.attribution_possible(i) or _quoted(lines[i]) or _blank(lines[i]):
         return 0
-    if not any(lines[k].rstrip().endswith(_ATTRIBUTION_ENDS) for k in range(i, min(i + 3, len(lines)))):
-        return 0  # every attribution pattern ends so: skip the costly patterns for other lines
     joined = ""
     for k in range(3):
         if i + k >= len(lines) or (k and (_blank(lines[i + k]) or _quoted(lines[i + k]))):
@@ -206,7 +214,7 @@ def _header_span(lines: list[str], i: int, generic: bool = False) -> int:
             joined = f"{joined} {part}" if joined else part
         if len(joined) > 400:
             return 0
-        if re.search(r"[\d@]", joined) and (_WROTE.match(joined) or generic and _generic_attribution(joined)):
+        if _DIGIT_OR_AT.search(joined) and (_WROTE.match(joined) or generic and _generic_attribution(joined)):
             return k + 1
     return 0
 
@@ -241,7 +249,7 @@ def _hard_boundary(lines: list[str], first: int, where: _Lines) -> int:
             return i
         if _outlook_block(lines, i):
             return _extend_up(lines, i, first)
-        span = _header_span(lines, i)
+        span = _header_span(lines, where, i)
         if span:
             nxt = where.next_filled(i + span)
             if nxt is not None and not _quoted(lines[nxt]):
@@ -265,11 +273,11 @@ def _footer_start(lines: list[str], where: _Lines, first: int, end: int) -> int:
     return end
 
 
-def _quote_start(lines: list[str], end: int) -> int:
+def _quote_start(lines: list[str], where: _Lines, end: int) -> int:
     """First line of the trailing run of quotes and attributions before `end`, or end."""
     header_lines: set[int] = set()
-    for i in range(end):
-        span = _header_span(lines, i, generic=True)
+    for i in where.may_attribute[: bisect_left(where.may_attribute, end)]:
+        span = _header_span(lines, where, i, generic=True)
         header_lines.update(range(i, min(end, i + span)))
 
     def quote_like(k: int) -> bool:
@@ -345,7 +353,7 @@ def _split(text: str) -> Reply:
     where = _Lines(lines)
     hard = _hard_boundary(lines, first, where)
     footer = _footer_start(lines, where, first, hard)
-    quote = _quote_start(lines, footer)
+    quote = _quote_start(lines, where, footer)
     if quote <= first:  # the whole message is a quote: keep it visible rather than show nothing
         quote = footer
     sig = _signature_start(lines, where, first, quote)

@@ -9,7 +9,7 @@ from screen_mail import dsn, human_headers, message
 
 from maildesk.errors import UnparseableMessage
 from maildesk.message import parse_bytes
-from maildesk.rules.bounce import flufl_scan, parse_bounce
+from maildesk.rules.bounce import flufl_scan, may_be_bounce, parse_bounce
 
 
 def test_rfc3464_permanent_failure() -> None:
@@ -366,3 +366,21 @@ def test_flufl_is_not_asked_about_mail_without_a_mail_system_signal() -> None:
     # flufl.bounce alone reports a "failure" for some ordinary mail; it only runs behind our gate.
     msg = message(human_headers(Subject="Failure Notice"), YAHOO)
     assert parse_bounce(msg) is None
+
+
+def test_plain_mail_is_not_parsed_again_but_any_delivery_status_part_is() -> None:
+    # The gate in front of the second (stdlib) parse must let through every mail the full
+    # reader could call a bounce: a mail-system signal, or a delivery-status part anywhere.
+    assert not may_be_bounce(message(human_headers(), "a\n" * 1000))
+    assert not may_be_bounce(message(human_headers(Subject="Undeliverable: my parcel"), "Delivery failed.\n"))
+    assert may_be_bounce(dsn([("gone@example.org", "failed", "5.1.1")]))
+    assert may_be_bounce(message({**human_headers(), "Return-Path": "<>"}))
+    nested = message(
+        {**human_headers(), "Content-Type": 'multipart/mixed; boundary="M"'},
+        "--M\nContent-Type: text/plain\n\nsee below\n\n--M\nContent-Type: Message/Delivery-Status\n\n"
+        "Reporting-MTA: dns; mx.example.net\n\nFinal-Recipient: rfc822; gone@example.org\nAction: failed\n"
+        "Status: 5.1.1\n\n--M--\n",
+    )
+    assert may_be_bounce(nested)
+    info = parse_bounce(nested)
+    assert info is not None and info.format == "rfc3464" and info.addresses == ("gone@example.org",)

@@ -18,6 +18,8 @@ HOSTILE = {
     "attribution look-alikes": "hi\n" + "On 1 Jan 2024 bob@x.com wrote something\n" * 10000,
     "digit lines before an address": "hi\n" + ("1 " * 150 + "<a@b.example>:\n") * 5000,
     "long whitespace run": "thanks" + " " * 400000 + "x",
+    "many short lines": "a\n" * (MAX_SPLIT_CHARS // 2),
+    "short lines that end like attributions": "a:\n" * (MAX_SPLIT_CHARS // 3),
 }
 
 

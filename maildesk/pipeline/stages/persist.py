@@ -12,6 +12,7 @@ from datetime import datetime
 from maildesk.pipeline.context import MessageContext, PipelineDeps, stage
 from maildesk.pipeline.stages.dedupe import stored_content_hash
 from maildesk.rules.limits import NewTicketCounts, NewTicketPolicy, check_new_ticket, hold_kind
+from maildesk.sanitize import MAX_CLEAN_HTML_CHARS
 from maildesk.store import Session
 from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
@@ -43,6 +44,10 @@ def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     sender_email, sender_name = _customer_address(ctx)
     if msg.parts_capped:  # parts beyond message.MAX_PARTS are in the raw bytes only
         ctx.note("parts-capped", **msg.parts_capped)
+    if msg.html_text_capped:  # text made from the head of the HTML only (message.MAX_HTML_TEXT_CHARS)
+        ctx.note("html-text-capped", **msg.html_text_capped)
+    if len(msg.html) > MAX_CLEAN_HTML_CHARS:  # the stored, cleaned HTML is its head only
+        ctx.note("html-clean-capped", html_chars=len(msg.html), cleaned_chars=MAX_CLEAN_HTML_CHARS)
     ticket: Ticket | None = None
     if ctx.ticket_number is not None:
         ticket = session.get(Ticket, ctx.ticket_number)
