@@ -12,7 +12,9 @@ Must not: import anything from maildesk (it sits in the lowest layer with `error
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 
 class Status(StrEnum):
@@ -112,3 +114,16 @@ __all__ = [
     "SUBJECT_TAG_FORMAT",
     "subject_tag",
 ]
+
+
+@dataclass(frozen=True)
+class TicketChange:
+    """One change made to a ticket, as the change path's consequences (SLA clocks,
+    notifications) see it (`services.tickets._consequences`)."""
+
+    kind: str  # status | tier | priority | assignee | queue | tags | note
+    old: Any
+    new: Any
+    by: str  # an agent's address, "rules", "customer"
+    via: str  # cli | rules | thread | mail
+    reason: str = ""

@@ -50,11 +50,11 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from maildesk.agentmail.commands import HELP_TEXT
 from maildesk.agentmail.strip import marker_line
-from maildesk.domain import TIERS
+from maildesk.domain import TIERS, TicketChange
 from maildesk.outbound import outbox
 from maildesk.outbound.context import AttachmentRef, MessageInput, NoticeInput, TicketRef
 from maildesk.outbound.mailer import COMPOSE_ERRORS, Mailer, Parent, Recipient, SendRequest, compose_failed
@@ -77,23 +77,6 @@ ATTACH_LIMIT = 10 * 1024 * 1024  # attach the customer's files when all of them 
 RULES_VIA = "rules"  # `TicketChange.via` of the rules' changes (services.tickets.VIA_RULES)
 
 NEW, REPLY, ASSIGNED, ESCALATED, NOTE = "new", "reply", "assigned", "escalated", "note"
-
-
-class Change(Protocol):
-    """What `on_change` reads of a `services.tickets.TicketChange`."""
-
-    @property
-    def kind(self) -> str: ...
-    @property
-    def old(self) -> Any: ...
-    @property
-    def new(self) -> Any: ...
-    @property
-    def by(self) -> str: ...
-    @property
-    def via(self) -> str: ...
-    @property
-    def reason(self) -> str: ...
 
 
 def install(info: dict[str, Any], mailer: Callable[[], Mailer]) -> None:
@@ -294,7 +277,7 @@ def on_customer_mail(
     return sent
 
 
-def on_change(session: Session, ticket: Ticket, change: Change, now: datetime) -> None:
+def on_change(session: Session, ticket: Ticket, change: TicketChange, now: datetime) -> None:
     """Tell the agents a change concerns (assignment, escalation, a note); see the module doc."""
     if change.via == RULES_VIA:
         return  # the rules run on a customer's mail; on_customer_mail tells the agents
@@ -309,7 +292,7 @@ def on_change(session: Session, ticket: Ticket, change: Change, now: datetime) -
         _noted(session, mailer, ticket, change, now)
 
 
-def _escalation(change: Change) -> bool:
+def _escalation(change: TicketChange) -> bool:
     """An escalation step (it may stay at the top tier), or a move to a higher tier."""
     if change.reason:
         return True
@@ -324,7 +307,7 @@ def _change_id(session: Session, ticket: Ticket, types: tuple[str, ...], now: da
     return f"{nq.newest_message_id(session, ticket.number)}-{now:%Y%m%dT%H%M%S%f}"
 
 
-def _assigned(session: Session, mailer: Mailer, ticket: Ticket, change: Change, now: datetime) -> None:
+def _assigned(session: Session, mailer: Mailer, ticket: Ticket, change: TicketChange, now: datetime) -> None:
     if str(change.new).lower() == change.by.lower():
         return  # taking a ticket yourself needs no mail
     key_id = _change_id(session, ticket, ("assigned",), now)
@@ -334,7 +317,7 @@ def _assigned(session: Session, mailer: Mailer, ticket: Ticket, change: Change, 
     )
 
 
-def _escalated(session: Session, mailer: Mailer, ticket: Ticket, change: Change, now: datetime) -> None:
+def _escalated(session: Session, mailer: Mailer, ticket: Ticket, change: TicketChange, now: datetime) -> None:
     event = nq.latest_event(session, ticket.number, ("escalated", "tier-changed"))
     note = str((event.data or {}).get("note") or "") if event is not None and event.type == "escalated" else ""
     key_id = _change_id(session, ticket, ("escalated", "tier-changed"), now)
@@ -363,7 +346,7 @@ def _noted_already(session: Session, note_id: Any, to: str) -> bool:
     return oq.item_by_key(session, f"agent-notify:{NOTE}:{note_id}:{email.lower()}") is not None
 
 
-def _noted(session: Session, mailer: Mailer, ticket: Ticket, change: Change, now: datetime) -> None:
+def _noted(session: Session, mailer: Mailer, ticket: Ticket, change: TicketChange, now: datetime) -> None:
     note = session.get(Message, int(change.new))
     if note is None:
         return

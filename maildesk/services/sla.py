@@ -23,8 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
+from maildesk.domain import TicketChange
 from maildesk.sla.calendar import BusinessCalendar
 from maildesk.sla.clocks import (
     TIMER_KINDS,
@@ -47,17 +48,6 @@ from maildesk.store import sla_queries as sq
 from maildesk.store.models import Ticket
 
 CHANGE_KINDS = ("status", "priority", "queue", "tier")
-
-
-class ChangeLike(Protocol):
-    """What on_change reads of a `services.tickets.TicketChange`."""
-
-    @property
-    def kind(self) -> str: ...
-    @property
-    def old(self) -> Any: ...
-    @property
-    def new(self) -> Any: ...
 
 
 @dataclass
@@ -98,7 +88,7 @@ def calendar_for(settings: SlaSettings, policy: SlaPolicy | None, fallback: str 
 
 
 # Hooks --------------------------------------------------------------------------------------
-def on_change(session: Session, ticket: Ticket, change: ChangeLike, now: datetime) -> None:
+def on_change(session: Session, ticket: Ticket, change: TicketChange, now: datetime) -> None:
     """A status, priority, queue or tier change (from `_consequences`)."""
     if change.kind not in CHANGE_KINDS:
         return

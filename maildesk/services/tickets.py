@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from maildesk.domain import CLOSED_STATUSES, PRIORITIES, STATUSES, TIERS, Status
+from maildesk.domain import CLOSED_STATUSES, PRIORITIES, STATUSES, TIERS, Status, TicketChange
 from maildesk.errors import MaildeskError
 from maildesk.rules.engine import escalate_tier
 from maildesk.services import notify, sla
@@ -59,18 +59,6 @@ def get_ticket(session: Session, number: int, *, allow_merged: bool = False) -> 
 
 
 # The change path ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TicketChange:
-    """One change made to a ticket, as `_consequences` sees it."""
-
-    kind: str  # status | tier | priority | assignee | queue | tags | note
-    old: Any
-    new: Any
-    by: str  # an agent's address, "rules", "customer"
-    via: str  # VIA_CLI | VIA_RULES | VIA_THREAD
-    reason: str = ""
-
-
 def _consequences(session: Session, ticket: Ticket, change: TicketChange, now: datetime) -> None:
     """What follows from a change, whoever made it. The one place to hook SLA clocks and
     agent notifications into."""

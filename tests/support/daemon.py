@@ -14,10 +14,10 @@ from tests.support.wait import wait_for
 
 
 def write_config(path: Path, *, data_dir: Path, database_url: str, smtp_port: int, extra: str = "") -> Path:
-    # The crash tests send hundreds of mails from one sender: durability is under test, not
+    # The crash tests send hundreds of mails from one sender and one domain: durability is under test, not
     # the new-ticket flood limits (tests/pipeline/test_new_ticket_limits.py covers those).
     if "[limits]" not in extra:  # after `extra`, whose first lines may belong to [worker]
-        extra = extra + "\n[limits]\nnew_tickets_per_sender_hour = 0\n"
+        extra = extra + "\n[limits]\nnew_tickets_per_sender_hour = 0\nnew_tickets_per_domain_hour = 0\n"
     path.write_text(
         f"""
 [desk]
