@@ -185,9 +185,8 @@ def test_a_priority_change_recomputes_the_due_times(desk: Desk) -> None:
     assert "sla-recomputed" in _types(desk, number, "sla-")
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # SQLite has one writer: no concurrent claim
 def test_two_sweeps_at_once_act_once(desk: Desk, backend: str) -> None:
-    if backend != "postgresql":
-        pytest.skip("SQLite has one writer; the claim with SKIP LOCKED is PostgreSQL's")
     numbers = [_new(desk, n) for n in range(1, 13)]
     apps = [App(desk.app.settings) for _ in range(2)]
     for app in apps:
