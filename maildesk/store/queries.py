@@ -187,8 +187,23 @@ def customer_id_for(session: Session, email: str, name: str, now: datetime) -> i
     return int(row[0])
 
 
-def insert_ticket(session: Session, values: dict[str, Any]) -> int:
-    """Insert a ticket row; returns its number."""
+def insert_ticket(
+    session: Session, *, subject: str, customer_id: int, now: datetime, thread_root: str | None = None
+) -> int:
+    """Insert a new ticket (new, default queue, L1, normal); returns its number."""
+    values = {
+        "subject": subject[:2000],
+        "status": "new",
+        "queue": "default",
+        "tier": "L1",
+        "priority": "normal",
+        "customer_id": customer_id,
+        "tags": [],
+        "fields": {},
+        "created_at": now,
+        "updated_at": now,
+        "thread_root": thread_root,
+    }
     return int(_NEW_TICKET.scalar(core(session), values))
 
 

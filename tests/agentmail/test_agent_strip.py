@@ -212,7 +212,20 @@ def _corpus() -> Path | None:
 
 
 CORPUS = _corpus()
-needs_corpus = pytest.mark.skipif(CORPUS is None, reason="shared reply corpus not available")
+
+
+def _require_corpus() -> Path:
+    if CORPUS is None:  # a missing corpus is a failure, never a skip (as in the fuzz test)
+        pytest.fail("the shared corpus is missing: set MAILDESK_CORPUS to its folder", pytrace=False)
+    return CORPUS
+
+
+needs_corpus = pytest.mark.usefixtures("corpus_required")
+
+
+@pytest.fixture
+def corpus_required() -> Path:
+    return _require_corpus()
 
 
 @needs_corpus

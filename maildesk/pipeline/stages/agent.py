@@ -232,22 +232,7 @@ def _forward(ctx: MessageContext, session: Session, deps: PipelineDeps, forward:
     now = ctx.now
     customer_id = q.customer_id_for(session, forward.customer, "", now)
     subject = _FWD_PREFIX.sub("", ctx.msg.subject).strip() or ctx.msg.subject
-    number = q.insert_ticket(
-        session,
-        {
-            "subject": subject[:2000],
-            "status": "new",
-            "queue": "default",
-            "tier": "L1",
-            "priority": "normal",
-            "customer_id": customer_id,
-            "tags": [],
-            "fields": {},
-            "created_at": now,
-            "updated_at": now,
-            "thread_root": None,
-        },
-    )
+    number = q.insert_ticket(session, subject=subject, customer_id=customer_id, now=now, thread_root=None)
     q.add_participants(session, number, [(forward.customer, "customer")], new_ticket=True)
     ctx.ticket_number, ctx.new_ticket = number, True
     ctx.visible_text = ctx.msg.text or ctx.visible_text  # the forwarded mail is the customer's request

@@ -67,20 +67,7 @@ def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     if ticket is None:
         customer_id = q.customer_id_for(session, sender_email, sender_name, now)
         number = q.insert_ticket(
-            session,
-            {
-                "subject": msg.subject[:2000],
-                "status": "new",
-                "queue": "default",
-                "tier": "L1",
-                "priority": "normal",
-                "customer_id": customer_id,
-                "tags": [],
-                "fields": {},
-                "created_at": now,
-                "updated_at": now,
-                "thread_root": ctx.thread_root,
-            },
+            session, subject=msg.subject, customer_id=customer_id, now=now, thread_root=ctx.thread_root
         )
         ctx.new_ticket = True
         ctx.ticket_number = number
