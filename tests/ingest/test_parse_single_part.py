@@ -9,6 +9,7 @@ import mailparser
 import pytest
 
 from maildesk.message import _mail_parser, parse_bytes
+from tests.support.wait import HANG_GUARD_SECONDS
 
 HEAD = b"From: A <a@customer.example>\r\nTo: support@example.com\r\nSubject: hi\r\nMessage-ID: <x@y>\r\n"
 
@@ -53,7 +54,7 @@ def test_a_mail_of_millions_of_short_lines_parses_in_a_second_or_two() -> None:
     raw = HEAD + b"Content-Type: text/plain\r\n\r\n" + b"a\r\n" * 4_000_000
     started = time.perf_counter()
     msg = parse_bytes(raw)
-    assert time.perf_counter() - started < 4.0  # the per-line parse took ~3 s here alone
+    assert time.perf_counter() - started < HANG_GUARD_SECONDS  # the per-line parse took ~50 s
     assert msg.text.count("\n") >= 3_999_999
 
 
@@ -66,7 +67,7 @@ def test_huge_html_becomes_text_from_its_head_and_the_cap_is_recorded() -> None:
     started = time.perf_counter()
     msg = parse_bytes(HEAD + b"Content-Type: text/html\r\n\r\n" + html.encode())
     cleaned = clean_html(msg.html)
-    assert time.perf_counter() - started < 4.0
+    assert time.perf_counter() - started < HANG_GUARD_SECONDS
     assert msg.html_text_capped == {"html_chars": len(msg.html), "converted_chars": MAX_HTML_TEXT_CHARS}
     assert msg.text.startswith("quoted text") and "<" not in msg.text
     assert 0 < len(cleaned) <= MAX_CLEAN_HTML_CHARS and cleaned.startswith("<div><p>quoted <b>text</b></p></div>")

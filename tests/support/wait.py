@@ -42,3 +42,11 @@ def wait_for(
         time.sleep(min(interval, deadline - now))
     what = message() if callable(message) else message
     raise WaitTimeout(f"{what or 'condition'}: not met within {timeout:g}s")
+
+
+# A hang guard, not a speed goal: the pathological inputs it guards against ran for minutes
+# (split_reply 54 s+, the `re` invoice rule 112 s, the per-line parse ~50 s), the fixed code
+# runs in about a second on a quiet machine. The speed figures live in bench/ (worst_message,
+# quotes_bench, rules_bench); this bound only has to fail a regression back to the old
+# behaviour and survive a machine loaded by other work.
+HANG_GUARD_SECONDS = 30.0
