@@ -20,6 +20,11 @@ import pytest
 from maildesk.config import Settings, parse_settings
 from tests.support.net import free_port  # noqa: F401 - re-exported for the tests
 
+# The CLI's tables (rich) take their width from the terminal; pytest-xdist workers have none
+# (rich falls back to 80 columns and wraps addresses and paths), so every worker gets the same
+# wide one. Tests that check wrapping set their own width.
+os.environ["COLUMNS"] = "200"
+
 PG_ADMIN_URL = os.environ.get("MAILDESK_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ("sqlite", "postgresql")
 
