@@ -20,7 +20,7 @@ Loading: SQLite through the driver's `executemany` in one transaction with
 PostgreSQL through `COPY` (psycopg `cursor.copy`), indexes rebuilt after, then
 `VACUUM ANALYZE`. The loaded database is cached, keyed by size, generator version and a
 hash of the migrations: SQLite as a file under /tmp/maildesk-report-bench/, PostgreSQL as a
-database `mdbench_<N>_<key>` (older caches of the same size are dropped; `--fresh` rebuilds,
+database `mdbench_report_<N>_<key>` (older caches of the same size are dropped; `--fresh` rebuilds,
 `--drop-cache` removes them all).
 
 Run: `.venv/bin/python -m bench.report_bench [--tickets N] [--backend sqlite|postgresql|both]
@@ -59,6 +59,7 @@ GOAL = 5.0
 CHUNK = 50_000
 GENERATOR = 3  # bump when the generated history changes: invalidates the caches
 CACHE_DIR = Path("/tmp/maildesk-report-bench")
+PG_PREFIX = "mdbench_report_"
 QUEUES = ["billing", "support", "sales", "returns", "shipping", "accounts", "api", "mobile", "web", "partners"]
 AGENTS = [f"agent{i}@desk.test" for i in range(60)]
 TOPICS = "printer invoice password login refund delivery order account upgrade license".split()
@@ -330,12 +331,12 @@ def postgresql_database(tickets: int, fresh: bool) -> tuple[str, float | None]:
     """The cached PostgreSQL database for `tickets` (built when missing): (url, load seconds or None)."""
     admin_url, admin = _admin()
     base = admin_url.rsplit("/", 1)[0]
-    name = f"mdbench_{tickets}_{cache_key()}"
+    name = f"{PG_PREFIX}{tickets}_{cache_key()}"
     try:
         if name in _pg_caches(admin, name) and not fresh:
             return f"{base}/{name}", None
         with admin.connect() as conn:
-            for old in _pg_caches(admin, f"mdbench_{tickets}_"):
+            for old in _pg_caches(admin, f"{PG_PREFIX}{tickets}_"):
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{old}" WITH (FORCE)'))
             conn.execute(text(f'CREATE DATABASE "{name}_building"'))
         url = f"{base}/{name}_building"
@@ -391,7 +392,7 @@ def drop_caches() -> None:
     _, admin = _admin()
     try:
         with admin.connect() as conn:
-            for name in _pg_caches(admin, "mdbench_"):
+            for name in _pg_caches(admin, PG_PREFIX):  # only this bench's, never another bench's
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
