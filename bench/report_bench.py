@@ -47,6 +47,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
 
 from bench.rounds import measure_rounds, summary
+from maildesk.domain import TIERS
 from maildesk.services import kpis
 from maildesk.sla.calendar import BusinessCalendar
 from maildesk.store.db import MIGRATIONS, Store
@@ -435,7 +436,7 @@ def explain_queries(store: Store) -> None:
 
     calls = {
         "period_tickets": lambda s: rq.period_tickets(s, SINCE, UNTIL, kpis.REPEAT_WINDOW),
-        "period_events": lambda s: rq.period_events(s, SINCE, UNTIL),
+        "period_facts": lambda s: rq.period_facts(s, SINCE, UNTIL, TIERS, kpis.SLA_KINDS),
         "backlog_by_age": lambda s: rq.backlog_by_age(s, UNTIL, "queue", kpis.BACKLOG_BUCKETS),
         "replies_by_agent": lambda s: rq.replies_by_agent(s, SINCE, UNTIL),
         "open_by_assignee": lambda s: rq.open_by_assignee(s),
