@@ -3,25 +3,38 @@
 Owns the KPI definitions below and their computation: `compute(...)` is pure (plain rows from
 `store/report_queries.py` in, a `Report` out); `build_report(session, ...)` reads the rows
 and calls it. Must not: build SQL (store/report_queries.py), print or format for a terminal
-(commands/report.py), render HTML (services/report_html.py), or read the clock (`until`
+(commands/report.py), render HTML (maildesk/report/), or read the clock (`until`
 is given).
+
+How it stays fast on a million tickets (bench/report_bench.py): instants arrive as integer
+POSIX microseconds computed by the database, each ticket's events arrive folded into one
+`TicketFacts`, business time comes from a `BusinessClock` prepared once for the period
+(exact integer arithmetic, batch form), every ticket's durations and KPI flags are worked out
+once and then only counted per group, and the cycle collector is paused while a report is
+built. tests/services/test_kpis_equivalence.py holds it to the same JSON as a plain reading
+of the definitions below.
 
 ## Report definitions
 
 A report covers a period [since, until) (`--since 30d` = the 30 days before `--until`,
 default now) and groups tickets by their *current* queue, tier, priority or assignee
 (`--by`; "(unassigned)" for none). Spam tickets and tickets merged into another are never
-counted. Times are measured twice: in calendar time, and in business time on the desk's
+counted. What a ticket's events say is read from its events before `until`. Times are
+measured twice, to the microsecond: in calendar time, and in business time on the desk's
 default SLA calendar (`[[sla.calendar]]` named `default`; without one, Mon-Fri 09:00-17:00
 in `desk.timezone`), e.g. created Friday 16:00, answered Monday 10:00 = 66 h calendar, 2 h
 business. Medians are the middle value (the mean of the two middle values for an even
 count); p90 is the nearest rank: the value at position ceil(0.9 x n) of the sorted values.
+"First"/"latest" event = earliest/latest `at`; events at the same instant count in the
+order they were stored.
 
 - **C, created**: tickets whose `created_at` is in the period.
-- **R, resolved**: tickets whose `resolved_at` (their latest resolution; closing sets it
-  too, reopening clears it) is in the period - so a ticket reopened and still open is not in R.
+- **R, resolved**: tickets resolved or closed now whose `resolved_at` (their latest
+  resolution; closing sets it too, reopening clears it) is in the period - so a ticket
+  reopened and still open is not in R.
 - **Backlog by age**: tickets open now (new, open, pending) and created before `until`, by
-  their age at `until`: under 1 day, 1-3 days, 3-7 days, 7-30 days, 30 days and older.
+  their age at `until`: under 1 day, 1-3 days, 3-7 days, 7-30 days, 30 days and older (an
+  age of exactly 1 day is in 1-3 days, and so on).
 - **First response time** (over C): `first_response_at - created_at`, where
   `first_response_at` is the first agent reply mailed to the customer (`agent-replied`).
   Tickets of C without one are counted as `unanswered`.
@@ -31,27 +44,35 @@ count); p90 is the nearest rank: the value at position ceil(0.9 x n) of the sort
 - **Reopen rate** (over R): the share of R with at least one reopen: a `status` event whose
   `from` is resolved or closed and whose `to` is new, open or pending.
 - **Repeat tickets** (over C): a ticket is a repeat when the same customer opened another
-  counted ticket in the 7 days before it with a similar subject. Subjects are normalised
-  (lower case; `Re:`/`Fwd:`/`AW:`/`WG:`/`SV:` prefixes and `[#123]` tags removed; every
-  run of non-letters-or-digits becomes one space); similar = equal after normalising, or a
-  Jaccard similarity of their word sets >= 0.6 (shared words / all words).
+  counted ticket in the 7 days before it (at or after `created_at - 7 days`, strictly
+  before `created_at`) with a similar subject. Subjects are normalised (lower case;
+  `Re:`/`Fwd:`/`AW:`/`WG:`/`SV:` prefixes and `[#123]` tags removed; every run of
+  non-letters-or-digits becomes one space); similar = equal after normalising, or a Jaccard
+  similarity of their word sets >= 0.6 (shared words / all words).
 - **SLA compliance per target** (over C, per target kind `first_response`,
   `next_response`, `resolution`): measured = tickets with an `sla-started` event of that
   kind (`data.kind`); breached = measured tickets with an `sla-breached` event of that
-  kind before `until`; compliance = 1 - breached / measured. No `sla-started` events: "no data".
+  kind; compliance = 1 - breached / measured. No `sla-started` event (of any kind) on C:
+  "no data".
 - **Escalation rate per tier** (over C): for tier T, handled = tickets that were at T at
   some time (current tier, or `from`/`to` of an `escalated` event, or `old`/`new` of a
   `tier-changed` event); escalated = tickets with an `escalated` event whose `from` is T;
   rate = escalated / handled. The overall rate is the share of C with any `escalated` event.
-- **Satisfaction** (over R): a ticket's rating is the `rating` (1-5) of its latest
-  `survey-answered` event before `until`. Average rating, share of ratings 4-5, the count
-  of each rating, and response rate = rated tickets / R. No ratings: "no data".
+- **Satisfaction** (over R): a ticket's rating is the `rating` of its latest
+  `survey-answered` event with a rating of 1-5 (read as a whole number: `"4"` and `4.5`
+  are 4; answers with anything else are ignored). Average rating, share of ratings 4-5,
+  the count of each rating, and response rate = rated tickets / R. No ratings: "no data".
 - **Agents**: per agent, replies = `agent-replied` events in the period by that agent
-  (`data.agent`); open now = open tickets assigned to them now; resolved = tickets of R
-  assigned to them; first-reply time = median business first response time of the tickets
-  of C whose first `agent-replied` event was theirs.
-- **Top tags** and **top sender domains** (over C): the most frequent ticket tags and
-  customer address domains, by number of tickets.
+  (`data.agent`), on any ticket (spam and merged ones too: the work was done); open now =
+  counted open tickets assigned to them now; resolved = tickets of R assigned to them;
+  first-reply time = median and p90 business first response time of the tickets of C whose
+  first `agent-replied` event was theirs (`data.agent` in lower case).
+- **Trend** (per local day of the calendar's time zone): tickets of C created that day,
+  tickets of R resolved that day, and the median business first response time of the
+  tickets of C created that day.
+- **Top tags** and **top sender domains** (over C): the 10 most frequent ticket tags (a tag
+  counted once per ticket) and customer address domains (lower case), by number of
+  tickets; equal counts in name order.
 
 Events the report reads and their data: `status` {from, to}, `agent-replied` {agent},
 `escalated` {from, to}, `tier-changed` {old, new}, `sla-started` {kind},
