@@ -448,9 +448,8 @@ def explain_queries(store: Store) -> None:
     calls = {
         "period_tickets": lambda s: rq.period_tickets(s, SINCE, UNTIL, kpis.REPEAT_WINDOW),
         "period_facts": lambda s: rq.period_facts(s, SINCE, UNTIL, TIERS, kpis.SLA_KINDS),
-        "backlog_by_age": lambda s: rq.backlog_by_age(s, UNTIL, "queue", kpis.BACKLOG_BUCKETS),
+        "open_now": lambda s: rq.open_now(s, UNTIL, "queue", kpis.BACKLOG_BUCKETS).backlog,
         "replies_by_agent": lambda s: rq.replies_by_agent(s, SINCE, UNTIL),
-        "open_by_assignee": lambda s: rq.open_by_assignee(s),
     }
     statements: list[Any] = []
 

@@ -707,15 +707,16 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _build(session: Session, *, since: datetime, until: datetime, by: str, calendar: BusinessCalendar) -> Report:
+    open_now = rq.open_now(session, until, by, BACKLOG_BUCKETS)
     return compute(
         since=since,
         until=until,
         by=by,
         tickets=rq.period_tickets(session, since, until, REPEAT_WINDOW),
         facts=rq.period_facts(session, since, until, TIERS, SLA_KINDS),
-        backlog=rq.backlog_by_age(session, until, by, BACKLOG_BUCKETS),
+        backlog=open_now.backlog,
         replies_by_agent=rq.replies_by_agent(session, since, until),
-        open_by_assignee=rq.open_by_assignee(session),
+        open_by_assignee=open_now.by_assignee,
         calendar=calendar,
     )
 

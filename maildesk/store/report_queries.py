@@ -274,41 +274,39 @@ def period_facts(
     return out
 
 
-def backlog_by_age(
-    session: Session, until: datetime, by: str, bounds: Sequence[tuple[str, timedelta]]
-) -> list[tuple[str, str, int]]:
-    """(group, bucket, count) of the counted tickets open now and created before `until`; a
-    ticket's bucket is the first of `bounds` (label, age) whose age its age at `until` is under.
+@dataclass(frozen=True, slots=True)
+class OpenNow:
+    """The counted tickets open now: `backlog` (group, bucket, count) of those created before
+    `until`, and `by_assignee` (assignee or '', count) of them all."""
 
-    One query per open status (`status = ?`, not `IN`): SQLite's statistics give every
-    status the same share, so for an `IN` of three it walks a whole index or table; for
-    one status it reads that status's range of `(status, queue)` / `(status, assignee)`."""
+    backlog: list[tuple[str, str, int]]
+    by_assignee: dict[str, int]
+
+
+def open_now(session: Session, until: datetime, by: str, bounds: Sequence[tuple[str, timedelta]]) -> OpenNow:
+    """The open tickets counted once for both the backlog and the agents' open load.
+
+    A ticket's bucket is the first of `bounds` (label, age) whose age its age at `until` is
+    under ('older' after the last; created at or after `until`: not in the backlog). One
+    query per open status (`status = ?`, not `IN`): SQLite's statistics give every status
+    the same share, so for an `IN` of three it walks a whole index or table; for one status
+    it reads that status's range of `(status, queue)` / `(status, assignee)`."""
     group = GROUP_COLUMNS[by]
     whens = [(Ticket.created_at > until - age, literal(label)) for label, age in bounds]
-    bucket = case(*whens, else_=literal("older")).label("bucket")
-    counts: Counter[tuple[str, str]] = Counter()
+    bucket = case((Ticket.created_at >= until, literal("")), *whens, else_=literal("older")).label("bucket")
+    backlog: Counter[tuple[str, str]] = Counter()
+    assigned: Counter[str] = Counter()
     for status in OPEN_STATUSES:
         stmt = (
-            select(group, bucket, func.count())
-            .where(_counted(), Ticket.status == status, Ticket.created_at < until)
-            .group_by(group, bucket)
+            select(group, Ticket.assignee, bucket, func.count())
+            .where(_counted(), Ticket.status == status)
+            .group_by(group, Ticket.assignee, bucket)
         )
-        for g, b, n in session.execute(stmt):
-            counts[g if g is not None else "", str(b)] += int(n)
-    return [(g, b, n) for (g, b), n in counts.items()]
-
-
-def open_by_assignee(session: Session) -> dict[str, int]:
-    """Counted open tickets per assignee now ('' for unassigned); one query per open status
-    (see backlog_by_age)."""
-    counts: Counter[str] = Counter()
-    for status in OPEN_STATUSES:
-        stmt = (
-            select(Ticket.assignee, func.count()).where(_counted(), Ticket.status == status).group_by(Ticket.assignee)
-        )
-        for a, n in session.execute(stmt):
-            counts[a or ""] += int(n)
-    return dict(counts)
+        for g, a, b, n in session.connection().execute(stmt):
+            assigned[a or ""] += int(n)
+            if b:
+                backlog[g if g is not None else "", str(b)] += int(n)
+    return OpenNow([(g, b, n) for (g, b), n in backlog.items()], dict(assigned))
 
 
 def replies_by_agent(session: Session, since: datetime, until: datetime) -> dict[str, int]:
@@ -329,7 +327,7 @@ __all__ = [
     "TicketFacts",
     "period_tickets",
     "period_facts",
-    "backlog_by_age",
-    "open_by_assignee",
+    "OpenNow",
+    "open_now",
     "replies_by_agent",
 ]
