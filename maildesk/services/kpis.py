@@ -281,7 +281,13 @@ class Durations:
 
     @classmethod
     def of(cls, values: Sequence[float]) -> Durations:
-        return cls(len(values), median(values), p90(values))
+        """`median` and `p90` of `values`, sorting them once."""
+        if not values:
+            return cls()
+        ordered = sorted(values)
+        n = len(ordered)
+        middle = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2  # as statistics.median
+        return cls(n, float(middle), float(ordered[max(1, math.ceil(0.9 * n)) - 1]))
 
 
 @dataclass
