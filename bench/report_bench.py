@@ -411,11 +411,16 @@ def measure(url: str, backend: str, tickets: int, load: float | None, rounds: in
         print(f"{backend} {tickets:,}: generated and bulk-loaded in {load:.1f} s", flush=True)
     result: list[kpis.Report] = []
     cpu: list[float] = []
+    server: list[float] = []
 
     def report() -> None:
         started = time.process_time()
         with store.reader() as session:
+            pid = None if store.is_sqlite else session.execute(text("SELECT pg_backend_pid()")).scalar()
+            server_started = _process_cpu(pid)
             result.append(kpis.build_report(session, since=SINCE, until=UNTIL, by="queue", calendar=BusinessCalendar()))
+            if server_started is not None and (server_now := _process_cpu(pid)) is not None:
+                server.append(server_now - server_started)
         cpu.append(time.process_time() - started)
 
     if explain:
@@ -437,8 +442,25 @@ def measure(url: str, backend: str, tickets: int, load: float | None, rounds: in
         f" {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores",
         flush=True,
     )
+    if server:
+        print(
+            f"{backend} {tickets:,}: the server backend's CPU time {summary(server)} (a local server, read"
+            " from /proc; parallel query workers not included)",
+            flush=True,
+        )
     store.dispose()
     return values
+
+
+def _process_cpu(pid: int | None) -> float | None:
+    """User + system CPU seconds of a local process (a PostgreSQL backend), or None."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def explain_queries(store: Store) -> None:
