@@ -69,7 +69,7 @@ order they were stored.
   first `agent-replied` event was theirs (`data.agent` in lower case).
 - **Trend** (per local day of the calendar's time zone): tickets of C created that day,
   tickets of R resolved that day, and the median business first response time of the
-  tickets of C created that day.
+  answered tickets of C created that day.
 - **Top tags** and **top sender domains** (over C): the 10 most frequent ticket tags (a tag
   counted once per ticket) and customer address domains (lower case), by number of
   tickets; equal counts in name order.
