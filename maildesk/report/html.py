@@ -44,6 +44,13 @@ def _figure_to_svg(draw: Callable[[Any], None], width: float = 7.0, height: floa
     return Markup(svg[svg.index("<svg") :])  # noqa: S704 - matplotlib's own SVG, not input text
 
 
+def _counts(ax: Any) -> None:
+    """A count axis gets whole-number ticks (not 0.2 tickets)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _no_data(ax: Any, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what} data in this period", ha="center", va="center", fontsize=12, color="#666")
     ax.set_axis_off()
@@ -60,7 +67,10 @@ def charts(report: Report) -> dict[str, Markup]:
         ax.bar([i + 0.2 for i in x], [p.resolved for p in report.trend], width=0.4, label="resolved", color="#54A24B")
         ax.set_xticks(list(x)[::step], days[::step], rotation=45, fontsize=8)
         ax.set_ylabel("tickets")
-        ax.legend()
+        _counts(ax)
+        ax.legend(
+            loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2, frameon=False, fontsize=8
+        )  # above: never over a bar
 
     def response(ax: Any) -> None:
         values = [
@@ -92,11 +102,13 @@ def charts(report: Report) -> dict[str, Markup]:
         ax.bar([str(r) for r in range(1, 6)], [s.distribution[str(r)] for r in range(1, 6)], color=colours)
         ax.set_xlabel("rating")
         ax.set_ylabel("answers")
+        _counts(ax)
 
     def backlog(ax: Any) -> None:
         ax.bar(list(BACKLOG_LABELS), [report.total.backlog[b] for b in BACKLOG_LABELS], color="#B279A2")
         ax.set_xlabel("age")
         ax.set_ylabel("open tickets")
+        _counts(ax)
 
     return {
         "volume": _figure_to_svg(volume),

@@ -2,11 +2,13 @@
 
 Owns the queries `services/kpis.py` computes from: the tickets created in the period (and
 the 7 days before it, for repeat tickets) or resolved in it, with only the columns the KPIs
-need, as plain `TicketRow`s; the report's events of those tickets as `EventRow`s; the open
-backlog counted by group and age bucket in SQL; the agent replies of the period counted by
-agent in SQL. No ORM objects are built per ticket (Core selects, plain tuples); the indexes
-they rely on are `tickets.created_at`, `tickets.resolved_at`, `tickets (status, queue)`,
-`tickets (status, assignee)`,
+need, as plain `TicketRow`s whose instants are POSIX microseconds computed by the database
+(no datetime object per value); what each such ticket's report events say, folded into one
+`TicketFacts` per ticket from a single events read in which the database extracts the few
+JSON keys needed; the open backlog counted by group and age bucket in SQL; the agent
+replies of the period counted by agent in SQL. No ORM objects are built per ticket (Core
+selects, plain tuples); the indexes they rely on are `tickets.created_at`,
+`tickets.resolved_at`, `tickets (status, queue)`, `tickets (status, assignee)`,
 `events.ticket_number` and `events (type, at)` (migration 0006).
 
 Must not: compute a KPI, format anything, or write.
@@ -14,13 +16,31 @@ Must not: compute a KPI, format anything, or write.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal, or_, select, union
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Integer,
+    String,
+    and_,
+    case,
+    cast,
+    extract,
+    func,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    union,
+)
 from sqlalchemy.orm import Session
 
 from maildesk.domain import CLOSED_STATUSES, OPEN_STATUSES
@@ -41,8 +61,10 @@ GROUP_COLUMNS = {"queue": Ticket.queue, "tier": Ticket.tier, "priority": Ticket.
 
 @dataclass(frozen=True, slots=True)
 class TicketRow:
+    """One counted ticket; instants are POSIX microseconds (UTC), exact and cheap to compare."""
+
     number: int
-    created_at: datetime
+    created: int
     status: str
     queue: str
     tier: str
@@ -52,23 +74,51 @@ class TicketRow:
     customer_email: str
     subject: str
     tags: tuple[str, ...]
-    first_response_at: datetime | None
-    resolved_at: datetime | None
+    first_response: int | None
+    resolved: int | None
 
 
 @dataclass(frozen=True, slots=True)
-class EventRow:
-    ticket_number: int
-    type: str
-    at: datetime
-    data: dict[str, Any]
+class TicketFacts:
+    """What a ticket's report events before `until` say, aggregated per ticket in SQL.
+
+    `escalated_from`/`tiers` hold only values of `TIERS`, `sla_started`/`sla_breached`
+    only the known SLA kinds (`sla_any`: an `sla-started` event of any kind);
+    `first_agent`: `data.agent` of the earliest `agent-replied` event (ties: the one stored
+    first); `ratings`: `data.rating` of its `survey-answered` events as stored, oldest first."""
+
+    replies: int = 0
+    reopened: bool = False
+    escalated: bool = False
+    escalated_from: frozenset[str] = frozenset()
+    tiers: frozenset[str] = frozenset()
+    sla_any: bool = False
+    sla_started: frozenset[str] = frozenset()
+    sla_breached: frozenset[str] = frozenset()
+    first_agent: str | None = None
+    ratings: tuple[Any, ...] = ()
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive UTC; PostgreSQL aware: always aware UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+def _is_sqlite(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
+
+
+def _epoch_us(session: Session, column: Any) -> Any:
+    """`column` (a UTC instant) as POSIX microseconds, computed by the database.
+
+    SQLite stores SQLAlchemy's text `YYYY-MM-DD HH:MM:SS.ffffff` (naive UTC): whole seconds
+    from its first 19 characters (`strftime('%s')` of the full text rounds to milliseconds
+    and could carry into the next second), microseconds from the digits after the dot.
+    PostgreSQL: `EXTRACT(EPOCH ...)` is an exact numeric. NULL stays NULL."""
+    if _is_sqlite(session):
+        raw = type_coerce(column, String)
+        seconds = cast(func.strftime("%s", func.substr(raw, 1, 19)), Integer)
+        micro = case(
+            (func.substr(raw, 20, 1) == ".", cast(func.substr(raw.concat("000000"), 21, 6), Integer)),
+            else_=0,
+        )
+        return seconds * 1_000_000 + micro
+    return cast(extract("epoch", column) * 1_000_000, BigInteger)
 
 
 def _counted() -> Any:
@@ -84,11 +134,16 @@ def _in_scope(since: datetime, until: datetime, lookback: timedelta) -> Any:
 
 
 def period_tickets(session: Session, since: datetime, until: datetime, lookback: timedelta) -> list[TicketRow]:
-    """Counted tickets created in [since - lookback, until) or resolved in [since, until)."""
+    """Counted tickets created in [since - lookback, until) or resolved in [since, until), by number.
+
+    Instants come back as integers computed in SQL (no datetime object per value); tags are
+    decoded only for the tickets created in the period (the only ones a KPI reads them of)."""
+    created = _epoch_us(session, Ticket.created_at).label("created")
+    in_period = and_(Ticket.created_at >= since, Ticket.created_at < until)
     stmt = (
         select(
             Ticket.number,
-            Ticket.created_at,
+            created,
             Ticket.status,
             Ticket.queue,
             Ticket.tier,
@@ -97,97 +152,159 @@ def period_tickets(session: Session, since: datetime, until: datetime, lookback:
             Ticket.customer_id,
             Customer.email,
             Ticket.subject,
-            Ticket.tags,
-            Ticket.first_response_at,
-            Ticket.resolved_at,
+            case((in_period, type_coerce(Ticket.tags, String)), else_=None),
+            _epoch_us(session, Ticket.first_response_at),
+            _epoch_us(session, Ticket.resolved_at),
         )
         .join(Customer, Customer.id == Ticket.customer_id)
         .where(_counted(), _in_scope(since, until, lookback))
+        .order_by(Ticket.number)
     )
-    out: list[TicketRow] = []
-    for r in session.connection().execute(stmt).all():
-        out.append(
-            TicketRow(
-                r[0],
-                _utc(r[1]),  # type: ignore[arg-type]
-                r[2],
-                r[3] or "default",
-                r[4] or "",
-                r[5] or "",
-                r[6],
-                r[7],
-                r[8] or "",
-                r[9] or "",
-                tuple(str(t) for t in (r[10] or ())),
-                _utc(r[11]),
-                _utc(r[12]),
-            )
+    decoded: dict[str, tuple[str, ...]] = {}  # most tickets share a few tag lists: decode each text once
+
+    def tags(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, str):  # a driver that decodes JSON itself
+            return _tags(value)
+        known = decoded.get(value)
+        if known is None:
+            known = decoded[value] = _tags(json.loads(value))
+        return known
+
+    return [
+        TicketRow(
+            r[0],
+            r[1],
+            r[2],
+            r[3] or "default",
+            r[4] or "",
+            r[5] or "",
+            r[6],
+            r[7],
+            r[8] or "",
+            r[9] or "",
+            tags(r[10]) if r[10] is not None else (),
+            r[11],
+            r[12],
         )
-    return out
+        for r in session.connection().execute(stmt).all()
+    ]
 
 
-def period_events(
-    session: Session, since: datetime, until: datetime, types: Sequence[str] = REPORT_EVENTS
-) -> list[EventRow]:
-    """The events of `types` before `until` on the tickets created or resolved in [since, until).
+def _tags(value: Any) -> tuple[str, ...]:
+    return tuple(map(str, value)) if isinstance(value, list) else ()
 
-    Of the `status` events only the reopens (from resolved/closed to new/open/pending) are
-    read: they are the only status changes a KPI looks at, and most events are status changes.
-    The tickets are a UNION of two index range reads (created, resolved) joined to
-    `events.ticket_number`, not an `IN (... OR ...)` subquery (a scan of the events by type)."""
+
+def _period_numbers(since: datetime, until: datetime) -> Any:
+    """The counted tickets created or resolved in [since, until): a UNION of two index range reads."""
     created = select(Ticket.number).where(_counted(), Ticket.created_at >= since, Ticket.created_at < until)
     resolved = select(Ticket.number).where(_counted(), Ticket.resolved_at >= since, Ticket.resolved_at < until)
-    numbers = union(created, resolved).subquery("numbers")
+    return union(created, resolved).subquery("numbers")
+
+
+_KEY1 = {"status": "from", "escalated": "from", "tier-changed": "old", "sla-started": "kind", "sla-breached": "kind"}
+_KEY2 = {"status": "to", "escalated": "to", "tier-changed": "new"}
+
+
+def period_facts(
+    session: Session, since: datetime, until: datetime, tiers: Sequence[str], kinds: Sequence[str]
+) -> dict[int, TicketFacts]:
+    """`TicketFacts` of the counted tickets created or resolved in [since, until) that have a
+    report event before `until` (the others have none: `TicketFacts()`).
+
+    One read of the events joined to `events.ticket_number` through the period's ticket
+    numbers (a UNION of two index range reads, not an `IN (... OR ...)` subquery, which
+    would scan the events by type). The database extracts the one or two JSON keys each
+    event type needs (no JSON document reaches Python but a survey's rating) and drops the
+    `status` events that are not reopens (most events are status changes); the rows come
+    ordered by ticket, time and id, and are folded here, one small tuple each."""
+    numbers = _period_numbers(since, until)
+    key1 = case(
+        *((Event.type == t, Event.data[k].as_string()) for t, k in _KEY1.items()),
+        (Event.type == "agent-replied", Event.data["agent"].as_string()),
+        else_=None,
+    )
+    key2 = case(*((Event.type == t, Event.data[k].as_string()) for t, k in _KEY2.items()), else_=None)
+    rating = type_coerce(case((Event.type == "survey-answered", Event.data["rating"]), else_=None), JSON)
     reopen = and_(
         Event.data["from"].as_string().in_(sorted(CLOSED_STATUSES)),
         Event.data["to"].as_string().in_(list(OPEN_STATUSES)),
     )
     stmt = (
-        select(Event.ticket_number, Event.type, Event.at, Event.data)
+        select(Event.ticket_number, Event.type, key1, key2, rating)
         .join(numbers, numbers.c.number == Event.ticket_number)
-        .where(Event.type.in_(list(types)), Event.at < until, or_(Event.type != "status", reopen))
+        .where(Event.type.in_(REPORT_EVENTS), Event.at < until, or_(Event.type != "status", reopen))
+        .order_by(Event.ticket_number, Event.at, Event.id)
     )
-    return [
-        EventRow(r[0], r[1], _utc(r[2]), r[3] or {})  # type: ignore[arg-type]
-        for r in session.connection().execute(stmt).all()
-    ]
+    known_tiers, known_kinds = frozenset(tiers), frozenset(kinds)
+    none: frozenset[str] = frozenset()
+    out: dict[int, TicketFacts] = {}
+    rows = session.connection().execute(stmt).all()
+    for n, group in groupby(rows, key=itemgetter(0)):
+        replies, first_agent, reopened, escalated, sla_any = 0, None, False, False, False
+        escalated_from = at_tiers = started = breached = none
+        ratings: tuple[Any, ...] = ()
+        for _, type_, k1, k2, value in group:
+            if type_ == "agent-replied":
+                replies += 1
+                if first_agent is None:
+                    first_agent = k1 or ""
+            elif type_ == "sla-started":
+                sla_any = True
+                if k1 in known_kinds:
+                    started = started | {k1}
+            elif type_ == "sla-breached":
+                if k1 in known_kinds:
+                    breached = breached | {k1}
+            elif type_ == "status":
+                reopened = True
+            elif type_ == "escalated":
+                escalated = True
+                if k1 in known_tiers:
+                    escalated_from = escalated_from | {k1}
+                at_tiers = at_tiers | {k for k in (k1, k2) if k in known_tiers}
+            elif type_ == "tier-changed":
+                at_tiers = at_tiers | {k for k in (k1, k2) if k in known_tiers}
+            elif type_ == "survey-answered":
+                ratings = (*ratings, value)
+        out[n] = TicketFacts(
+            replies, reopened, escalated, escalated_from, at_tiers, sla_any, started, breached, first_agent, ratings
+        )
+    return out
 
 
-def backlog_by_age(
-    session: Session, until: datetime, by: str, bounds: Sequence[tuple[str, timedelta]]
-) -> list[tuple[str, str, int]]:
-    """(group, bucket, count) of the counted tickets open now and created before `until`; a
-    ticket's bucket is the first of `bounds` (label, age) whose age its age at `until` is under.
+@dataclass(frozen=True, slots=True)
+class OpenNow:
+    """The counted tickets open now: `backlog` (group, bucket, count) of those created before
+    `until`, and `by_assignee` (assignee or '', count) of them all."""
 
-    One query per open status (`status = ?`, not `IN`): SQLite's statistics give every
-    status the same share, so for an `IN` of three it walks a whole index or table; for
-    one status it reads that status's range of `(status, queue)` / `(status, assignee)`."""
+    backlog: list[tuple[str, str, int]]
+    by_assignee: dict[str, int]
+
+
+def open_now(session: Session, until: datetime, by: str, bounds: Sequence[tuple[str, timedelta]]) -> OpenNow:
+    """The open tickets counted once for both the backlog and the agents' open load.
+
+    A ticket's bucket is the first of `bounds` (label, age) whose age its age at `until` is
+    under ('older' after the last; created at or after `until`: not in the backlog). One
+    query per open status (`status = ?`, not `IN`): SQLite's statistics give every status
+    the same share, so for an `IN` of three it walks a whole index or table; for one status
+    it reads that status's range of `(status, queue)` / `(status, assignee)`."""
     group = GROUP_COLUMNS[by]
     whens = [(Ticket.created_at > until - age, literal(label)) for label, age in bounds]
-    bucket = case(*whens, else_=literal("older")).label("bucket")
-    counts: Counter[tuple[str, str]] = Counter()
+    bucket = case((Ticket.created_at >= until, literal("")), *whens, else_=literal("older")).label("bucket")
+    backlog: Counter[tuple[str, str]] = Counter()
+    assigned: Counter[str] = Counter()
     for status in OPEN_STATUSES:
         stmt = (
-            select(group, bucket, func.count())
-            .where(_counted(), Ticket.status == status, Ticket.created_at < until)
-            .group_by(group, bucket)
+            select(group, Ticket.assignee, bucket, func.count())
+            .where(_counted(), Ticket.status == status)
+            .group_by(group, Ticket.assignee, bucket)
         )
-        for g, b, n in session.execute(stmt):
-            counts[g if g is not None else "", str(b)] += int(n)
-    return [(g, b, n) for (g, b), n in counts.items()]
-
-
-def open_by_assignee(session: Session) -> dict[str, int]:
-    """Counted open tickets per assignee now ('' for unassigned); one query per open status
-    (see backlog_by_age)."""
-    counts: Counter[str] = Counter()
-    for status in OPEN_STATUSES:
-        stmt = (
-            select(Ticket.assignee, func.count()).where(_counted(), Ticket.status == status).group_by(Ticket.assignee)
-        )
-        for a, n in session.execute(stmt):
-            counts[a or ""] += int(n)
-    return dict(counts)
+        for g, a, b, n in session.connection().execute(stmt):
+            assigned[a or ""] += int(n)
+            if b:
+                backlog[g if g is not None else "", str(b)] += int(n)
+    return OpenNow([(g, b, n) for (g, b), n in backlog.items()], dict(assigned))
 
 
 def replies_by_agent(session: Session, since: datetime, until: datetime) -> dict[str, int]:
@@ -205,10 +322,10 @@ __all__ = [
     "REPORT_EVENTS",
     "GROUP_COLUMNS",
     "TicketRow",
-    "EventRow",
+    "TicketFacts",
     "period_tickets",
-    "period_events",
-    "backlog_by_age",
-    "open_by_assignee",
+    "period_facts",
+    "OpenNow",
+    "open_now",
     "replies_by_agent",
 ]

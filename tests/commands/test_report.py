@@ -110,7 +110,7 @@ def _png_colours(path: Path) -> int:
     return len(colours or [])
 
 
-def test_html_report_in_chromium(config: Path, tmp_path: Path) -> None:
+def test_html_report_in_chromium(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "report.html"
     run(config, *PERIOD, "--format", "html", "--output", str(target))
     page = target.read_text()
@@ -140,7 +140,8 @@ def test_html_report_in_chromium(config: Path, tmp_path: Path) -> None:
         capture_output=True,
         timeout=120,
     )
-    print(f"\nHTML report screenshot: {shot}")
+    with capsys.disabled():  # shown in every run (not only -s or a failure), for a person to look
+        print(f"\nHTML report screenshot: {shot}")
     assert shot.stat().st_size > 10_000
     assert _png_colours(shot) > 50  # charts and text, not a blank page
 

@@ -98,7 +98,7 @@ def test_subjects_and_percentiles() -> None:
 
 @pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "America/New_York"])
 def test_the_fast_business_clock_agrees_with_the_calendar(zone: str) -> None:
-    """Across nights, weekends, a lunch break, holidays and both daylight-saving changes."""
+    """Across nights, weekends, a lunch break, holidays and both daylight-saving changes, to the microsecond."""
     week = (parse_spans("08:00-12:00, 13:00-17:30"),) * 5 + (parse_spans("02:30-04:00"), ())
     calendar = BusinessCalendar(timezone=zone, week=week, holidays="DE")
     first, last = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 11, 30, tzinfo=UTC)
@@ -106,8 +106,8 @@ def test_the_fast_business_clock_agrees_with_the_calendar(zone: str) -> None:
     rng = random.Random(7)
     span = int((last - first).total_seconds())
     for _ in range(400):
-        a = first + timedelta(seconds=rng.randrange(span))
-        b = a + timedelta(seconds=rng.randrange(20 * 86400))
+        a = first + timedelta(seconds=rng.randrange(span), microseconds=rng.randrange(1_000_000))
+        b = a + timedelta(seconds=rng.randrange(20 * 86400), microseconds=rng.randrange(1_000_000))
         assert clock.seconds(a, b) == calendar.business_time_between(a, b).total_seconds()
 
 
@@ -118,7 +118,7 @@ def test_an_unknown_grouping_is_refused(tmp_path: Path) -> None:
             until=UNTIL,
             by="colour",
             tickets=[],
-            events=[],
+            facts={},
             backlog=[],
             replies_by_agent={},
             open_by_assignee={},

@@ -106,3 +106,90 @@ def seed_history(store: Any) -> None:
         ticket(5, "d@z.net", "Old problem", at(1, 10, 10), queue="tech")
         ticket(6, "d@z.net", "Cheap pills", at(5, 10), queue="tech", spam=True)
         ticket(7, "d@z.net", "Dup", at(5, 11), status="closed", merged_into=4, resolved_at=at(5, 12))
+
+
+def seed_random_history(store: Any, seed: int, tickets: int = 150) -> None:
+    """A random history around [SINCE, UNTIL) for the equivalence test: instants to the
+    microsecond (some equal), tickets created before, in and after the period, every status,
+    spam and merged tickets, reopens and status changes that are not, escalations and tier
+    changes, SLA events of known and unknown kinds, surveys answered more than once and with
+    ratings that are not 1-5, agent addresses in mixed case, subjects that repeat."""
+    import random
+    from datetime import timedelta
+
+    rng = random.Random(seed)
+    start = SINCE - timedelta(days=12)
+    span = int((UNTIL - start).total_seconds()) + 2 * 86400
+
+    def moment(after: datetime | None = None, within: int = span) -> datetime:
+        base = after or start
+        if after is not None and rng.random() < 0.1:
+            return after  # the same instant: ties are broken by the order stored
+        return base + timedelta(seconds=rng.randrange(within), microseconds=rng.randrange(1_000_000))
+
+    agents = ["alice@desk.test", "Bob@Desk.test", "carol@desk.test"]
+    words = ["printer", "broken", "invoice", "wrong", "login", "fails", "again", "urgent"]
+    with store.session() as session:
+        customers = [
+            Customer(email=f"c{i}@{rng.choice(['x.com', 'Y.org', 'z.net'])}", name=f"c{i}", created_at=start)
+            for i in range(12)
+        ]
+        session.add_all(customers)
+        session.flush()
+        events: list[Event] = []
+        for number in range(1, tickets + 1):
+            created = moment()
+            status = rng.choice(["new", "open", "pending", "resolved", "closed", "resolved"])
+            first_response = moment(created, 5 * 86400) if rng.random() < 0.7 else None
+            resolved = moment(first_response or created, 6 * 86400) if status in ("resolved", "closed") else None
+            if resolved is None and rng.random() < 0.1:
+                resolved = moment(created, 3 * 86400)  # a stale resolved_at on an open ticket: not in R
+            subject = " ".join(rng.sample(words, rng.randrange(1, 4)))
+            session.add(
+                Ticket(
+                    number=number,
+                    subject=rng.choice(["", "Re: ", "AW: [#3] "]) + subject,
+                    status=status,
+                    queue=rng.choice(["billing", "tech", "sales"]),
+                    tier=rng.choice(["L1", "L1", "L2", "L3"]),
+                    priority=rng.choice(["normal", "high"]),
+                    assignee=rng.choice([None, *agents]) if status != "new" else None,
+                    customer_id=rng.choice(customers).id,
+                    tags=rng.choices(["printer", "vip", "invoice", SCRIPT], k=rng.randrange(0, 3)),
+                    fields={},
+                    spam=rng.random() < 0.05,
+                    merged_into=rng.randrange(1, number) if number > 1 and rng.random() < 0.05 else None,
+                    created_at=created,
+                    updated_at=created,
+                    first_response_at=first_response,
+                    resolved_at=resolved,
+                )
+            )
+
+            def event(type_: str, when: datetime, number: int = number, **data: Any) -> None:
+                events.append(Event(ticket_number=number, type=type_, data=data, at=when))
+
+            t = created
+            for _ in range(rng.randrange(0, 4)):
+                t = moment(t, 2 * 86400)
+                event("agent-replied", t, **({"agent": rng.choice(agents)} if rng.random() < 0.95 else {}))
+            for _ in range(rng.randrange(0, 4)):
+                a, b = rng.choice(
+                    [("new", "open"), ("open", "pending"), ("pending", "resolved"), ("resolved", "open"),
+                     ("closed", "pending"), ("resolved", "closed"), ("open", "resolved")]
+                )  # fmt: skip
+                event("status", moment(created, 8 * 86400), **{"from": a, "to": b})
+            if rng.random() < 0.2:
+                a, b = rng.choice([("L1", "L2"), ("L2", "L3"), ("L1", "L3")])
+                event("escalated", moment(created, 3 * 86400), **{"from": a, "to": b})
+            if rng.random() < 0.1:
+                event("tier-changed", moment(created, 3 * 86400), old=rng.choice(["L1", "L2"]), new="L3")
+            for kind in rng.sample(["first_response", "next_response", "resolution", "other"], rng.randrange(0, 3)):
+                event("sla-started", created, kind=kind)
+                if rng.random() < 0.3:
+                    event("sla-breached", moment(created, 4 * 86400), kind=kind)
+            for _ in range(rng.choice([0, 0, 1, 1, 2])):
+                rating = rng.choice([1, 2, 3, 4, 5, 5, "4", 0, 7, "x", None])
+                event("survey-answered", moment(resolved or created, 3 * 86400), rating=rating, comment="c")
+        session.flush()
+        session.add_all(events)
