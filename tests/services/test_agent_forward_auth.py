@@ -81,3 +81,5 @@ def test_authenticated_forwards_open_tickets_the_rest_are_refused(desk: AgentDes
     details = [str(e["detail"]) for e in events(desk, "agent-sender-not-authenticated")]
     assert len(details) == 3 and "body hash mismatch" in details[2], details
     assert desk.sent("ack") == []
+    told = desk.sent("refused_reply")  # the configured agent address hears why (rate limited)
+    assert told and all(r.recipients == ["ann@example.com"] for r in told)
