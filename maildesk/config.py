@@ -38,7 +38,8 @@ class DeskSettings:
     templates_dir: str = ""
     retention_days: int = 0
     note_addresses: tuple[str, ...] = ()  # agent mail to these (or their tokens) stays an internal note
-    agent_forward_needs_dkim: bool = True  # an agent's forward opens a ticket only with a DKIM pass
+    agent_forward_needs_dkim: bool = True  # an agent's forward opens a ticket only when authenticated
+    trusted_authserv_ids: tuple[str, ...] = ()  # Authentication-Results from these MXs count for forwards
 
 
 @dataclass(frozen=True)
@@ -308,6 +309,7 @@ def _validate(settings: Settings) -> Settings:
         support_addresses=addrs,
         support_domains=tuple(d.lower().lstrip("@") for d in desk.support_domains),
         note_addresses=tuple(a.strip().lower() for a in desk.note_addresses),
+        trusted_authserv_ids=tuple(a.strip().lower() for a in desk.trusted_authserv_ids if a.strip()),
     )
     smtp = settings.smtp
     if not 0 < smtp.port < 65536:

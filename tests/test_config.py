@@ -171,3 +171,13 @@ def test_support_address_matching() -> None:
     assert settings.is_support_address("support+t42-abc@example.com")
     assert settings.is_support_address("anyone@help.example.org")
     assert not settings.is_support_address("other@example.com")
+
+
+def test_trusted_authserv_ids_for_agent_forwards(tmp_path: Path) -> None:
+    data = {"desk": {"data_dir": str(tmp_path), "trusted_authserv_ids": [" MX.Example.com ", ""]}}
+    settings = parse_settings(data, base_dir=str(tmp_path))
+    assert settings.desk.trusted_authserv_ids == ("mx.example.com",)
+    assert settings.desk.agent_forward_needs_dkim  # forwards need authentication by default
+    with pytest.raises(ConfigError) as info:
+        parse_settings({"desk": {"data_dir": str(tmp_path), "trusted_authserv_ids": "mx"}}, base_dir=str(tmp_path))
+    assert "desk.trusted_authserv_ids" in str(info.value)

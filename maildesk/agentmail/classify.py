@@ -310,7 +310,10 @@ def _forward(facts: MailFacts, desk: AgentDesk, sender: str) -> Outcome:
     if not agent.active:
         return AgentRefused(INACTIVE_AGENT, f"{sender} is not an active agent")
     if facts.authenticated is False or (desk.forward_needs_authentication and facts.authenticated is not True):
-        return AgentRefused(UNAUTHENTICATED, f"a forward from {sender} needs a passing DKIM signature")
+        detail = f"a forward from {sender} needs a DKIM or trusted Authentication-Results pass for its domain"
+        # the configured agent address hears of it (rate limited): a genuine agent whose mail
+        # is not signed learns why no ticket was opened; a forger gets nothing
+        return AgentRefused(UNAUTHENTICATED, detail, answer=agent.email.strip().lower())
     if not customer_cmd and not original:
         return AgentRefused(NO_TICKET, "commands need a reply to a notification, or a forward", answer=sender)
     customer = customer_cmd[0].argument if customer_cmd else original

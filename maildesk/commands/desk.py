@@ -286,8 +286,12 @@ def ticket_show(number: NumberArg, as_json: JsonOpt = False, config: ConfigOpt =
     for m in view["messages"]:
         who = f"{m['from_name']} <{m['from']}>" if m["from_name"] else m["from"]
         label = "INTERNAL NOTE" if m["internal"] else ("from customer" if m["direction"] == "in" else m["kind"])
+        if m["direction"] == "in" and str(m["kind"]).startswith("agent"):
+            label = f"agent mail ({m['kind']}{', internal' if m['internal'] else ''})"
         style = "bold yellow" if m["internal"] else ("bold cyan" if m["direction"] == "in" else "bold green")
         console.print(plain(f"{_when(m['at'])}  {who}  [{label}]", style))
+        if m.get("agent_mail"):
+            console.print(plain(f"recognised: {m['agent_mail']}", "bold magenta"))
         console.print(plain(m["text"].strip() or "(no text)"))
         if m["quoted_lines"]:
             console.print(plain(f"({m['quoted_lines']} quoted lines hidden)", "dim"))

@@ -1,7 +1,7 @@
 """DKIM signing of outgoing messages.
 
-Owns dkimpy (the only module that imports it). `sign` prepends a DKIM-Signature header
-(rsa-sha256, relaxed/relaxed) to finished message bytes.
+Owns dkimpy for signing (`agentmail.sender_auth` verifies incoming mail with it). `sign`
+prepends a DKIM-Signature header (rsa-sha256, relaxed/relaxed) to finished message bytes.
 
 It must not: change the message it signs, read key files or settings (the caller passes the
 key), or verify incoming mail.

@@ -87,8 +87,10 @@ class PipelineDeps:
         clock: Clock = utcnow,
         sanitize_html: Callable[[str], str] = clean_html,
         mailer: Mailer | None = None,
+        dkim_dns: Callable[..., bytes | None] | None = None,
     ) -> None:
         self.settings = settings
+        self.dkim_dns = dkim_dns  # DNS TXT look-up for DKIM keys (None: dkimpy's resolver)
         self.rules = rules if rules is not None else RulesHolder(None)
         self.clock = clock
         self.sanitize_html = sanitize_html

@@ -54,7 +54,7 @@ _REFUSAL_CODES = {
     "sender-not-an-agent": "unknown_sender",
     "display-name-spoof": "unknown_sender",
     "inactive-agent": "unknown_sender",
-    "sender-not-authenticated": "unknown_sender",
+    "sender-not-authenticated": "other",  # the detail says what is missing (DKIM or a trusted Authentication-Results)
     "bad-token": "bad_token",
     "token-for-another-agent": "bad_token",
     "tokens-for-several-tickets": "bad_token",

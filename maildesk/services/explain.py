@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from maildesk.agentmail.verdict import agent_mail_line
 from maildesk.message import normalize_message_id
 from maildesk.store import queries as q
 from maildesk.store.db import Store
@@ -30,6 +31,7 @@ def explain(store: Store, message_id: str) -> dict[str, Any] | None:
             "source": msg.source,
             "screen": msg.screen,
             "ticket": msg.ticket_number,
+            "agent_mail": agent_mail_line([(e.type, e.data or {}) for e in events]),
             "events": [{"type": e.type, "at": e.at.isoformat(), **e.data} for e in events],
         }
 
@@ -41,6 +43,8 @@ def render_text(data: dict[str, Any]) -> str:
         f"  source: {data['source']}  received: {data['received_at']}",
         f"  ticket: {'#' + str(data['ticket']) if data['ticket'] else 'none'}",
     ]
+    if data.get("agent_mail"):
+        lines.append(f"  recognised: {data['agent_mail']}")
     for ev in data["events"]:
         detail = {k: v for k, v in ev.items() if k not in {"type", "at"}}
         why = detail.pop("detail", None) or detail.pop("reason", None)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from maildesk.agentmail.verdict import agent_mail_line
 from maildesk.domain import PRIORITIES, STATUSES, TIERS
 from maildesk.services.tickets import OperationError, get_ticket
 from maildesk.store import Session
@@ -188,6 +189,16 @@ def ticket_view(session: Session, number: int, now: datetime) -> dict[str, Any]:
     """Everything about one ticket, as a person reads it: fields, clocks, conversation, history."""
     ticket = get_ticket(session, number, allow_merged=True)
     clocks = dq.clocks_for(session, [number])[number]
+    events = q.events_for_ticket(session, number)
+    by_message: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+    for ev in events:
+        if ev.message_pk is not None:
+            by_message.setdefault(ev.message_pk, []).append((ev.type, ev.data or {}))
+    messages = []
+    for m in q.messages_for_ticket(session, number):
+        view = message_view(m)
+        view["agent_mail"] = agent_mail_line(by_message.get(m.id, [])) if m.direction == "in" else None
+        messages.append(view)
     summary = summarize(ticket, clocks, now).to_dict()
     return {
         **summary,
@@ -202,8 +213,8 @@ def ticket_view(session: Session, number: int, now: datetime) -> dict[str, Any]:
         "linked_to": ticket.linked_to,
         "participants": q.participants(session, number),
         "sla": [clock_dict(c, now) for c in clocks],
-        "messages": [message_view(m) for m in q.messages_for_ticket(session, number)],
-        "events": [event_view(e) for e in q.events_for_ticket(session, number)],
+        "messages": messages,
+        "events": [event_view(e) for e in events],
     }
 
 

@@ -372,6 +372,7 @@ def test_reply_header_without_forward_is_not_a_forward():
 def test_forward_needs_authentication(authenticated):
     outcome = classify(_forward(GMAIL_FORWARD, authenticated=authenticated), DESK)
     assert isinstance(outcome, AgentRefused) and outcome.reason == UNAUTHENTICATED
+    assert outcome.answer == ANNA  # the configured address, told why no ticket was opened
 
 
 def test_forward_without_authentication_when_the_policy_allows():

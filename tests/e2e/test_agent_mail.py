@@ -1,8 +1,11 @@
 """Agents work from their mail client: the real `maildesk run` subprocess, mail over SMTP,
 what goes out read from the outgoing Maildir. Replies (Gmail, Outlook, Apple Mail quote
-styles), notes, every command, commands plus text, an unknown command, forged and stolen
-tokens, the display-name spoof, a deactivated agent, the collision hold and its release,
-a macro and a forward that opens a ticket."""
+styles, and a second device answering the same ticket), notes (shared with the assignee),
+every command, commands plus text, commands only (nothing to the customer), an unknown
+command, forged and stolen tokens, the display-name spoof, a deactivated agent, the
+collision hold and its release, a macro, a forward that opens a ticket (authenticated by a
+trusted Authentication-Results header; a forged one is refused), and Debian's mutt
+answering a delivered notification. One daemon for the whole module."""
 
 from __future__ import annotations
 
@@ -18,11 +21,12 @@ import pytest
 from sqlalchemy import select
 
 from maildesk.store.db import Store
-from maildesk.store.models import Event, Message, Ticket
+from maildesk.store.models import Event, Message, OutboxItem, Ticket
 from maildesk.threading.tokens import make_agent_address
 from tests.conftest import free_port
 from tests.support.daemon import Daemon, write_config
 from tests.support.mailgen import eml
+from tests.support.mutt import reply_with_mutt
 from tests.support.wait import wait_for
 
 SECRET = "crash-secret"  # what tests.support.daemon gives the daemon
@@ -79,6 +83,23 @@ class Desk:
                 found.append(msg)
         return found
 
+    def raw_mail(self, to: str, containing: str) -> bytes:
+        def find() -> bytes | None:
+            for path in sorted((self.outgoing / "new").glob("*")) if (self.outgoing / "new").is_dir() else []:
+                raw = path.read_bytes()
+                msg = email.message_from_bytes(raw, policy=policy.default)
+                if to in str(msg["To"]) and containing.encode() in raw:
+                    return raw
+            return None
+
+        return wait_for(find, timeout=30, message=f"mail to {to} with {containing!r}")
+
+    def outbox(self, number: int, template: str) -> list[OutboxItem]:
+        with self.store.reader() as s:
+            return list(
+                s.scalars(select(OutboxItem).where(OutboxItem.ticket_number == number, OutboxItem.template == template))
+            )
+
     def wait_mail(self, to: str, containing: str) -> EmailMessage:
         return wait_for(lambda: (self.mails(to, containing) or [None])[-1], timeout=30, message=f"mail to {to}")
 
@@ -105,7 +126,8 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
     extra = f"\n[outbound]\nmax_attempts = 2\n{AGENTS}"
     cfg = write_config(tmp / "maildesk.toml", data_dir=tmp / "data", database_url=url, smtp_port=port, extra=extra)
     text = cfg.read_text().replace(
-        'secret_env = "MAILDESK_TEST_SECRET"', 'secret_env = "MAILDESK_TEST_SECRET"\nagent_forward_needs_dkim = false'
+        'secret_env = "MAILDESK_TEST_SECRET"',
+        'secret_env = "MAILDESK_TEST_SECRET"\ntrusted_authserv_ids = ["mx.example.com"]',
     )
     cfg.write_text(text)
     daemon = Daemon(cfg, port, tmp / "daemon.log")
@@ -233,10 +255,16 @@ def test_macro_and_forward_to_open(desk: Desk) -> None:
         "#customer zoe@customer.example\n\n---------- Forwarded message ---------\n"
         "From: Zoe <zoe@customer.example>\n\nMy order never came.\n"
     )
-    desk.send(eml(sender="ann@example.com", subject="Fwd: Order missing", body=body))
+    forged = "Authentication-Results: mx.evil.example; dkim=pass header.d=example.com"
+    desk.send(eml(sender="ann@example.com", subject="Fwd: Forged order", body=body, extra=forged))
+    trusted = "Authentication-Results: mx.example.com; dkim=pass header.d=example.com header.s=sel"
+    desk.send(eml(sender="ann@example.com", subject="Fwd: Order missing", body=body, extra=trusted))
     opened = desk.ticket("Order missing")
     assert opened.customer.email == "zoe@customer.example"
     desk.events(opened.number, "ticket-opened-by-agent")
+    assert any(e["reason"] == "sender-not-authenticated" for e in desk.events(None, "agent-mail-refused"))
+    with desk.store.reader() as s:
+        assert s.scalars(select(Ticket).where(Ticket.subject == "Forged order")).first() is None
     desk.send(eml(sender="ann@example.com", subject="lunch?", body="Anyone for lunch?"))
     desk.wait_mail("ann@example.com", "never opens a ticket")
     with desk.store.reader() as s:
@@ -246,3 +274,54 @@ def test_macro_and_forward_to_open(desk: Desk) -> None:
         for m in desk.mails("ann@example.com")
         if "lunch" in str(m["Subject"]).lower() and "Not sent" not in str(m["Subject"])
     ] == []
+
+
+def test_a_second_device_commands_only_and_a_note_for_the_assignee(desk: Desk) -> None:
+    ticket, mid = desk.customer("Two devices")
+    n = ticket.number
+    desk.send(agent_mail(desk.token(n), "First answer from the laptop." + GMAIL, ticket.subject))
+    desk.wait_mail("anna@customer.example", "First answer from the laptop.")
+    # the same agent on the phone: another display name, Apple Mail's quote, its own signature
+    phone = "Ann L. (iPhone) <ann@example.com>"
+    desk.send(
+        agent_mail(desk.token(n), "Second answer from the phone.\n\nSent from my iPhone" + APPLE, ticket.subject, phone)
+    )
+    got = desk.wait_mail("anna@customer.example", "Second answer from the phone.")
+    body = got.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "First answer" not in body and "reply above this line" not in body and "wrote:" not in body
+    assert got["In-Reply-To"].strip("<>") == mid
+    # commands only: they change the ticket and send nothing to the customer
+    desk.send(agent_mail(desk.token(n), "#assign bob@example.com\n#priority urgent", ticket.subject))
+    desk.events(n, "agent-commands-done")
+    t = desk.now(n)
+    assert (t.assignee, t.priority) == ("bob@example.com", "urgent")
+    assert len(desk.outbox(n, "agent_reply")) == 2
+    # a note by ann reaches the assignee (bob), never the customer
+    desk.send(agent_mail(desk.token(n), "#note\nCall her back tomorrow." + OUTLOOK, ticket.subject))
+    desk.wait_mail("bob@example.com", "Call her back tomorrow.")
+    assert desk.mails("anna@customer.example", "Call her back") == []
+    assert len(desk.outbox(n, "agent_reply")) == 2
+
+
+def test_mutt_answers_a_delivered_notification(desk: Desk, tmp_path: Path) -> None:
+    ticket, mid = desk.customer("Mutt printer", body="Hello,\n\nmy mutt printer is on fire.\n")
+    raw = desk.raw_mail("ann@example.com", "my mutt printer is on fire")
+    notification = email.message_from_bytes(raw, policy=policy.default)
+    words = "Please unplug it and wait ten minutes."
+    sent_raw = reply_with_mutt(
+        raw, tmp_path, text=words, smtp_port=desk.daemon.port, sender="ann@example.com", name="Ann Agent"
+    )
+    sent = email.message_from_bytes(sent_raw, policy=policy.default)
+    # mutt built the reply: to the notification's Reply-To token, threaded under it, quoted
+    assert sent["To"].addresses[0].addr_spec == notification["Reply-To"].addresses[0].addr_spec
+    assert sent["In-Reply-To"].strip() == notification["Message-ID"].strip()
+    assert notification["Message-ID"].strip() in str(sent["References"])
+    sent_body = sent.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "wrote:" in sent_body and "\n> " in sent_body
+    got = desk.wait_mail("anna@customer.example", words)
+    body = got.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "wrote:" not in body and "on fire" not in body and "reply above this line" not in body
+    assert not [line for line in body.splitlines() if line.startswith(">")]
+    assert got["From"].addresses[0].addr_spec == "support@example.com" and "Ann Agent" in str(got["From"])
+    assert got["In-Reply-To"].strip("<>") == mid and f"<{mid}>" in str(got["References"])
+    assert "+a" not in str(got["Reply-To"] or "") and "ann@example.com" not in str(got["To"])

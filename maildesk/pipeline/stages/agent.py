@@ -28,6 +28,7 @@ from maildesk.agentmail.classify import (
     classify,
     real_sender,
 )
+from maildesk.agentmail.sender_auth import AuthVerdict, sender_authenticated
 from maildesk.agentmail.strip import agent_words
 from maildesk.message import ParsedMessage
 from maildesk.pipeline.context import MessageContext, PipelineDeps, stage
@@ -99,6 +100,22 @@ def _words(ctx: MessageContext, desk: AgentDesk, sender: str) -> None:
     ctx.visible_text, ctx.quoted_text, ctx.signature = words.text, words.quoted, words.signature
 
 
+def _authentication(
+    ctx: MessageContext, deps: PipelineDeps, desk: AgentDesk, sender: str, recipients: tuple[str, ...]
+) -> AuthVerdict | None:
+    """DKIM / trusted Authentication-Results for an active agent's mail that could be a
+    forward (no token, to one of our addresses) when forwards need it; None otherwise, so
+    replies (which carry a signed token) and customer mail cost no DNS look-up."""
+    entry = desk.agent(sender)
+    if entry is None or not entry.active or not desk.forward_needs_authentication:
+        return None
+    if _tokens(desk, recipients) or not any(desk.ours(r) for r in recipients):
+        return None
+    return sender_authenticated(
+        ctx.msg.raw, sender, trusted_authserv_ids=deps.settings.desk.trusted_authserv_ids, dnsfunc=deps.dkim_dns
+    )
+
+
 @stage()
 def agent_mail(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     """Recognise agent mail and apply it; leave customer mail to the customer path."""
@@ -108,6 +125,7 @@ def agent_mail(ctx: MessageContext, session: Session, deps: PipelineDeps) -> Non
     display, sender = real_sender(msg.raw)
     recipients = _recipients(ctx)
     desk = am.agent_desk(session, settings)
+    verdict = _authentication(ctx, deps, desk, sender, recipients)
     facts = MailFacts(
         sender=sender,
         subject=msg.subject,
@@ -115,10 +133,13 @@ def agent_mail(ctx: MessageContext, session: Session, deps: PipelineDeps) -> Non
         recipients=recipients,
         text=msg.text,
         html=msg.html,
-        authenticated=None,
+        authenticated=verdict.passed if verdict is not None else None,
         forwarded_from=_forwarded_from(msg),
     )
     outcome = classify(facts, desk)
+    if verdict is not None and isinstance(outcome, (AgentForward, AgentRefused)):
+        event = "agent-sender-authenticated" if verdict.passed else "agent-sender-not-authenticated"
+        ctx.note(event, by=verdict.by, detail=verdict.detail)
     mailer = deps.mailer
     if isinstance(outcome, NotAgentMail):
         if am.is_agent(desk, sender):  # an agent writing in like a customer: never a ticket
