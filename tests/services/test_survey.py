@@ -430,3 +430,21 @@ def test_an_html_answer_is_sanitised_and_its_comment_is_plain_text(desk: SurveyD
     assert got["rating"] == 3 and "Okay" in got["comment"] and "slow" in got["comment"]
     assert "<" not in got["comment"] and "alert" not in got["comment"]
     assert "<script" not in (row.html or "") and "onerror" not in (row.html or "")
+
+
+def test_survey_settings_are_read_and_checked() -> None:
+    from maildesk.config import parse_settings
+    from maildesk.errors import ConfigError
+
+    base = {"desk": {"secret_env": ""}}
+    got = parse_settings({**base, "survey": {"delivery": "separate", "window_days": 7, "notice": False}}).survey
+    assert (got.delivery, got.window_days, got.notice, got.enabled, got.low_rating) == ("separate", 7, False, True, 2)
+    for bad, words in (
+        ({"delivery": "web"}, "survey.delivery"),
+        ({"low_rating": 5}, "survey.low_rating"),
+        ({"keyword": "RATE IT"}, "survey.keyword"),
+        ({"window": 3}, "unknown key"),
+        ({"notice": "yes"}, "true or false"),
+    ):
+        with pytest.raises(ConfigError, match=words):
+            parse_settings({**base, "survey": bad})
