@@ -138,6 +138,21 @@ class ReportSettings:
     digest_hour: int = 7  # local hour (desk.timezone) the digest goes out; weekly: on Mondays
 
 
+SURVEY_DELIVERY = ("inline", "separate")
+
+
+@dataclass(frozen=True)
+class SurveySettings:
+    """`[survey]`: the resolution notice and the satisfaction survey (services/survey.py)."""
+
+    notice: bool = True  # mail the customer the `resolved` notice when a ticket is resolved
+    enabled: bool = True  # offer the 1-5 survey
+    delivery: str = "inline"  # inline: inside the notice | separate: its own `survey` mail
+    window_days: int = 28  # answers count this many days after the survey was sent
+    low_rating: int = 2  # ratings up to this ask what went wrong and notify the assignee and lead
+    keyword: str = "RATING"  # the word the links' prefilled body and the reply hint use
+
+
 TEAM_TIERS = TIERS  # the tiers an agent may serve (maildesk.domain.Tier)
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -175,6 +190,7 @@ class Settings:
     agents: tuple[AgentSettings, ...] = ()
     queues: tuple[QueueSettings, ...] = ()
     report: ReportSettings = field(default_factory=ReportSettings)
+    survey: SurveySettings = field(default_factory=SurveySettings)
     sla: SlaSettings = field(default_factory=SlaSettings)  # [sla]: calendars and policies (sla/policy.py)
     source: str = "<embedded default>"
     base_dir: str = "."
@@ -245,6 +261,7 @@ _SECTIONS: dict[str, type] = {
     "worker": WorkerSettings,
     "limits": LimitSettings,
     "report": ReportSettings,
+    "survey": SurveySettings,
 }
 
 
@@ -326,6 +343,13 @@ def _validate(settings: Settings) -> Settings:
     ):
         if not value > 0:
             raise ConfigError(f"{key}: must be a number of seconds above 0, got {value}")
+    survey = settings.survey
+    if survey.delivery not in SURVEY_DELIVERY:
+        raise ConfigError(f"survey.delivery: must be inline or separate, got {survey.delivery!r}")
+    if survey.low_rating > 4:
+        raise ConfigError(f"survey.low_rating: must be 0 (off) to 4, got {survey.low_rating}")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,19}", survey.keyword):
+        raise ConfigError(f"survey.keyword: one word of letters and digits, got {survey.keyword!r}")
     out = settings.outbound
     if out.security not in {"starttls", "ssl", "none"}:
         raise ConfigError(f"outbound.security: must be starttls, ssl or none, got {out.security!r}")

@@ -79,6 +79,7 @@ class MessageKind(StrEnum):
     AGENT_NOTE = "agent-note"  # an internal note (by an agent or by the rules); never mailed
     AUTO = "auto"  # automatic mail: ours (ack, rule replies, notices) or a received auto-reply
     BOUNCE = "bounce"  # a delivery status notification
+    SURVEY = "survey"  # an answer to the satisfaction survey (never reopens its ticket)
 
 
 class Direction(StrEnum):

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
@@ -112,7 +113,13 @@ class SlaInput:
 
 @dataclass(frozen=True)
 class SurveyInput:
+    """The survey's answers: `keyword` for a reply ("RATING 5", or just "5"); `links` the
+    signed address of each rating (`threading.tokens.make_survey_address`), which become
+    `mailto:` links with `subject` and the rating line prefilled."""
+
     keyword: str = "RATING"  # the customer replies e.g. "RATING 5"
+    links: tuple[tuple[int, str], ...] = ()  # (rating, signed address)
+    subject: str = ""  # the prefilled subject of every link
 
 
 @dataclass(frozen=True)
@@ -427,9 +434,23 @@ def _sla(sla: SlaInput, reader: _Reader) -> dict[str, Any]:
     }
 
 
+def _mailto(address: str, subject: str, body: str) -> str:
+    """A `mailto:` URL; everything after the address is percent-encoded (RFC 6068)."""
+    query = f"subject={quote(subject, safe='')}&body={quote(body, safe='')}"
+    return f"mailto:{quote(address, safe='@+')}?{query}"
+
+
 def _survey(survey: SurveyInput) -> dict[str, Any]:
     keyword = re.sub(r"[^A-Za-z0-9]", "", survey.keyword).upper() or "RATING"
-    return {"keyword": keyword, "scores": [{"score": s, "reply": f"{keyword} {s}"} for s in SURVEY_SCORES]}
+    links = dict(survey.links)
+    subject = escape_header_text(survey.subject)
+    scores = []
+    for s in SURVEY_SCORES:
+        reply = f"{keyword} {s}"
+        address = escape_header_text(links.get(s, "")).lower()
+        mailto = _mailto(address, subject, reply + "\r\n\r\n") if address else ""
+        scores.append({"score": s, "reply": reply, "address": address, "mailto": mailto})
+    return {"keyword": keyword, "scores": scores, "has_links": bool(links)}
 
 
 def _bounce(bounce: BounceInput, reader: _Reader) -> dict[str, Any]:
@@ -578,7 +599,11 @@ def sample_context(locale: str = "en", *, template: str = "", now: datetime | No
             attachment_names=("photo.jpg",),
         ),
         sla=SlaInput("first_response", now + timedelta(minutes=30), now - timedelta(minutes=5), "L2 (Maria Rossi)"),
-        survey=SurveyInput("RATING"),
+        survey=SurveyInput(
+            "RATING",
+            tuple((r, f"support+s42.{r}-abcdefghij@example.com") for r in SURVEY_SCORES),
+            "Re: [#42] Printer on fire",
+        ),
         bounce=BounceInput("anna.schmidt@example.org", "550 5.1.1 <anna.schmidt@example.org>: user unknown", now),
         refusal=RefusalInput(
             "unknown_sender",

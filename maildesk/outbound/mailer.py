@@ -35,6 +35,7 @@ from maildesk.outbound.context import (
     MessageInput,
     NoticeInput,
     SlaInput,
+    SurveyInput,
     TicketInput,
     TicketRef,
     build_context,
@@ -130,6 +131,7 @@ class SendRequest:
     from_name: str = ""  # the From display name; default: outbound.from_name or the desk's name
     sla: SlaInput | None = None  # sla_warning / sla_breach
     followup: FollowupInput | None = None  # followup
+    survey: SurveyInput | None = None  # resolved (inline survey), survey, survey_low
 
 
 def _utc(value: datetime | None, now: datetime) -> datetime | None:
@@ -302,6 +304,7 @@ class Mailer:
             recipient=reader,
             sla=request.sla,
             followup=request.followup,
+            survey=request.survey,
         )
         rendered = self.renderer.render(request.template, ctx, locale=str(ctx["locale"]), queue=ticket.queue or None)
         if rendered.errors:

@@ -77,6 +77,7 @@ ATTACH_LIMIT = 10 * 1024 * 1024  # attach the customer's files when all of them 
 RULES_VIA = "rules"  # `TicketChange.via` of the rules' changes (services.tickets.VIA_RULES)
 
 NEW, REPLY, ASSIGNED, ESCALATED, NOTE = "new", "reply", "assigned", "escalated", "note"
+LOW_RATING = "low-rating"
 
 
 def install(info: dict[str, Any], mailer: Callable[[], Mailer]) -> None:
@@ -84,7 +85,8 @@ def install(info: dict[str, Any], mailer: Callable[[], Mailer]) -> None:
     info[MAILER_KEY] = mailer
 
 
-def _bound_mailer(session: Session) -> Mailer | None:
+def bound_mailer(session: Session) -> Mailer | None:
+    """The desk's Mailer `install` put into the session's info (None: a bare Store)."""
     factory = session.info.get(MAILER_KEY)
     return factory() if callable(factory) else None
 
@@ -281,7 +283,7 @@ def on_change(session: Session, ticket: Ticket, change: TicketChange, now: datet
     """Tell the agents a change concerns (assignment, escalation, a note); see the module doc."""
     if change.via == RULES_VIA:
         return  # the rules run on a customer's mail; on_customer_mail tells the agents
-    mailer = _bound_mailer(session)
+    mailer = bound_mailer(session)
     if mailer is None:
         return
     if change.kind == "assignee" and change.new:
@@ -290,6 +292,51 @@ def on_change(session: Session, ticket: Ticket, change: TicketChange, now: datet
         _escalated(session, mailer, ticket, change, now)
     elif change.kind == "note" and change.new is not None:
         _noted(session, mailer, ticket, change, now)
+
+
+def queue_lead(session: Session, ticket: Ticket) -> list[str]:
+    """The queue's lead: its active agents at the highest tier any of them works."""
+    team = [a for a in nq.agents(session) if a.active and (not a.queues or ticket.queue in a.queues)]
+    for tier in reversed(TIERS):
+        lead = [a.email for a in team if tier in (a.tiers or [])]
+        if lead:
+            return lead
+    return []
+
+
+def on_low_rating(
+    session: Session,
+    mailer: Mailer,
+    ticket: Ticket,
+    rating: int,
+    comment: str,
+    *,
+    now: datetime,
+    message_pk: int | None,
+) -> list[OutboxItem]:
+    """A customer rated the ticket poorly: tell the assignee and the queue's lead, with the
+    rating and the comment (plain text, in the body)."""
+    row = session.get(Message, message_pk) if message_pk is not None else None
+    note = f"Rating: {rating}/5" + (f"\n\n{comment}" if comment else "")
+    key_id = str(message_pk) if message_pk is not None else f"{ticket.number}-{now:%Y%m%dT%H%M%S%f}"
+    sent = []
+    for to in _unique([ticket.assignee, *queue_lead(session, ticket)]):
+        item = _send(
+            session,
+            mailer,
+            ticket,
+            to,
+            event=LOW_RATING,
+            key_id=key_id,
+            now=now,
+            message=row,
+            message_pk=message_pk,
+            by=ticket.customer.email,
+            note=note,
+        )
+        if item is not None:
+            sent.append(item)
+    return sent
 
 
 def _escalation(change: TicketChange) -> bool:
@@ -378,7 +425,10 @@ __all__ = [
     "MAILER_KEY",
     "TEMPLATE",
     "agent_reply_to",
+    "bound_mailer",
     "install",
+    "on_low_rating",
+    "queue_lead",
     "on_change",
     "on_customer_mail",
     "refusal",

@@ -8,7 +8,8 @@ Each kind of change has one function taking the Ticket row (`change_status`,
 `resolved_at`/`closed_at`), records its event (`event=None`: the caller records one summary
 event instead, as the route stage's `routed` does) and then calls `_consequences` with a
 `TicketChange`. `_consequences` is THE seam for what follows a change: the SLA clocks
-(`services.sla.on_change`) and agent notifications (`services.notify.on_change`).
+(`services.sla.on_change`), agent notifications (`services.notify.on_change`) and the
+customer's resolution notice and survey (`services.survey.on_change`).
 
 Above those sit the operator's actions (`add_note`, `assign`, `set_tier`, `escalate`,
 `set_priority`, `change_tags`, `resolve`, `close`, `reopen`, `merge`, `reply`): they find
@@ -30,7 +31,7 @@ from typing import Any
 from maildesk.domain import CLOSED_STATUSES, PRIORITIES, STATUSES, TIERS, Status, TicketChange
 from maildesk.errors import MaildeskError
 from maildesk.rules.engine import escalate_tier
-from maildesk.services import notify, sla
+from maildesk.services import notify, sla, survey
 from maildesk.store import Session, rows
 from maildesk.store import desk_queries as dq
 from maildesk.store import queries as q
@@ -67,6 +68,8 @@ def _consequences(session: Session, ticket: Ticket, change: TicketChange, now: d
     sla.on_change(session, ticket, change, now)
     # Agent notifications: assignment, escalation and notes (services/notify.py).
     notify.on_change(session, ticket, change, now)
+    # The customer: the resolution notice and the satisfaction survey (services/survey.py).
+    survey.on_change(session, ticket, change, now)
 
 
 def _record(

@@ -145,3 +145,54 @@ def agent_token_base(address: str) -> str | None:
     that shape, signed or not; None when the address is not shaped like an agent token."""
     match = _AGENT_ADDR_RE.match((address or "").strip().strip("<>").strip().lower())
     return f"{match.group(1)}@{match.group(5)}" if match else None
+
+
+# Survey tokens: the addresses behind the 1-5 links of a satisfaction survey, e.g.
+# `support+s42.5-<sig>@example.com`. The signature covers the base address, the ticket, the
+# rating and the customer's address, so a link answers for that customer on that ticket
+# only: an agent or anyone else who clicks it (or forwards it) is recognised and refused.
+_SURVEY_ADDR_RE = re.compile(r"^([^@\s+]+)\+s(\d{1,12})\.([1-5])-(" + _SIG + r")@([^@\s<>]+)$", re.IGNORECASE)
+
+
+def _survey_message(local: str, domain: str, number: int, rating: int, customer_email: str) -> str:
+    return f"survey:{local}@{domain}:{number}:{rating}:{customer_email}"
+
+
+def make_survey_address(secret: str, support_address: str, ticket_number: int, rating: int, customer_email: str) -> str:
+    """The address of one survey link, e.g. `support+s42.5-<sig>@example.com`."""
+    local, at, domain = support_address.strip().lower().rpartition("@")
+    if not at or not local or not domain:
+        raise ValueError(f"bad support address {support_address!r}")
+    local = local.split("+", 1)[0]
+    number, score = int(ticket_number), int(rating)
+    if number < 0 or not 1 <= score <= 5:
+        raise ValueError("the ticket number must not be negative and the rating must be 1-5")
+    sig = _sign(secret, _survey_message(local, domain, number, score, _clean_agent(customer_email)))
+    return f"{local}+s{number}.{score}-{sig}@{domain}"
+
+
+def survey_token_shape(address: str) -> tuple[str, int, int] | None:
+    """(base address, ticket, rating) of an address shaped like a survey token, signed or not."""
+    match = _SURVEY_ADDR_RE.match((address or "").strip().strip("<>").strip().lower())
+    if not match:
+        return None
+    return f"{match.group(1)}@{match.group(5)}", int(match.group(2)), int(match.group(3))
+
+
+def parse_survey_address(secret: str, address: str, sender_email: str) -> tuple[int, int] | None:
+    """(ticket, rating) of a survey token, only if signed for this address and this sender."""
+    match = _SURVEY_ADDR_RE.match((address or "").strip().strip("<>").strip().lower())
+    if not match:
+        return None
+    try:
+        sender = _clean_agent(sender_email)
+    except ValueError:
+        return None
+    local, number, rating, sig, domain = (
+        match.group(1),
+        int(match.group(2)),
+        int(match.group(3)),
+        match.group(4),
+        match.group(5),
+    )
+    return (number, rating) if _valid(secret, _survey_message(local, domain, number, rating, sender), sig) else None

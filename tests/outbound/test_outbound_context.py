@@ -185,7 +185,7 @@ def test_full_context_key_set_is_pinned() -> None:
         "agent": [*person, "signature"],
         "message": ["text", "excerpt", "sender_name", "sender_email", "received", "attachment_names"],
         "sla": ["kind", "due", "due_in", "due_at", "breached", "breached_ago", "escalate_to"],
-        "survey": ["keyword", "scores"],
+        "survey": ["keyword", "scores", "has_links"],
         "bounce": ["address", "reason", "when"],
         "refusal": ["code", "detail", "agent_subject"],
         "followup": ["waiting_since", "waiting_days", "close_after_days"],
@@ -196,7 +196,8 @@ def test_full_context_key_set_is_pinned() -> None:
     assert list(ctx["notice"]["history"][0]) == ["number", "tag", "subject", "status", "created", "ended"]
     assert ctx["notice"]["attachments"] == [{"name": "photo.jpg", "size": "229 KB"}]
     assert list(ctx["ticket"]["fields"][0]) == ["label", "value"]
-    assert ctx["survey"]["scores"][0] == {"score": 5, "reply": "RATING 5"}
+    assert ctx["survey"]["scores"][0]["score"] == 5 and ctx["survey"]["scores"][0]["reply"] == "RATING 5"
+    assert ctx["survey"]["scores"][0]["mailto"].startswith("mailto:support+s42.5-abcdefghij@example.com?subject=")
 
 
 def test_minimal_context_has_every_section_and_only_customer_filled() -> None:

@@ -22,9 +22,8 @@ from maildesk.outbound import agent_reply
 from maildesk.outbound.context import MessageInput
 from maildesk.outbound.mailer import COMPOSE_ERRORS, Parent, Recipient, SendRequest, compose_failed
 from maildesk.pipeline.context import MessageContext, PipelineDeps, stage
-from maildesk.services import sla
+from maildesk.services import sla, survey
 from maildesk.store import Session
-from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
 from maildesk.store.models import OutboxItem, Ticket
 
@@ -127,21 +126,13 @@ def send_agent_reply(
 def send_resolution_notice(
     session: Session, deps: PipelineDeps, ticket_number: int, now: datetime, *, key: str | None = None
 ) -> OutboxItem | None:
-    """Queue the `resolved` notice to the customer (automatic mail). None: already queued.
+    """Queue the `resolved` notice (with the survey, as `[survey]` says) to the customer;
+    None: already queued or turned off. The change path sends it by itself when a ticket is
+    resolved (`services.survey.on_change`); this is for callers that resolve otherwise.
 
     The default key allows one notice per resolution (`resolved:<ticket>:<resolved_at>`).
     """
     ticket = session.get(Ticket, ticket_number)
     if ticket is None:
         raise ValueError(f"no ticket {ticket_number}")
-    stamp = (ticket.resolved_at or now).strftime("%Y%m%dT%H%M%S")
-    request = SendRequest(
-        key=key or f"resolved:{ticket_number}:{stamp}",
-        ticket_number=ticket_number,
-        template="resolved",
-        to=Recipient(ticket.customer.email, ticket.customer.name),
-        automatic=True,
-        parent=Parent.of_row(oq.latest_inbound(session, ticket_number)),
-        kind="auto",
-    )
-    return deps.mailer.send(session, request, now)
+    return survey.send_resolution_notice(session, deps.mailer, ticket, now, key=key)
