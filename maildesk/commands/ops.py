@@ -366,3 +366,37 @@ db_app = typer.Typer(
 )
 db_app.command("upgrade")(db_upgrade)
 db_app.command("backup")(db_backup)
+
+
+def render_unit(executable: str, config: str, user: str = "maildesk") -> str:
+    """The shipped systemd unit (`maildesk/defaults/maildesk.service`) with paths filled in."""
+    from importlib import resources
+
+    text = resources.files("maildesk").joinpath("defaults", "maildesk.service").read_text(encoding="utf-8")
+    text = text.replace("@MAILDESK@", executable).replace("@CONFIG@", config)
+    return text.replace("User=maildesk", f"User={user}").replace("Group=maildesk", f"Group={user}")
+
+
+def _installed_executable() -> str:
+    import shutil as sh
+    import sys
+
+    beside = Path(sys.executable).parent / "maildesk"  # the virtual environment's own script
+    if beside.is_file():
+        return str(beside)
+    found = sh.which("maildesk")
+    return str(Path(found).resolve()) if found else f"{sys.executable} -m maildesk"
+
+
+def systemd_unit(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="The config file the service runs with (an absolute path).")
+    ] = Path("/etc/maildesk/maildesk.toml"),
+    user: Annotated[str, typer.Option("--user", help="The account the service runs as.")] = "maildesk",
+) -> None:
+    """Print a systemd unit for this installation (Type=notify, watchdog, reload, hardening).
+
+    ExecStart is this installation's `maildesk`. Example:
+    `maildesk systemd-unit --config /etc/maildesk/maildesk.toml > /etc/systemd/system/maildesk.service`
+    """
+    print(render_unit(_installed_executable(), str(config.absolute()), user), end="")

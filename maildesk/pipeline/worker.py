@@ -360,6 +360,8 @@ class Worker:
             stage(ctx, session, self.deps)
 
     def _count(self, ctx: MessageContext) -> None:
+        with about(log_about(ctx)):
+            log.info("message %s", ctx.outcome or "stored")
         self.stats.processed += 1
         self.stats.outcomes[ctx.outcome or "done"] = self.stats.outcomes.get(ctx.outcome or "done", 0) + 1
         if ctx.duplicate:
