@@ -425,10 +425,12 @@ def _validate_metrics(metrics: MetricsSettings) -> None:
     host, sep, port = metrics.listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(
-            f"metrics.listen: must be HOST:PORT (e.g. \"127.0.0.1:9108\") or empty (off), got {metrics.listen!r}"
+            f'metrics.listen: must be HOST:PORT (e.g. "127.0.0.1:9108") or empty (off), got {metrics.listen!r}'
         )
     if ":" in host and not (host.startswith("[") and host.endswith("]")):
-        raise ConfigError(f"metrics.listen: write an IPv6 address in brackets, e.g. \"[::1]:9108\", got {metrics.listen!r}")
+        raise ConfigError(
+            f'metrics.listen: write an IPv6 address in brackets, e.g. "[::1]:9108", got {metrics.listen!r}'
+        )
 
 
 def _validate_report(report: ReportSettings) -> ReportSettings:

@@ -45,7 +45,9 @@ def init(
 
 def run(
     config: ConfigOpt = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging (the same as --log-level debug).")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug logging (the same as --log-level debug).")
+    ] = False,
     log_format: Annotated[
         str | None,
         typer.Option("--log-format", help="plain or json (one object a line); default: [log] format."),
