@@ -310,3 +310,21 @@ def test_health_min_free_percent_option(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert result.exit_code == 2 and report["status"] == "down"
     assert any(r.startswith("degraded: spool file system nearly full") for r in report["reasons"])
+
+
+def test_intake_state_explains_each_reason_for_451_and_the_database() -> None:
+    from maildesk.commands.ops import TEMPFAIL_RECENT, intake_state
+
+    running = {"running": True, "intake": {"last_tempfail": None}}
+    up = {"reachable": True, "initialised": True}
+    assert intake_state(running, up, {"disk_free": 10**9}, 26_214_400) == (True, "accepting")
+    accepting, why = intake_state(running, up, {"disk_free": 1_000_000}, 26_214_400)
+    assert not accepting and why.startswith("answers 451: the spool file system has 976 KiB free")
+    assert "smtp.max_message_size" in why
+    old = {"running": True, "intake": {"last_tempfail": {"at": 1000.0, "reason": "x"}}}
+    assert intake_state(old, up, {"disk_free": 10**9}, 1, now=1000.0 + TEMPFAIL_RECENT + 1)[0]  # old news
+    accepting, why = intake_state(running, {"reachable": False, "error": "connection refused"}, {}, 1)
+    assert accepting and why.startswith("accepting into the spool; the database is unreachable")
+    assert why.endswith("(connection refused)")
+    verdict = judge(running, up, {"disk_free": 1_000_000, "disk_total": 10**9, "depths": {}}, 0.0, 26_214_400)
+    assert verdict.code == DOWN and verdict.line().startswith("down: intake answers 451: the spool file system")
