@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -163,6 +164,16 @@ def test_db_backup_sqlite_is_a_consistent_copy(tmp_path: Path) -> None:
     assert again.exit_code == 1 and "--force" in again.output
     forced = runner.invoke(app, ["db", "backup", str(target), "--force", "--config", str(cfg)])
     assert forced.exit_code == 0, forced.output
+    # restore as the README says: with the daemon stopped, the copy replaces maildesk.db (and
+    # SQLite's -wal/-shm files go); a mail processed after the backup is gone again
+    assert run("inject", "-", "--config", str(cfg), input=eml(message_id="<after@x.example>")).returncode == 0
+    assert run("process", "--config", str(cfg)).returncode == 0
+    live = tmp_path / "data" / "maildesk.db"
+    for extra in (live.with_name("maildesk.db-wal"), live.with_name("maildesk.db-shm")):
+        extra.unlink(missing_ok=True)
+    shutil.copy2(target, live)
+    listed = run("tickets", "list", "--json", "--config", str(cfg))
+    assert listed.returncode == 0 and len(json.loads(listed.stdout)) == 3, listed
 
 
 def test_db_backup_postgresql_runs_pg_dump(tmp_path: Path, pg_databases: PgDatabases) -> None:
@@ -174,6 +185,14 @@ def test_db_backup_postgresql_runs_pg_dump(tmp_path: Path, pg_databases: PgDatab
     assert result.returncode == 0, result.stderr
     listing = subprocess.run(["pg_restore", "--list", str(target)], capture_output=True, text=True, check=True)
     assert "TABLE DATA public tickets" in listing.stdout
+    # restore as the README says: pg_restore into an empty database, then point maildesk at it
+    restored = empty_pg_database(pg_databases, "restored")
+    libpq = restored.replace("postgresql+psycopg://", "postgresql://")
+    subprocess.run(["pg_restore", "--no-owner", "--dbname", libpq, str(target)], check=True, capture_output=True)
+    other = tmp_path / "restored"
+    other.mkdir()
+    listed = run("tickets", "list", "--json", "--config", str(write_config(other, restored)))
+    assert listed.returncode == 0 and len(json.loads(listed.stdout)) == 1, listed
     # without pg_dump on PATH: a clear error, no traceback, no file
     no_tools = tmp_path / "empty-bin"
     no_tools.mkdir()
