@@ -127,3 +127,27 @@ def test_a_desk_s_sla_outbox_and_latency_figures_are_exact(desk: Desk) -> None:
     assert got[("maildesk_spool_entries", (("state", "incoming"),))] == 0
     assert got[("maildesk_messages_received_total", (("source", "smtp"),))] == 0
     assert [k for k in got if k[0] == "maildesk_errors_total"] == []  # nothing went wrong
+
+
+def test_an_endpoint_that_cannot_listen_says_why_and_serves_when_it_can() -> None:
+    import socket
+    import urllib.request
+
+    from tests.support.net import free_port
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        busy = MetricsEndpoint(MetricFacts)
+        assert not busy.start("127.0.0.1", taken.getsockname()[1])
+        assert (
+            busy.error.startswith(f"cannot listen on 127.0.0.1:{taken.getsockname()[1]}: ") and busy.listening is None
+        )
+    port = free_port()
+    endpoint = MetricsEndpoint(MetricFacts)
+    assert endpoint.start("127.0.0.1", port) and endpoint.listening == f"127.0.0.1:{port}"
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            assert b"maildesk_up 1.0" in resp.read()
+    finally:
+        endpoint.stop()
