@@ -367,6 +367,10 @@ class App:
         errors = dict(stats.errors)
         for stage, n in self.errors.items():
             errors[stage] = errors.get(stage, 0) + n
+        imap = [p.status() for p in self.pollers]
+        imap_errors = sum(int(box.get("errors") or 0) for box in imap)
+        if imap_errors:
+            errors["imap"] = errors.get("imap", 0) + imap_errors
         if handler is not None and handler.tempfailed:
             errors["smtp"] = errors.get("smtp", 0) + handler.tempfailed
         if totals is not None and (totals.deferred or totals.failed):
@@ -386,7 +390,7 @@ class App:
             if totals is not None
             else {},
             sla={action: dict(kinds) for action, kinds in self.sla_acted.items()},
-            imap=[p.status() for p in self.pollers],
+            imap=imap,
             problems={
                 "rules": len(self.rules.errors),
                 "templates": len(self.template_problems),

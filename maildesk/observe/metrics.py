@@ -22,7 +22,7 @@ Names (all prefixed `maildesk_`):
 - `imap_seconds_since_success{mailbox}`, `imap_connected{mailbox}`,
   `imap_pending{mailbox,folder}` (messages in the folder not yet fetched)
 - `errors_total{stage}`             prepare, a pipeline stage, commit, database, smtp,
-  outbox, sla
+  outbox, sla, imap (connection and folder errors)
 - `database_up`, `config_problems{part}` (rules, templates, config), `up`
 
 Must not: decide anything, or change any state while a scrape reads it.

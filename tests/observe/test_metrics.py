@@ -128,6 +128,16 @@ def test_a_desk_s_sla_outbox_and_latency_figures_are_exact(desk: Desk) -> None:
     assert got[("maildesk_messages_received_total", (("source", "smtp"),))] == 0
     assert [k for k in got if k[0] == "maildesk_errors_total"] == []  # nothing went wrong
 
+    class DownMailbox:  # a poller's status() after two failed connections
+        @staticmethod
+        def status() -> dict[str, object]:
+            return {"name": "box", "connected": False, "last_success": None, "folders": {}, "errors": 2}
+
+    app.pollers.append(DownMailbox())  # type: ignore[arg-type]
+    got = samples(endpoint)
+    assert got[("maildesk_errors_total", (("stage", "imap"),))] == 2
+    assert got[("maildesk_imap_connected", (("mailbox", "box"),))] == 0
+
 
 def test_an_endpoint_that_cannot_listen_says_why_and_serves_when_it_can() -> None:
     import socket
