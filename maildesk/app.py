@@ -87,6 +87,7 @@ class App:
         self.config_reloaded_at: float | None = None
         self.log_override: dict[str, str] = {}  # `run --log-format/--log-level`: a reload keeps them
         self._reload_lock = threading.Lock()
+        self._status_lock = threading.Lock()
         self._reload_requested = threading.Event()
         self._worker_up = threading.Event()  # warmed up, or waiting for the database
 
@@ -615,11 +616,12 @@ class App:
     def write_status(self) -> None:
         path = self.settings.data_path / "status.json"
         tmp = path.with_suffix(".tmp")
-        try:
-            tmp.write_text(json.dumps(self.status_snapshot(), indent=2, default=str))
-            os.replace(tmp, path)
-        except OSError as exc:
-            log.warning("cannot write status file: %s", exc)
+        with self._status_lock:  # the main loop and a reload (the file watcher) both write it
+            try:
+                tmp.write_text(json.dumps(self.status_snapshot(), indent=2, default=str))
+                os.replace(tmp, path)
+            except OSError as exc:
+                log.warning("cannot write status file: %s", exc)
 
 
 RELOADABLE_SECTIONS = frozenset({"log"})
