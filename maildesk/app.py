@@ -26,6 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from maildesk.clock import utcnow
 from maildesk.config import Settings
+from maildesk.observe.metrics import MetricFacts, MetricsEndpoint
+from maildesk.observe.systemd import Notifier
+from maildesk.observe.watch import FileWatcher
 from maildesk.pipeline.context import PipelineDeps
 from maildesk.pipeline.order import PIPELINE
 from maildesk.pipeline.stages.route import make_rules_holder
@@ -73,6 +76,20 @@ class App:
         self.pollers: list[MailboxPoller] = []
         self.started_at = time.time()
         self.rules_reloaded_at: float | None = None
+        self.sender: OutboxSender | None = None
+        self.notifier = Notifier()
+        self.metrics: MetricsEndpoint | None = None
+        self.sla_acted: dict[str, dict[str, int]] = {"warning": {}, "breach": {}}  # by this daemon's sweep
+        self.errors: dict[str, int] = {}  # errors outside the worker (sla, ...), for the metrics
+        self.template_problems: list[str] = []  # from the last check of the templates
+        self.config_errors: list[str] = []  # the last reload of the config file failed with these
+        self.restart_needed: list[str] = []  # sections edited in the file that only a restart applies
+        self.config_reloaded_at: float | None = None
+        self.log_override: dict[str, str] = {}  # `run --log-format/--log-level`: a reload keeps them
+        self._reload_lock = threading.Lock()
+        self._status_lock = threading.Lock()
+        self._reload_requested = threading.Event()
+        self._worker_up = threading.Event()  # warmed up, or waiting for the database
 
     # Assembly --------------------------------------------------------------------------
     def migrate(self) -> None:
@@ -107,9 +124,33 @@ class App:
         """The RulesHolder in force (rules.ruleset, rules.errors, rules.path)."""
         return self.deps.rules
 
-    def reload(self) -> list[str]:
-        """Re-read the rules file now (SIGHUP). A broken file keeps the rules in force;
-        the errors are logged, returned and shown in the status."""
+    def reload(self, parts: set[str] | None = None) -> list[str]:
+        """Re-read edited files now (SIGHUP: all of them; the file watcher: what changed).
+
+        `rules`: a broken file keeps the rules in force. `templates`: every template is
+        checked; a broken site template is never used (its mail falls back to the built-in
+        one, see `TemplateRenderer.render`). `config`: the file is parsed again; when it is
+        valid the reloadable part (`[log]`) is applied and the sections that need a restart
+        are named; when it is not, the running settings stay. Problems are logged, written to
+        `status.json` at once (so `status` and `health` show them within a second) and
+        returned (the rules' errors)."""
+        parts = {"rules", "templates", "config"} if parts is None else parts
+        errors: list[str] = []
+        with self._reload_lock:
+            if "config" in parts:
+                self._reload_config()
+            if "rules" in parts:
+                errors = self._reload_rules()
+            if "templates" in parts:
+                self._check_templates()
+        self.write_status()
+        return errors
+
+    def request_reload(self) -> None:
+        """From a signal handler: the main loop reloads within a quarter of a second."""
+        self._reload_requested.set()
+
+    def _reload_rules(self) -> list[str]:
         holder = self.rules
         if holder.path is None:
             return []
@@ -121,6 +162,60 @@ class App:
             log.info("rules reloaded from %s: %d rules", holder.path, len(holder.ruleset.rules))
         self.rules_reloaded_at = time.time()
         return errors
+
+    def _check_templates(self) -> None:
+        problems = [str(p) for p in self.deps.mailer.renderer.check()]
+        for problem in problems:
+            log.error("template problem (mail that needs it uses the built-in template): %s", problem)
+        if not problems and self.template_problems:
+            log.info("templates checked: no problems")
+        self.template_problems = problems
+
+    def _reload_config(self) -> None:
+        from maildesk.config import load_settings
+        from maildesk.errors import ConfigError
+
+        source = self.settings.source
+        if not Path(source).is_file():
+            return  # the embedded default: nothing to re-read
+        self.config_reloaded_at = time.time()
+        try:
+            fresh = load_settings(source)
+        except ConfigError as exc:
+            self.config_errors = [str(exc)]
+            log.error("config reload failed, the running settings stay: %s", exc)
+            return
+        self.config_errors = []
+        self.restart_needed = changed_sections(self.settings, fresh, reloadable=RELOADABLE_SECTIONS)
+        if fresh.log != self.settings.log:
+            self.settings = replace_settings_log(self.settings, fresh.log)
+            self.apply_logging()
+            log.info("log settings applied: format %s, level %s", fresh.log.format, fresh.log.level)
+        if self.restart_needed:
+            log.warning(
+                "config changed in %s: restart maildesk to apply (the running settings stay)",
+                ", ".join(self.restart_needed),
+            )
+
+    def apply_logging(self) -> None:
+        """Configure logging from `[log]`, with the command line's choices on top."""
+        from maildesk.logctx import configure
+
+        fmt = self.log_override.get("format") or self.settings.log.format
+        level = self.log_override.get("level") or self.settings.log.level
+        configure(fmt, level)
+
+    def _watcher(self) -> FileWatcher:
+        paths: dict[str, Path] = {}
+        if self.rules.path is not None:
+            paths["rules"] = self.rules.path
+        if self.settings.desk.templates_dir:
+            paths["templates"] = self.settings.resolve(self.settings.desk.templates_dir)
+        if Path(self.settings.source).is_file():
+            paths["config"] = Path(self.settings.source)
+        return FileWatcher(paths, lambda changed: self.reload(changed), interval=self.watch_interval)
+
+    watch_interval = 1.0
 
     # Batch -----------------------------------------------------------------------------
     def process(self) -> dict[str, Any]:
@@ -137,6 +232,7 @@ class App:
         """Run until `stop` is set. Intake first, then the worker."""
         self.worker.recover()
         self.wakeups.listen()  # before intake: `inject` may wake us from now on
+        self._start_metrics()
         threads: list[threading.Thread] = []
         if self.settings.smtp.enabled:
             from maildesk.ingest.smtp import SmtpIntake
@@ -161,6 +257,7 @@ class App:
         from maildesk.outbound.sender import OutboxSender
 
         sender = OutboxSender(self.store, self.settings, clock=self.clock, wakeup=self.wakeups.outbox)
+        self.sender = sender
         sender_thread = threading.Thread(
             target=self._sender_loop, args=(sender, worker_stop), name="outbox", daemon=True
         )
@@ -169,11 +266,14 @@ class App:
         if listener is not None:
             listener.start()
         scheduler = self._scheduler()
+        watcher = self._watcher()
+        watcher.start()
         if ready is not None:
             ready.set()
-        while not stop.wait(1.0):
-            self.write_status()
+        self._supervise(stop, worker_thread)
         log.info("stopping: intake first")
+        self.notifier.stopping("stopping: intake first, then the current message")
+        watcher.stop()
         scheduler.shutdown(wait=False)
         if self.smtp is not None:
             self.smtp.stop()
@@ -187,9 +287,118 @@ class App:
         if listener is not None:
             listener.close()
         self.wakeups.close()
+        if self.metrics is not None:
+            self.metrics.stop()
         self.write_status()
         self.store.dispose()
         log.info("stopped")
+
+    def _supervise(self, stop: threading.Event, worker_thread: threading.Thread) -> None:
+        """The main loop: status.json every second, reloads asked for by SIGHUP, and systemd's
+        READY=1 (once intake accepts and the worker runs), STATUS= and WATCHDOG=1 (at half
+        the watchdog interval, and only while the worker thread is alive)."""
+        notifier = self.notifier
+        ping_every = notifier.watchdog_interval
+        last_ping = last_status = 0.0
+        told_ready = False
+        shown = ""
+        while not stop.wait(0.25):
+            now = time.monotonic()
+            if self._reload_requested.is_set():
+                self._reload_requested.clear()
+                notifier.reloading()
+                self.reload()
+                notifier.reloaded(self.one_line_status())
+            if not told_ready and self._worker_up.is_set():
+                told_ready = True
+                shown = self.one_line_status()
+                notifier.ready(shown)
+                log.info("ready: %s", shown)
+            if ping_every is not None and worker_thread.is_alive() and now - last_ping >= ping_every:
+                notifier.watchdog()
+                last_ping = now
+            if now - last_status >= 1.0:
+                self.write_status()
+                last_status = now
+                if told_ready:
+                    line = self.one_line_status()
+                    if line != shown:
+                        notifier.status(line)
+                        shown = line
+
+    def one_line_status(self) -> str:
+        """systemd's STATUS= line: where intake listens, what the worker did, what is wrong."""
+        parts = []
+        if self.smtp is not None:
+            parts.append(f"SMTP on {self.smtp.hostname}:{self.smtp.port}")
+        if self.pollers:
+            parts.append(f"{len(self.pollers)} IMAP mailbox(es)")
+        stats = self.worker.stats
+        parts.append(f"{stats.processed} processed")
+        if stats.db_unavailable_since is not None:
+            parts.append("waiting for the database (mail is spooled)")
+        problems = len(self.rules.errors) + len(self.template_problems) + len(self.config_errors)
+        if problems:
+            parts.append(f"{problems} problem(s) in edited files: maildesk status")
+        return "; ".join(parts)
+
+    def _start_metrics(self) -> None:
+        address = self.settings.metrics.address
+        if address is None:
+            log.info('metrics endpoint off (set [metrics] listen = "127.0.0.1:9108" to serve /metrics)')
+            return
+        self.metrics = MetricsEndpoint(self.metric_facts)
+        self.worker.stats.latency_observer = self.metrics.observe_latency
+        self.metrics.start(*address)
+
+    def metric_facts(self) -> MetricFacts:
+        """The live state one scrape reads (`maildesk.observe.metrics`)."""
+        from maildesk.store.outbox_queries import unsent_counts
+
+        stats = self.worker.stats
+        outbox: dict[str, int] | None = None
+        if self._migrated:
+            try:
+                with self.store.reader() as session:
+                    outbox = unsent_counts(session)
+            except Exception as exc:  # noqa: BLE001 - the scrape says database_up 0
+                log.debug("metrics: outbox counts failed: %s", exc)
+        handler = self.smtp.handler if self.smtp is not None else None
+        totals = self.sender.totals if self.sender is not None else None
+        errors = dict(stats.errors)
+        for stage, n in self.errors.items():
+            errors[stage] = errors.get(stage, 0) + n
+        imap = [p.status() for p in self.pollers]
+        imap_errors = sum(int(box.get("errors") or 0) for box in imap)
+        if imap_errors:
+            errors["imap"] = errors.get("imap", 0) + imap_errors
+        if handler is not None and handler.tempfailed:
+            errors["smtp"] = errors.get("smtp", 0) + handler.tempfailed
+        if totals is not None and (totals.deferred or totals.failed):
+            errors["outbox"] = errors.get("outbox", 0) + totals.deferred + totals.failed
+        return MetricFacts(
+            received=dict(stats.received),
+            errors=errors,
+            smtp={
+                "accepted": handler.accepted if handler else 0,
+                "tempfailed": handler.tempfailed if handler else 0,
+                "refused": handler.refused if handler else 0,
+            },
+            spool=self.spool.depths(drain=False),
+            spool_oldest_seconds=spool_oldest_age(self.spool),
+            outbox=outbox,
+            outbox_totals={"sent": totals.sent, "deferred": totals.deferred, "failed": totals.failed}
+            if totals is not None
+            else {},
+            sla={action: dict(kinds) for action, kinds in self.sla_acted.items()},
+            imap=imap,
+            problems={
+                "rules": len(self.rules.errors),
+                "templates": len(self.template_problems),
+                "config": len(self.config_errors),
+            },
+            started_at=self.started_at,
+        )
 
     def warm_up(self) -> None:
         """One-time work (mapper set-up, template compilation, locale data) done before the
@@ -199,9 +408,7 @@ class App:
 
         with self.store.reader() as session:
             warm_up(session)
-        problems = self.deps.mailer.renderer.check()
-        for problem in problems:
-            log.error("template problem: %s", problem)
+        self._check_templates()
         self.worker.preparer.warm()
 
     def _worker_loop(self, stop: threading.Event) -> None:
@@ -212,8 +419,10 @@ class App:
                 self.migrate()
                 self.warm_up()
                 log.info("worker ready (migration and warm-up took %.0f ms)", (time.monotonic() - started) * 1000)
+                self._worker_up.set()
                 break
             except Exception as exc:  # noqa: BLE001 - database down at start: keep spooling
+                self._worker_up.set()  # running, and waiting for the database: intake takes mail
                 self.worker.stats.db_unavailable_since = self.worker.stats.db_unavailable_since or time.time()
                 self.worker.stats.last_error = f"database unavailable: {str(exc).splitlines()[0][:300]}"
                 log.error("database not ready (%s); retrying in %.1fs", self.worker.stats.last_error, delay)
@@ -292,8 +501,15 @@ class App:
             with self.store.reader() as session:
                 due = next_due(session)
         except Exception:  # noqa: BLE001 - timed work must not stop the daemon
+            self.errors["sla"] = self.errors.get("sla", 0) + 1
             log.exception("SLA sweep failed; the safety net runs it again within a minute")
             return None
+        if not dry_run:
+            for action in report.actions:
+                counts = self.sla_acted.get(str(action.get("action")))
+                if counts is not None:
+                    kind = str(action.get("kind", ""))
+                    counts[kind] = counts.get(kind, 0) + 1
         with self._sla_lock:
             self._sla_armed = None
         if due is not None:
@@ -373,6 +589,20 @@ class App:
                 "reloaded_at": self.rules_reloaded_at,
             },
             "worker": stats.figures(),
+            "intake": {
+                "last_tempfail": self.smtp.handler.last_tempfail if self.smtp else None,
+            },
+            "reload": {
+                "config_errors": list(self.config_errors),
+                "restart_needed": list(self.restart_needed),
+                "config_reloaded_at": self.config_reloaded_at,
+                "template_problems": list(self.template_problems),
+            },
+            "metrics": {
+                "listen": self.settings.metrics.listen or None,
+                "listening": self.metrics.listening if self.metrics else None,
+                "error": self.metrics.error if self.metrics else "",
+            },
             "waiting": {
                 "spool_oldest_seconds": spool_oldest_age(self.spool),
                 "wakeups": {
@@ -386,11 +616,36 @@ class App:
     def write_status(self) -> None:
         path = self.settings.data_path / "status.json"
         tmp = path.with_suffix(".tmp")
-        try:
-            tmp.write_text(json.dumps(self.status_snapshot(), indent=2, default=str))
-            os.replace(tmp, path)
-        except OSError as exc:
-            log.warning("cannot write status file: %s", exc)
+        with self._status_lock:  # the main loop and a reload (the file watcher) both write it
+            try:
+                tmp.write_text(json.dumps(self.status_snapshot(), indent=2, default=str))
+                os.replace(tmp, path)
+            except OSError as exc:
+                log.warning("cannot write status file: %s", exc)
+
+
+RELOADABLE_SECTIONS = frozenset({"log"})
+_NOT_SECTIONS = frozenset({"source", "base_dir", "secret"})
+
+
+def changed_sections(running: Settings, fresh: Settings, *, reloadable: frozenset[str]) -> list[str]:
+    """The config sections that differ between the running settings and a fresh load and
+    that only a restart applies (`[log]` applies at once)."""
+    from dataclasses import fields
+
+    return [
+        f.name
+        for f in fields(Settings)
+        if f.name not in _NOT_SECTIONS
+        and f.name not in reloadable
+        and getattr(running, f.name) != getattr(fresh, f.name)
+    ]
+
+
+def replace_settings_log(settings: Settings, log_settings: Any) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, log=log_settings)
 
 
 def spool_oldest_age(spool: Spool, now: float | None = None) -> float | None:

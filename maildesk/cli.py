@@ -41,6 +41,7 @@ app.command()(inspection.status)
 app.command()(inspection.explain)
 app.command("search")(desk.search_cmd)
 app.command("health")(ops.health)
+app.command("systemd-unit")(ops.systemd_unit)
 app.command("report")(report.report)
 
 # Groups --------------------------------------------------------------------------------

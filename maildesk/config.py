@@ -125,6 +125,33 @@ class LimitSettings:
     new_tickets_per_domain_hour: int = 200
 
 
+LOG_FORMATS = ("plain", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """`[log]`: how the daemon logs (reloadable: SIGHUP or a change of the file applies it)."""
+
+    format: str = "plain"  # plain | json (one object a line)
+    level: str = "info"  # debug | info | warning | error
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """`[metrics]`: the Prometheus endpoint of the daemon. Empty `listen`: no endpoint."""
+
+    listen: str = ""  # "127.0.0.1:9108", "[::1]:9108"
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) to listen on, or None when the endpoint is off."""
+        if not self.listen:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 DIGESTS = ("off", "daily", "weekly")
 
 
@@ -192,6 +219,8 @@ class Settings:
     report: ReportSettings = field(default_factory=ReportSettings)
     survey: SurveySettings = field(default_factory=SurveySettings)
     sla: SlaSettings = field(default_factory=SlaSettings)  # [sla]: calendars and policies (sla/policy.py)
+    log: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     source: str = "<embedded default>"
     base_dir: str = "."
     secret: str = ""
@@ -262,6 +291,8 @@ _SECTIONS: dict[str, type] = {
     "limits": LimitSettings,
     "report": ReportSettings,
     "survey": SurveySettings,
+    "log": LogSettings,
+    "metrics": MetricsSettings,
 }
 
 
@@ -398,9 +429,34 @@ def _validate(settings: Settings) -> Settings:
     settings = replace(settings, desk=desk, outbound=out, database=db, imap=tuple(imaps))
     settings = replace(settings, queues=_validate_queues(settings), agents=_validate_agents(settings))
     settings = replace(settings, report=_validate_report(settings.report))
+    settings = replace(settings, log=_validate_log(settings.log))
+    _validate_metrics(settings.metrics)
     if not secret:
         secret = _secret_from_data_dir(settings)
     return replace(settings, secret=secret)
+
+
+def _validate_log(log: LogSettings) -> LogSettings:
+    fmt, level = log.format.strip().lower(), log.level.strip().lower()
+    if fmt not in LOG_FORMATS:
+        raise ConfigError(f"log.format: must be {' or '.join(LOG_FORMATS)}, got {log.format!r}")
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"log.level: must be {', '.join(LOG_LEVELS)}, got {log.level!r}")
+    return replace(log, format=fmt, level=level)
+
+
+def _validate_metrics(metrics: MetricsSettings) -> None:
+    if not metrics.listen:
+        return
+    host, sep, port = metrics.listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            f'metrics.listen: must be HOST:PORT (e.g. "127.0.0.1:9108") or empty (off), got {metrics.listen!r}'
+        )
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ConfigError(
+            f'metrics.listen: write an IPv6 address in brackets, e.g. "[::1]:9108", got {metrics.listen!r}'
+        )
 
 
 def _validate_report(report: ReportSettings) -> ReportSettings:

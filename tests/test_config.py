@@ -151,6 +151,8 @@ def test_init_writes_a_config_that_loads(tmp_path: Path) -> None:
         c.WorkerSettings,
         c.LimitSettings,
         c.ImapSettings,
+        c.LogSettings,
+        c.MetricsSettings,
     ):
         for f in fields(cls):
             if f.name != "password":

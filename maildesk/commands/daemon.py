@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,16 +18,9 @@ import typer
 
 from maildesk.commands.common import EX_TEMPFAIL, ConfigOpt, JsonOpt, console, err, open_app
 from maildesk.errors import MaildeskError
+from maildesk.logctx import configure
 
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("mail.log", "mailparser", "apscheduler", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+EX_USAGE = 64
 
 
 def init(
@@ -53,16 +45,46 @@ def init(
 
 def run(
     config: ConfigOpt = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug logging (the same as --log-level debug).")
+    ] = False,
+    log_format: Annotated[
+        str | None,
+        typer.Option("--log-format", help="plain or json (one object a line); default: [log] format."),
+    ] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option("--log-level", help="debug, info, warning or error; default: [log] level."),
+    ] = None,
 ) -> None:
     """Run the daemon: SMTP and IMAP intake, the worker, the outbox and SLA timers.
 
-    SIGTERM or Ctrl-C stops intake, finishes the current message and exits.
+    SIGTERM or Ctrl-C stops intake, finishes the current message and exits. SIGHUP (and
+    saving the rules, a template or the config file) reloads them; a broken edit shows in
+    `maildesk status` and the last good version keeps running. Under systemd
+    (`Type=notify`) it reports readiness, status and watchdog pings.
 
-    Example: `maildesk run --config /srv/maildesk/maildesk.toml`
+    Example: `maildesk run --config /srv/maildesk/maildesk.toml --log-format json`
     """
-    _setup_logging(verbose)
+    from maildesk.config import LOG_FORMATS, LOG_LEVELS
+
+    override: dict[str, str] = {}
+    if log_format is not None:
+        if log_format.lower() not in LOG_FORMATS:
+            err.print(f"--log-format: must be {' or '.join(LOG_FORMATS)}, got {log_format!r}", markup=False)
+            raise typer.Exit(EX_USAGE)
+        override["format"] = log_format.lower()
+    if log_level is not None:
+        if log_level.lower() not in LOG_LEVELS:
+            err.print(f"--log-level: must be {', '.join(LOG_LEVELS)}, got {log_level!r}", markup=False)
+            raise typer.Exit(EX_USAGE)
+        override["level"] = log_level.lower()
+    if verbose:
+        override.setdefault("level", "debug")
+    configure(override.get("format", "plain"), override.get("level", "info"))  # until the config is read
     desk = open_app(config)
+    desk.log_override = override
+    desk.apply_logging()
     stop = threading.Event()
 
     def _stop(signum: int, _frame: Any) -> None:
@@ -72,7 +94,7 @@ def run(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, lambda *_: desk.reload())
+        signal.signal(signal.SIGHUP, lambda *_: desk.request_reload())
     try:
         desk.run(stop)
     except OSError as exc:

@@ -10,6 +10,7 @@ Must not: write anything.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -72,6 +73,12 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
     data["database"] = database_facts(settings)  # `initialised: false` with a note on a fresh folder
     data["held"] = data["database"].pop("held", {})
+    from maildesk.commands.ops import intake_state
+
+    usage = shutil.disk_usage(settings.spool_path)
+    facts = {"disk_free": usage.free, "disk_total": usage.total}
+    accepting, why = intake_state(data["daemon"], data["database"], facts, settings.smtp.max_message_size)
+    data["intake"] = {"accepting": accepting, "why": why, **facts}
     data["waiting"] = {  # seconds; None: nothing waiting
         "spool_oldest_seconds": spool_oldest_age(spool),
         "outbox_oldest_due_seconds": data["database"].pop("outbox_oldest_due_seconds", None),
@@ -88,7 +95,28 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         for box in daemon.get("imap", []):
             table.add_row(f"imap {box.get('name')}", json.dumps(box, default=str)[:300])
         table.add_row("worker", json.dumps(daemon.get("worker"), default=str)[:300])
-    table.add_row("database", json.dumps(data["database"], default=str)[:300])
+    table.add_row("intake", why)
+    database = data["database"]
+    if database.get("reachable") and not database.get("initialised"):
+        table.add_row("database", f"{database.get('backend')}: {database.get('note')}")
+    elif not database.get("reachable"):
+        table.add_row("database", f"unreachable: {database.get('error')}")
+    else:
+        table.add_row("database", json.dumps(database, default=str)[:300])
+    if daemon:
+        reload = daemon.get("reload") or {}
+        rules = daemon.get("rules") or {}
+        for line in rules.get("errors") or []:
+            table.add_row("rules error (previous rules in force)", line)
+        for line in reload.get("config_errors") or []:
+            table.add_row("config error (running settings stay)", line)
+        for line in reload.get("template_problems") or []:
+            table.add_row("template problem (built-in used)", line)
+        if reload.get("restart_needed"):
+            table.add_row("config edited", "restart to apply: " + ", ".join(reload["restart_needed"]))
+        metrics = daemon.get("metrics") or {}
+        if metrics.get("listen"):
+            table.add_row("metrics", metrics.get("error") or f"http://{metrics.get('listening')}/metrics")
     table.add_row("waiting", ", ".join(f"{k} {'-' if v is None else v}" for k, v in data["waiting"].items()))
     for window, kinds in data.get("held", {}).items():
         table.add_row(

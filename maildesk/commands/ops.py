@@ -174,11 +174,56 @@ class Verdict:
         return "; ".join(self.reasons)
 
 
+TEMPFAIL_RECENT = 600.0  # seconds: a 451 this recent is still news for `status` and `health`
+
+
+def intake_state(
+    daemon: dict[str, Any] | None,
+    database: dict[str, Any],
+    spool: dict[str, Any],
+    max_message_size: int,
+    now: float | None = None,
+) -> tuple[bool, str]:
+    """(accepting, why) — whether intake takes mail now and, in words, why it answers 451
+    (SMTP) / exits 75 (`inject`) when it does not. Plain data in, no I/O.
+
+    451 comes from the spool, never from the database: with the database unreachable, mail
+    is still accepted into the spool and waits there (said so here)."""
+    import time
+
+    now = time.time() if now is None else now
+    free = spool.get("disk_free")
+    if free is not None and max_message_size > 0 and free < max_message_size:
+        return False, (
+            f"answers 451: the spool file system has {free // 1024} KiB free, less than one message of the size "
+            f"limit ({max_message_size // 1024} KiB, smtp.max_message_size); free space or move desk.data_dir"
+        )
+    last = ((daemon or {}).get("intake") or {}).get("last_tempfail")
+    if daemon and daemon.get("running") and last and now - float(last.get("at", 0)) < TEMPFAIL_RECENT:
+        ago = max(0, int(now - float(last["at"])))
+        return False, f"answered 451 {ago} s ago: {last.get('reason')}"
+    if not database.get("reachable"):
+        return True, (
+            "accepting into the spool; the database is unreachable, so mail waits there until it answers "
+            f"({database.get('error', 'no answer')})"
+        )
+    if daemon is None or not daemon.get("running"):
+        return True, "no daemon: `maildesk inject` still spools; SMTP is not listening"
+    return True, "accepting"
+
+
 def judge(
-    daemon: dict[str, Any] | None, database: dict[str, Any], spool: dict[str, Any], min_free_percent: float
+    daemon: dict[str, Any] | None,
+    database: dict[str, Any],
+    spool: dict[str, Any],
+    min_free_percent: float,
+    max_message_size: int = 0,
 ) -> Verdict:
     """The health verdict from the facts (plain data; no I/O)."""
     v = Verdict()
+    accepting, why = intake_state(daemon, database, spool, max_message_size)
+    if not accepting:
+        v.add(DOWN if why.startswith("answers 451") else DEGRADED, f"intake {why}")
     if not database.get("reachable"):
         v.add(DOWN, f"database unreachable ({database.get('error', 'no answer')})")
     if daemon is None:
@@ -192,6 +237,18 @@ def judge(
         rule_errors = (daemon.get("rules") or {}).get("errors") or []
         if rule_errors:
             v.add(DEGRADED, f"rules file has errors, the previous rules stay in force ({rule_errors[0]})")
+        reload = daemon.get("reload") or {}
+        if reload.get("config_errors"):
+            v.add(DEGRADED, f"config file has errors, the running settings stay ({reload['config_errors'][0]})")
+        if reload.get("template_problems"):
+            v.add(
+                DEGRADED,
+                f"{len(reload['template_problems'])} template problem(s), mail falls back to the built-in "
+                f"templates ({reload['template_problems'][0]})",
+            )
+        metrics_error = (daemon.get("metrics") or {}).get("error")
+        if metrics_error:
+            v.add(DEGRADED, f"metrics endpoint not serving: {metrics_error}")
     if database.get("reachable") and not database.get("initialised"):
         v.add(DEGRADED, "database not initialised yet")
     elif database.get("reachable") and database.get("revision") != database.get("head"):
@@ -225,9 +282,12 @@ def health(
 ) -> None:
     """Is the desk well? One line and an exit code: 0 healthy, 1 degraded, 2 down.
 
-    Down: the database is unreachable or the daemon is not running (per status.json).
-    Degraded: failed or quarantined spool entries, a rules file with errors, the daemon
-    cannot use the database, failed outgoing mail, the spool file system nearly full.
+    Down: the database is unreachable, the daemon is not running (per status.json), or the
+    spool file system has less room than one message of the size limit (intake answers 451).
+    Degraded: failed or quarantined spool entries, intake answered 451 in the last ten
+    minutes, a rules, template or config edit with errors, the daemon cannot use the
+    database, failed outgoing mail, the spool file system nearly full, the metrics endpoint
+    cannot listen.
     Example (a systemd or Docker health check): `maildesk health --config /srv/maildesk/maildesk.toml`
     """
     from maildesk.app import read_daemon_status
@@ -236,7 +296,7 @@ def health(
     daemon = read_daemon_status(settings)
     database = database_facts(settings)
     spool = _spool_facts(settings)
-    verdict = judge(daemon, database, spool, min_free_percent)
+    verdict = judge(daemon, database, spool, min_free_percent, settings.smtp.max_message_size)
     if as_json:
         waiting = {
             "spool_oldest_seconds": spool.get("oldest_seconds"),
@@ -306,3 +366,37 @@ db_app = typer.Typer(
 )
 db_app.command("upgrade")(db_upgrade)
 db_app.command("backup")(db_backup)
+
+
+def render_unit(executable: str, config: str, user: str = "maildesk") -> str:
+    """The shipped systemd unit (`maildesk/defaults/maildesk.service`) with paths filled in."""
+    from importlib import resources
+
+    text = resources.files("maildesk").joinpath("defaults", "maildesk.service").read_text(encoding="utf-8")
+    text = text.replace("@MAILDESK@", executable).replace("@CONFIG@", config)
+    return text.replace("User=maildesk", f"User={user}").replace("Group=maildesk", f"Group={user}")
+
+
+def _installed_executable() -> str:
+    import shutil as sh
+    import sys
+
+    beside = Path(sys.executable).parent / "maildesk"  # the virtual environment's own script
+    if beside.is_file():
+        return str(beside)
+    found = sh.which("maildesk")
+    return str(Path(found).resolve()) if found else f"{sys.executable} -m maildesk"
+
+
+def systemd_unit(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="The config file the service runs with (an absolute path).")
+    ] = Path("/etc/maildesk/maildesk.toml"),
+    user: Annotated[str, typer.Option("--user", help="The account the service runs as.")] = "maildesk",
+) -> None:
+    """Print a systemd unit for this installation (Type=notify, watchdog, reload, hardening).
+
+    ExecStart is this installation's `maildesk`. Example:
+    `maildesk systemd-unit --config /etc/maildesk/maildesk.toml > /etc/systemd/system/maildesk.service`
+    """
+    print(render_unit(_installed_executable(), str(config.absolute()), user), end="")

@@ -158,6 +158,7 @@ class MailboxPoller:
         self._folders: dict[str, _FolderState] = {}
         self._connected = False
         self._last_error = ""
+        self._errors = 0  # connection and folder errors since the start (the metrics endpoint)
         self._last_success: float | None = None
         self._moved_folder_ready = False  # move_to exists (checked once per connection)
         self._load_state()
@@ -276,6 +277,7 @@ class MailboxPoller:
         with self._lock:
             self._connected = False
             self._last_error = error
+            self._errors += 1
 
     # Polling ---------------------------------------------------------------------------
     def run_once(self) -> PollReport:
@@ -322,6 +324,7 @@ class MailboxPoller:
             raise ImapUnavailable(message) from exc
         with self._lock:
             self._last_error = "; ".join(errors)
+            self._errors += len(errors)
             if not errors:
                 self._last_success = self.wall_clock()
         return PollReport(counts[0], counts[1], counts[2], tuple(errors))
@@ -571,6 +574,7 @@ class MailboxPoller:
                 "host": self.settings.host,
                 "connected": self._connected,
                 "last_error": self._last_error,
+                "errors": self._errors,
                 "last_success": self._last_success,
                 "folders": {
                     name: {

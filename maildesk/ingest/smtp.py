@@ -14,9 +14,11 @@ largest accepted message.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -128,6 +130,20 @@ def _settle_all(settled: list[tuple[asyncio.Future[str], Any]]) -> None:
             future.set_result(result)
 
 
+def tempfail_reason(exc: BaseException) -> str:
+    """Why intake answered 451, in words for `status` (never sent to the client)."""
+    seen: BaseException | None = exc
+    while seen is not None:  # the spool wraps OS errors: look through the chain
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "the spool file system is full (no space left to store mail)"
+        if isinstance(seen, OSError) and seen.errno == errno.EROFS:
+            return "the spool file system is read-only"
+        if isinstance(seen, OSError) and seen.errno in (errno.EACCES, errno.EPERM):
+            return f"no permission to write the spool ({seen})"
+        seen = seen.__cause__ or seen.__context__
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+
+
 class SpoolHandler:
     """aiosmtpd handler: recipient policy and durable acceptance."""
 
@@ -145,6 +161,7 @@ class SpoolHandler:
         self.accepted = 0
         self.refused = 0
         self.tempfailed = 0
+        self.last_tempfail: dict[str, Any] | None = None  # {"at": epoch, "reason": why the last 451}
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd hook name
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -169,8 +186,9 @@ class SpoolHandler:
         }
         try:
             entry_id = await self.writer.put(bytes(content or b""), meta)
-        except Exception:  # noqa: BLE001 - any failure of ours is temporary for the client
+        except Exception as exc:  # noqa: BLE001 - any failure of ours is temporary for the client
             self.tempfailed += 1
+            self.last_tempfail = {"at": time.time(), "reason": tempfail_reason(exc)}
             log.exception("could not spool a message from %s", meta["peer"])
             return TEMPFAIL
         self.accepted += 1
@@ -178,6 +196,7 @@ class SpoolHandler:
 
     async def handle_exception(self, error: Exception) -> str:
         self.tempfailed += 1
+        self.last_tempfail = {"at": time.time(), "reason": tempfail_reason(error)}
         log.error("SMTP session error: %s: %s", type(error).__name__, error)
         return TEMPFAIL
 

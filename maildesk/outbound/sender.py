@@ -37,6 +37,7 @@ from pathlib import Path
 
 from maildesk.clock import utcnow
 from maildesk.config import Settings
+from maildesk.logctx import about, about_values
 from maildesk.outbound import relay
 from maildesk.outbound.context import BounceInput
 from maildesk.outbound.mailer import COMPOSE_ERRORS, Mailer, Recipient, SendRequest, compose_failed
@@ -280,12 +281,13 @@ class OutboxSender:
             item = self._claim()
             if item is None:
                 break
-            try:
-                result = self._deliver(item.raw, item.sender, item.recipients)
-            except Exception as exc:  # noqa: BLE001 - a delivery bug must not leave the row in sending
-                log.exception("delivery of outbox row %s raised", item.id)
-                result = relay.DeliveryResult(False, False, 0, f"delivery raised {type(exc).__name__}: {exc}")
-            self._finish(item, result, counts)
+            with about(about_values(ticket=item.ticket_number, message_id=item.message_id)):
+                try:
+                    result = self._deliver(item.raw, item.sender, item.recipients)
+                except Exception as exc:  # noqa: BLE001 - a delivery bug must not leave the row in sending
+                    log.exception("delivery of outbox row %s raised", item.id)
+                    result = relay.DeliveryResult(False, False, 0, f"delivery raised {type(exc).__name__}: {exc}")
+                self._finish(item, result, counts)
         self.totals.sent += counts.sent
         self.totals.deferred += counts.deferred
         self.totals.failed += counts.failed

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from maildesk.clock import utcnow
+from maildesk.logctx import about, about_values
 from maildesk.pipeline.context import MessageContext, Needs, PipelineDeps, Stage, needs_of
 from maildesk.pipeline.prepare import (
     Outcome,
@@ -104,6 +105,25 @@ class WorkerStats:
     db_unavailable_since: float | None = None
     last_error: str = ""
     outcomes: dict[str, int] = field(default_factory=dict)
+    # For the metrics endpoint (`maildesk.observe.metrics`); counted in this process.
+    received: dict[str, int] = field(default_factory=dict)  # per source: smtp | imap | inject | import
+    errors: dict[str, int] = field(default_factory=dict)  # per stage (prepare, a stage name, commit, database)
+    latency_observer: Callable[[float], None] | None = None  # seconds from spooled to committed
+
+    def count_received(self, meta: dict[str, Any]) -> None:
+        """One spool entry taken to its end (committed, failed or quarantined), by the source
+        that spooled it (`smtp`, `imap`, `inject`, `import`; `imap:box/INBOX` counts as imap)."""
+        source = str((meta or {}).get("source") or "unknown").split(":", 1)[0]
+        self.received[source] = self.received.get(source, 0) + 1
+
+    def count_error(self, stage: str) -> None:
+        self.errors[stage] = self.errors.get(stage, 0) + 1
+
+    def observe_latency(self, entry: SpoolEntry, committed: float) -> None:
+        if self.latency_observer is None:
+            return
+        if entry.received_ns:
+            self.latency_observer(max(0.0, committed - entry.received_ns / 1e9))
 
     def figures(self) -> dict[str, Any]:
         """The counts operators see (`maildesk process`, `maildesk status`)."""
@@ -117,6 +137,12 @@ class WorkerStats:
             "database_unavailable_since": self.db_unavailable_since,
             "last_error": self.last_error,
         }
+
+
+def log_about(ctx: MessageContext) -> Callable[[], dict[str, Any]]:
+    """The log context of a message: read when a line is logged, so the ticket number
+    appears as soon as a stage has found or made the ticket."""
+    return lambda: {"entry": ctx.entry_id, "message_id": ctx.msg.message_id, "ticket": ctx.ticket_number}
 
 
 class Worker:
@@ -241,15 +267,20 @@ class Worker:
         for entry, outcome in batch:
             if isinstance(outcome, PrepareFailed):
                 self.stats.failed += 1
+                self.stats.count_error("prepare")
+                self.stats.count_received(outcome.meta)
                 self.stats.last_error = f"prepare: {outcome.error}"
-                log.error("could not prepare %s: %s", entry.id, outcome.error)
+                with about(about_values(entry=entry.id)):
+                    log.error("could not prepare %s: %s", entry.id, outcome.error)
                 if entry.path.exists():
                     self.spool.fail(entry, "prepare", outcome.error, outcome.traceback)
                 continue
             if isinstance(outcome, Unparseable):
                 self.spool.quarantine(entry, outcome.reason)
                 self.stats.quarantined += 1
-                log.warning("quarantined %s: %s", entry.id, outcome.reason)
+                self.stats.count_received(outcome.meta)
+                with about(about_values(entry=entry.id)):
+                    log.warning("quarantined %s: %s", entry.id, outcome.reason)
                 continue
             parsed.append((entry, outcome))
         if not parsed:
@@ -265,10 +296,13 @@ class Worker:
             for entry, _pre in parsed:
                 self.spool.release(entry)
             if is_unavailable(exc):
+                if self.stats.db_unavailable_since is None:
+                    self.stats.count_error("database")
                 self.stats.db_unavailable_since = self.stats.db_unavailable_since or time.time()
                 self.stats.last_error = f"database unavailable: {str(exc).splitlines()[0][:300]}"
                 log.error("database unavailable, messages kept in spool: %s", self.stats.last_error)
                 return False
+            self.stats.count_error("commit")
             log.exception("batch commit failed; entries released for another try")
             self.stats.last_error = f"commit: {type(exc).__name__}: {exc}"
             self.batch_size = 1  # isolate the culprit on the next round
@@ -277,10 +311,16 @@ class Worker:
         for entry, ctx, error, tb in failed:
             self.spool.fail(entry, ctx.stage, error, tb)
             self.stats.failed += 1
+            self.stats.count_error(ctx.stage)
+            self.stats.count_received(ctx.meta)
             self.stats.last_error = f"{ctx.stage}: {error}"
-            log.error("stage %s failed for %s: %s", ctx.stage, entry.id, error)
+            with about(log_about(ctx)):
+                log.error("stage %s failed for %s: %s", ctx.stage, entry.id, error)
         self._finisher.finish([entry for entry, _ctx in done])
-        for _entry, ctx in done:
+        committed = time.time()
+        for entry, ctx in done:
+            self.stats.count_received(ctx.meta)
+            self.stats.observe_latency(entry, committed)
             self._count(ctx)
         self.stats.db_unavailable_since = None
         self.batch_size = self.max_batch
@@ -298,11 +338,12 @@ class Worker:
             for entry, pre in parsed:
                 ctx = MessageContext(entry_id=entry.id, meta=pre.meta, msg=pre.msg, now=self.clock(), pre=pre)
                 try:
-                    if savepoints:
-                        with session.begin_nested():
+                    with about(log_about(ctx)):
+                        if savepoints:
+                            with session.begin_nested():
+                                self._stages_for(ctx, session)
+                        else:
                             self._stages_for(ctx, session)
-                    else:
-                        self._stages_for(ctx, session)
                 except Exception as exc:  # noqa: BLE001 - the daemon never stops for one message
                     if is_unavailable(exc):
                         raise
@@ -319,6 +360,8 @@ class Worker:
             stage(ctx, session, self.deps)
 
     def _count(self, ctx: MessageContext) -> None:
+        with about(log_about(ctx)):
+            log.info("message %s", ctx.outcome or "stored")
         self.stats.processed += 1
         self.stats.outcomes[ctx.outcome or "done"] = self.stats.outcomes.get(ctx.outcome or "done", 0) + 1
         if ctx.duplicate:
@@ -331,7 +374,8 @@ class Worker:
             try:
                 self.after_commit(ctx)
             except Exception:  # noqa: BLE001
-                log.exception("after-commit hook failed for %s", ctx.entry_id)
+                with about(log_about(ctx)):
+                    log.exception("after-commit hook failed for %s", ctx.entry_id)
 
     def drain(self) -> WorkerStats:
         """Process everything spooled now; return when the spool is empty or the DB is down."""

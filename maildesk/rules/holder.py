@@ -10,6 +10,7 @@ Must not: log, print, or decide what to do with the errors (the caller reports t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +30,7 @@ class RulesHolder:
         self.ruleset = RuleSet()
         self.errors: list[str] = []  # from the last attempt; empty when it succeeded
         self._stamp: tuple[int, int, int] | None = None  # (mtime_ns, size, inode) of the loaded file
+        self._lock = threading.RLock()  # the worker and the daemon's file watcher may both reload
 
     def _stat(self, path: Path) -> tuple[int, int, int] | None:
         try:
@@ -39,25 +41,27 @@ class RulesHolder:
 
     def reload(self, path: str | Path | None = None) -> list[str]:
         """Load `path` (or the known path); keep the old rules on failure and return the errors."""
-        if path is not None:
-            self.path = Path(path)
-        if self.path is None:
-            return ["no rules file configured"]
-        stamp = self._stat(self.path)
-        try:
-            ruleset = self._load(self.path)
-        except RulesError as exc:
-            self.errors = exc.messages
-            self._stamp = stamp  # do not retry the same broken file on every message
-            return list(self.errors)
-        self.ruleset, self.errors, self._stamp = ruleset, [], stamp
-        return []
+        with self._lock:
+            if path is not None:
+                self.path = Path(path)
+            if self.path is None:
+                return ["no rules file configured"]
+            stamp = self._stat(self.path)
+            try:
+                ruleset = self._load(self.path)
+            except RulesError as exc:
+                self.errors = exc.messages
+                self._stamp = stamp  # do not retry the same broken file on every message
+                return list(self.errors)
+            self.ruleset, self.errors, self._stamp = ruleset, [], stamp
+            return []
 
     def changed(self) -> bool:
         return self.path is not None and self._stat(self.path) != self._stamp
 
     def reload_if_changed(self) -> list[str] | None:
         """None when the file is unchanged since the last attempt; else the reload's errors."""
-        if not self.changed():
-            return None
-        return self.reload()
+        with self._lock:
+            if not self.changed():
+                return None
+            return self.reload()

@@ -480,10 +480,12 @@ class Spool:
         entry.path.with_suffix(".json").unlink(missing_ok=True)
         return self._park(entry, "discarded", {**info, "discarded": reason})
 
-    def depths(self) -> dict[str, int]:
-        """Entries per state folder, after draining the journal; "journal" counts records
-        still waiting there (0 unless the drain failed or mail arrived meanwhile)."""
-        self._drain_quietly()
+    def depths(self, *, drain: bool = True) -> dict[str, int]:
+        """Entries per state folder, after draining the journal (unless `drain` is false: the
+        metrics endpoint only looks); "journal" counts records still waiting there (0 unless
+        the drain failed or mail arrived meanwhile)."""
+        if drain:
+            self._drain_quietly()
         counts = {
             state: sum(1 for n in os.listdir(self.root / state) if n.endswith(".msg"))
             for state in ("incoming", "active", "failed", "quarantine", "discarded")

@@ -236,6 +236,8 @@ class JournalWriter:
             payloads.append((prefix, raw))
         done, error = self.append_payloads(payloads)
         failure = SpoolError(f"cannot write to the intake journal: {error.strerror or error}") if error else None
+        if failure is not None:
+            failure.__cause__ = error  # `status` tells a full disk from other failures by its errno
         return [entry_id if i < done or failure is None else failure for i, entry_id in enumerate(ids)]
 
     def append_payloads(self, payloads: Sequence[Sequence[bytes | memoryview]]) -> tuple[int, OSError | None]:

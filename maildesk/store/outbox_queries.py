@@ -293,3 +293,17 @@ def suppress(session: Session, address: str, reason: str, ticket_number: int | N
         row.reason, row.until, row.ticket_number = reason, None, ticket_number
     session.flush()
     return row
+
+
+UNSENT_STATES = ("queued", "sending", "failed", "held")
+
+
+def unsent_counts(session: Session) -> dict[str, int]:
+    """Outbox rows per state that is not `sent` (the metrics endpoint; reads the state index,
+    never the sent rows)."""
+    rows = session.execute(
+        select(OutboxItem.state, func.count()).where(OutboxItem.state.in_(UNSENT_STATES)).group_by(OutboxItem.state)
+    ).all()
+    found = {state: 0 for state in UNSENT_STATES}
+    found.update({state: int(n) for state, n in rows})
+    return found

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -163,6 +164,16 @@ def test_db_backup_sqlite_is_a_consistent_copy(tmp_path: Path) -> None:
     assert again.exit_code == 1 and "--force" in again.output
     forced = runner.invoke(app, ["db", "backup", str(target), "--force", "--config", str(cfg)])
     assert forced.exit_code == 0, forced.output
+    # restore as the README says: with the daemon stopped, the copy replaces maildesk.db (and
+    # SQLite's -wal/-shm files go); a mail processed after the backup is gone again
+    assert run("inject", "-", "--config", str(cfg), input=eml(message_id="<after@x.example>")).returncode == 0
+    assert run("process", "--config", str(cfg)).returncode == 0
+    live = tmp_path / "data" / "maildesk.db"
+    for extra in (live.with_name("maildesk.db-wal"), live.with_name("maildesk.db-shm")):
+        extra.unlink(missing_ok=True)
+    shutil.copy2(target, live)
+    listed = run("tickets", "list", "--json", "--config", str(cfg))
+    assert listed.returncode == 0 and len(json.loads(listed.stdout)) == 3, listed
 
 
 def test_db_backup_postgresql_runs_pg_dump(tmp_path: Path, pg_databases: PgDatabases) -> None:
@@ -174,6 +185,14 @@ def test_db_backup_postgresql_runs_pg_dump(tmp_path: Path, pg_databases: PgDatab
     assert result.returncode == 0, result.stderr
     listing = subprocess.run(["pg_restore", "--list", str(target)], capture_output=True, text=True, check=True)
     assert "TABLE DATA public tickets" in listing.stdout
+    # restore as the README says: pg_restore into an empty database, then point maildesk at it
+    restored = empty_pg_database(pg_databases, "restored")
+    libpq = restored.replace("postgresql+psycopg://", "postgresql://")
+    subprocess.run(["pg_restore", "--no-owner", "--dbname", libpq, str(target)], check=True, capture_output=True)
+    other = tmp_path / "restored"
+    other.mkdir()
+    listed = run("tickets", "list", "--json", "--config", str(write_config(other, restored)))
+    assert listed.returncode == 0 and len(json.loads(listed.stdout)) == 1, listed
     # without pg_dump on PATH: a clear error, no traceback, no file
     no_tools = tmp_path / "empty-bin"
     no_tools.mkdir()
@@ -310,3 +329,21 @@ def test_health_min_free_percent_option(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert result.exit_code == 2 and report["status"] == "down"
     assert any(r.startswith("degraded: spool file system nearly full") for r in report["reasons"])
+
+
+def test_intake_state_explains_each_reason_for_451_and_the_database() -> None:
+    from maildesk.commands.ops import TEMPFAIL_RECENT, intake_state
+
+    running = {"running": True, "intake": {"last_tempfail": None}}
+    up = {"reachable": True, "initialised": True}
+    assert intake_state(running, up, {"disk_free": 10**9}, 26_214_400) == (True, "accepting")
+    accepting, why = intake_state(running, up, {"disk_free": 1_000_000}, 26_214_400)
+    assert not accepting and why.startswith("answers 451: the spool file system has 976 KiB free")
+    assert "smtp.max_message_size" in why
+    old = {"running": True, "intake": {"last_tempfail": {"at": 1000.0, "reason": "x"}}}
+    assert intake_state(old, up, {"disk_free": 10**9}, 1, now=1000.0 + TEMPFAIL_RECENT + 1)[0]  # old news
+    accepting, why = intake_state(running, {"reachable": False, "error": "connection refused"}, {}, 1)
+    assert accepting and why.startswith("accepting into the spool; the database is unreachable")
+    assert why.endswith("(connection refused)")
+    verdict = judge(running, up, {"disk_free": 1_000_000, "disk_total": 10**9, "depths": {}}, 0.0, 26_214_400)
+    assert verdict.code == DOWN and verdict.line().startswith("down: intake answers 451: the spool file system")

@@ -425,6 +425,7 @@ def test_run_forever_backs_off_exponentially_while_the_server_is_down(
     assert all(0.75 * 300 <= waits[a] <= 300 for a in range(10, poller.backoff.failures))  # capped at 5 min
     assert 12 <= poller.backoff.failures <= 15
     assert "cannot connect" in poller.status()["last_error"]
+    assert poller.status()["errors"] == poller.backoff.failures  # each failed connection counted (metrics)
 
 
 def test_backoff_doubles_with_jitter_and_caps_at_five_minutes() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import smtplib
 import ssl
 import subprocess
@@ -172,3 +173,19 @@ def test_starttls_with_configured_certificate(tmp_path: Path, smtp_settings: Set
         assert spool.depths()["incoming"] == 1
     finally:
         server.stop()
+
+
+def test_a_full_spool_disk_answers_451_and_says_why(intake: SmtpIntake, monkeypatch: pytest.MonkeyPatch) -> None:
+    from maildesk.commands.ops import intake_state
+
+    def full(*_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(intake.handler.writer.journal, "_write", full)
+    code, msg = send_data(intake, eml())
+    assert code == 451 and b"space" not in msg  # the client learns nothing of ours
+    last = intake.handler.last_tempfail
+    assert last is not None and last["reason"] == "the spool file system is full (no space left to store mail)"
+    daemon = {"running": True, "intake": {"last_tempfail": last}}
+    accepting, why = intake_state(daemon, {"reachable": True}, {"disk_free": 10**9}, 100_000)
+    assert not accepting and why.startswith("answered 451 ") and why.endswith(last["reason"])

@@ -55,7 +55,8 @@ def wait_port(host: str, port: int, timeout: float = 20.0) -> None:
 class Daemon:
     """One `maildesk run` subprocess; restartable."""
 
-    def __init__(self, config: Path, port: int, log: Path) -> None:
+    def __init__(self, config: Path, port: int, log: Path, env: dict[str, str] | None = None) -> None:
+        self.env = dict(env or {})
         self.config = config
         self.port = port
         self.log = log
@@ -63,7 +64,7 @@ class Daemon:
         self.starts = 0
 
     def start(self) -> None:
-        env = {**os.environ, "MAILDESK_TEST_SECRET": "crash-secret"}
+        env = {**os.environ, "MAILDESK_TEST_SECRET": "crash-secret", **self.env}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "maildesk", "run", "--config", str(self.config)],
