@@ -282,9 +282,7 @@ def replay(
                 old, label = evaluate(baseline, inp), "current rules"
             elif routed is not None:
                 old, label = (
-                    decision_from_json(
-                        {**routed.get("decision", {}), "matched": routed.get("matched", [])}, inp.event
-                    ),
+                    decision_from_json({**routed.get("decision", {}), "matched": routed.get("matched", [])}, inp.event),
                     "recorded",
                 )
             else:
