@@ -138,8 +138,8 @@ def test_cmd(
         console.print(Text(f"  ask: {', '.join(result.decision.ask_missing)} with {ask.template} (again: {ask.again})"))
     mails = result.decision.mails
     console.print(Text(f"Automatic mail to the customer: {len(mails) or 'none'}"))
-    for mail in mails:
-        console.print(Text(f"  {mail.template} ({mail.kind}): {clean(mail.why)}"))
+    for auto in mails:
+        console.print(Text(f"  {auto.template} ({auto.kind}): {clean(auto.why)}"))
 
 
 @rules_app.command("replay")
