@@ -181,6 +181,8 @@ def test_full_context_key_set_is_pinned() -> None:
             "resolution_due_at",
             "reopen_days",
             "fields",
+            "asked",
+            "merged_into",
         ],
         "agent": [*person, "signature"],
         "message": ["text", "excerpt", "sender_name", "sender_email", "received", "attachment_names"],
@@ -196,6 +198,8 @@ def test_full_context_key_set_is_pinned() -> None:
     assert list(ctx["notice"]["history"][0]) == ["number", "tag", "subject", "status", "created", "ended"]
     assert ctx["notice"]["attachments"] == [{"name": "photo.jpg", "size": "229 KB"}]
     assert list(ctx["ticket"]["fields"][0]) == ["label", "value"]
+    assert ctx["ticket"]["asked"] == [{"name": "order_number", "label": "order number"}]
+    assert ctx["ticket"]["merged_into"] == {"number": 41, "tag": "[#41]", "subject": "Printer smoking"}
     assert ctx["survey"]["scores"][0] == {"score": 5, "reply": "RATING 5"}
 
 
