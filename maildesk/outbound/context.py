@@ -73,7 +73,7 @@ class TicketInput:
     resolution_due: datetime | None = None
     assignee_name: str = ""
     fields: tuple[tuple[str, str], ...] = ()  # extra routed fields shown to agents (label, value)
-    asked: tuple[str, ...] = ()  # fields a rule's `ask:` is still waiting for (names)
+    asked: tuple[str, ...] = ()  # fields a rule's `ask:` asked for and did not get yet (names)
     merged_into: TicketRef | None = None  # the ticket this one was merged into
 
 

@@ -133,9 +133,10 @@ class SendRequest:
 
 
 def _asked(ticket: Ticket) -> tuple[str, ...]:
-    """The fields a rule's `ask:` still waits for (tickets.ask, migration 0012)."""
+    """The fields a rule's `ask:` asked for and did not get (tickets.ask, migration 0012):
+    while waiting, and after the hand-off to an agent."""
     ask = ticket.ask or {}
-    if ask.get("state") != "waiting":
+    if ask.get("state") not in ("waiting", "handed-off"):
         return ()
     return tuple(str(n) for n in ask.get("missing") or ())
 
