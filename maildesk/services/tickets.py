@@ -4,7 +4,8 @@ stage), merge and agent replies alike.
 
 Each kind of change has one function taking the Ticket row (`change_status`,
 `change_tier`, `escalate_ticket`, `change_priority`, `change_assignee`, `change_queue`,
-`retag`, `attach_note`). It makes the change and its bookkeeping (a status sets or clears
+`retag`, `attach_note`; `set_fields` and `set_ask` — fields and a rule's `ask:` state —
+have no consequences). It makes the change and its bookkeeping (a status sets or clears
 `resolved_at`/`closed_at`), records its event (`event=None`: the caller records one summary
 event instead, as the route stage's `routed` does) and then calls `_consequences` with a
 `TicketChange`. `_consequences` is THE seam for what follows a change: the SLA clocks

@@ -12,7 +12,15 @@ agent token bound to the recipient and the ticket, `services.notify.agent_reply_
 is never taken as the customer's words), and the audit trail: one
 `rule` event per matched rule and one `routed` event with the decision, what changed and the
 input facts (so `maildesk rules replay` can re-decide the mail exactly as it was seen).
-`ctx.decision` is set so the respond stage sends the replies the rules named.
+`ctx.decision` is set so the respond stage sends the automatic mail the rules chose
+(`Decision.mails`).
+
+Also owns guided information collection (a rule's `ask:`): `start_ask` keeps what was asked
+on the ticket (`tickets.ask`, tag `awaiting-info`, event `ask-sent`); `guided_reply` reads a
+customer's reply on such a ticket before the rules run — found fields are stored
+(`field-captured`), missing ones are asked for once more (`ask-again`, the `again`
+template as the one mail answering the reply), then the ticket is handed to an agent
+(`ask-handoff`: tags and an assignment, through `services.tickets`).
 
 Also owns `make_rules_holder` (the rules file loaded with the desk's known queues, agents,
 groups and templates) so the daemon, `rules check` and `rules test` judge a file alike.
