@@ -13,7 +13,7 @@ import pytest
 
 from maildesk.services import tickets as ops
 from maildesk.services import views
-from maildesk.store.models import Ticket
+from maildesk.store.models import Suppression, Ticket
 from tests.support.mailgen import eml
 from tests.support.routing_kit import Desk, team_settings
 
@@ -177,7 +177,16 @@ def test_merge_shows_the_conversation_and_tells_the_customer(desk: Desk) -> None
     raw = notice[0].raw.decode()
     assert f"In-Reply-To: {first.message_id}" in raw or f"In-Reply-To: <{first.message_id}>" in raw
     assert f"[#{target}]" in raw and "Auto-Submitted: auto-replied" in raw
-    # merging again sends no second notice; the operator's view still holds
+    # merging again is refused (no second notice)
     with d.app.store.session() as s:
         with pytest.raises(ops.OperationError):
             ops.merge(s, target, source, "ann@example.com", d.now, d.app.deps)
+    # the notice is automatic mail: a suppressed address does not get it (the limits hold it)
+    third = d.say(eml(subject="More smoke", body="Smoke again.\n", sender="Cy <cy@third.example>")).ticket_number
+    assert third is not None
+    with d.app.store.session() as s:
+        s.add(Suppression(address="cy@third.example", reason="bounced", created_at=d.now))
+    with d.app.store.session() as s:
+        held = ops.merge(s, target, third, "ann@example.com", d.now, d.app.deps)
+    assert held.detail["notice"] == "held"
+    assert d.events(third, "automatic-mail-held")
