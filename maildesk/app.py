@@ -670,12 +670,40 @@ def spool_oldest_age(spool: Spool, now: float | None = None) -> float | None:
     return round(max(0.0, now - oldest / 1e9), 3)
 
 
-def describers() -> list[Any]:
-    """What `maildesk parse --json` adds to the parsed message: each stage's verdicts."""
+def describers(store: Store | None = None, no_history: str = "no database given") -> list[Any]:
+    """What `maildesk parse --json` adds to the parsed message: each stage's verdicts
+    (threading looked up in `store`, read only, when given)."""
     from maildesk.pipeline.stages.screen import describe_screen
     from maildesk.pipeline.stages.thread import describe_threading
 
-    return [describe_screen, describe_threading]
+    def threading(msg: Any, settings: Settings) -> dict[str, Any]:
+        return describe_threading(msg, settings, store, no_history)
+
+    threading.__name__ = "describe_threading"
+    return [describe_screen, threading]
+
+
+def history_store(settings: Settings) -> tuple[Store | None, str]:
+    """A Store to look threading up in for `maildesk parse`, or (None, why not). Never
+    creates a database: a SQLite file that does not exist, a database never migrated or one
+    that cannot be reached give None."""
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
+        if not path or path == ":memory:" or not Path(path).exists():
+            return None, "no database yet"
+    try:
+        store = Store(url)
+    except Exception as exc:  # noqa: BLE001 - a missing driver or a bad URL: parse without history
+        return None, f"database not usable: {str(exc).splitlines()[0][:200]}"
+    try:
+        if store.revision() is None:
+            store.dispose()
+            return None, "database not initialised"
+    except Exception as exc:  # noqa: BLE001
+        store.dispose()
+        return None, f"database not reachable: {str(exc).splitlines()[0][:200]}"
+    return store, ""
 
 
 def read_daemon_status(settings: Settings) -> dict[str, Any] | None:

@@ -258,6 +258,12 @@ def ticket_show(number: NumberArg, as_json: JsonOpt = False, config: ConfigOpt =
     ]
     if view["fields"]:
         rows.append(("fields", json.dumps(view["fields"], ensure_ascii=False)))
+    asked = view.get("asked") or {}
+    if asked:
+        missing = ", ".join(asked.get("missing") or []) or "-"
+        rows.append(
+            ("asked", f"{', '.join((asked.get('fields') or {}).keys())}: {asked.get('state')} (missing: {missing})")
+        )
     if view["merged_into"]:
         rows.append(("merged into", f"#{view['merged_into']}"))
     if view["merged_from"]:
@@ -288,6 +294,8 @@ def ticket_show(number: NumberArg, as_json: JsonOpt = False, config: ConfigOpt =
         label = "INTERNAL NOTE" if m["internal"] else ("from customer" if m["direction"] == "in" else m["kind"])
         if m["direction"] == "in" and str(m["kind"]).startswith("agent"):
             label = f"agent mail ({m['kind']}{', internal' if m['internal'] else ''})"
+        if m.get("from_ticket"):
+            label += f", from #{m['from_ticket']}"
         style = "bold yellow" if m["internal"] else ("bold cyan" if m["direction"] == "in" else "bold green")
         console.print(plain(f"{_when(m['at'])}  {who}  [{label}]", style))
         if m.get("agent_mail"):
@@ -306,7 +314,8 @@ def ticket_show(number: NumberArg, as_json: JsonOpt = False, config: ConfigOpt =
     for col in ("when", "event", "details"):
         events.add_column(col, overflow="fold")
     for e in view["events"]:
-        events.add_row(_when(e["at"]), e["type"], plain(json.dumps(e["data"], ensure_ascii=False, default=str)[:400]))
+        kind = e["type"] + (f" (#{e['from_ticket']})" if e.get("from_ticket") else "")
+        events.add_row(_when(e["at"]), kind, plain(json.dumps(e["data"], ensure_ascii=False, default=str)[:400]))
     console.print(events)
 
 
@@ -482,10 +491,12 @@ def ticket_merge(
 ) -> None:
     """Merge ticket SOURCE into TARGET; later mail for SOURCE lands on TARGET.
 
+    TARGET then shows SOURCE's conversation and history, and the customer of SOURCE gets the
+    `merged` notice (automatic mail, threaded to their conversation).
     Example: `maildesk ticket merge 42 57` (57 is closed and points at 42)
     """
     with open_desk(config) as desk:
-        _report(_write(desk, ops.merge, target, source, _by(by), desk.clock()), as_json)
+        _report(_write(desk, ops.merge, target, source, _by(by), desk.clock(), desk.deps), as_json)
 
 
 def search_cmd(

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from maildesk.commands.common import ConfigOpt, JsonOpt, console, err, load_settings_or_exit, open_app
 
@@ -30,29 +31,45 @@ def parse(
     One JSON object per line with `--json`, each with its `file`; a file that cannot be
     parsed gives an object with an `error`. Example: `maildesk parse --json mail/*.eml`
     """
-    from maildesk.app import describers
-    from maildesk.services.describe import describe_file
+    from maildesk.app import describers, history_store
 
     settings = load_settings_or_exit(config)
-    extra = describers()
-    for file in files:
-        data = describe_file(file, settings, extra)
-        if as_json:
-            print(json.dumps(data, ensure_ascii=False, default=str))
-        elif "error" in data:
-            console.print(f"[red]{file}[/red]: {data['error']}")
-        else:
-            console.rule(str(file))
-            for key in ("message_id", "subject", "from", "to", "cc", "date", "content_type", "defects"):
-                console.print(f"[bold]{key}[/bold]: {data.get(key)}")
-            for att in data.get("attachments", []):
-                console.print(
-                    f"[bold]attachment[/bold]: {att['filename']} ({att['content_type']}, {att['size']} bytes)"
-                )
-            for key in ("screen", "threading"):
-                if key in data:
-                    console.print(f"[bold]{key}[/bold]: {data[key]}")
-            console.print(data.get("visible_text", data.get("text", ""))[:2000], markup=False)
+    store, why = history_store(settings)  # threading evidence is looked up when the desk has a database
+    extra = describers(store, why)
+    try:
+        for file in files:
+            _parse_one(file, settings, extra, as_json)
+    finally:
+        if store is not None:
+            store.dispose()
+
+
+def _field(key: str, value: Any) -> Text:
+    """`key: value` with the value as plain text: mail text is never Rich markup (a subject
+    like `Re: [#1] Printer` would lose its `[#1]`)."""
+    line = Text(f"{key}", style="bold")
+    line.append(f": {value}")
+    return line
+
+
+def _parse_one(file: Path, settings: Any, extra: Any, as_json: bool) -> None:
+    from maildesk.services.describe import describe_file
+
+    data = describe_file(file, settings, extra)
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False, default=str))
+    elif "error" in data:
+        console.print(Text(f"{file}", style="red").append(f": {data['error']}", style=""))
+    else:
+        console.rule(Text(str(file)))
+        for key in ("message_id", "subject", "from", "to", "cc", "date", "content_type", "defects"):
+            console.print(_field(key, data.get(key)))
+        for att in data.get("attachments", []):
+            console.print(_field("attachment", f"{att['filename']} ({att['content_type']}, {att['size']} bytes)"))
+        for key in ("screen", "threading"):
+            if key in data:
+                console.print(_field(key, data[key]))
+        console.print(data.get("visible_text", data.get("text", ""))[:2000], markup=False)
 
 
 def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:

@@ -122,7 +122,7 @@ def test_cmd(
         "assign",
         "tags_add",
         "fields",
-        "replies",
+        "tags_remove",
         "notify",
         "escalate",
         "resolve",
@@ -133,6 +133,13 @@ def test_cmd(
         value = data[key]
         if value not in (None, [], {}, False):
             console.print(Text(f"  {key}: {clean(value)}"))
+    ask = result.decision.ask
+    if ask is not None:
+        console.print(Text(f"  ask: {', '.join(result.decision.ask_missing)} with {ask.template} (again: {ask.again})"))
+    mails = result.decision.mails
+    console.print(Text(f"Automatic mail to the customer: {len(mails) or 'none'}"))
+    for auto in mails:
+        console.print(Text(f"  {auto.template} ({auto.kind}): {clean(auto.why)}"))
 
 
 @rules_app.command("replay")

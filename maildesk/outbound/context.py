@@ -74,6 +74,8 @@ class TicketInput:
     resolution_due: datetime | None = None
     assignee_name: str = ""
     fields: tuple[tuple[str, str], ...] = ()  # extra routed fields shown to agents (label, value)
+    asked: tuple[str, ...] = ()  # fields a rule's `ask:` asked for and did not get yet (names)
+    merged_into: TicketRef | None = None  # the ticket this one was merged into
 
 
 @dataclass(frozen=True)
@@ -403,6 +405,14 @@ def _ticket(ticket: TicketInput, reader: _Reader, tag_format: str, reopen_days: 
         "resolution_due_at": ticket.resolution_due,
         "reopen_days": reopen_days,
         "fields": [{"label": escape_header_text(k), "value": escape_header_text(v)} for k, v in ticket.fields],
+        "asked": [{"name": n, "label": escape_header_text(n.replace("_", " "))} for n in ticket.asked],
+        "merged_into": None
+        if ticket.merged_into is None
+        else {
+            "number": ticket.merged_into.number,
+            "tag": format_tag(tag_format, ticket.merged_into.number),
+            "subject": escape_header_text(strip_prefixes(ticket.merged_into.subject, tag_format)),
+        },
     }
 
 
@@ -588,6 +598,8 @@ def sample_context(locale: str = "en", *, template: str = "", now: datetime | No
             resolution_due=now + timedelta(days=3),
             assignee_name="Jonas Weber",
             fields=(("Product", "LaserJet 5"), ("Contract", "Gold")),
+            asked=("order_number",),
+            merged_into=TicketRef(41, "Printer smoking", "open", now - timedelta(days=1)),
         ),
         agent=agent,
         message=MessageInput(

@@ -134,6 +134,24 @@ class SendRequest:
     survey: SurveyInput | None = None  # resolved (inline survey), survey, survey_low
 
 
+def _asked(ticket: Ticket) -> tuple[str, ...]:
+    """The fields a rule's `ask:` asked for and did not get (tickets.ask, migration 0007):
+    while waiting, and after the hand-off to an agent."""
+    ask = ticket.ask or {}
+    if ask.get("state") not in ("waiting", "handed-off"):
+        return ()
+    return tuple(str(n) for n in ask.get("missing") or ())
+
+
+def _merged_into(session: Session, ticket: Ticket, now: datetime) -> TicketRef | None:
+    if ticket.merged_into is None:
+        return None
+    target = session.get(Ticket, ticket.merged_into)
+    if target is None:
+        return None
+    return TicketRef(target.number, target.subject, target.status, _utc(target.created_at, now))
+
+
 def _utc(value: datetime | None, now: datetime) -> datetime | None:
     if value is None:
         return None
@@ -232,6 +250,8 @@ class Mailer:
             resolution_due=_utc(due.get("resolution"), now),
             assignee_name=(assignee.name or assignee.email) if assignee else (ticket.assignee or ""),
             fields=tuple((str(k), str(v)) for k, v in (ticket.fields or {}).items()),
+            asked=_asked(ticket),
+            merged_into=_merged_into(session, ticket, now),
         )
 
     def context(self, *, now: datetime, sender: str, **inputs: Any) -> dict[str, Any]:

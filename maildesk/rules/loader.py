@@ -33,7 +33,7 @@ from maildesk.domain import PRIORITIES, STATUSES, TIERS
 from maildesk.rules.conditions import NUMBER_ONLY, OPERATORS, STRING_ONLY, All, Any_, Condition, Not, Test
 from maildesk.rules.fields import BOOL, BUSINESS_HOURS, FIELD_NAMES, INT, STR, field_kind
 from maildesk.rules.hours import DAY_NAMES, BusinessHours, holiday_calendar
-from maildesk.rules.model import AssignSpec, RuleProblem, RulesError
+from maildesk.rules.model import AskSpec, AssignSpec, ReplySpec, RuleProblem, RulesError
 from maildesk.rules.pattern import PatternError, compile_rule_regex
 from maildesk.rules.ruleset import ACTIONS, Action, Rule, RuleSet
 
@@ -702,8 +702,101 @@ class _Loader:
             return None
         return AssignSpec(strategy="agent", agent=agent.lower())
 
-    def act_reply(self, node: Node) -> str | None:
-        return self.known_name(node, self.text(node, "reply template"), "template", self.known.templates)
+    def template(self, node: Node, what: str) -> str | None:
+        return self.known_name(node, self.text(node, what), "template", self.known.templates)
+
+    def act_reply(self, node: Node) -> ReplySpec | None:
+        """`reply: T` (instead of the acknowledgement on a new ticket; one automatic mail) or
+        `reply: {template: T, also: true}` (in addition to the other automatic mail)."""
+        if isinstance(node, ScalarNode):
+            name = self.template(node, "reply template")
+            return None if name is None else ReplySpec(name)
+        if not isinstance(node, MappingNode):
+            self.err(node, "reply takes a template name or {template: NAME, also: true}")
+            return None
+        items = {key: (knode, vnode) for key, knode, vnode in self.pairs(node)}
+        for key, (knode, _) in items.items():
+            if key not in ("template", "also"):
+                self.err(knode, f"unknown reply key {key!r}; use template and also{_hint(key, ('template', 'also'))}")
+                return None
+        if "template" not in items:
+            self.err(node, "reply needs `template:`")
+            return None
+        name = self.template(items["template"][1], "reply template")
+        also = self.boolean(items["also"][1], "also") if "also" in items else False
+        return None if name is None or also is None else ReplySpec(name, also)
+
+    def act_ack(self, node: Node) -> str | bool | None:
+        """`ack: false` (no acknowledgement), `ack: TEMPLATE` (acknowledge with it), `ack: true`."""
+        if isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:bool":
+            return "ack" if str(node.value).lower() in YAML_TRUE else False
+        return self.template(node, "ack template")
+
+    def act_untag(self, node: Node) -> tuple[str, ...] | None:
+        return self.act_tags(node)
+
+    def act_ask(self, node: Node) -> AskSpec | None:
+        """`ask: {fields: {name: 'capture regex'}, template: T, again: T2, handoff: {tags: [..], assign: ..}}`."""
+        keys = ("fields", "template", "again", "handoff")
+        if not isinstance(node, MappingNode):
+            self.err(node, "ask takes {fields: {name: 'capture regex'}, template: NAME}")
+            return None
+        items = {key: (knode, vnode) for key, knode, vnode in self.pairs(node)}
+        ok = True
+        for key, (knode, _) in items.items():
+            if key not in keys:
+                self.err(knode, f"unknown ask key {key!r}; use {', '.join(keys)}{_hint(key, keys)}")
+                ok = False
+        if "fields" not in items or "template" not in items:
+            self.err(node, "ask needs `fields:` and `template:`")
+            return None
+        fnode = items["fields"][1]
+        fields: list[tuple[str, str]] = []
+        if not isinstance(fnode, MappingNode) or not fnode.value:
+            self.err(fnode, "ask fields take a mapping like {order_number: 'order[ #:]{0,3}(\\d{5,10})'}")
+            ok = False
+        else:
+            for name, knode, vnode in self.pairs(fnode):
+                if not FIELD_NAME.match(name):
+                    self.err(knode, f"field name {name!r} must be a word (letters, digits, _ . -)")
+                    ok = False
+                    continue
+                source = self.text(vnode, f"the capture pattern for {name}")
+                if source is None:
+                    ok = False
+                    continue
+                try:
+                    compile_rule_regex(source, case_sensitive=False)
+                except PatternError as exc:
+                    self.err(vnode, f"bad capture pattern for {name} {source!r}: {exc}")
+                    ok = False
+                    continue
+                fields.append((name, source))
+        template = self.template(items["template"][1], "ask template")
+        again = self.template(items["again"][1], "ask again template") if "again" in items else "ask_again"
+        if "again" not in items:
+            again = self.known_name(node, "ask_again", "template", self.known.templates)
+        tags: tuple[str, ...] = ("needs-agent",)
+        assign: AssignSpec | None = None
+        if "handoff" in items:
+            hnode = items["handoff"][1]
+            if not isinstance(hnode, MappingNode):
+                self.err(hnode, "handoff takes {tags: [needs-agent], assign: {least_loaded: L1}}")
+                return None
+            for key, knode, vnode in self.pairs(hnode):
+                if key == "tags":
+                    got = self.act_tags(vnode)
+                    tags = got if got is not None else ()
+                    ok = ok and got is not None
+                elif key == "assign":
+                    assign = self.act_assign(vnode)
+                    ok = ok and assign is not None
+                else:
+                    self.err(knode, f"unknown handoff key {key!r}; use tags and assign{_hint(key, ('tags', 'assign'))}")
+                    ok = False
+        if not ok or template is None or again is None:
+            return None
+        return AskSpec(tuple(fields), template, again, tags, assign)
 
     def act_notify(self, node: Node) -> tuple[str, str] | None:
         if not isinstance(node, MappingNode):

@@ -121,6 +121,59 @@ class RuleHit:
 
 
 @dataclass(frozen=True)
+class ReplySpec:
+    """`reply: TEMPLATE` (the one automatic answer to this mail: on a new ticket it takes the
+    acknowledgement's place) or `reply: {template: T, also: true}` (sent in addition)."""
+
+    template: str
+    also: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.template} (also)" if self.also else self.template
+
+
+@dataclass(frozen=True)
+class AskSpec:
+    """`ask:` — guided information collection. `fields` are (name, capture pattern source);
+    the pattern's first group (or the group named like the field, or the whole match) is the
+    value. `template` asks for them, `again` asks once more for what is still missing, then
+    the ticket is handed to an agent: `handoff_tags` added, `handoff_assign` when given."""
+
+    fields: tuple[tuple[str, str], ...]
+    template: str
+    again: str = "ask_again"
+    handoff_tags: tuple[str, ...] = ("needs-agent",)
+    handoff_assign: AssignSpec | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.fields)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "fields": dict(self.fields),
+            "template": self.template,
+            "again": self.again,
+            "handoff": {
+                "tags": list(self.handoff_tags),
+                "assign": None if self.handoff_assign is None else str(self.handoff_assign),
+            },
+        }
+
+
+@dataclass(frozen=True)
+class AutoMail:
+    """One automatic mail to the customer the decision will send, and why."""
+
+    template: str
+    why: str
+    kind: str = "reply"  # ack | reply | also (an extra `also: true` reply) | ask | ask-again
+
+    def to_json(self) -> dict[str, str]:
+        return {"template": self.template, "kind": self.kind, "why": self.why}
+
+
+@dataclass(frozen=True)
 class Escalation:
     """One `escalate` step as data: which rule, from which tier to which (equal when the
     ticket was already at the top), the sentence saying so and the hand-off note."""
@@ -148,9 +201,10 @@ class Decision:
     status: str | None = None
     sla: str | None = None  # `sla: NAME` (a policy) or "none" (no SLA); None: chosen by the policies' conditions
     tags_add: tuple[str, ...] = ()
+    tags_remove: tuple[str, ...] = ()
     fields: Mapping[str, str] = field(default_factory=dict)
     assign: AssignSpec | None = None
-    replies: tuple[str, ...] = ()
+    replies: tuple[str, ...] = ()  # the rules' reply templates that will be sent (not ack, not ask)
     notify: tuple[tuple[str, str], ...] = ()
     escalate: tuple[str, ...] = ()
     escalations: tuple[Escalation, ...] = ()
@@ -159,6 +213,11 @@ class Decision:
     discard: str | None = None
     hits: tuple[RuleHit, ...] = ()
     notes: tuple[str, ...] = ()  # engine remarks: "already at L3", "auto-replies suppressed"
+    ack: str | None = None  # the acknowledgement template sent for a new ticket (None: none)
+    mails: tuple[AutoMail, ...] = ()  # every automatic mail to the customer, in order, with why
+    ask: AskSpec | None = None  # a rule asks for fields (only those still missing are asked)
+    ask_rule: str = ""
+    ask_missing: tuple[str, ...] = ()  # fields the mail itself did not answer
 
     @property
     def matched(self) -> tuple[str, ...]:
@@ -172,6 +231,7 @@ class Decision:
             "status": self.status,
             "sla": self.sla,
             "tags_add": list(self.tags_add),
+            "tags_remove": list(self.tags_remove),
             "fields": dict(self.fields),
             "assign": None if self.assign is None else str(self.assign),
             "replies": list(self.replies),
@@ -182,6 +242,11 @@ class Decision:
             "discard": self.discard,
             "hits": [h.to_json() for h in self.hits],
             "notes": list(self.notes),
+            "ack": self.ack,
+            "mails": [m.to_json() for m in self.mails],
+            "ask": None
+            if self.ask is None
+            else {**self.ask.to_json(), "rule": self.ask_rule, "missing": list(self.ask_missing)},
         }
 
 

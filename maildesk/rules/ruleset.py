@@ -22,9 +22,12 @@ ACTIONS = (
     "status",
     "sla",
     "tags",
+    "untag",
     "field",
     "assign",
     "reply",
+    "ack",
+    "ask",
     "notify",
     "escalate",
     "resolve",
@@ -37,8 +40,9 @@ ACTIONS = (
 class Action:
     """One `then:` entry. `value` is already validated and normalised by the loader:
 
-    queue/tier/priority/status/sla/reply/escalate/spam/discard: str (sla: a policy name or "none");
-    tags: tuple[str, ...];
+    queue/tier/priority/status/sla/escalate/spam/discard: str (sla: a policy name or "none");
+    tags/untag: tuple[str, ...]; reply: ReplySpec; ack: str (a template) or False (none);
+    ask: AskSpec;
     field: tuple[(name, template), ...]; assign: AssignSpec; notify: (address, template);
     resolve: bool. Strings may hold `{{capture}}` placeholders.
     """

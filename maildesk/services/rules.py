@@ -107,8 +107,11 @@ def decide_mail(
 
 
 # rules replay -------------------------------------------------------------------------------
-def decision_from_json(data: Mapping[str, Any]) -> Decision:
-    """The decision a `routed` event recorded (hits reduced to the matched rule names)."""
+def decision_from_json(data: Mapping[str, Any], event: str = "new") -> Decision:
+    """The decision a `routed` event recorded (hits reduced to the matched rule names).
+
+    Decisions recorded before the rules chose the acknowledgement (no `ack` key) sent it
+    for every new ticket: `ack` is then "ack" for a new one."""
     assign = data.get("assign")
     spec: AssignSpec | None = None
     if isinstance(assign, str) and assign:
@@ -124,6 +127,7 @@ def decision_from_json(data: Mapping[str, Any]) -> Decision:
         priority=data.get("priority"),
         status=data.get("status"),
         tags_add=tuple(data.get("tags_add") or ()),
+        tags_remove=tuple(data.get("tags_remove") or ()),
         fields=dict(data.get("fields") or {}),
         assign=spec,
         replies=tuple(data.get("replies") or ()),
@@ -133,6 +137,7 @@ def decision_from_json(data: Mapping[str, Any]) -> Decision:
         spam=data.get("spam"),
         discard=data.get("discard"),
         hits=tuple(RuleHit(n, True, 0) for n in data.get("matched") or ()),
+        ack=data["ack"] if "ack" in data else ("ack" if event == "new" and not data.get("spam") else None),
     )
 
 
@@ -277,7 +282,7 @@ def replay(
                 old, label = evaluate(baseline, inp), "current rules"
             elif routed is not None:
                 old, label = (
-                    decision_from_json({**routed.get("decision", {}), "matched": routed.get("matched", [])}),
+                    decision_from_json({**routed.get("decision", {}), "matched": routed.get("matched", [])}, inp.event),
                     "recorded",
                 )
             else:

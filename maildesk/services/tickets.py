@@ -4,7 +4,8 @@ stage), merge and agent replies alike.
 
 Each kind of change has one function taking the Ticket row (`change_status`,
 `change_tier`, `escalate_ticket`, `change_priority`, `change_assignee`, `change_queue`,
-`retag`, `attach_note`). It makes the change and its bookkeeping (a status sets or clears
+`retag`, `attach_note`; `set_fields` and `set_ask` — fields and a rule's `ask:` state —
+have no consequences). It makes the change and its bookkeeping (a status sets or clears
 `resolved_at`/`closed_at`), records its event (`event=None`: the caller records one summary
 event instead, as the route stage's `routed` does) and then calls `_consequences` with a
 `TicketChange`. `_consequences` is THE seam for what follows a change: the SLA clocks
@@ -297,6 +298,47 @@ def retag(
     return change
 
 
+def set_fields(
+    session: Session,
+    ticket: Ticket,
+    values: dict[str, str],
+    *,
+    by: str,
+    via: str,
+    now: datetime,
+    message_pk: int | None = None,
+    event: str | None = "fields-changed",
+    extra: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """Merge `values` into the ticket's fields (empty values are ignored); returns what
+    changed. The event records `{fields: changed, **extra}`."""
+    before = dict(ticket.fields or {})
+    changed = {k: v for k, v in values.items() if v != "" and before.get(k) != v}
+    if not changed:
+        return {}
+    ticket.fields = {**before, **changed}
+    _record(session, ticket, event, {"fields": changed, **(extra or {})}, by, via, now, message_pk)
+    return changed
+
+
+def set_ask(
+    session: Session,
+    ticket: Ticket,
+    state: dict[str, Any],
+    *,
+    by: str,
+    via: str,
+    now: datetime,
+    message_pk: int | None = None,
+    event: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Keep the state of a rule's `ask:` (guided information collection) on the ticket and
+    record `event` with `data`."""
+    ticket.ask = dict(state)
+    _record(session, ticket, event, data or {}, by, via, now, message_pk)
+
+
 def attach_note(
     session: Session,
     ticket: Ticket,
@@ -462,9 +504,14 @@ def reopen(session: Session, number: int, by: str, now: datetime) -> ActionResul
     return ActionResult(number, "reopen", True, {"old": old, "new": "open"})
 
 
-def merge(session: Session, target: int, source: int, by: str, now: datetime) -> ActionResult:
+def merge(session: Session, target: int, source: int, by: str, now: datetime, deps: Any = None) -> ActionResult:
     """Merge ticket `source` into `target`: source closes and points at target, its people
-    join target, its tags carry over; later mail for source lands on target."""
+    join target, its tags carry over; later mail for source lands on target, and
+    `ticket show TARGET` shows source's conversation and history (services.views).
+
+    With `deps` (the desk's PipelineDeps) the customer of `source` gets the `merged` notice:
+    automatic mail on `source`, threaded under their latest mail there, subject to the
+    automatic-mail limits and suppressions like any other."""
     if target == source:
         raise OperationError("cannot merge a ticket into itself")
     into = get_ticket(session, target)
@@ -495,7 +542,37 @@ def merge(session: Session, target: int, source: int, by: str, now: datetime) ->
     ):
         _record_as_given(session, src, "merged-into", merged, now, None)  # it was closed already
     _record(session, into, "merged", {"from": source}, by, VIA_CLI, now)
-    return ActionResult(target, "merge", True, {"into": target, "from": source})
+    detail: dict[str, Any] = {"into": target, "from": source}
+    if deps is not None:
+        detail["notice"] = _merged_notice(session, deps, src, now)
+    return ActionResult(target, "merge", True, detail)
+
+
+def _merged_notice(session: Session, deps: Any, src: Ticket, now: datetime) -> str:
+    """Queue the `merged` notice to the customer of `src`; what happened, in a word."""
+    from maildesk.outbound.mailer import COMPOSE_ERRORS, Parent, Recipient, SendRequest, compose_failed
+    from maildesk.store import outbox_queries as oq
+
+    if src.spam:
+        q.add_event(
+            session, src.number, "auto-reply-skipped", {"reason": "ticket marked spam", "template": "merged"}, now
+        )
+        return "skipped: spam"
+    request = SendRequest(
+        key=f"merged:{src.number}:{src.merged_into}",
+        ticket_number=src.number,
+        template="merged",
+        to=Recipient(src.customer.email, src.customer.name),
+        automatic=True,
+        parent=Parent.of_row(oq.latest_inbound(session, src.number)),
+        kind="auto",
+    )
+    try:
+        item = deps.mailer.send(session, request, now)
+    except COMPOSE_ERRORS as exc:
+        compose_failed(session, src.number, "merged", exc, now, None)
+        return "failed"
+    return "already sent" if item is None else item.state
 
 
 def reply(
@@ -540,6 +617,8 @@ __all__ = [
     "change_queue",
     "change_assignee",
     "retag",
+    "set_fields",
+    "set_ask",
     "attach_note",
     "add_note",
     "assign",

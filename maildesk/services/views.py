@@ -185,36 +185,64 @@ def event_view(ev: Event) -> dict[str, Any]:
     return {"id": ev.id, "at": iso(ev.at), "type": ev.type, "message": ev.message_pk, "data": jsonable(ev.data or {})}
 
 
+def _merged_sources(session: Session, number: int, limit: int = 50) -> list[int]:
+    """Every ticket merged into `number`, directly or through another merged one (bounded)."""
+    found: list[int] = []
+    todo = [number]
+    while todo and len(found) < limit:
+        for n in dq.merged_into_this(session, todo.pop(0)):
+            if n not in found and n != number:
+                found.append(n)
+                todo.append(n)
+    return found[:limit]
+
+
+def _by_time(item: dict[str, Any]) -> tuple[str, int]:
+    return (str(item.get("at") or ""), int(item.get("id") or 0))
+
+
 def ticket_view(session: Session, number: int, now: datetime) -> dict[str, Any]:
-    """Everything about one ticket, as a person reads it: fields, clocks, conversation, history."""
+    """Everything about one ticket, as a person reads it: fields, clocks, conversation, history.
+
+    The messages and events of tickets merged into this one are part of it, in time order,
+    each marked with `from_ticket` (the merged ticket's number; None for this ticket's own)."""
     ticket = get_ticket(session, number, allow_merged=True)
+    sources = _merged_sources(session, number)
+    messages: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for src in [number, *sources]:
+        from_ticket = None if src == number else src
+        own_events = q.events_for_ticket(session, src)
+        by_message: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+        for ev in own_events:
+            if ev.message_pk is not None:
+                by_message.setdefault(ev.message_pk, []).append((ev.type, ev.data or {}))
+        for m in q.messages_for_ticket(session, src):
+            view = message_view(m)
+            view["agent_mail"] = agent_mail_line(by_message.get(m.id, [])) if m.direction == "in" else None
+            messages.append({**view, "from_ticket": from_ticket})
+        events += [{**event_view(e), "from_ticket": from_ticket} for e in own_events]
+    if sources:
+        messages.sort(key=_by_time)
+        events.sort(key=_by_time)
     clocks = dq.clocks_for(session, [number])[number]
-    events = q.events_for_ticket(session, number)
-    by_message: dict[int, list[tuple[str, dict[str, Any]]]] = {}
-    for ev in events:
-        if ev.message_pk is not None:
-            by_message.setdefault(ev.message_pk, []).append((ev.type, ev.data or {}))
-    messages = []
-    for m in q.messages_for_ticket(session, number):
-        view = message_view(m)
-        view["agent_mail"] = agent_mail_line(by_message.get(m.id, [])) if m.direction == "in" else None
-        messages.append(view)
     summary = summarize(ticket, clocks, now).to_dict()
     return {
         **summary,
         "customer_name": ticket.customer.name,
         "fields": jsonable(ticket.fields or {}),
+        "asked": jsonable(ticket.ask) if ticket.ask else None,
         "spam": bool(ticket.spam),
         "first_response_at": iso(ticket.first_response_at),
         "resolved_at": iso(ticket.resolved_at),
         "closed_at": iso(ticket.closed_at),
         "merged_into": ticket.merged_into,
-        "merged_from": dq.merged_into_this(session, number),
+        "merged_from": sources,
         "linked_to": ticket.linked_to,
         "participants": q.participants(session, number),
         "sla": [clock_dict(c, now) for c in clocks],
         "messages": messages,
-        "events": [event_view(e) for e in events],
+        "events": events,
     }
 
 

@@ -54,6 +54,13 @@ SORTS = ("created", "updated", "priority", "number")
 
 # PostgreSQL only: the generated tsvector column made by migration 0002 (not in models.py).
 PG_SEARCH_VECTOR = "messages.search_vector"
+# Our own automatic mail (acknowledgements quote the subject, notices, rule replies) and
+# received auto-replies are not what a person searches for: they are left out of the search,
+# so a ticket ranks by its customer's and agents' words. (The index keeps them; only the
+# queries filter, so no migration rewrites the index.)
+SEARCH_EXCLUDED_KINDS = ("auto",)
+_NOT_AUTO = "m.kind NOT IN (" + ", ".join(f"'{k}'" for k in SEARCH_EXCLUDED_KINDS) + ")"
+_PG_VECTOR_M = "m.search_vector"  # PG_SEARCH_VECTOR on the alias `m`
 # Private-use characters mark matches inside snippets (never ambiguous with text from mail).
 SNIPPET_OPEN, SNIPPET_CLOSE = "\ue000", "\ue001"
 
@@ -141,7 +148,7 @@ def search(session: Session, query: str, limit: int = 20) -> list[SearchHit]:
                 "WITH hits AS MATERIALIZED (SELECT rowid AS id, bm25(messages_fts, 4.0, 1.0) AS score"
                 " FROM messages_fts WHERE messages_fts MATCH :q) "
                 "SELECT m.ticket_number, m.id, MIN(hits.score) AS score "
-                "FROM hits JOIN messages m ON m.id = hits.id WHERE m.ticket_number IS NOT NULL "
+                f"FROM hits JOIN messages m ON m.id = hits.id WHERE m.ticket_number IS NOT NULL AND {_NOT_AUTO} "
                 "GROUP BY m.ticket_number ORDER BY score, m.ticket_number DESC LIMIT :limit"
             ),
             {"q": match, "limit": limit},
@@ -161,9 +168,9 @@ def search(session: Session, query: str, limit: int = 20) -> list[SearchHit]:
         best = session.execute(
             text(
                 "WITH hits AS ("
-                f" SELECT messages.id, messages.ticket_number, ts_rank({PG_SEARCH_VECTOR}, q.q) AS rank"
-                " FROM messages, websearch_to_tsquery('english'::regconfig, :q) AS q(q)"
-                f" WHERE {PG_SEARCH_VECTOR} @@ q.q AND messages.ticket_number IS NOT NULL),"
+                f" SELECT m.id, m.ticket_number, ts_rank({_PG_VECTOR_M}, q.q) AS rank"
+                " FROM messages m, websearch_to_tsquery('english'::regconfig, :q) AS q(q)"
+                f" WHERE {_PG_VECTOR_M} @@ q.q AND m.ticket_number IS NOT NULL AND {_NOT_AUTO}),"
                 " best AS (SELECT DISTINCT ON (ticket_number) ticket_number, id, rank FROM hits"
                 " ORDER BY ticket_number, rank DESC)"
                 " SELECT ticket_number, id, rank FROM best ORDER BY rank DESC, ticket_number DESC LIMIT :limit"
@@ -197,12 +204,12 @@ def _matching_tickets(session: Session, query: str) -> ColumnElement[bool]:
         match = fts5_query(query) or '""'
         sub = text(
             "SELECT m.ticket_number FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
-            "WHERE messages_fts MATCH :text_q"
+            f"WHERE messages_fts MATCH :text_q AND {_NOT_AUTO}"
         ).bindparams(text_q=match)
     else:
         sub = text(
-            f"SELECT messages.ticket_number FROM messages WHERE {PG_SEARCH_VECTOR} @@ "
-            "websearch_to_tsquery('english'::regconfig, :text_q)"
+            f"SELECT m.ticket_number FROM messages m WHERE {_PG_VECTOR_M} @@ "
+            f"websearch_to_tsquery('english'::regconfig, :text_q) AND {_NOT_AUTO}"
         ).bindparams(text_q=query)
     return Ticket.number.in_(
         select(column("ticket_number", Integer)).select_from(sub.columns(column("ticket_number", Integer)).subquery())

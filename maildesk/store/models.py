@@ -87,6 +87,7 @@ class Ticket(Base):
     linked_to: Mapped[int | None] = mapped_column(Integer, nullable=True)
     thread_root: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     sla_choice: Mapped[str | None] = mapped_column(String(64), nullable=True)  # a rule's `sla: NAME` (or "none")
+    ask: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # 0007: a rule's `ask:` and its state
 
     customer: Mapped[Customer] = relationship(lazy="joined")
 

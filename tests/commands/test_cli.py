@@ -132,3 +132,35 @@ def test_spool_commands(tmp_path: Path, database_url: str) -> None:
     assert result.exit_code == 0 and "discarded" in result.output
     result = runner.invoke(app, ["spool", "show", "nope", "--config", str(cfg)])
     assert result.exit_code == 1 and "no spool entry" in result.output
+
+
+def test_parse_shows_the_subject_as_written_and_looks_the_tag_up(tmp_path: Path, database_url: str) -> None:
+    """Issue 18: `parse` printed `Re:  Printer on fire` (Rich read `[#1]` as markup) and called
+    ticket #1 missing although it existed (it never looked)."""
+    reply = tmp_path / "reply.eml"
+    reply.write_bytes(eml(subject="Re: [#1] Printer on fire", body="Still burning.\n"))
+    runner = CliRunner()
+    # no database yet: the tag is not looked up, and the output says so instead of "no such ticket"
+    fresh = tmp_path / "fresh.toml"
+    fresh.write_text(
+        f'[desk]\ndata_dir = "{tmp_path / "fresh"}"\nsupport_addresses = ["support@example.com"]\nsecret_env = ""\n'
+        f'[database]\nurl = "sqlite:///{tmp_path / "fresh" / "none.db"}"\nurl_env = ""\n'
+    )
+    out = runner.invoke(app, ["parse", str(reply), "--config", str(fresh)], env={"COLUMNS": "300"})
+    assert out.exit_code == 0, out.output
+    assert "subject: Re: [#1] Printer on fire\n" in out.output
+    assert "no such ticket" not in out.output and "not looked up (no database yet)" in out.output
+    assert not (tmp_path / "fresh" / "none.db").exists()  # parse never creates a database
+    # with the desk's database: ticket #1 exists and the tag threads the reply to it
+    cfg = write_config(tmp_path, database_url)
+    assert runner.invoke(app, ["inject", "-", "--config", str(cfg)], input=eml()).exit_code == 0
+    assert runner.invoke(app, ["process", "--config", str(cfg)]).exit_code == 0
+    data = json.loads(runner.invoke(app, ["parse", "--json", str(reply), "--config", str(cfg)]).stdout)
+    assert data["subject"] == "Re: [#1] Printer on fire"
+    threading = data["threading"]
+    assert threading["history"] == "database" and threading["decision"]["ticket"] == 1
+    assert threading["decision"]["method"] == "subject-tag" and threading["decision"]["refused"] == []
+    # a tag naming a ticket that really does not exist is still called missing
+    (tmp_path / "other.eml").write_bytes(eml(subject="Re: [#99] Printer on fire"))
+    data = json.loads(runner.invoke(app, ["parse", "--json", str(tmp_path / "other.eml"), "--config", str(cfg)]).stdout)
+    assert data["threading"]["decision"]["refused"] == ["subject tag #99: no such ticket"]

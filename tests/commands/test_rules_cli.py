@@ -126,6 +126,7 @@ def test_test_shows_each_rule_and_the_decision_without_side_effects(cli: Any, tm
     assert res.exit_code == 0, res.output
     assert "invoices to billing" in res.output and "outages to L2" in res.output
     assert "queue: technical" in res.output and "tier: L2" in res.output and "invoice" in res.output
+    assert "Automatic mail to the customer: 1\n  ack (ack): a new ticket is acknowledged" in res.output
     data = json.loads(run("test", str(mail), "--json").stdout)
     assert [h["matched"] for h in data["decision"]["hits"]] == [True, True]
     assert data["decision"]["fields"] == {"invoice": "4711"} and data["facts_from_db"] is True
@@ -183,7 +184,8 @@ def test_replay_on_a_stored_history_shows_what_would_change_and_writes_nothing(c
         and "tier: L2 -> L3" in res.output
         and "replies: +after_hours" in res.output
     )
-    assert "5 messages, 4 would change: priority 2, replies 2, tier 2" in res.output
+    assert "ack: ack -> (none)" in res.output  # the new after_hours reply takes the acknowledgement's place
+    assert "5 messages, 4 would change: priority 2, replies 2, tier 2, ack 1\n" in res.output
     data = json.loads(
         run(
             "replay", "--since", "30d", "--rules", str(cfg.parent / "rules-v2.yaml"), "--against", "recorded", "--json"

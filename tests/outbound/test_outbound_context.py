@@ -181,6 +181,8 @@ def test_full_context_key_set_is_pinned() -> None:
             "resolution_due_at",
             "reopen_days",
             "fields",
+            "asked",
+            "merged_into",
         ],
         "agent": [*person, "signature"],
         "message": ["text", "excerpt", "sender_name", "sender_email", "received", "attachment_names"],
@@ -198,6 +200,8 @@ def test_full_context_key_set_is_pinned() -> None:
     assert list(ctx["ticket"]["fields"][0]) == ["label", "value"]
     assert ctx["survey"]["scores"][0]["score"] == 5 and ctx["survey"]["scores"][0]["reply"] == "RATING 5"
     assert ctx["survey"]["scores"][0]["mailto"].startswith("mailto:support+s42.5-abcdefghij@example.com?subject=")
+    assert ctx["ticket"]["asked"] == [{"name": "order_number", "label": "order number"}]
+    assert ctx["ticket"]["merged_into"] == {"number": 41, "tag": "[#41]", "subject": "Printer smoking"}
 
 
 def test_minimal_context_has_every_section_and_only_customer_filled() -> None:

@@ -15,7 +15,7 @@ from maildesk.outbound.outbox import loop_id
 from maildesk.outbound.render import TemplateRenderer
 from maildesk.pipeline.context import MessageContext, PipelineDeps, stage
 from maildesk.pipeline.stages.respond import respond, send_agent_reply, send_resolution_notice
-from maildesk.rules.model import Decision
+from maildesk.rules.model import AutoMail, Decision
 from maildesk.rules.screen import screen_message
 from maildesk.store.models import Agent, Message, Ticket
 from tests.support.mailgen import eml
@@ -119,10 +119,15 @@ def test_rule_replies_are_sent_and_unknown_templates_are_recorded(wired: Any, cl
         "You wrote: {{ message.excerpt }}\n"
     )
     wired.deps.mailer = Mailer(wired.settings, TemplateRenderer(tmp_path / "site"))
-    with_stages(wired, deciding(Decision(replies=("ack", "opening_hours", "no_such_template"))))
+    mails = (
+        AutoMail("ack", "a new ticket is acknowledged", kind="ack"),
+        AutoMail("opening_hours", "rule 'x': reply opening_hours (also)", kind="also"),
+        AutoMail("no_such_template", "rule 'y': reply no_such_template (also)", kind="also"),
+    )
+    with_stages(wired, deciding(Decision(ack="ack", mails=mails, replies=("opening_hours", "no_such_template"))))
     number = new_ticket(wired, clock, body="Are you open on Sunday?")
     rows = outbox_rows(wired)
-    assert [r.template for r in rows] == ["ack", "opening_hours"]  # "ack" named by a rule is not sent twice
+    assert [r.template for r in rows] == ["ack", "opening_hours"]  # the decision's mails, in order
     with wired.store.reader() as s:
         msg_pk = s.scalars(select(Message.id).where(Message.direction == "in")).one()
     assert rows[1].idempotency_key == f"rule:{msg_pk}:opening_hours"

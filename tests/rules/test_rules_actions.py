@@ -39,7 +39,8 @@ def test_every_action_lands_in_the_decision() -> None:
     assert d.tags_add == ("vip", "inv-4711")
     assert dict(d.fields) == {"invoice": "4711", "source": "mail"}
     assert d.assign == AssignSpec(strategy="agent", agent="anna@desk.example")
-    assert d.replies == ("ack_vip",)
+    assert d.replies == ("ack_vip",) and d.ack is None  # a new ticket's reply takes the ack's place
+    assert [(m.template, m.kind) for m in d.mails] == [("ack_vip", "reply")]
     assert d.notify == (("boss@desk.example", "vip_alert"),)
     assert d.escalate == ("VIP, skip L1 (4711)",)
     assert d.resolve is True
@@ -50,7 +51,8 @@ def test_every_action_lands_in_the_decision() -> None:
 
 def test_no_match_means_no_change() -> None:
     d = run(EVERY_ACTION, mail(subject="hello"))
-    assert d == Decision(hits=d.hits)
+    assert d == Decision(hits=d.hits, ack="ack", mails=d.mails)  # a new ticket: the acknowledgement
+    assert [(m.template, m.kind) for m in d.mails] == [("ack", "ack")]
     assert [h.matched for h in d.hits] == [False]
 
 
@@ -75,11 +77,11 @@ def test_spam_and_discard_and_replies_are_suppressed() -> None:
       then: [{spam: "casino spam"}]
     """
     d = run(body, mail(subject="Best casino"))
-    assert d.spam == "casino spam" and d.replies == ()
-    assert d.notes == ("auto-replies ack suppressed: mail marked spam",)
-    assert run(body, mail(subject="hello")).replies == ("ack",)
+    assert d.spam == "casino spam" and d.replies == () and d.mails == () and d.ack is None
+    assert d.notes == ("automatic mail ack suppressed: mail marked spam",)
+    assert run(body, mail(subject="hello")).ack == "ack"  # `reply: ack` is the acknowledgement itself
     d = run("- name: drop\n  then: [{discard: true}, {reply: ack}]\n", mail())
-    assert d.discard == "rule 'drop'" and d.replies == ()
+    assert d.discard == "rule 'drop'" and d.replies == () and d.mails == ()
 
 
 def test_later_rules_override_and_accumulate() -> None:
@@ -94,7 +96,8 @@ def test_later_rules_override_and_accumulate() -> None:
     assert d.queue == "billing" and d.priority == "low"
     assert d.tags_add == ("a", "b")
     assert dict(d.fields) == {"x": "1", "y": "2"}
-    assert d.replies == ("one", "two")
+    assert d.replies == ("one",)  # one answer per mail: the last plain reply wins
+    assert any("replaces" in n and "add `also: true`" in n for n in d.notes)
     assert d.assign == AssignSpec(strategy="round_robin", group="L1")
     assert d.matched == ("first", "second")
 
@@ -232,7 +235,6 @@ def test_diff_decisions_reads_like_a_changelog() -> None:
         "queue: billing -> sales",
         "priority: (none) -> high",
         "tags: +b -a",
-        "replies: +ack",
         "field inv: 1 -> (none)",
         "rules matched: +'sales' -'billing'",
     ]

@@ -229,18 +229,18 @@ def test_the_shipped_example_loads_and_routes() -> None:
 
     rs = load_rules(
         DEFAULTS,
-        known_templates={"vip_alert", "outage_alert", "after_hours"},
+        known_templates={"vip_alert", "outage_alert", "after_hours", "ask_order_number", "ask_again"},
         known_queues={"general", "priority", "billing", "technical"},
         known_groups={"L2", "billing"},
     )
-    assert len(rs.rules) == 12
+    assert len(rs.rules) == 13
     billing = evaluate(rs, mail(subject="Rechnung Nr. RE-2026001 falsch"))
     assert (billing.queue, billing.fields["invoice"], billing.replies) == ("billing", "RE-2026001", ())
     vip = evaluate(rs, mail(customer=CustomerFacts(vip=True), subject="Our API is down"))
     assert (vip.queue, vip.tier, vip.priority) == ("technical", "L2", "urgent")
     assert vip.notify == (("teamlead@example.com", "vip_alert"), ("oncall@example.com", "outage_alert"))
     night = evaluate(rs, mail(now=datetime(2026, 11, 22, 23, 0, tzinfo=UTC)))
-    assert night.replies == ("after_hours",) and night.queue == "general"
+    assert night.replies == ("after_hours",) and night.queue == "general" and night.ack is None  # one mail
     spam = evaluate(rs, mail(subject="Bitcoin investment", now=datetime(2026, 11, 22, 23, 0, tzinfo=UTC)))
     assert spam.discard and spam.replies == () and spam.matched == ("defaults for new mail", "known spam phrases")
     again = evaluate(

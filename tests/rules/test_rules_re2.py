@@ -20,7 +20,7 @@ DEFAULTS = Path(__file__).resolve().parents[2] / "maildesk" / "defaults" / "rule
 def _defaults():  # type: ignore[no-untyped-def]
     return load_rules(
         DEFAULTS,
-        known_templates={"vip_alert", "outage_alert", "after_hours"},
+        known_templates={"vip_alert", "outage_alert", "after_hours", "ask_order_number", "ask_again"},
         known_queues={"general", "priority", "billing", "technical"},
         known_groups={"L2", "billing"},
     )

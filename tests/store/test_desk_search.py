@@ -111,3 +111,29 @@ def test_migration_0002_downgrades_and_rebuilds_from_existing_mail(desk: Any) ->
             (command.downgrade if target == "0001" else command.upgrade)(cfg, target)
     with desk.store.reader() as s:
         assert [h.ticket_number for h in views.search(s, "printer fire")] == [1]
+
+
+def test_our_automatic_mail_is_not_searched(desk: Any) -> None:
+    """Issue 18: Ann's second ticket gets an acknowledgement that lists her open "Printer on
+    fire" request; searching "printer fire" finds her printer ticket only, not the ticket
+    whose only mention of a printer is in our own mail."""
+    from sqlalchemy import select
+
+    from maildesk.store.models import Message
+
+    seed(desk, [eml(subject="Printer on fire", body="Flames everywhere in room 4.\n")])
+    seed(desk, [eml(subject="Invoice question", body="The invoice total looks wrong.\n")])
+    seed(
+        desk, [eml(subject="Broken toner", body="A printer smells of fire, the toner leaks.\n", sender="Cy <cy@x.net>")]
+    )
+    with desk.store.reader() as s:
+        acks = list(s.scalars(select(Message).where(Message.kind == "auto", Message.ticket_number == 2)))
+        assert acks and any("printer on fire" in (m.visible_text + m.full_text).lower() for m in acks), (
+            "the premise: ticket 2's acknowledgement quotes the printer ticket"
+        )
+        hits = views.search(s, "printer fire")
+        assert [h.ticket_number for h in hits] == [1, 3]  # the subject match first; never #2
+        assert hits[0].rank > hits[1].rank
+        assert 2 not in [h.ticket_number for h in views.search(s, "printer")]
+        listed = views.list_tickets(s, views.TicketFilter(text="printer fire"), NOW)
+        assert sorted(t.number for t in listed) == [1, 3]

@@ -1,7 +1,11 @@
 """The respond stage, and the other ticket mails callers ask for (agent replies, resolution).
 
 Owns *whether* maildesk answers: the acknowledgement for a new ticket from a human, the
-replies a rule asked for, an agent's reply and the resolution notice. Each goes through
+replies a rule asked for, an agent's reply and the resolution notice. With rules, the
+decision's `mails` are the list (at most one answer per incoming mail: a rule's `reply:` or
+`ask:` question takes the acknowledgement's place, `ack: false` drops it, `also: true`
+adds one; an `ack-replaced` event says so on a new ticket); without rules a new ticket
+gets the acknowledgement. Each goes through
 `outbound.mailer.Mailer` into the outbox, inside the caller's transaction, with an
 idempotency key (`ack:<ticket>`, `rule:<message pk>:<template>`, …) so a replay never sends
 twice.
@@ -79,13 +83,18 @@ def respond(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     from_addr = mailer.support_address([*ctx.envelope_recipients, *(a.email for a in ctx.msg.to + ctx.msg.cc)])
     parent = Parent.of(ctx.msg)
     templates: list[tuple[str, str]] = []
-    if ctx.new_ticket:
-        templates.append((f"ack:{ticket.number}", ACK_TEMPLATE))
-    replies = ctx.decision.replies if ctx.decision is not None else ()
-    for name in replies:
-        if ctx.new_ticket and name == ACK_TEMPLATE:
-            continue  # the acknowledgement is already on its way
-        templates.append((f"rule:{ctx.message_pk}:{name}", name))
+    if ctx.decision is None:  # no rules: a new ticket is acknowledged
+        if ctx.new_ticket:
+            templates.append((f"ack:{ticket.number}", ACK_TEMPLATE))
+    else:  # the rules decided which mails go out (engine: one answer per mail unless `also`)
+        for mail in ctx.decision.mails:
+            if mail.kind == "ack" and ctx.new_ticket:
+                templates.append((f"ack:{ticket.number}", mail.template))
+            elif mail.kind != "ack":
+                templates.append((f"rule:{ctx.message_pk}:{mail.template}", mail.template))
+        if ctx.new_ticket and all(m.kind != "ack" for m in ctx.decision.mails):
+            data = {"mails": [m.to_json() for m in ctx.decision.mails], "notes": list(ctx.decision.notes)}
+            q.add_event(session, ticket.number, "ack-replaced", data, ctx.now, ctx.message_pk)
     for key, template in templates:
         try:
             request = SendRequest(

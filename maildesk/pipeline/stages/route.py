@@ -12,7 +12,15 @@ agent token bound to the recipient and the ticket, `services.notify.agent_reply_
 is never taken as the customer's words), and the audit trail: one
 `rule` event per matched rule and one `routed` event with the decision, what changed and the
 input facts (so `maildesk rules replay` can re-decide the mail exactly as it was seen).
-`ctx.decision` is set so the respond stage sends the replies the rules named.
+`ctx.decision` is set so the respond stage sends the automatic mail the rules chose
+(`Decision.mails`).
+
+Also owns guided information collection (a rule's `ask:`): `start_ask` keeps what was asked
+on the ticket (`tickets.ask`, tag `awaiting-info`, event `ask-sent`); `guided_reply` reads a
+customer's reply on such a ticket before the rules run — found fields are stored
+(`field-captured`), missing ones are asked for once more (`ask-again`, the `again`
+template as the one mail answering the reply), then the ticket is handed to an agent
+(`ask-handoff`: tags and an assignment, through `services.tickets`).
 
 Also owns `make_rules_holder` (the rules file loaded with the desk's known queues, agents,
 groups and templates) so the daemon, `rules check` and `rules test` judge a file alike.
@@ -24,7 +32,7 @@ commit, or run for duplicates, automatic mail or mail without a ticket.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,11 +40,11 @@ from typing import Any
 from maildesk.config import Settings
 from maildesk.domain import TIERS, Status
 from maildesk.pipeline.context import MessageContext, PipelineDeps, stage
-from maildesk.rules.engine import evaluate, pick_least_loaded, pick_round_robin
+from maildesk.rules.engine import capture_fields, evaluate, pick_least_loaded, pick_round_robin
 from maildesk.rules.holder import RulesHolder
 from maildesk.rules.inputs import rule_input_from_message
 from maildesk.rules.loader import load_rules
-from maildesk.rules.model import AssignSpec, CustomerFacts, Decision, RuleInput, TicketState
+from maildesk.rules.model import AssignSpec, AutoMail, CustomerFacts, Decision, RuleInput, TicketState
 from maildesk.rules.ruleset import RuleSet
 from maildesk.rules.teams import group_members
 from maildesk.services import notify as notices
@@ -253,17 +261,18 @@ def apply_decision(
     status = Status.RESOLVED if decision.resolve else decision.status
     if status is not None:
         note(tickets.change_status(session, ticket, status, reason="rules", event=None, **who))
-    if decision.tags_add:
-        tagged = tickets.retag(session, ticket, decision.tags_add, event=None, **who)
+    if decision.tags_add or decision.tags_remove:
+        tagged = tickets.retag(session, ticket, decision.tags_add, decision.tags_remove, event=None, **who)
         if tagged is not None:
-            changes["tags"] = [t for t in tagged.new if t not in tagged.old]
-    filled = {k: v for k, v in decision.fields.items() if v != ""}
+            added = [t for t in tagged.new if t not in tagged.old]
+            removed = [t for t in tagged.old if t not in tagged.new]
+            if added:
+                changes["tags"] = added
+            if removed:
+                changes["untag"] = removed
+    filled = tickets.set_fields(session, ticket, dict(decision.fields), event=None, **who)
     if filled:
-        before = dict(ticket.fields or {})
-        merged = {**before, **filled}
-        if merged != before:
-            ticket.fields = merged
-            changes["fields"] = {k: v for k, v in filled.items() if before.get(k) != v}
+        changes["fields"] = filled
     junk = decision.discard if decision.discard is not None else decision.spam
     if junk is not None:
         kind = "discard" if decision.discard is not None else "spam"
@@ -335,6 +344,104 @@ def _notify(session: Session, ctx: MessageContext, deps: PipelineDeps, ticket: T
     q.add_event(session, ticket.number, "notified", data, ctx.now, ctx.message_pk)
 
 
+# Guided information collection (a rule's `ask:`) ---------------------------------------------
+AWAITING_TAG = "awaiting-info"  # on the ticket while the desk waits for asked fields
+
+
+def start_ask(session: Session, ctx: MessageContext, ticket: Ticket, decision: Decision) -> Decision:
+    """A decision's `ask:` begins the guided collection: the state goes on the ticket
+    (`tickets.ask`), the ticket is tagged `awaiting-info` and an `ask-sent` event records
+    what was asked. Not when the ticket already waits for an answer or has the fields: the
+    question is then dropped from the decision's mails (and a note says why)."""
+    spec = decision.ask
+    if spec is None:
+        return decision
+    have = dict(ticket.fields or {})
+    missing = tuple(n for n in decision.ask_missing if not have.get(n))
+    waiting = (ticket.ask or {}).get("state") == "waiting"
+    if not missing or waiting:
+        why = "the ticket already waits for an answer" if waiting else "the ticket already has the fields"
+        return replace(
+            decision,
+            mails=tuple(m for m in decision.mails if m.kind != "ask"),
+            notes=(*decision.notes, f"ask {spec.template} not sent: {why}"),
+            ask=None,
+        )
+    who: dict[str, Any] = {"by": RULES, "via": tickets.VIA_RULES, "now": ctx.now, "message_pk": ctx.message_pk}
+    state = {
+        **spec.to_json(),
+        "rule": decision.ask_rule,
+        "missing": list(missing),
+        "asked": 1,
+        "state": "waiting",
+        "asked_at": ctx.now.isoformat(),
+    }
+    data = {"rule": decision.ask_rule, "fields": list(missing), "template": spec.template}
+    tickets.set_ask(session, ticket, state, event="ask-sent", data=data, **who)
+    tickets.retag(session, ticket, [AWAITING_TAG], event=None, **who)
+    return decision
+
+
+def guided_reply(session: Session, ctx: MessageContext, ticket: Ticket) -> AutoMail | None:
+    """The customer answered while the ticket waits for asked fields: the fields found in
+    their visible text are stored (`field-captured`); when all are there the ticket is no
+    longer waiting; when some are missing the desk asks once more (the returned `again`
+    mail, `ask-again` event), and after that hands the ticket to an agent (`ask-handoff`:
+    the handoff tags, an assignment when the rule named one)."""
+    state = dict(ticket.ask or {})
+    if state.get("state") != "waiting":
+        return None
+    patterns = {str(k): str(v) for k, v in (state.get("fields") or {}).items()}
+    missing = [n for n in state.get("missing") or [] if n in patterns and not (ticket.fields or {}).get(n)]
+    who: dict[str, Any] = {"by": RULES, "via": tickets.VIA_RULES, "now": ctx.now, "message_pk": ctx.message_pk}
+    found = capture_fields([(n, patterns[n]) for n in missing], ctx.visible_text or ctx.msg.text)
+    rule = str(state.get("rule", ""))
+    if found:
+        tickets.set_fields(session, ticket, found, event="field-captured", extra={"rule": rule}, **who)
+    still = [n for n in missing if n not in found]
+    asked = int(state.get("asked", 1))
+    if not still:
+        state.update(state="answered", missing=[], answered_at=ctx.now.isoformat())
+        tickets.set_ask(session, ticket, state, event="ask-answered", data={"rule": rule, "fields": found}, **who)
+        tickets.retag(session, ticket, (), [AWAITING_TAG], event=None, **who)
+        return None
+    if asked < 2:
+        state.update(asked=asked + 1, missing=still)
+        again = {"rule": rule, "missing": still, "template": state.get("again", "ask_again")}
+        tickets.set_ask(session, ticket, state, event="ask-again", data=again, **who)
+        why = f"rule {rule!r}: the reply lacks {', '.join(still)}; asked once more"
+        return AutoMail(str(state.get("again") or "ask_again"), why, kind="ask-again")
+    handoff = state.get("handoff") or {}
+    state.update(state="handed-off", missing=still, handed_off_at=ctx.now.isoformat())
+    data: dict[str, Any] = {"rule": rule, "missing": still, "asked": asked}
+    tickets.set_ask(session, ticket, state, event=None, **who)
+    tickets.retag(session, ticket, [str(t) for t in handoff.get("tags") or ()], [AWAITING_TAG], event=None, **who)
+    assign = handoff.get("assign")
+    if assign:
+        how, _, rest = str(assign).partition("(")
+        spec = (
+            AssignSpec(how, group=rest.rstrip(")"))
+            if rest and how in ("round_robin", "least_loaded")
+            else AssignSpec("agent", agent=str(assign))
+        )
+        got = resolve_assignment(session, spec, ticket)
+        data["assign"] = got.agent
+        if got.agent is not None:
+            tickets.change_assignee(session, ticket, got.agent, detail=got.detail, **who)
+    data["tags"] = list(handoff.get("tags") or ())
+    q.add_event(session, ticket.number, "ask-handoff", data, ctx.now, ctx.message_pk)
+    return None
+
+
+def _guided_mail_first(decision: Decision, mail: AutoMail) -> Decision:
+    """The guided question is the one answer to this mail: plain rule replies give way
+    (`also: true` replies stay)."""
+    kept = tuple(m for m in decision.mails if m.kind == "also" and m.template != mail.template)
+    gone = [m.template for m in decision.mails if m not in kept]
+    notes = decision.notes + ((f"not sent: {', '.join(gone)} ({mail.template} answers this mail)",) if gone else ())
+    return replace(decision, mails=(mail, *kept), replies=tuple(m.template for m in kept), notes=notes)
+
+
 @stage()
 def route(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     """Queue by support address for a new ticket, then the rules; record every hit."""
@@ -360,15 +467,19 @@ def route(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
                     exact_data={"address": rcpt, "queue": queue},
                 )
                 break
+    guided = None if ctx.new_ticket else guided_reply(session, ctx, ticket)
     holder = deps.rules
-    if holder.path is None:
-        return
-    refresh(holder)
+    if holder.path is not None:
+        refresh(holder)
     ruleset = holder.ruleset
-    if not ruleset.rules:
+    if holder.path is None or not ruleset.rules:
+        if guided is not None:
+            ctx.decision = Decision(mails=(guided,))
         return
     inp = build_input(session, ctx, ticket)
-    decision = evaluate(ruleset, inp)
+    decision = start_ask(session, ctx, ticket, evaluate(ruleset, inp))
+    if guided is not None:
+        decision = _guided_mail_first(decision, guided)
     ctx.decision = decision
     for hit in decision.hits:
         if hit.matched:

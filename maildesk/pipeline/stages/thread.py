@@ -8,7 +8,9 @@ changes on the ticket (reopen, pending -> open) goes through `services.tickets`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -145,8 +147,12 @@ def apply_thread_outcome(ctx: MessageContext, session: Session, deps: PipelineDe
         )
 
 
-def describe_threading(msg: ParsedMessage, settings: Settings) -> dict[str, Any]:
-    """`maildesk parse` additions: visible text and the evidence (no database: ids unknown)."""
+def describe_threading(
+    msg: ParsedMessage, settings: Settings, store: Any = None, no_history: str = "no database given"
+) -> dict[str, Any]:
+    """`maildesk parse` additions: visible text and the threading evidence, decided against
+    the database when `store` (a migrated `Store`, read only) is given; else without history,
+    and the output says why (`history`) instead of calling a ticket missing."""
 
     class _NoHistory:
         def tickets_for_message_ids(self, ids: Sequence[str]) -> dict[str, int]:
@@ -159,7 +165,22 @@ def describe_threading(msg: ParsedMessage, settings: Settings) -> dict[str, Any]
             return None
 
     ctx = MessageContext(entry_id="", meta={}, msg=msg, now=msg.date or datetime.now(UTC))
-    decision = decide(msg, ctx, _NoHistory(), settings)
+    history = "database"
+    decision: ThreadDecision | None = None
+    if store is not None:
+        try:
+            with store.reader() as session:
+                decision = decide(msg, ctx, StoreThreadLookup(session), settings)
+        except Exception as exc:  # noqa: BLE001 - an unreadable database: decide without history, say so
+            no_history = f"database not readable: {str(exc).splitlines()[0][:200]}"
+    if decision is None:
+        history = f"not looked up ({no_history})"
+        decision = decide(msg, ctx, _NoHistory(), settings)
+        refused = [
+            re.sub(r": no such ticket$|, but ticket #\d+ does not exist$", f": not looked up ({no_history})", r)
+            for r in decision.refused
+        ]
+        decision = replace(decision, refused=tuple(refused))
     reply = split_reply(msg.text, msg.html)
     return {
         "visible_text": reply.visible,
@@ -171,7 +192,8 @@ def describe_threading(msg: ParsedMessage, settings: Settings) -> dict[str, Any]
             "subject_tag": find_tag(settings.desk.subject_tag, msg.subject),
             "normalized_subject": normalize_subject(msg.subject, settings.desk.subject_tag),
             "thread_index_root": thread_index_root(msg.header("Thread-Index")) if msg.header("Thread-Index") else None,
-            "decision_without_history": {
+            "history": history,
+            "decision": {
                 "method": decision.method,
                 "ticket": decision.ticket,
                 "detail": decision.detail,

@@ -164,7 +164,7 @@ def test_merge_sends_later_mail_to_the_kept_ticket(desk: Any, run_cli: Run) -> N
     )
     run_cli("ticket", "tag", "2", "+scanner")
     merged = json.loads(run_cli("ticket", "merge", "1", "2", "--json").stdout)
-    assert merged["detail"] == {"into": 1, "from": 2}
+    assert merged["detail"] == {"into": 1, "from": 2, "notice": "queued"}  # #2's customer is told
     seed(
         desk,
         [
