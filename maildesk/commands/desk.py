@@ -207,13 +207,15 @@ def tickets_list(
         writer.writerow(columns)
         for r in rows:
             d = r.to_dict()
-            writer.writerow([_csv_cell(d[c]) for c in columns])
+            d["clocks"] = [views.clock_line(c) for c in d["clocks"]]
+            writer.writerow([_csv_cell(d[c]) if c != "clocks" else "; ".join(d[c]) for c in columns])
         return
     table = Table(title=f"tickets ({len(rows)})")
-    for col in ("#", "status", "prio", "tier", "queue", "assignee", "customer", "subject", "updated", "SLA due"):
-        table.add_column(col, overflow="fold" if col == "subject" else "ellipsis")
+    for col in ("#", "status", "prio", "tier", "queue", "assignee", "customer", "subject", "updated", "SLA clocks"):
+        table.add_column(col, overflow="fold" if col in ("subject", "SLA clocks") else "ellipsis")
     for r in rows:
-        due = plain(_when(r.next_due), "bold red" if r.breaching else "")
+        shown = [views.clock_line(c) for c in r.clocks if c["state"] != "stopped"]  # the ones still owed
+        due = plain("\n".join(shown), "bold red" if r.breaching else "")
         table.add_row(
             str(r.number),
             r.status,
@@ -273,7 +275,7 @@ def ticket_show(number: NumberArg, as_json: JsonOpt = False, config: ConfigOpt =
     console.print(head)
     if view["sla"]:
         sla = Table(title="SLA clocks")
-        for col in ("clock", "policy", "due", "state", "paused", "warned", "breached"):
+        for col in ("clock", "policy", "target", "due", "state", "paused", "warned", "breached"):
             sla.add_column(col)
         for c in view["sla"]:
             state = c["state"] + (f" ({c['stop_reason']})" if c.get("stop_reason") else "")
@@ -281,6 +283,7 @@ def ticket_show(number: NumberArg, as_json: JsonOpt = False, config: ConfigOpt =
             sla.add_row(
                 c["kind"],
                 c.get("policy") or "-",
+                c.get("target") or "-",
                 _when(c["due_at"]) or "-",
                 plain(state, "bold red" if c["state"] in ("breached", "overdue") else ""),
                 f"{paused // 3600}h{paused % 3600 // 60:02d}m" if paused else "-",

@@ -47,15 +47,20 @@ def status(
         print(json.dumps(rows, indent=2))
         return
     table = Table(title="SLA clocks")
-    for col in ("ticket", "clock", "policy", "due", "state", "subject"):
+    for col in ("ticket", "clock", "policy", "target", "due", "state", "paused", "warned", "breached", "subject"):
         table.add_column(col)
     for r in rows:
+        paused = r["paused_seconds"]
         table.add_row(
             f"#{r['ticket']}",
             r["kind"],
             r["policy"] or "-",
-            (r["due_at"] or "-")[:16].replace("T", " "),
+            r["target"] or "-",
+            _short(r["due_at"]),
             plain(r["state"], "bold red" if r["state"] in ("breached", "overdue") else ""),
+            f"{paused // 3600}h{paused % 3600 // 60:02d}m" if paused else "-",
+            _short(r["warned_at"]),
+            _short(r["breached_at"]),
             plain(r["subject"]),
         )
     console.print(table)
@@ -132,6 +137,10 @@ def replay(
     table.add_row("breaches", str(result["before"]["breaches"]), str(result["after"]["breaches"]))
     console.print(table)
     console.print(plain(f"{len(result['changed'])} ticket(s) would have different clocks"))
+
+
+def _short(value: str | None) -> str:
+    return value[:16].replace("T", " ") if value else "-"
 
 
 def _share(row: dict[str, object]) -> str:

@@ -2,6 +2,7 @@
 
 Owns the bridge from what happens to a ticket to the pure engine (`sla.clocks.apply`):
 `on_change` (status, priority, queue and tier changes, called by `services.tickets._consequences`),
+`withdraw_gone_policy` (the sweep: a policy removed from the configuration stops its clocks),
 `on_customer_message` (the thread stage), `on_agent_reply` (an agent's reply, CLI or mail) and
 `choose_policy` (a rule's `sla: NAME` / `sla: none`). Each loads the ticket's clocks, applies
 the event under the policy in force after it, saves the clocks and records every clock change
@@ -40,6 +41,7 @@ from maildesk.sla.clocks import (
     SlaRemoved,
     StatusChanged,
     apply,
+    withdraw,
 )
 from maildesk.sla.policy import SlaPolicy, SlaSettings, select_policy
 from maildesk.store import Session
@@ -127,6 +129,37 @@ def choose_policy(session: Session, ticket: Ticket, choice: str, now: datetime) 
     policy = policy_for(session, ticket, ctx)
     event: Event = SlaRemoved(now) if policy is None else PolicyChanged(now, policy.name)
     _run(session, ticket, event, ticket.status, now, "policy", ctx=ctx, policy=policy)
+    return True
+
+
+def policy_gone(ctx: SlaContext, clocks: Clocks) -> bool:
+    """The clocks run under a policy the desk's configuration no longer has (or SLAs are off)."""
+    if ctx is _NO_SLA or not clocks.policy:
+        return False  # no desk settings in this session: nothing to compare with
+    return not ctx.settings.enabled or ctx.settings.policy(clocks.policy) is None
+
+
+def withdraw_gone_policy(session: Session, ticket: Ticket, now: datetime) -> bool:
+    """The sweep's check before acting: when the ticket's running clocks belong to a policy that
+    is no longer in the configuration (or SLAs were switched off), they stop ("removed") and
+    nothing they owed is acted on; a policy that applies to the ticket now takes over with the
+    time already counted. Returns True when the clocks changed."""
+    ctx = context(session)
+    before = sq.load_clocks(session, ticket.number, ticket.status, lock=True)
+    if not policy_gone(ctx, before) or not any(c.stopped_at is None for c in before.clocks):
+        return False
+    calendar = calendar_for(ctx.settings, None)  # the gone policy's calendar is unknown now
+    after = withdraw(before, now, calendar)
+    policy = policy_for(session, ticket, ctx)
+    event: Event = SlaRemoved(now)
+    if policy is not None:
+        event = PolicyChanged(now, policy.name)
+        after, _ = apply(after, event, policy, calendar_for(ctx.settings, policy))
+    sq.save_clocks(session, ticket.number, after)
+    on = on_data(ticket, "policy", event, sq.customer_vip(session, ticket.customer_id))
+    on["gone"] = before.policy
+    record_changes(session, ticket.number, before, after, now, on, always=True)
+    _rearm(ctx, after)
     return True
 
 
@@ -270,6 +303,8 @@ __all__ = [
     "on_customer_message",
     "on_agent_reply",
     "choose_policy",
+    "policy_gone",
+    "withdraw_gone_policy",
     "record_changes",
     "on_data",
     "without_late_warnings",

@@ -11,13 +11,14 @@ Rich, read the clock, or build SQL (queries live in `store/desk_queries.py`, `st
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from maildesk.agentmail.verdict import agent_mail_line
 from maildesk.domain import PRIORITIES, STATUSES, TIERS
+from maildesk.services import sla as sla_service
 from maildesk.services.tickets import OperationError, get_ticket
 from maildesk.store import Session
 from maildesk.store import desk_queries as dq
@@ -75,11 +76,13 @@ def clock_state(clock: SlaClock, now: datetime) -> str:
     return "running"
 
 
-def clock_dict(clock: SlaClock, now: datetime) -> dict[str, Any]:
+def clock_dict(clock: SlaClock, now: datetime, target: str = "") -> dict[str, Any]:
+    """One clock as shown: kind, target, due, state, paused time, warned/breached at."""
     paused = timedelta(seconds=clock.paused_total or 0.0)
     return {
         "kind": clock.kind,
         "policy": clock.policy,
+        "target": target,
         "started_at": iso(clock.started_at),
         "due_at": iso(clock.due_at),
         "warn_at": iso(clock.warn_at),
@@ -91,6 +94,36 @@ def clock_dict(clock: SlaClock, now: datetime) -> dict[str, Any]:
         "breached_at": iso(clock.breached_at),
         "stopped_at": iso(clock.stopped_at),
     }
+
+
+def clock_targets(session: Session) -> Callable[[SlaClock], str]:
+    """A clock's target text under the desk's policies ("8h business"); "" when its policy is gone."""
+    settings = sla_service.context(session).settings
+
+    def target(clock: SlaClock) -> str:
+        policy = settings.policy(clock.policy) if clock.policy else None
+        return policy.target_text(clock.kind) if policy is not None else ""
+
+    return target
+
+
+def _short(value: str | None) -> str:
+    return value[:16].replace("T", " ") if value else ""
+
+
+def clock_line(c: dict[str, Any]) -> str:
+    """One clock on one line, for tables and CSV: kind, target, state, due, paused, warned, breached."""
+    state = c["state"] + (f" ({c['stop_reason']})" if c.get("stop_reason") else "")
+    parts = [f"{c['kind']}{' ' + c['target'] if c.get('target') else ''}: {state}"]
+    if c.get("due_at"):
+        parts.append(f"due {_short(c['due_at'])}")
+    if c.get("paused_seconds"):
+        parts.append(f"paused {c['paused_seconds'] // 3600}h{c['paused_seconds'] % 3600 // 60:02d}m")
+    if c.get("warned_at"):
+        parts.append(f"warned {_short(c['warned_at'])}")
+    if c.get("breached_at"):
+        parts.append(f"breached {_short(c['breached_at'])}")
+    return ", ".join(parts)
 
 
 # Lists and views ---------------------------------------------------------------------------
@@ -109,12 +142,15 @@ class TicketSummary:
     updated_at: str | None
     next_due: str | None  # earliest due time of a running SLA clock
     breaching: bool
+    clocks: list[dict[str, Any]]  # every SLA clock (`clock_dict`), stopped ones too
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def summarize(ticket: Ticket, clocks: Sequence[SlaClock], now: datetime) -> TicketSummary:
+def summarize(
+    ticket: Ticket, clocks: Sequence[SlaClock], now: datetime, target: Callable[[SlaClock], str] | None = None
+) -> TicketSummary:
     targets = [c for c in clocks if c.kind not in TIMER_KINDS and c.stopped_at is None]
     running = [utc(c.due_at) for c in targets if c.paused_at is None and c.due_at is not None]
     due = min((d for d in running if d is not None), default=None)
@@ -133,6 +169,7 @@ def summarize(ticket: Ticket, clocks: Sequence[SlaClock], now: datetime) -> Tick
         updated_at=iso(ticket.updated_at),
         next_due=iso(due),
         breaching=breaching,
+        clocks=[clock_dict(c, now, target(c) if target else "") for c in clocks],
     )
 
 
@@ -153,7 +190,8 @@ def list_tickets(session: Session, f: TicketFilter, now: datetime) -> list[Ticke
     validate_filter(f)
     tickets = dq.list_tickets(session, f, now)
     clocks = dq.clocks_for(session, [t.number for t in tickets])
-    return [summarize(t, clocks[t.number], now) for t in tickets]
+    target = clock_targets(session)
+    return [summarize(t, clocks[t.number], now, target) for t in tickets]
 
 
 def message_view(msg: Message) -> dict[str, Any]:
@@ -226,7 +264,8 @@ def ticket_view(session: Session, number: int, now: datetime) -> dict[str, Any]:
         messages.sort(key=_by_time)
         events.sort(key=_by_time)
     clocks = dq.clocks_for(session, [number])[number]
-    summary = summarize(ticket, clocks, now).to_dict()
+    target = clock_targets(session)
+    summary = summarize(ticket, clocks, now, target).to_dict()
     return {
         **summary,
         "customer_name": ticket.customer.name,
@@ -240,7 +279,7 @@ def ticket_view(session: Session, number: int, now: datetime) -> dict[str, Any]:
         "merged_from": sources,
         "linked_to": ticket.linked_to,
         "participants": q.participants(session, number),
-        "sla": [clock_dict(c, now) for c in clocks],
+        "sla": summary.pop("clocks"),
         "messages": messages,
         "events": events,
     }
@@ -267,6 +306,8 @@ __all__ = [
     "summarize",
     "message_view",
     "event_view",
+    "clock_dict",
+    "clock_line",
 ]
 
 
@@ -281,12 +322,13 @@ def sla_status(
         soon = set(sq.due_within(session, now + due_within))
         numbers = [n for n in numbers if n in soon]
     clocks = dq.clocks_for(session, numbers)
+    target = clock_targets(session)
     out = []
     for ticket in sq.tickets(session, numbers):
         for clock in clocks[ticket.number]:
             if clock.stopped_at is not None:
                 continue
-            row = clock_dict(clock, now)
+            row = clock_dict(clock, now, target(clock))
             if breaching and row["state"] not in ("breached", "overdue"):
                 continue
             if due_within is not None and (clock.due_at is None or utc(clock.due_at) > now + due_within):  # type: ignore[operator]

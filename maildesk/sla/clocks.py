@@ -274,6 +274,12 @@ def _cancel_timers(clocks: Clocks, at: datetime) -> Clocks:
     return clocks
 
 
+def withdraw(clocks: Clocks, at: datetime, calendar: BusinessCalendar) -> Clocks:
+    """Stop every clock ("removed", the time counted so far kept) without deciding what fell
+    due: the policy is gone from the configuration, so nothing it promised is acted on."""
+    return _remove(clocks, at, calendar)
+
+
 def _remove(clocks: Clocks, at: datetime, counter: BusinessCalendar | _Book) -> Clocks:
     """Stop every clock: the SLA no longer applies (the time counted so far is kept)."""
     for clock in clocks.clocks:

@@ -106,6 +106,21 @@ class SlaPolicy:
         calendar_time = self.calendar_time if target is None or target.calendar_time is None else target.calendar_time
         return CALENDAR_TIME if calendar_time else calendar
 
+    def target_text(self, kind: str) -> str:
+        """A clock's target as people read it: "8h business", "1h calendar"; "" when none.
+        Kinds are the response and resolution targets and the timers `followup`, `autoresolve`."""
+        target = {"followup": self.followup_after, "autoresolve": self.resolve_after}.get(kind)
+        if kind in KINDS:
+            target = self.target(kind)
+        if target is None:
+            return ""
+        calendar_time = self.calendar_time if target.calendar_time is None else target.calendar_time
+        body = target.text
+        for word in ("calendar", "business"):
+            if body.lower().endswith(word):
+                body = body[: -len(word)].strip()
+        return f"{body} {'calendar' if calendar_time else 'business'}"
+
     def describe(self) -> str:
         parts = [f"{kind.replace('_', ' ')} {t}" for kind in KINDS if (t := self.target(kind)) is not None]
         when = [f"{name} {', '.join(v)}" for name, v in (("priority", self.priorities), ("queue", self.queues)) if v]

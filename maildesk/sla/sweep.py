@@ -11,7 +11,8 @@ Outbox rows carry idempotency keys derived from ticket, clock kind, due time and
 ticket's tier; on breach the policy's actions through the ticket-change path (escalate one tier
 with a hand-off note, raise priority) and `sla_breach` mail to the queue's lead (its agents at
 the highest tier) or the assignee; the customer's follow-up (`followup`, automatic mail under
-the loop limits) and the auto-resolve (status resolved with a closing note).
+the loop limits) and the auto-resolve (status resolved with a closing note, and the `resolved`
+notice to the customer, queued by the change path: services/survey.on_change).
 
 Must not: read the clock (`now` is given), build SQL, or decide clock semantics (sla.clocks).
 """
@@ -92,6 +93,8 @@ def sweep_ticket(session: Session, actor: Actor, number: int, now: datetime) -> 
         return []
     ctx = sla_service.context(session)
     clocks = sq.load_clocks(session, number, ticket.status, lock=True)
+    if sla_service.policy_gone(ctx, clocks) and sla_service.withdraw_gone_policy(session, ticket, now):
+        clocks = sq.load_clocks(session, number, ticket.status)  # a removed policy promises nothing any more
     policy = ctx.settings.policy(clocks.policy) if clocks.policy else None
     marked, actions = due_actions(clocks, now, policy)
     sq.save_clocks(session, number, marked)  # always: next_at moves on, so the claim cannot return it again
@@ -241,6 +244,8 @@ class Actor:
             tickets.change_status(
                 session, ticket, Status.RESOLVED, by=BY, via=VIA, reason="no reply from the customer", now=now
             )
+            # the customer's `resolved` notice (and survey) comes from the change path:
+            # services/survey.on_change, as for every other way a ticket is resolved
         return {"ticket": ticket.number, "action": "auto-resolve", **data}
 
     # Helpers ----------------------------------------------------------------------------

@@ -75,25 +75,37 @@ def load_clocks(session: Session, ticket_number: int, status: str, *, lock: bool
 
 
 def save_clocks(session: Session, ticket_number: int, clocks: Clocks) -> None:
+    """Write the clocks that changed; a value equal to the stored one is not written again
+    (SQLite hands times back naive, so they are compared in UTC)."""
     rows = {r.kind: r for r in clock_rows(session, ticket_number)}
     for clock in clocks.clocks:
         row = rows.get(clock.kind)
         if row is None:
             row = SlaClock(ticket_number=ticket_number, kind=clock.kind)
             session.add(row)
-        row.policy = clocks.policy
-        row.started_at = clock.started_at
-        row.due_at = clock.due_at
-        row.warn_at = clock.warn_due_at
-        row.paused_at = clock.paused_at
-        row.resumed_at = clock.resumed_at
-        row.paused_total = clock.paused_total.total_seconds()
-        row.counted = clock.counted.total_seconds()
-        row.warned_at = clock.warned_at
-        row.breached_at = clock.breached_at
-        row.stopped_at = clock.stopped_at
-        row.stop_reason = clock.stop_reason
-        row.next_at = next_at(clock)
+        values = {
+            "policy": clocks.policy,
+            "started_at": clock.started_at,
+            "due_at": clock.due_at,
+            "warn_at": clock.warn_due_at,
+            "paused_at": clock.paused_at,
+            "resumed_at": clock.resumed_at,
+            "paused_total": clock.paused_total.total_seconds(),
+            "counted": clock.counted.total_seconds(),
+            "warned_at": clock.warned_at,
+            "breached_at": clock.breached_at,
+            "stopped_at": clock.stopped_at,
+            "stop_reason": clock.stop_reason,
+            "next_at": next_at(clock),
+        }
+        for name, value in values.items():
+            old = getattr(row, name)
+            if isinstance(value, datetime | None) and isinstance(old, datetime | None):
+                if _utc(old) == _utc(value):
+                    continue
+            elif old == value:
+                continue
+            setattr(row, name, value)
     session.flush()
 
 
