@@ -20,6 +20,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,7 +42,6 @@ from maildesk.wakeup import Wakeups
 if TYPE_CHECKING:  # imported when used: a CLI command that opens the App starts no intake
     from maildesk.ingest.imap import MailboxPoller
     from maildesk.ingest.smtp import SmtpIntake
-    from maildesk.outbound.sender import OutboxSender
 
 log = logging.getLogger("maildesk.app")
 
@@ -72,14 +72,31 @@ class App:
         self.smtp: SmtpIntake | None = None
         self.pollers: list[MailboxPoller] = []
         self.started_at = time.time()
+        self.node_id = f"{os.uname().nodename[:80]}:{os.getpid()}:{os.urandom(3).hex()}"  # the lease holder's name
         self.rules_reloaded_at: float | None = None
 
     # Assembly --------------------------------------------------------------------------
     def migrate(self) -> None:
         if not self._migrated:
             self.store.migrate()
+            self.share_secret()
             self.sync_agents()
             self._migrated = True
+
+    def share_secret(self) -> None:
+        """On PostgreSQL, sign with the secret every node of the database shares
+        (`store/nodes.py`): read (or first stored) when the node migrates, before the worker,
+        the sender or the parser processes use it. A node whose secret differs is refused
+        (ConfigError, with both fingerprints)."""
+        if self.store.is_sqlite:
+            return
+        from maildesk.store.nodes import shared_secret
+
+        secret = shared_secret(self.store, local=self.settings.secret, local_from=self.settings.secret_from)
+        if secret != self.settings.secret:
+            self.settings = replace(self.settings, secret=secret)
+            self.deps.use_settings(self.settings)
+            self.worker.preparer.settings = self.settings
 
     def sync_agents(self) -> None:
         """Copy the `[[agent]]` tables into the agents table; agents no longer listed become
@@ -149,7 +166,11 @@ class App:
             from maildesk.ingest.imap import MailboxPoller
 
             poller = MailboxPoller(
-                mailbox, self.spool, self.settings.data_path / "imap-state", on_spooled=self.wakeups.spooled
+                mailbox,
+                self.spool,
+                self.settings.data_path / "imap-state",
+                on_spooled=self.wakeups.spooled,
+                lease=self.mailbox_lease(mailbox.lease_seconds),
             )
             self.pollers.append(poller)
             t = threading.Thread(target=poller.run_forever, args=(imap_stop,), name=f"imap-{mailbox.name}", daemon=True)
@@ -158,12 +179,7 @@ class App:
         worker_stop = threading.Event()
         worker_thread = threading.Thread(target=self._worker_loop, args=(worker_stop,), name="worker", daemon=True)
         worker_thread.start()
-        from maildesk.outbound.sender import OutboxSender
-
-        sender = OutboxSender(self.store, self.settings, clock=self.clock, wakeup=self.wakeups.outbox)
-        sender_thread = threading.Thread(
-            target=self._sender_loop, args=(sender, worker_stop), name="outbox", daemon=True
-        )
+        sender_thread = threading.Thread(target=self._sender_loop, args=(worker_stop,), name="outbox", daemon=True)
         sender_thread.start()
         listener = self.store.outbox_listener(self.wakeups.outbox.notify)  # other nodes' mail (PostgreSQL)
         if listener is not None:
@@ -190,6 +206,15 @@ class App:
         self.write_status()
         self.store.dispose()
         log.info("stopped")
+
+    def mailbox_lease(self, seconds: float) -> Any:
+        """On PostgreSQL, the lease under which this node polls an IMAP mailbox (several
+        nodes share the database; one polls each mailbox); None on SQLite (one node)."""
+        if self.store.is_sqlite:
+            return None
+        from maildesk.store.nodes import StoreMailboxLease
+
+        return StoreMailboxLease(self.store, self.node_id, seconds)
 
     def warm_up(self) -> None:
         """One-time work (mapper set-up, template compilation, locale data) done before the
@@ -346,10 +371,13 @@ class App:
         log.info("retention (%d days): %s", days, report)
         return report
 
-    def _sender_loop(self, sender: OutboxSender, stop: threading.Event) -> None:
+    def _sender_loop(self, stop: threading.Event) -> None:
         while not stop.is_set() and not self._migrated:
-            stop.wait(0.5)  # the worker migrates the schema first
+            stop.wait(0.5)  # the worker migrates the schema first (and reads the shared secret)
         if not stop.is_set():
+            from maildesk.outbound.sender import OutboxSender
+
+            sender = OutboxSender(self.store, self.settings, clock=self.clock, wakeup=self.wakeups.outbox)
             sender.run_forever(stop)
 
     # Status ----------------------------------------------------------------------------

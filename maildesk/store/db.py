@@ -95,13 +95,22 @@ class Store:
         return "sqlite" if self.is_sqlite else "postgresql"
 
     def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision."""
+        """Bring the schema to the newest Alembic revision.
+
+        On PostgreSQL several nodes may start at once on one database: each takes a
+        transaction-level advisory lock first, so one migrates and the others wait, then find
+        the schema at head and do nothing (without it two `CREATE TABLE`s race and one fails
+        with a UniqueViolation)."""
         from alembic import command
         from alembic.config import Config
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                from maildesk.store.nodes import MIGRATION_LOCK
+
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
