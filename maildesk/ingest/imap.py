@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -715,6 +716,65 @@ class MailboxPoller:
                     for name, f in self._folders.items()
                 },
             }
+
+
+@dataclass(frozen=True)
+class RemoteMessage:
+    """One message as the server lists it (for `maildesk imap reconcile`)."""
+
+    mailbox: str
+    folder: str
+    uid: int
+    uidvalidity: int
+    message_id_header: str  # the raw `Message-ID:` header line(s), "" when the mail has none
+    taken: bool  # carries our keyword, or sits in the move_to folder
+
+
+def survey(poller: MailboxPoller, since: date) -> list[RemoteMessage]:
+    """Every message received since `since` (IMAP SEARCH SINCE, the server's internal date)
+    in the mailbox's folders (and its move_to folder when mail is moved), with its UID and
+    Message-ID header. Read-only: flags stay as they are."""
+    s = poller.settings
+    client = poller._connect()
+    folders = list(s.folders)
+    if s.after == "move" and client.folder_exists(s.move_to):
+        folders.append(s.move_to)
+    found: list[RemoteMessage] = []
+    for folder in folders:
+        info = client.select_folder(folder, readonly=True)
+        uidvalidity = int(info.get(b"UIDVALIDITY", 0) or 0)
+        uids = sorted(int(u) for u in client.search(["SINCE", since]))
+        for batch in _chunks(uids, 500):
+            data = client.fetch(batch, ["FLAGS", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+            for uid in batch:
+                item = data.get(uid)
+                if item is None:
+                    continue  # expunged meanwhile
+                header = bytes(item.get(b"BODY[HEADER.FIELDS (MESSAGE-ID)]") or b"").decode("utf-8", "replace")
+                flags = {bytes(f) if not isinstance(f, bytes) else f for f in item.get(b"FLAGS", ())}
+                taken = folder == s.move_to and s.after == "move" or s.keyword.encode() in flags
+                found.append(RemoteMessage(s.name, folder, uid, uidvalidity, header.strip(), taken))
+    return found
+
+
+def fetch_raw(poller: MailboxPoller, folder: str, uids: Sequence[int]) -> dict[int, bytes]:
+    """The raw bytes of `uids` in `folder` (read-only: nothing is flagged or moved)."""
+    client = poller._connect()
+    client.select_folder(folder, readonly=True)
+    out: dict[int, bytes] = {}
+    for batch in _chunks(list(uids), 50):
+        data = client.fetch(batch, ["BODY.PEEK[]"])
+        for uid in batch:
+            raw = (data.get(uid) or {}).get(b"BODY[]")
+            if raw is not None:
+                out[uid] = bytes(raw)
+    return out
+
+
+def recorded_progress(poller: MailboxPoller) -> dict[str, tuple[int, int]]:
+    """Per folder: (uidvalidity, last_uid) as this node's state file (or the lease's shared
+    progress) records it."""
+    return {name: (f.uidvalidity, f.last_uid) for name, f in poller._folders.items()}
 
 
 def _is_bye(response: Any) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -155,3 +155,20 @@ def imap_progress(store: Store) -> dict[tuple[str, str], tuple[int, int]]:
     with store.reader() as session:
         rows = session.execute(text("SELECT mailbox, folder, uidvalidity, last_uid FROM imap_progress")).all()
     return {(str(r[0]), str(r[1])): (int(r[2]), int(r[3])) for r in rows}
+
+
+def stored_message_ids(store: Store, ids: Sequence[str]) -> set[str]:
+    """Those of `ids` (Message-IDs without brackets) stored as mail, in or out."""
+    from sqlalchemy import select
+
+    from maildesk.store.models import Message
+    from maildesk.store.queries import mid_hash
+
+    found: set[str] = set()
+    unique = list(dict.fromkeys(ids))
+    with store.reader() as session:
+        for start in range(0, len(unique), 500):
+            by_hash = {mid_hash(i): i for i in unique[start : start + 500]}
+            rows = session.scalars(select(Message.mid_hash).where(Message.mid_hash.in_(list(by_hash)))).all()
+            found.update(by_hash[h] for h in rows)
+    return found
