@@ -97,9 +97,7 @@ def test_nodes_share_one_secret_kept_in_the_database(tmp_path: Path, pg_url: str
         b.store.dispose()
 
 
-def test_the_first_node_brings_its_old_secret_file_and_a_different_one_is_refused(
-    tmp_path: Path, pg_url: str
-) -> None:
+def test_the_first_node_brings_its_old_secret_file_and_a_different_one_is_refused(tmp_path: Path, pg_url: str) -> None:
     a = _node(tmp_path, "a", pg_url, secret_file="old-single-node-secret")
     b = _node(tmp_path, "b", pg_url)
     c = _node(tmp_path, "c", pg_url, secret_file="another-secret")
