@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+CPU: dict[int, list[tuple[float, float]]] = {1: [], 2: []}  # per run: (CPU seconds of the nodes, wall seconds)
 ADMIN_URL = os.environ.get("MAILDESK_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
@@ -71,10 +72,10 @@ def node_main(cfg: str) -> None:
     desk.worker.recover()
     print("ready", flush=True)
     sys.stdin.readline()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     desk.worker.drain()
-    elapsed = time.perf_counter() - started
-    print(json.dumps({"seconds": elapsed, "figures": desk.worker.stats.figures()}, default=str), flush=True)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(json.dumps({"seconds": elapsed, "cpu": cpu}), flush=True)
     desk.worker.close()
     desk.store.dispose()
 
@@ -119,13 +120,19 @@ def one_run(nodes: int, corpus: list[bytes], parse_processes: int, work: Path, n
             assert proc.stdin is not None
             proc.stdin.write("go\n")
             proc.stdin.flush()
+        cpu = 0.0
         for proc in procs:
+            assert proc.stdout is not None
+            cpu += float(json.loads(proc.stdout.readline())["cpu"])
             proc.wait(timeout=1800)
         elapsed = time.perf_counter() - started
+        CPU[nodes].append((cpu, elapsed))
         from sqlalchemy import text
 
         with store.engine.connect() as conn:
-            stored = conn.execute(text("SELECT count(*), count(DISTINCT message_id) FROM messages WHERE direction = 'in'")).one()
+            stored = conn.execute(
+                text("SELECT count(*), count(DISTINCT message_id) FROM messages WHERE direction = 'in'")
+            ).one()
         store.dispose()
         if tuple(stored) != (len(corpus), len(corpus)):
             raise SystemExit(f"{nodes} node(s): stored {tuple(stored)}, expected {len(corpus)} once each")
@@ -145,6 +152,10 @@ def main() -> None:
         node_main(args.node)
         return
     corpus = [mail(n, f"r{n % 7}") for n in range(args.messages)]
+    try:
+        print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; cores: {os.cpu_count()}")
+    except OSError:
+        pass
     rates: dict[int, list[float]] = {1: [], 2: []}
     tag = f"mdbench_nodes_{os.getpid()}"
     with tempfile.TemporaryDirectory(prefix="nodes-bench-") as tmp:
@@ -161,6 +172,13 @@ def main() -> None:
         print(
             f"{nodes} node(s): min {min(values):.1f} / median {statistics.median(values):.1f} / "
             f"max {max(values):.1f} msg/s ({len(values)} rounds)"
+        )
+    for nodes in (1, 2):
+        per_mail = statistics.median(c / len(corpus) * 1000 for c, _ in CPU[nodes])
+        cores = statistics.median(c / w for c, w in CPU[nodes])
+        print(
+            f"{nodes} node(s): {per_mail:.1f} ms of node CPU per message; the node processes used "
+            f"{cores:.2f} cores on average (PostgreSQL's share not counted)"
         )
     ratios = [b / a for a, b in zip(rates[1], rates[2], strict=True)]
     print(

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from maildesk.clock import utcnow
 from maildesk.config import Settings
+from maildesk.errors import ConfigError
 from maildesk.pipeline.context import PipelineDeps
 from maildesk.pipeline.order import PIPELINE
 from maildesk.pipeline.stages.route import make_rules_holder
@@ -238,6 +239,11 @@ class App:
                 self.warm_up()
                 log.info("worker ready (migration and warm-up took %.0f ms)", (time.monotonic() - started) * 1000)
                 break
+            except ConfigError as exc:  # e.g. this node's secret is not the one the other nodes share
+                self.worker.stats.last_error = f"configuration: {exc}"
+                log.error("cannot start processing: %s; mail is still spooled; retrying in %.1fs", exc, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 30.0)
             except Exception as exc:  # noqa: BLE001 - database down at start: keep spooling
                 self.worker.stats.db_unavailable_since = self.worker.stats.db_unavailable_since or time.time()
                 self.worker.stats.last_error = f"database unavailable: {str(exc).splitlines()[0][:300]}"

@@ -14,6 +14,7 @@ from maildesk.app import App
 from maildesk.errors import ConfigError
 from maildesk.store.db import Store
 from maildesk.store.nodes import SECRET_KEY, StoreMailboxLease, fingerprint, shared_secret
+from maildesk.threading.tokens import make_message_id, parse_message_id
 from tests.conftest import PgDatabases, make_settings
 from tests.support.wait import wait_for
 
@@ -86,6 +87,8 @@ def test_nodes_share_one_secret_kept_in_the_database(tmp_path: Path, pg_url: str
     try:
         assert a.settings.secret_from == "database" and a.settings.secret == ""
         assert not (a.settings.data_path / "secret.key").exists()  # no per-node file on PostgreSQL
+        signed = make_message_id("some-secret", 7, "example.com")
+        assert parse_message_id(a.settings.secret, signed) is None  # before the shared secret: nothing verifies
         a.migrate()
         b.migrate()
         assert a.settings.secret and a.settings.secret == b.settings.secret
