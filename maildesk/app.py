@@ -73,7 +73,9 @@ class App:
         self.smtp: SmtpIntake | None = None
         self.pollers: list[MailboxPoller] = []
         self.started_at = time.time()
-        self.node_id = f"{os.uname().nodename[:80]}:{os.getpid()}:{os.urandom(3).hex()}"  # the lease holder's name
+        # This node's name as a lease holder: host and data folder (one node per folder), so a
+        # node restarted after a crash takes its own IMAP leases back at once.
+        self.node_id = f"{os.uname().nodename[:60]}:{str(settings.data_path.resolve())[-130:]}"
         self.rules_reloaded_at: float | None = None
 
     # Assembly --------------------------------------------------------------------------

@@ -143,7 +143,7 @@ def test_two_nodes_share_one_database_and_one_mailbox(
             timeout=20,
             message="no node took the IMAP lease",
         )
-        holder = next(n for n, d in nodes.items() if d.proc is not None and f":{d.proc.pid}:" in holder_pid)
+        holder = next(n for n in nodes if str(holder_pid).endswith(str((folders[n] / "data").resolve())))
         other = "b" if holder == "a" else "a"
 
         # SMTP to both nodes, IMAP to the holder; then the holder dies while mail still flows.
