@@ -45,12 +45,15 @@ def shared_secret(store: Store, *, local: str, local_from: str) -> str:
       none). The first node stores its file's secret (or a new random one) with INSERT ... ON
       CONFLICT DO NOTHING; every node reads back the row that won. A node whose own file holds
       another secret is refused (its old signed mail would stop verifying without a word).
-    - "env" (or "given"): the secret comes from the environment; the database keeps only its
-      fingerprint, and a node whose secret has another fingerprint is refused.
+    - "given" (set by code: tests, benchmarks): like an old `secret.key`.
+    - "env": the secret comes from the environment; the database keeps only its fingerprint,
+      and a node whose secret has another fingerprint is refused.
     """
     if store.is_sqlite:
         return local
     value: dict[str, str | None]
+    if local_from == "given" and local:
+        local_from = "database"
     if local_from == "database":
         new = local or secrets.token_hex(32)
         value = {"secret": new, "fingerprint": fingerprint(new)}
