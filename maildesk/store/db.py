@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from maildesk.errors import ConfigError, MaildeskError
@@ -42,6 +42,12 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return False
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """True when a statement lost a race for a unique row (several nodes: both stored the same
+    Message-ID, or both created the same new customer). Run again, the mail finds the row."""
+    return isinstance(exc, IntegrityError)
 
 
 class Store:

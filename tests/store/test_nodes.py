@@ -165,3 +165,51 @@ def test_lease_seconds_is_checked(tmp_path: Path) -> None:
     }
     with pytest.raises(ConfigError, match=r"imap\[0\].lease_seconds"):
         parse_settings(bad)
+
+
+def test_a_node_that_loses_the_race_to_store_the_same_mail_or_customer_runs_it_again(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Two nodes process mail of one new customer at the same moment: the same message
+    (delivered to both) and a second message. The node that commits second hits the unique
+    rows (Message-ID, customer e-mail) the other just stored: it runs the batch again, finds
+    them, and nothing ends in failed/."""
+    from maildesk.pipeline.context import Stage
+    from tests.support.mailgen import eml
+
+    a = _node(tmp_path, "a", pg_url)
+    b = _node(tmp_path, "b", pg_url)
+    try:
+        a.migrate()
+        b.migrate()
+        same = eml(sender="New Customer <new@race.example>", message_id="<race-1@race.example>")
+        other = eml(sender="New Customer <new@race.example>", message_id="<race-2@race.example>", subject="Second")
+        a.spool.put(same, "test")
+        a.spool.put(other, "test")
+        b.spool.put(same, "test")
+        ran_b: list[bool] = []
+
+        def let_b_commit_first(ctx: Any, session: Any, deps: Any) -> None:
+            if not ran_b:  # while a's transaction is open: b stores the mail and the customer
+                ran_b.append(True)
+                b.process()
+
+        stages = list(a.worker.stages)
+        at = next(i for i, s in enumerate(stages) if s.name == "persist")
+        stages.insert(at, Stage(let_b_commit_first, stages[at].needs))
+        a.worker.stages = tuple(stages)
+        a.process()
+        assert ran_b == [True]
+        assert list(a.spool.entries("failed")) == [] and list(a.spool.entries("incoming")) == []
+        with a.store.reader() as session:
+            from sqlalchemy import text
+
+            ids = session.execute(text("SELECT message_id FROM messages WHERE direction = 'in'")).scalars().all()
+            customers = session.execute(text("SELECT count(*) FROM customers")).scalar()
+        assert sorted(ids) == ["race-1@race.example", "race-2@race.example"]  # each once
+        assert customers == 1
+        assert a.worker.stats.duplicates == 1
+    finally:
+        for app in (a, b):
+            app.worker.close()
+            app.store.dispose()
