@@ -199,7 +199,10 @@ class MailboxPoller:
         self._held = False  # this node holds the lease (always True without one)
         self._renew_at = 0.0  # clock() when the lease is renewed next
         self._valid_until = 0.0  # clock() until which the lease is surely still ours
-        self._load_state()
+        if lease is None:
+            self._load_state()
+        else:  # read when the lease is taken (the database may not be migrated yet)
+            self._folders = {folder: _FolderState() for folder in settings.folders}
 
     # Lease (several nodes) ----------------------------------------------------------------
     def hold_lease(self) -> bool:
