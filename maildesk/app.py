@@ -20,12 +20,14 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from maildesk.clock import utcnow
 from maildesk.config import Settings
+from maildesk.errors import ConfigError
 from maildesk.observe.metrics import MetricFacts, MetricsEndpoint
 from maildesk.observe.systemd import Notifier
 from maildesk.observe.watch import FileWatcher
@@ -75,6 +77,9 @@ class App:
         self.smtp: SmtpIntake | None = None
         self.pollers: list[MailboxPoller] = []
         self.started_at = time.time()
+        # This node's name as a lease holder: host and data folder (one node per folder), so a
+        # node restarted after a crash takes its own IMAP leases back at once.
+        self.node_id = f"{os.uname().nodename[:60]}:{str(settings.data_path.resolve())[-130:]}"
         self.rules_reloaded_at: float | None = None
         self.sender: OutboxSender | None = None
         self.notifier = Notifier()
@@ -95,8 +100,24 @@ class App:
     def migrate(self) -> None:
         if not self._migrated:
             self.store.migrate()
+            self.share_secret()
             self.sync_agents()
             self._migrated = True
+
+    def share_secret(self) -> None:
+        """On PostgreSQL, sign with the secret every node of the database shares
+        (`store/nodes.py`): read (or first stored) when the node migrates, before the worker,
+        the sender or the parser processes use it. A node whose secret differs is refused
+        (ConfigError, with both fingerprints)."""
+        if self.store.is_sqlite:
+            return
+        from maildesk.store.nodes import shared_secret
+
+        secret = shared_secret(self.store, local=self.settings.secret, local_from=self.settings.secret_from)
+        if secret != self.settings.secret:
+            self.settings = replace(self.settings, secret=secret)
+            self.deps.use_settings(self.settings)
+            self.worker.preparer.settings = self.settings
 
     def sync_agents(self) -> None:
         """Copy the `[[agent]]` tables into the agents table; agents no longer listed become
@@ -245,7 +266,11 @@ class App:
             from maildesk.ingest.imap import MailboxPoller
 
             poller = MailboxPoller(
-                mailbox, self.spool, self.settings.data_path / "imap-state", on_spooled=self.wakeups.spooled
+                mailbox,
+                self.spool,
+                self.settings.data_path / "imap-state",
+                on_spooled=self.wakeups.spooled,
+                lease=self.mailbox_lease(mailbox.lease_seconds),
             )
             self.pollers.append(poller)
             t = threading.Thread(target=poller.run_forever, args=(imap_stop,), name=f"imap-{mailbox.name}", daemon=True)
@@ -254,13 +279,7 @@ class App:
         worker_stop = threading.Event()
         worker_thread = threading.Thread(target=self._worker_loop, args=(worker_stop,), name="worker", daemon=True)
         worker_thread.start()
-        from maildesk.outbound.sender import OutboxSender
-
-        sender = OutboxSender(self.store, self.settings, clock=self.clock, wakeup=self.wakeups.outbox)
-        self.sender = sender
-        sender_thread = threading.Thread(
-            target=self._sender_loop, args=(sender, worker_stop), name="outbox", daemon=True
-        )
+        sender_thread = threading.Thread(target=self._sender_loop, args=(worker_stop,), name="outbox", daemon=True)
         sender_thread.start()
         listener = self.store.outbox_listener(self.wakeups.outbox.notify)  # other nodes' mail (PostgreSQL)
         if listener is not None:
@@ -400,6 +419,15 @@ class App:
             started_at=self.started_at,
         )
 
+    def mailbox_lease(self, seconds: float) -> Any:
+        """On PostgreSQL, the lease under which this node polls an IMAP mailbox (several
+        nodes share the database; one polls each mailbox); None on SQLite (one node)."""
+        if self.store.is_sqlite:
+            return None
+        from maildesk.store.nodes import StoreMailboxLease
+
+        return StoreMailboxLease(self.store, self.node_id, seconds)
+
     def warm_up(self) -> None:
         """One-time work (mapper set-up, template compilation, locale data) done before the
         first message is claimed, so a crash or kill during start-up is never counted
@@ -421,6 +449,11 @@ class App:
                 log.info("worker ready (migration and warm-up took %.0f ms)", (time.monotonic() - started) * 1000)
                 self._worker_up.set()
                 break
+            except ConfigError as exc:  # e.g. this node's secret is not the one the other nodes share
+                self.worker.stats.last_error = f"configuration: {exc}"
+                log.error("cannot start processing: %s; mail is still spooled; retrying in %.1fs", exc, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 30.0)
             except Exception as exc:  # noqa: BLE001 - database down at start: keep spooling
                 self._worker_up.set()  # running, and waiting for the database: intake takes mail
                 self.worker.stats.db_unavailable_since = self.worker.stats.db_unavailable_since or time.time()
@@ -562,10 +595,14 @@ class App:
         log.info("retention (%d days): %s", days, report)
         return report
 
-    def _sender_loop(self, sender: OutboxSender, stop: threading.Event) -> None:
+    def _sender_loop(self, stop: threading.Event) -> None:
         while not stop.is_set() and not self._migrated:
-            stop.wait(0.5)  # the worker migrates the schema first
+            stop.wait(0.5)  # the worker migrates the schema first (and reads the shared secret)
         if not stop.is_set():
+            from maildesk.outbound.sender import OutboxSender
+
+            sender = OutboxSender(self.store, self.settings, clock=self.clock, wakeup=self.wakeups.outbox)
+            self.sender = sender  # the metrics read its totals
             sender.run_forever(stop)
 
     # Status ----------------------------------------------------------------------------

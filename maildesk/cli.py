@@ -15,7 +15,7 @@ import sys
 
 import typer
 
-from maildesk.commands import admin, daemon, desk, inspection, intake, macros, ops, report, rules, sla, spool
+from maildesk.commands import admin, daemon, desk, imap, inspection, intake, macros, ops, report, rules, sla, spool
 from maildesk.commands.common import EX_CONFIG, err
 from maildesk.errors import ConfigError
 
@@ -58,6 +58,7 @@ app.add_typer(macros.macros_app, name="macros")
 app.add_typer(admin.outbox_app, name="outbox")
 app.add_typer(ops.db_app, name="db")
 app.add_typer(sla.sla_app, name="sla")
+app.add_typer(imap.imap_app, name="imap")
 
 
 def main() -> None:

@@ -77,6 +77,9 @@ class ImapSettings:
     poll_interval: float = 60.0
     idle: bool = True
     timeout: float = 30.0
+    # Several nodes on one PostgreSQL: one node polls this mailbox under a lease it renews every
+    # third of this; when it dies another node takes over within about this many seconds.
+    lease_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,11 @@ class Settings:
     source: str = "<embedded default>"
     base_dir: str = "."
     secret: str = ""
+    # Where `secret` came from: "env" (desk.secret_env), "file" (<data_dir>/secret.key, SQLite),
+    # "database" (PostgreSQL without secret_env: the App reads the secret shared by all nodes
+    # from the database when it migrates; until then `secret` is this node's old secret.key,
+    # or ""), "given" (set by code, e.g. tests).
+    secret_from: str = "given"
 
     # Derived paths -------------------------------------------------------------------
     @property
@@ -423,6 +431,8 @@ def _validate(settings: Settings) -> Settings:
             raise ConfigError(f"{where}.name: duplicate mailbox name {imap.name!r}")
         if imap.batch_size < 1:
             raise ConfigError(f"{where}.batch_size: must be at least 1")
+        if not 1 <= imap.lease_seconds <= 3600:
+            raise ConfigError(f"{where}.lease_seconds: must be between 1 and 3600, got {imap.lease_seconds}")
         names.add(imap.name)
         imaps.append(replace(imap, password=password))
     secret = os.environ.get(desk.secret_env, "") if desk.secret_env else ""
@@ -431,9 +441,14 @@ def _validate(settings: Settings) -> Settings:
     settings = replace(settings, report=_validate_report(settings.report))
     settings = replace(settings, log=_validate_log(settings.log))
     _validate_metrics(settings.metrics)
-    if not secret:
-        secret = _secret_from_data_dir(settings)
-    return replace(settings, secret=secret)
+    if secret:
+        return replace(settings, secret=secret, secret_from="env")
+    if settings.database_url.startswith("postgresql"):
+        # Several nodes may share this database: the secret is the one kept there (store/nodes.py).
+        path = settings.data_path / "secret.key"
+        local = path.read_text().strip() if path.is_file() else ""
+        return replace(settings, secret=local, secret_from="database")
+    return replace(settings, secret=_secret_from_data_dir(settings), secret_from="file")
 
 
 def _validate_log(log: LogSettings) -> LogSettings:

@@ -112,7 +112,7 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
     for section, values in overrides.items():
         data.setdefault(section, {}).update(values)
     settings = parse_settings(data, source="<test>", base_dir=str(tmp_path))
-    return replace(settings, secret="test-secret")
+    return replace(settings, secret="test-secret", secret_from="given")
 
 
 @pytest.fixture

@@ -16,6 +16,11 @@ state file is updated) spools that message again on the next run. That is by des
 pipeline drops the copy by its Message-ID hash. Nothing here may lose a message to avoid a
 duplicate.
 
+Several nodes (one PostgreSQL): a `MailboxLease` passed in by the App decides which node
+polls a mailbox and keeps the folders' progress where every node reads it (the database);
+the poller takes mail only while it holds the lease and stops at once when it is lost.
+Without a lease (one node) progress is the state file.
+
 It must not parse, decode or judge messages, nor touch the database or rules.
 """
 
@@ -30,10 +35,11 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from imapclient import IMAPClient
 from imapclient.exceptions import (
@@ -74,6 +80,34 @@ class ImapUnavailable(MaildeskError):
 
 class ImapStateError(MaildeskError):
     """The progress file cannot be written (mail already marked stays marked: nothing lost)."""
+
+
+class LeaseLost(ImapUnavailable):
+    """Another node holds this mailbox's lease (or it could not be renewed in time): stop taking mail."""
+
+
+class MailboxLease(Protocol):
+    """Who polls a mailbox when several nodes share one database, and the progress they share.
+
+    Implemented by `maildesk.store.nodes.StoreMailboxLease`; the App passes it in (ingest
+    never imports the store). Any method may raise when the database is unreachable."""
+
+    holder: str
+    seconds: float  # the lease's length; it is renewed every third of it
+
+    def acquire(self, mailbox: str) -> bool:
+        """Take the lease when it is free or expired, or renew ours; True when held."""
+        ...
+
+    def release(self, mailbox: str) -> None: ...
+
+    def load(self, mailbox: str) -> dict[str, tuple[int, int, int]]:
+        """Per folder: (uidvalidity, last_uid, fetched)."""
+        ...
+
+    def save(self, mailbox: str, folders: Mapping[str, tuple[int, int, int]]) -> bool:
+        """Store the progress; False when this node no longer holds the lease."""
+        ...
 
 
 @dataclass
@@ -136,6 +170,7 @@ class MailboxPoller:
         backoff: Backoff | None = None,
         ssl_context: ssl.SSLContext | None = None,
         on_spooled: Callable[[], None] | None = None,
+        lease: MailboxLease | None = None,
     ) -> None:
         if settings.after not in {"keyword", "move"}:
             raise MaildeskError(f"imap {settings.name!r}: after must be 'keyword' or 'move', got {settings.after!r}")
@@ -161,10 +196,77 @@ class MailboxPoller:
         self._errors = 0  # connection and folder errors since the start (the metrics endpoint)
         self._last_success: float | None = None
         self._moved_folder_ready = False  # move_to exists (checked once per connection)
-        self._load_state()
+        self.lease = lease
+        self._held = False  # this node holds the lease (always True without one)
+        self._renew_at = 0.0  # clock() when the lease is renewed next
+        self._valid_until = 0.0  # clock() until which the lease is surely still ours
+        if lease is None:
+            self._load_state()
+        else:  # read when the lease is taken (the database may not be migrated yet)
+            self._folders = {folder: _FolderState() for folder in settings.folders}
+
+    # Lease (several nodes) ----------------------------------------------------------------
+    def hold_lease(self) -> bool:
+        """True while this node may take mail from the mailbox: always without a lease;
+        with one, renewed every third of its length. A database that cannot be reached
+        keeps a held lease only until it would expire."""
+        if self.lease is None:
+            return True
+        now = self.clock()
+        if self._held and now < self._renew_at:
+            return True
+        seconds = self.lease.seconds
+        try:
+            held = self.lease.acquire(self.settings.name)
+        except Exception as exc:  # noqa: BLE001 - the database is down: keep it until it would expire
+            if self._held and now < self._valid_until:
+                return True
+            if self._held:
+                self.log.error("imap %s: cannot renew the lease (%s); stopping", self.settings.name, exc)
+            self._held = False
+            return False
+        if held and not self._held:
+            self._load_state()  # go on where the previous holder stopped
+            self.log.info("imap %s: this node (%s) now polls the mailbox", self.settings.name, self.lease.holder)
+        elif not held and self._held:
+            self.log.warning("imap %s: another node took the mailbox over; stopping", self.settings.name)
+        self._held = held
+        if held:
+            self._renew_at = now + seconds / 3
+            self._valid_until = now + seconds * 2 / 3  # margin for a late renewal
+        return held
+
+    def _require_lease(self) -> None:
+        """Raise LeaseLost unless the lease was held before and still is (taken anew, the
+        progress was reloaded: the poll starts over)."""
+        was_held = self._held or self.lease is None
+        if not self.hold_lease() or not was_held:
+            raise LeaseLost(f"{self._where}: this node does not hold the mailbox's lease")
+
+    def release_lease(self) -> None:
+        if self.lease is not None and self._held:
+            self._held = False
+            try:
+                self.lease.release(self.settings.name)
+            except Exception as exc:  # noqa: BLE001 - it then expires on its own
+                self.log.warning("imap %s: cannot release the lease (%s)", self.settings.name, exc)
 
     # State file ------------------------------------------------------------------------
     def _load_state(self) -> None:
+        if self.lease is not None:
+            try:
+                shared = self.lease.load(self.settings.name)
+            except Exception as exc:  # noqa: BLE001 - the database is down: the first acquire reloads
+                self.log.warning("imap %s: cannot read the shared progress (%s)", self.settings.name, exc)
+                shared = {}
+            with self._lock:
+                for folder in self.settings.folders:
+                    uidvalidity, last_uid, fetched = shared.get(folder, (0, 0, 0))
+                    old = self._folders.get(folder)
+                    self._folders[folder] = _FolderState(uidvalidity=uidvalidity, last_uid=last_uid, fetched=fetched)
+                    if old is not None:
+                        self._folders[folder].last_error = old.last_error
+            return
         data: dict[str, Any] = {}
         if self.state_path.exists():
             try:
@@ -187,6 +289,17 @@ class MailboxPoller:
             )
 
     def _save_state(self) -> None:
+        if self.lease is not None:
+            with self._lock:
+                folders = {n: (f.uidvalidity, f.last_uid, f.fetched) for n, f in self._folders.items()}
+            try:
+                saved = self.lease.save(self.settings.name, folders)
+            except Exception as exc:  # noqa: BLE001 - the database refuses: like a disk that does
+                raise ImapStateError(f"cannot store the IMAP progress of {self.settings.name!r}: {exc}") from exc
+            if not saved:
+                self._held = False
+                raise LeaseLost(f"{self._where}: another node took the mailbox over")
+            return
         with self._lock:
             payload = {
                 "mailbox": self.settings.name,
@@ -284,6 +397,7 @@ class MailboxPoller:
         """Connect if needed and take new mail from every folder. Never raises for server or
         connection errors: they are in the report and in status()."""
         try:
+            self.hold_lease()
             return self._poll()
         except ImapUnavailable as exc:
             return PollReport(0, 0, 0, (str(exc),))
@@ -294,6 +408,7 @@ class MailboxPoller:
         counts = [0, 0, 0]
         errors: list[str] = []
         try:
+            self._require_lease()
             client = self._connect()
             for folder in self.settings.folders:
                 try:
@@ -374,6 +489,7 @@ class MailboxPoller:
             self._ensure_move_target(client)
         for batch in _chunks(uids, s.batch_size):
             for part in self._split_by_size(client, batch):
+                self._require_lease()
                 self._take(client, folder, part, uidvalidity, counts)
         # Every UID below UIDNEXT (as of SELECT) was either taken now or carries our keyword:
         # skip past them so a re-scanned folder is not searched from the start each time.
@@ -474,8 +590,17 @@ class MailboxPoller:
         idle_ok = True
         try:
             while not stop.is_set():
+                if not self.hold_lease():
+                    self.disconnect()  # another node polls: hold no connection
+                    self._wait(stop, self._lease_retry())
+                    continue
                 try:
                     report = self._poll()
+                except LeaseLost as exc:
+                    self._held = False
+                    self._drop(str(exc))
+                    self.log.warning("%s; waiting to take it back", exc)
+                    continue
                 except Exception as exc:  # noqa: BLE001 - the loop must outlive any server reply
                     if not isinstance(exc, ImapUnavailable):
                         # e.g. a reply imapclient cannot parse: log it with its traceback, reconnect.
@@ -507,12 +632,19 @@ class MailboxPoller:
                     idle_ok = False  # wait a plain poll_interval next time: no reconnect loop
         finally:
             self.disconnect()
+            self.release_lease()
+
+    def _lease_retry(self) -> float:
+        return max(0.2, self.lease.seconds / 3) if self.lease is not None else self.settings.poll_interval
 
     def _wait(self, stop: threading.Event, seconds: float) -> None:
         deadline = self.clock() + seconds
+        held = self._held
         while not stop.is_set():
             remaining = deadline - self.clock()
             if remaining <= 0:
+                return
+            if held and not self.hold_lease():  # keep the lease while waiting; stop when it is gone
                 return
             self.sleep(min(IDLE_SLICE, remaining))
 
@@ -554,6 +686,8 @@ class MailboxPoller:
             client.idle()
             try:
                 while not stop.is_set() and self.clock() < round_end:
+                    if not self.hold_lease():
+                        return  # another node took the mailbox over: the loop's next turn waits
                     responses = client.idle_check(timeout=IDLE_SLICE)
                     if any(_is_bye(r) for r in responses):
                         raise IMAPClientAbortError("server said BYE during IDLE")
@@ -573,6 +707,7 @@ class MailboxPoller:
                 "name": self.settings.name,
                 "host": self.settings.host,
                 "connected": self._connected,
+                "lease": None if self.lease is None else {"holder": self.lease.holder, "held": self._held},
                 "last_error": self._last_error,
                 "errors": self._errors,
                 "last_success": self._last_success,
@@ -588,6 +723,65 @@ class MailboxPoller:
                     for name, f in self._folders.items()
                 },
             }
+
+
+@dataclass(frozen=True)
+class RemoteMessage:
+    """One message as the server lists it (for `maildesk imap reconcile`)."""
+
+    mailbox: str
+    folder: str
+    uid: int
+    uidvalidity: int
+    message_id_header: str  # the raw `Message-ID:` header line(s), "" when the mail has none
+    taken: bool  # carries our keyword, or sits in the move_to folder
+
+
+def survey(poller: MailboxPoller, since: date) -> list[RemoteMessage]:
+    """Every message received since `since` (IMAP SEARCH SINCE, the server's internal date)
+    in the mailbox's folders (and its move_to folder when mail is moved), with its UID and
+    Message-ID header. Read-only: flags stay as they are."""
+    s = poller.settings
+    client = poller._connect()
+    folders = list(s.folders)
+    if s.after == "move" and client.folder_exists(s.move_to):
+        folders.append(s.move_to)
+    found: list[RemoteMessage] = []
+    for folder in folders:
+        info = client.select_folder(folder, readonly=True)
+        uidvalidity = int(info.get(b"UIDVALIDITY", 0) or 0)
+        uids = sorted(int(u) for u in client.search(["SINCE", since]))
+        for batch in _chunks(uids, 500):
+            data = client.fetch(batch, ["FLAGS", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+            for uid in batch:
+                item = data.get(uid)
+                if item is None:
+                    continue  # expunged meanwhile
+                header = bytes(item.get(b"BODY[HEADER.FIELDS (MESSAGE-ID)]") or b"").decode("utf-8", "replace")
+                flags = {bytes(f) if not isinstance(f, bytes) else f for f in item.get(b"FLAGS", ())}
+                taken = folder == s.move_to and s.after == "move" or s.keyword.encode() in flags
+                found.append(RemoteMessage(s.name, folder, uid, uidvalidity, header.strip(), taken))
+    return found
+
+
+def fetch_raw(poller: MailboxPoller, folder: str, uids: Sequence[int]) -> dict[int, bytes]:
+    """The raw bytes of `uids` in `folder` (read-only: nothing is flagged or moved)."""
+    client = poller._connect()
+    client.select_folder(folder, readonly=True)
+    out: dict[int, bytes] = {}
+    for batch in _chunks(list(uids), 50):
+        data = client.fetch(batch, ["BODY.PEEK[]"])
+        for uid in batch:
+            raw = (data.get(uid) or {}).get(b"BODY[]")
+            if raw is not None:
+                out[uid] = bytes(raw)
+    return out
+
+
+def recorded_progress(poller: MailboxPoller) -> dict[str, tuple[int, int]]:
+    """Per folder: (uidvalidity, last_uid) as this node's state file (or the lease's shared
+    progress) records it."""
+    return {name: (f.uidvalidity, f.last_uid) for name, f in poller._folders.items()}
 
 
 def _is_bye(response: Any) -> bool:

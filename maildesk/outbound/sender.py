@@ -48,6 +48,7 @@ from maildesk.store.db import Store, is_unavailable
 from maildesk.store.models import OutboxItem, Ticket
 from maildesk.wakeup import Signal
 
+MAILDIR_LEASE = 30.0  # seconds a row is claimed for a local Maildir delivery (no relay_host)
 log = logging.getLogger("maildesk.outbound.sender")
 
 Clock = Callable[[], datetime]
@@ -114,7 +115,9 @@ class OutboxSender:
         # the safety net: the longest wait without a wake-up
         self.poll_interval = settings.outbound.safety_net_interval if poll_interval is None else poll_interval
         self.wakeup = wakeup or Signal()
-        self.lease = timedelta(seconds=2 * timeout + 60)
+        # How long a row stays claimed: a relay may take two timeouts; a local Maildir write
+        # takes milliseconds, so a node that died mid-write gives its row back sooner.
+        self.lease = timedelta(seconds=2 * timeout + 60 if settings.outbound.relay_host else MAILDIR_LEASE)
         self._deliver = deliver or self._relay
         self._tls = (
             relay.tls_context() if settings.outbound.relay_host and settings.outbound.security != "none" else None

@@ -107,6 +107,12 @@ class PipelineDeps:
     def mailer(self, mailer: Mailer) -> None:
         self._mailer = mailer
 
+    def use_settings(self, settings: Settings) -> None:
+        """Switch to `settings` (the App does, once it read the secret the nodes share); a
+        Mailer made with the old ones is dropped and made again on next use."""
+        self.settings = settings
+        self._mailer = None
+
 
 @dataclass(frozen=True)
 class Needs:

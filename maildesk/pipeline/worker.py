@@ -36,7 +36,7 @@ from maildesk.pipeline.prepare import (
 )
 from maildesk.spool.files import Spool, SpoolEntry
 from maildesk.store import Session
-from maildesk.store.db import Store, is_unavailable
+from maildesk.store.db import Store, is_conflict, is_unavailable
 from maildesk.wakeup import Signal
 
 log = logging.getLogger("maildesk.worker")
@@ -92,6 +92,13 @@ class _Finisher:
 
 class _StageFailed(Exception):
     """A stage raised in a batch run without savepoints: run the batch again with them."""
+
+
+class _Conflict(Exception):
+    """A stage lost a race for a unique row to another process: run the batch again."""
+
+
+MAX_CONFLICT_RETRIES = 3  # then the entry fails like any other stage error (a bug, not a race)
 
 
 @dataclass
@@ -178,6 +185,7 @@ class Worker:
         )
         self._next: tuple[list[SpoolEntry], Future[list[Outcome]]] | None = None
         self._finisher = _Finisher(spool)
+        self._conflicts: dict[str, int] = {}  # entry id -> unique-row races lost (several nodes)
 
     def recover(self) -> dict[str, int]:
         if self._next is not None:  # what was claimed ahead is back in incoming/ after this
@@ -302,8 +310,13 @@ class Worker:
                 self.stats.last_error = f"database unavailable: {str(exc).splitlines()[0][:300]}"
                 log.error("database unavailable, messages kept in spool: %s", self.stats.last_error)
                 return False
-            self.stats.count_error("commit")
-            log.exception("batch commit failed; entries released for another try")
+            if isinstance(exc, _Conflict):
+                log.warning(
+                    "another process stored a row of this batch meanwhile (%s); running it again", exc.__cause__
+                )
+            else:
+                self.stats.count_error("commit")
+                log.exception("batch commit failed; entries released for another try")
             self.stats.last_error = f"commit: {type(exc).__name__}: {exc}"
             self.batch_size = 1  # isolate the culprit on the next round
             self.release_prefetched()
@@ -319,6 +332,7 @@ class Worker:
         self._finisher.finish([entry for entry, _ctx in done])
         committed = time.time()
         for entry, ctx in done:
+            self._conflicts.pop(entry.id, None)
             self.stats.count_received(ctx.meta)
             self.stats.observe_latency(entry, committed)
             self._count(ctx)
@@ -347,6 +361,11 @@ class Worker:
                 except Exception as exc:  # noqa: BLE001 - the daemon never stops for one message
                     if is_unavailable(exc):
                         raise
+                    if is_conflict(exc) and self._conflicts.get(entry.id, 0) < MAX_CONFLICT_RETRIES:
+                        # Another node stored the same mail or customer meanwhile: run the batch
+                        # again (one at a time); the row is then found (a duplicate, a known customer).
+                        self._conflicts[entry.id] = self._conflicts.get(entry.id, 0) + 1
+                        raise _Conflict from exc
                     if not savepoints:
                         raise _StageFailed from exc
                     failed.append((entry, ctx, f"{type(exc).__name__}: {exc}", traceback.format_exc()))

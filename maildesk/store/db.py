@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from maildesk.errors import ConfigError, MaildeskError
@@ -42,6 +42,12 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return False
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """True when a statement lost a race for a unique row (several nodes: both stored the same
+    Message-ID, or both created the same new customer). Run again, the mail finds the row."""
+    return isinstance(exc, IntegrityError)
 
 
 class Store:
@@ -95,13 +101,22 @@ class Store:
         return "sqlite" if self.is_sqlite else "postgresql"
 
     def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision."""
+        """Bring the schema to the newest Alembic revision.
+
+        On PostgreSQL several nodes may start at once on one database: each takes a
+        transaction-level advisory lock first, so one migrates and the others wait, then find
+        the schema at head and do nothing (without it two `CREATE TABLE`s race and one fails
+        with a UniqueViolation)."""
         from alembic import command
         from alembic.config import Config
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                from maildesk.store.nodes import MIGRATION_LOCK
+
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 

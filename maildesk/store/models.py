@@ -278,3 +278,26 @@ class KeyValue(Base):
     __tablename__ = "kv"
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ImapLease(Base):
+    """Which node polls an IMAP mailbox (several nodes on one PostgreSQL): the holder renews
+    `expires_at`; another node takes the row over once it has expired (migration 0008)."""
+
+    __tablename__ = "imap_leases"
+    mailbox: Mapped[str] = mapped_column(String(200), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(TZDateTime)
+    acquired_at: Mapped[datetime] = mapped_column(TZDateTime)
+
+
+class ImapProgress(Base):
+    """Per mailbox folder: the UIDVALIDITY and the highest UID taken (shared by the nodes, so
+    the node that takes a lease over goes on where the holder stopped; migration 0008)."""
+
+    __tablename__ = "imap_progress"
+    mailbox: Mapped[str] = mapped_column(String(200), primary_key=True)
+    folder: Mapped[str] = mapped_column(String(500), primary_key=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    fetched: Mapped[int] = mapped_column(BigInteger, default=0)

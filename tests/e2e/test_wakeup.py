@@ -16,6 +16,7 @@ import os
 import smtplib
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,8 @@ def other_node_queues_an_acknowledgement(tmp_path: Path, database_url: str, mess
     """Another node (its own data folder, the same database) takes a mail and commits its
     acknowledgement to the shared outbox. It runs no sender and its wake-ups reach no one
     here: only the database can tell the daemon."""
-    node = App(make_settings(tmp_path / "node-b", database_url))
+    # the same secret as the daemon's (nodes of one database must share it, see store/nodes.py)
+    node = App(replace(make_settings(tmp_path / "node-b", database_url), secret="crash-secret", secret_from="env"))
     try:
         node.spool.put(eml(message_id=message_id, sender=f"Bo <{message_id[1:6]}@other.example>"), "smtp")
         result = node.process()
@@ -186,7 +188,8 @@ def test_status_and_health_show_how_long_the_oldest_work_has_waited(tmp_path: Pa
         health = CliRunner().invoke(cli, ["health", "--json", "--config", str(cfg)], env=env)
         return json.loads(status.stdout)["waiting"], json.loads(health.stdout)["waiting"]
 
-    desk = App(make_settings(tmp_path, database_url))  # no daemon: nothing moves on its own
+    # no daemon: nothing moves on its own; the CLI's secret (the environment) is the desk's
+    desk = App(replace(make_settings(tmp_path, database_url), secret="crash-secret", secret_from="env"))
     try:
         desk.migrate()
         assert waiting() == ({"spool_oldest_seconds": None, "outbox_oldest_due_seconds": None},) * 2
