@@ -57,8 +57,13 @@ def test_one_node_polls_and_the_other_takes_over_from_the_shared_progress(
         dovecot.append_many("INBOX", [make_mail(n) for n in range(5, 12)])
         wait_for(lambda: len(spooled(spool_b)) == 7, timeout=15, message="node b did not take over")
         assert len(spooled(spool_a)) == 5
+        # b went on from a's progress, kept in the database (its status follows the spooling)
+        wait_for(
+            lambda: b.status()["folders"]["INBOX"]["fetched"] == 12,
+            timeout=10,
+            message=lambda: f"b's progress: {b.status()['folders']['INBOX']}",
+        )
         folder = b.status()["folders"]["INBOX"]
-        assert folder["fetched"] == 12  # b went on from a's progress, kept in the database
         assert folder["last_uid"] == max(dovecot.uids("INBOX"))
         subjects = sorted(raw.split(b"Subject: ")[1].split(b"\r\n")[0] for _, raw in spooled(spool_b))
         assert subjects == sorted(f"Question {n}".encode() for n in range(5, 12))
