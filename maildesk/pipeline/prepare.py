@@ -26,9 +26,11 @@ from typing import Any
 
 from maildesk.config import Settings
 from maildesk.errors import UnparseableMessage
+from maildesk.language import LanguageGuess
 from maildesk.message import ParsedMessage, parse_bytes
 from maildesk.pipeline.context import Needs
 from maildesk.pipeline.stages.dedupe import content_hash
+from maildesk.pipeline.stages.persist import mail_language
 from maildesk.pipeline.stages.screen import verdict_for
 from maildesk.rules.screen import ScreenVerdict
 from maildesk.sanitize import clean_html
@@ -46,6 +48,8 @@ class Prepared:
     html: str  # sanitised
     screen: ScreenVerdict | None = None  # when a stage needs it (`Needs.screen`) and it did not raise
     reply: Reply | None = None  # likewise (`Needs.reply`)
+    language: LanguageGuess | None = None  # likewise (`Needs.language`); None also means "no guess"
+    language_done: bool = False  # `language` was computed (a None guess is an answer too)
 
 
 @dataclass
@@ -84,6 +88,11 @@ def prepare_raw(meta: dict[str, Any], raw: bytes, settings: Settings, needs: Nee
     if needs.reply:
         with contextlib.suppress(Exception):
             prepared.reply = split_reply(msg.text, msg.html)
+    if needs.language:
+        with contextlib.suppress(Exception):
+            visible = prepared.reply.visible if prepared.reply is not None else msg.text
+            prepared.language = mail_language(msg, visible, settings)
+            prepared.language_done = True
     return prepared
 
 

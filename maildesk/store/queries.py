@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select
+from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from maildesk.store.fast import FastStatement
@@ -185,6 +185,26 @@ def customer_id_for(session: Session, email: str, name: str, now: datetime) -> i
         if customer is not None:
             customer.name = name[:300]
     return int(row[0])
+
+
+def set_mail_locale(session: Session, email: str, locale: str, source: str) -> bool:
+    """Store a locale found in the customer's mail, unless an operator set theirs; True when changed.
+
+    `source` "header" (Content-Language / Accept-Language) replaces a detected or earlier
+    header locale; "text" (detected) is stored only when the customer has none yet, so the
+    first detection sticks. One conditional UPDATE; the ORM copy (if loaded) is updated too.
+    """
+    where = [Customer.email == email]
+    if source == "header":
+        where += [
+            Customer.locale_source != "operator",
+            or_(Customer.locale != locale, Customer.locale_source != source),
+        ]
+    else:
+        where += [Customer.locale == "", Customer.locale_source == ""]
+    stmt = update(Customer).where(*where).values(locale=locale[:20], locale_source=source)
+    result = session.execute(stmt.execution_options(synchronize_session="fetch"))
+    return bool(getattr(result, "rowcount", 0))
 
 
 def insert_ticket(

@@ -9,7 +9,10 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from maildesk.pipeline.context import MessageContext, PipelineDeps, stage
+from maildesk.config import Settings
+from maildesk.language import LanguageGuess, guess_language
+from maildesk.message import ParsedMessage
+from maildesk.pipeline.context import MessageContext, Needs, PipelineDeps, stage
 from maildesk.pipeline.stages.dedupe import stored_content_hash
 from maildesk.rules.limits import NewTicketCounts, NewTicketPolicy, check_new_ticket, hold_kind
 from maildesk.sanitize import MAX_CLEAN_HTML_CHARS
@@ -30,7 +33,7 @@ def _customer_address(ctx: MessageContext) -> tuple[str, str]:
     return addr.email, addr.name
 
 
-@stage()
+@stage(needs=Needs(language=True))
 def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     """Store the message (raw bytes, text, HTML, attachments), the ticket and participants.
 
@@ -96,9 +99,40 @@ def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
         "defects": list(msg.defects),
     }
     q.add_event(session, number, "ticket-created" if ctx.new_ticket else "message-received", received, now, pk)
+    if ctx.kind == "customer":
+        _customer_language(ctx, session, deps, sender_email)
     for type_, data in ctx.events:
         q.add_event(session, number, type_, data, now, pk)
     ctx.events.clear()
+
+
+def mail_language(msg: ParsedMessage, visible_text: str, settings: Settings) -> LanguageGuess | None:
+    """The sender's language from this mail (headers, then its visible text) among `desk.locales`.
+
+    Pure (no database): `pipeline/prepare.py` runs it in the preparation children."""
+    return guess_language(
+        content_language=msg.header("Content-Language"),
+        accept_language=msg.header("Accept-Language"),
+        text=visible_text,
+        supported=settings.desk.locales,
+    )
+
+
+def _customer_language(ctx: MessageContext, session: Session, deps: PipelineDeps, sender_email: str) -> None:
+    """The sender's language from this mail onto their customer row (`store.queries.set_mail_locale`
+    decides whether it may change it); a `customer-locale` event when it did."""
+    pre = ctx.pre
+    if pre is not None and pre.language_done:
+        guess = pre.language
+    else:  # prepared inline without it, or it failed there: the failure shows here
+        guess = mail_language(ctx.msg, ctx.visible_text or ctx.msg.text, deps.settings)
+    if guess is None:
+        return
+    if q.set_mail_locale(session, sender_email, guess.locale, guess.stored_source):
+        data: dict[str, object] = {"customer": sender_email, "locale": guess.locale, "source": guess.source}
+        if guess.source == "text":
+            data["confidence"] = guess.confidence
+        ctx.note("customer-locale", **data)
 
 
 def _new_ticket_refused(session: Session, deps: PipelineDeps, sender: str, now: datetime) -> str:

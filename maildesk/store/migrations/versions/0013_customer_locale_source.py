@@ -1,0 +1,29 @@
+"""customers.locale_source: who set the customer's locale
+
+"" nobody (the desk default), "operator" (`maildesk customer set --locale`: mail never
+changes it), "header" (Content-Language / Accept-Language of their mail), "text" (detected
+from the text of their mail; the first detection sticks). Existing locales were set by
+hand (nothing set them from mail before), so they count as the operator's.
+
+Revision ID: 0013
+Revises: 0006
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0013"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("customers") as batch:
+        batch.add_column(sa.Column("locale_source", sa.String(16), nullable=False, server_default=""))
+    op.execute("UPDATE customers SET locale_source = 'operator' WHERE locale <> ''")
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("customers") as batch:
+        batch.drop_column("locale_source")
