@@ -78,12 +78,12 @@ def from_accept_language(value: str, supported: tuple[str, ...]) -> str:
     for index, item in enumerate(value.split(",")):
         tag, _, params = item.partition(";")
         q = 1.0
-        match = re.search(r"q\s*=\s*([0-9.]+)", params)
+        match = re.search(r"(?:^|;)\s*q\s*=\s*([^;]*)", params)
         if match:
             try:
-                q = float(match.group(1))
+                q = float(match.group(1).strip())
             except ValueError:
-                continue
+                continue  # a broken weight: this item is skipped
         found = match_locale(tag, supported)
         if found and q > 0:
             ranked.append((-q, index, found))
