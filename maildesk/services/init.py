@@ -29,6 +29,9 @@ Subject: {{ ticket.reply_subject }}
 thank you for your message. Our team is away right now; your request {{ ticket.tag }} is
 recorded and we will answer it during our business hours{% if ticket.first_response_due %},
 by {{ ticket.first_response_due }} at the latest{% endif %}.
+{% if company.business_hours %}
+Our business hours: {{ company.business_hours }}.
+{% endif %}
 
 If there is anything to add, just reply to this email: it stays with your request.
 
