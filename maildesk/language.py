@@ -91,32 +91,64 @@ def from_accept_language(value: str, supported: tuple[str, ...]) -> str:
 
 
 class _Detector:
-    """py3langid restricted to some languages; the model is loaded on first use."""
+    """py3langid cut down to the desk's languages; loaded on first use (or `warm`).
+
+    The full model (142 languages, ~28 MB of weights) is read once and only the columns of
+    the desk's languages are kept (~1 MB), so a process holds numpy and a small model.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._identifier: Any = None
-        self._known: frozenset[str] = frozenset()
         self._languages: tuple[str, ...] = ()
+
+    def _load(self, languages: tuple[str, ...]) -> tuple[str, ...]:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+        full = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        usable = tuple(sorted(lang for lang in set(languages) if lang in set(full.nb_classes)))
+        if len(usable) >= 2:
+            full.set_languages(list(usable))
+            self._identifier = LanguageIdentifier(
+                full.nb_ptc.copy(),
+                full.nb_pc.copy(),
+                list(full.nb_classes),
+                full.tk_nextmove,
+                full.tk_output,
+                norm_probs=True,
+                tk_row=full.tk_row,
+            )
+        else:
+            self._identifier = None
+        self._languages = tuple(sorted(set(languages)))
+        return usable
 
     def classify(self, text: str, languages: tuple[str, ...]) -> tuple[str, float]:
         with self._lock:
-            if self._identifier is None:
-                from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-                self._identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-                self._known = frozenset(self._identifier.nb_classes)
-            usable = tuple(sorted(lang for lang in set(languages) if lang in self._known))
-            if len(usable) < 2:
-                return (usable[0], 1.0) if usable else ("", 0.0)
-            if usable != self._languages:
-                self._identifier.set_languages(list(usable))
-                self._languages = usable
+            if tuple(sorted(set(languages))) != self._languages:
+                self._load(languages)
+            if self._identifier is None:  # fewer than two languages the model knows: nothing to choose
+                return "", 0.0
             lang, confidence = self._identifier.classify(text)
             return str(lang), float(confidence)
 
+    def warm(self, languages: tuple[str, ...]) -> None:
+        with self._lock:
+            if tuple(sorted(set(languages))) != self._languages:
+                self._load(languages)
+
 
 _DETECTOR = _Detector()
+
+
+def _languages(supported: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(s.split("_")[0].lower() for s in supported))
+
+
+def warm(supported: tuple[str, ...]) -> None:
+    """Load the text detector now (about a second), not on the first customer's mail."""
+    if len(supported) >= 2:
+        _DETECTOR.warm(_languages(supported))
 
 
 def detect_text(
@@ -130,8 +162,7 @@ def detect_text(
     head = _NOISE.sub(" ", (text or "")[:MAX_CHARS])
     if sum(ch.isalpha() for ch in head) < min_letters or len(supported) < 2:
         return None
-    languages = tuple(dict.fromkeys(s.split("_")[0].lower() for s in supported))
-    lang, confidence = _DETECTOR.classify(head, languages)
+    lang, confidence = _DETECTOR.classify(head, _languages(supported))
     if not lang or confidence < min_confidence:
         return None
     locale = match_locale(lang, supported)

@@ -26,6 +26,7 @@ from typing import Any
 
 from maildesk.config import Settings
 from maildesk.errors import UnparseableMessage
+from maildesk import language
 from maildesk.language import LanguageGuess
 from maildesk.message import ParsedMessage, parse_bytes
 from maildesk.pipeline.context import Needs
@@ -114,6 +115,8 @@ _child_settings: Settings | None = None
 def _child_init(settings: Settings) -> None:
     global _child_settings
     _child_settings = settings
+    with contextlib.suppress(Exception):  # a failure shows when a message needs it, under its stage
+        language.warm(settings.desk.locales)
     # Ctrl-C in a terminal reaches the whole process group: the daemon stops its children
     # itself, after finishing its batch, so they must not die of it first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -244,7 +247,10 @@ class PreparePool:
         return outcomes
 
     def warm(self) -> None:
-        """Start the child processes now (start-up), not on the first busy batch."""
+        """Start the child processes now (start-up), not on the first busy batch, and load
+        the language detector here too (small batches are prepared in this process)."""
+        with contextlib.suppress(Exception):  # a failure shows when a message needs it, under its stage
+            language.warm(self.settings.desk.locales)
         if self.parallel:
             self._can_start()
 
