@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from maildesk import language
 from maildesk.config import Settings
 from maildesk.errors import UnparseableMessage
-from maildesk import language
 from maildesk.language import LanguageGuess
 from maildesk.message import ParsedMessage, parse_bytes
 from maildesk.pipeline.context import Needs
