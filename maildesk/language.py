@@ -9,7 +9,7 @@ guess, and the desk default applies.
 
 Runs in the preparation children (`pipeline/prepare.py`): it needs no database. Must not:
 touch the store, decide whether the guess is stored (that is the persist stage and
-`store.queries.set_mail_locale`), or read the clock.
+`store.queries.customer_for_mail` with `language.replaces`), or read the clock.
 
 Why py3langid (bench/language_detect.py, 24 support sentences in en/de/fr/es): all three
 candidates were right on all 24; py3langid loads in ~1 s (lingua-language-detector ~3 s and
@@ -46,6 +46,18 @@ class LanguageGuess:
     def stored_source(self) -> str:
         """The `customers.locale_source` value: "header" for either header, else "text"."""
         return TEXT if self.source == TEXT else HEADER
+
+
+def replaces(current_locale: str, current_source: str, guess: LanguageGuess) -> bool:
+    """Whether `guess` from a mail replaces the customer's stored locale.
+
+    Never an operator's; a header replaces a detected locale or another header's; a
+    detected one only fills an empty locale (the first detection sticks)."""
+    if current_source == OPERATOR:
+        return False
+    if guess.stored_source == HEADER:
+        return (current_locale, current_source) != (guess.locale, HEADER)
+    return not current_locale and not current_source
 
 
 def match_locale(tag: str, supported: tuple[str, ...]) -> str:

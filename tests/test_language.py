@@ -96,3 +96,13 @@ def test_headers_win_over_text_and_content_language_over_accept_language() -> No
     guess = guess_language(content_language="", accept_language="", text=french, supported=DESK)
     assert guess is not None and (guess.locale, guess.source) == ("fr", "text")
     assert guess_language(content_language="", accept_language="", text="Merci !", supported=DESK) is None
+
+
+def test_what_a_guess_may_replace() -> None:
+    from maildesk.language import LanguageGuess, replaces
+
+    header, text = LanguageGuess("de", "content-language"), LanguageGuess("fr", "text", 0.99)
+    assert not replaces("fr", "operator", header) and not replaces("", "operator", text)
+    assert replaces("fr", "text", header) and replaces("fr", "header", header) and replaces("", "", header)
+    assert not replaces("de", "header", LanguageGuess("de", "accept-language"))  # nothing would change
+    assert replaces("", "", text) and not replaces("de", "text", text) and not replaces("de", "header", text)

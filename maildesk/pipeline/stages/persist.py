@@ -67,8 +67,10 @@ def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
         ctx.events.clear()
         return
     people: list[tuple[str, str]] = []
+    guess = _guess(ctx, deps) if ctx.kind == "customer" else None
+    locale_changed = False
     if ticket is None:
-        customer_id = q.customer_id_for(session, sender_email, sender_name, now)
+        customer_id, locale_changed = q.customer_for_mail(session, sender_email, sender_name, now, guess)
         number = q.insert_ticket(
             session, subject=msg.subject, customer_id=customer_id, now=now, thread_root=ctx.thread_root
         )
@@ -99,8 +101,13 @@ def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
         "defects": list(msg.defects),
     }
     q.add_event(session, number, "ticket-created" if ctx.new_ticket else "message-received", received, now, pk)
-    if ctx.kind == "customer":
-        _customer_language(ctx, session, deps, sender_email)
+    if guess is not None and not ctx.new_ticket:  # a reply: their customer row was not read yet
+        locale_changed = q.customer_for_mail(session, sender_email, sender_name, now, guess, create=False)[1]
+    if guess is not None and locale_changed:
+        found: dict[str, object] = {"customer": sender_email, "locale": guess.locale, "source": guess.source}
+        if guess.source == "text":
+            found["confidence"] = guess.confidence
+        ctx.note("customer-locale", **found)
     for type_, data in ctx.events:
         q.add_event(session, number, type_, data, now, pk)
     ctx.events.clear()
@@ -118,21 +125,13 @@ def mail_language(msg: ParsedMessage, visible_text: str, settings: Settings) -> 
     )
 
 
-def _customer_language(ctx: MessageContext, session: Session, deps: PipelineDeps, sender_email: str) -> None:
-    """The sender's language from this mail onto their customer row (`store.queries.set_mail_locale`
-    decides whether it may change it); a `customer-locale` event when it did."""
+def _guess(ctx: MessageContext, deps: PipelineDeps) -> LanguageGuess | None:
+    """The sender's language from this mail: prepared before the transaction, or here when
+    preparation ran without it (or failed at it: the failure then shows under this stage)."""
     pre = ctx.pre
     if pre is not None and pre.language_done:
-        guess = pre.language
-    else:  # prepared inline without it, or it failed there: the failure shows here
-        guess = mail_language(ctx.msg, ctx.visible_text or ctx.msg.text, deps.settings)
-    if guess is None:
-        return
-    if q.set_mail_locale(session, sender_email, guess.locale, guess.stored_source):
-        data: dict[str, object] = {"customer": sender_email, "locale": guess.locale, "source": guess.source}
-        if guess.source == "text":
-            data["confidence"] = guess.confidence
-        ctx.note("customer-locale", **data)
+        return pre.language
+    return mail_language(ctx.msg, ctx.visible_text or ctx.msg.text, deps.settings)
 
 
 def _new_ticket_refused(session: Session, deps: PipelineDeps, sender: str, now: datetime) -> str:
