@@ -26,7 +26,7 @@ from typing import Any
 
 MIN_LETTERS = 20  # fewer letters than this: no text guess ("Merci", "ok", "Danke!")
 MIN_CONFIDENCE = 0.95  # the detector's probability among the desk's languages
-MAX_CHARS = 2000  # the text's head is enough and bounds the cost
+MAX_CHARS = 400  # the head of the text: a few sentences decide, and the cost is linear (~0.5 ms here)
 
 HEADER = "header"  # stored customers.locale_source for either header
 TEXT = "text"
