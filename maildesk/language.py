@@ -19,6 +19,7 @@ a 96 MB wheel, langdetect ~0.8 s but 8 ms a sentence and sure of itself on one w
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from dataclasses import dataclass
@@ -157,10 +158,21 @@ def _languages(supported: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(s.split("_")[0].lower() for s in supported))
 
 
-def warm(supported: tuple[str, ...]) -> None:
-    """Load the text detector now (about a second), not on the first customer's mail."""
-    if len(supported) >= 2:
-        _DETECTOR.warm(_languages(supported))
+def warm(supported: tuple[str, ...]) -> threading.Thread | None:
+    """Start loading the text detector (about a second) in a background thread, so neither
+    start-up waits for it nor, usually, the first customer's mail (which would wait on the
+    detector's lock if it came first). Returns the thread (None: nothing to load)."""
+    if len(supported) < 2:
+        return None
+    languages = _languages(supported)
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # a failure shows when a mail needs it, under its stage
+            _DETECTOR.warm(languages)
+
+    thread = threading.Thread(target=load, name="language-detector-load", daemon=True)
+    thread.start()
+    return thread
 
 
 def detect_text(

@@ -115,8 +115,7 @@ _child_settings: Settings | None = None
 def _child_init(settings: Settings) -> None:
     global _child_settings
     _child_settings = settings
-    with contextlib.suppress(Exception):  # a failure shows when a message needs it, under its stage
-        language.warm(settings.desk.locales)
+    language.warm(settings.desk.locales)  # in the background: the child is ready at once
     # Ctrl-C in a terminal reaches the whole process group: the daemon stops its children
     # itself, after finishing its batch, so they must not die of it first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -249,8 +248,7 @@ class PreparePool:
     def warm(self) -> None:
         """Start the child processes now (start-up), not on the first busy batch, and load
         the language detector here too (small batches are prepared in this process)."""
-        with contextlib.suppress(Exception):  # a failure shows when a message needs it, under its stage
-            language.warm(self.settings.desk.locales)
+        language.warm(self.settings.desk.locales)  # in the background: start-up does not wait for it
         if self.parallel:
             self._can_start()
 
