@@ -19,11 +19,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("customers") as batch:
-        batch.add_column(sa.Column("locale_source", sa.String(16), nullable=False, server_default=""))
+    # A plain ADD COLUMN on both backends: a batch copy of `customers` on SQLite would drop
+    # a table that tickets reference (foreign keys are on).
+    op.add_column("customers", sa.Column("locale_source", sa.String(16), nullable=False, server_default=""))
     op.execute("UPDATE customers SET locale_source = 'operator' WHERE locale <> ''")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("customers") as batch:
-        batch.drop_column("locale_source")
+    op.execute("ALTER TABLE customers DROP COLUMN locale_source")  # SQLite 3.35+ and PostgreSQL
