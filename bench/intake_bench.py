@@ -1,6 +1,7 @@
 """Intake and processing throughput, measured in one run on one generated corpus.
 
 Usage: python -m bench.intake_bench [--messages N] [--part all|smtp|processing] [--database URL]
+       [--locales en,de,fr,es]  (one locale: without the customer-language step, to compare)
 
 1. SMTP acceptance: a bare aiosmtpd handler that only answers 250 versus maildesk's SMTP
    intake (durable spool write before 250), same client process, same messages, with 1, 4
@@ -124,6 +125,11 @@ def main() -> int:
         default="all",
         help="measure only SMTP acceptance or only processing (default: both)",
     )
+    parser.add_argument(
+        "--locales",
+        default="en,de,fr,es",
+        help="desk.locales, comma-separated (one locale: no language detection, for a side-by-side)",
+    )
     args = parser.parse_args()
     msgs = corpus(args.messages)
     size = sum(map(len, msgs)) / len(msgs)
@@ -139,6 +145,7 @@ def main() -> int:
                     "data_dir": str(work / "data"),
                     "support_addresses": ["support@example.com"],
                     "secret_env": "",
+                    "locales": args.locales.split(","),
                 },
                 "database": db,
             },

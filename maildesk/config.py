@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from babel import Locale, UnknownLocaleError
+
 from maildesk.domain import SUBJECT_TAG_FORMAT, TIERS
 from maildesk.errors import ConfigError
 from maildesk.sla.policy import SlaSettings, parse_sla
@@ -30,7 +32,11 @@ class DeskSettings:
     support_addresses: tuple[str, ...] = ("support@localhost",)
     support_domains: tuple[str, ...] = ()
     timezone: str = "UTC"
-    locale: str = "en"
+    locale: str = "en"  # the default locale (also spelled `default_locale`)
+    default_locale: str = ""
+    # The languages the desk writes in: a customer's locale is set from their mail only to
+    # one of these (`maildesk.language`); `templates check` wants every template in each.
+    locales: tuple[str, ...] = ("en", "de", "fr", "es")
     secret_env: str = "MAILDESK_SECRET"
     subject_tag: str = SUBJECT_TAG_FORMAT
     reopen_days: int = 14
@@ -341,6 +347,27 @@ def _coerce(section: str, cls: type, data: dict[str, Any]) -> Any:
     return cls(**values)
 
 
+def _desk_locales(desk: DeskSettings) -> DeskSettings:
+    """`default_locale` (or the older `locale`) and `locales`, checked and in Babel's spelling
+    (`de-AT` → `de_AT`); the default is always among the locales (first when added)."""
+
+    def norm(key: str, value: str) -> str:
+        try:
+            return str(Locale.parse(value.strip().replace("-", "_")))
+        except (UnknownLocaleError, ValueError, TypeError) as exc:
+            raise ConfigError(f"desk.{key}: unknown locale {value!r} (e.g. en, de, fr_CA)") from exc
+
+    if desk.default_locale and desk.locale not in ("en", desk.default_locale):
+        raise ConfigError("desk.default_locale and desk.locale: give one of them (they are the same setting)")
+    default = norm("default_locale" if desk.default_locale else "locale", desk.default_locale or desk.locale)
+    if not desk.locales:
+        raise ConfigError("desk.locales: name at least one locale")
+    locales = tuple(dict.fromkeys(norm("locales", loc) for loc in desk.locales))
+    if default not in locales:
+        locales = (default, *locales)
+    return replace(desk, locale=default, default_locale=default, locales=locales)
+
+
 def _validate(settings: Settings) -> Settings:
     desk = settings.desk
     addrs = tuple(a.strip().lower() for a in desk.support_addresses)
@@ -360,6 +387,7 @@ def _validate(settings: Settings) -> Settings:
         zoneinfo.ZoneInfo(desk.timezone)
     except Exception as exc:  # noqa: BLE001
         raise ConfigError(f"desk.timezone: unknown time zone {desk.timezone!r}") from exc
+    desk = _desk_locales(desk)
     desk = replace(
         desk,
         support_addresses=addrs,

@@ -41,6 +41,10 @@ def test_embedded_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         ({"smtp": {"tls_cert": "missing.pem", "tls_key": "missing.key"}}, "smtp.tls_cert: file not found"),
         ({"bogus": {}}, "bogus: unknown section"),
         ({"worker": {"max_attempts": -1}}, "worker.max_attempts: must not be negative"),
+        ({"desk": {"locales": ["en", "xx-Nope"]}}, "desk.locales: unknown locale 'xx-Nope'"),
+        ({"desk": {"locales": []}}, "desk.locales: name at least one locale"),
+        ({"desk": {"default_locale": "de", "locale": "fr"}}, "give one of them"),
+        ({"desk": {"default_locale": "klingon"}}, "desk.default_locale: unknown locale"),
     ],
 )
 def test_validation_names_key_and_problem(tmp_path: Path, data: dict, message: str) -> None:
@@ -157,6 +161,17 @@ def test_init_writes_a_config_that_loads(tmp_path: Path) -> None:
         for f in fields(cls):
             if f.name != "password":
                 assert f"{f.name} =" in text, f"{cls.__name__}.{f.name} is not documented"
+
+
+def test_desk_locales_and_default_locale(tmp_path: Path) -> None:
+    desk = parse_settings({"desk": {"data_dir": str(tmp_path)}}, base_dir=str(tmp_path)).desk
+    assert (desk.locale, desk.default_locale, desk.locales) == ("en", "en", ("en", "de", "fr", "es"))
+    data = {"desk": {"data_dir": str(tmp_path), "default_locale": "de-AT", "locales": ["fr", "es"]}}
+    desk = parse_settings(data, base_dir=str(tmp_path)).desk
+    # Babel's spelling; the default is always one of the locales (first when added).
+    assert (desk.locale, desk.default_locale, desk.locales) == ("de_AT", "de_AT", ("de_AT", "fr", "es"))
+    desk = parse_settings({"desk": {"data_dir": str(tmp_path), "locale": "fr"}}, base_dir=str(tmp_path)).desk
+    assert desk.locale == desk.default_locale == "fr"
 
 
 def test_support_address_matching() -> None:

@@ -27,9 +27,11 @@ from maildesk.threading.quotes import split_reply
 REPLY_MARKERS = {
     "en": "-- reply above this line --",
     "de": "-- bitte oberhalb dieser Zeile antworten --",
+    "fr": "-- répondre au-dessus de cette ligne --",
+    "es": "-- responda encima de esta línea --",
 }
 _MARKER = re.compile(
-    r"^[\s>]*-{2,}\s*(?:reply\s+above\s+this\s+line|bitte\s+oberhalb\s+dieser\s+zeile\s+antworten)\s*-{2,}\s*$",
+    r"^[\s>]*-{2,}\s*(?:reply\s+above\s+this\s+line|bitte\s+oberhalb\s+dieser\s+zeile\s+antworten|r[ée]pondre\s+au-dessus\s+de\s+cette\s+ligne|responda\s+encima\s+de\s+esta\s+l[íi]nea)\s*-{2,}\s*$",
     re.IGNORECASE,
 )
 _STUB = "> " + REPLY_MARKERS["en"]

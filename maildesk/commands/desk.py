@@ -1,5 +1,5 @@
 """The operator's desk commands: `tickets list`, `ticket show|note|assign|…`, `search`,
-`customer show|export|erase`, `agents list`, `retention apply`.
+`customer show|set|export|erase`, `agents list`, `retention apply`.
 
 Thin: parse arguments, open the desk (`common.open_desk`), call one function of
 `maildesk.services.tickets` in one transaction, print (a Rich table, `--json`, or `--csv`).
@@ -588,6 +588,65 @@ def customer_show(
         console.print(plain(f"suppressed since {_when(s['created_at'])}{until}: {s['reason']}", "red"))
     if not view["suppressions"]:
         console.print("not suppressed")
+    console.print(plain(_customer_facts(view)))
+
+
+@customer_app.command("set")
+def customer_set(
+    address: Annotated[str, typer.Argument(help="The customer's address (created when new).")],
+    locale: Annotated[
+        str | None,
+        typer.Option("--locale", help="Their language, one of desk.locales (fr, de_AT, …); 'default' forgets it."),
+    ] = None,
+    vip: Annotated[
+        bool | None, typer.Option("--vip/--no-vip", help="VIP: what rules (customer.vip) and SLA policies read.")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Their name (greetings use the first name).")] = None,
+    timezone: Annotated[
+        str | None, typer.Option("--timezone", help="IANA time zone for dates in their mail; '' forgets it.")
+    ] = None,
+    by: ByOpt = None,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Set a customer's language, VIP flag, name or time zone. A locale set here wins: their
+    mail (headers or text) never changes it again.
+
+    Example: `maildesk customer set anna@example.org --locale fr --vip --name "Anna Schmidt"`
+    """
+    if locale is None and vip is None and name is None and timezone is None:
+        err.print("nothing to set: give --locale, --vip/--no-vip, --name or --timezone")
+        raise typer.Exit(2)
+    with open_desk(config) as desk:
+        view = _write(
+            desk,
+            customers.set_customer,
+            address,
+            desk.clock(),
+            supported=desk.settings.desk.locales,
+            locale=locale,
+            vip=vip,
+            name=name,
+            timezone=timezone,
+            by=_by(by),
+        )
+    if as_json:
+        _dump(view)
+        return
+    what = ", ".join(view["changed"]) or "nothing"
+    console.print(plain(f"{'created' if view['created'] else 'updated'} {view['email']}: {what}"))
+    console.print(plain(_customer_facts(view)))
+
+
+def _customer_facts(view: dict[str, Any]) -> str:
+    locale = view["locale"] or "desk default"
+    source = {"operator": "set by an operator", "header": "from their mail's headers", "text": "detected"}.get(
+        view.get("locale_source", ""), ""
+    )
+    parts = [f"locale {locale}" + (f" ({source})" if source and view["locale"] else "")]
+    parts.append(f"time zone {view['tz'] or 'desk default'}")
+    parts.append("VIP" if view["vip"] else "not VIP")
+    return "; ".join(parts)
 
 
 @customer_app.command("export")

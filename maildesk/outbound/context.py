@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -99,10 +99,20 @@ class MessageInput:
 
 
 @dataclass(frozen=True)
+class HoursInput:
+    """The desk's business hours (its default SLA calendar): `week[0]` is Monday's spans,
+    each `(start, end)` in seconds after local midnight in `timezone`."""
+
+    timezone: str
+    week: tuple[tuple[tuple[int, int], ...], ...]
+
+
+@dataclass(frozen=True)
 class CompanyInput:
     name: str
     support_address: str
     website: str = ""
+    hours: HoursInput | None = None  # None: no business hours to show (calendar time)
 
 
 @dataclass(frozen=True)
@@ -350,12 +360,50 @@ def _person(person: Person) -> dict[str, Any]:
     }
 
 
-def _company(company: CompanyInput) -> dict[str, Any]:
+def _company(company: CompanyInput, reader: _Reader) -> dict[str, Any]:
+    text, rows = business_hours(company.hours, reader.locale, reader.timezone, reader.now)
     return {
         "name": escape_header_text(company.name),
         "support_address": escape_header_text(company.support_address).lower(),
         "website": escape_header_text(company.website),
+        "business_hours": text,
+        "business_hours_days": rows,
     }
+
+
+def business_hours(hours: HoursInput | None, locale: str, tz: str, now: datetime) -> tuple[str, list[dict[str, str]]]:
+    """The desk's hours for a reader: day names and times in their language, times in their
+    zone (`Mon–Fri 3:00 AM–11:00 AM EST` for a New Yorker of a Berlin desk). Converted on
+    the week of `now`, so the offset is the one in force; ("", []) without hours."""
+    if hours is None or not any(hours.week):
+        return "", []
+    desk_zone, reader_zone = zone(hours.timezone), zone(tz)
+    local_now = _aware(now).astimezone(desk_zone)
+    monday = local_now.date() - timedelta(days=local_now.weekday())
+    per_day: list[list[str]] = [[] for _ in range(7)]
+    zone_name = ""
+    for index, spans in enumerate(hours.week[:7]):
+        midnight = datetime.combine(monday + timedelta(days=index), time(0), tzinfo=desk_zone)
+        for start, end in spans:
+            begin = (midnight + timedelta(seconds=start)).astimezone(reader_zone)
+            finish = (midnight + timedelta(seconds=end)).astimezone(reader_zone)
+            text = f"{format_time(begin, 'short', locale=locale)}–{format_time(finish, 'short', locale=locale)}"
+            per_day[begin.weekday()].append(text)
+            zone_name = zone_name or begin.tzname() or ""
+    names = Locale.parse(locale).days["format"]["abbreviated"]
+    rows: list[dict[str, str]] = []
+    run: list[int] = []
+    for day in range(8):
+        if run and (day == 7 or per_day[day] != per_day[run[0]]):
+            if per_day[run[0]]:
+                first, last = names[run[0]], names[run[-1]]
+                days = first if len(run) == 1 else (f"{first}, {last}" if len(run) == 2 else f"{first}–{last}")
+                rows.append({"days": str(days), "hours": ", ".join(per_day[run[0]])})
+            run = []
+        if day < 7:
+            run.append(day)
+    text = "; ".join(f"{r['days']} {r['hours']}" for r in rows)
+    return (f"{text} ({zone_name})" if zone_name else text), rows
 
 
 def _ticket_ref(ref: TicketRef, reader: _Reader, tag_format: str) -> dict[str, Any]:
@@ -543,7 +591,7 @@ def build_context(
         "timezone": reader.timezone,
         "now": _aware(now),
         "now_text": reader.when(now),
-        "company": _company(company),
+        "company": _company(company, reader),
         "customer": _customer(customer, reader, tag_format),
         "recipient": _person(person),
         "ticket": None if ticket is None else _ticket(ticket, reader, tag_format, reopen_days),
@@ -583,7 +631,12 @@ def sample_context(locale: str = "en", *, template: str = "", now: datetime | No
     )
     return build_context(
         now=now,
-        company=CompanyInput("Example Ltd.", "support@example.com", "https://example.com"),
+        company=CompanyInput(
+            "Example Ltd.",
+            "support@example.com",
+            "https://example.com",
+            HoursInput("Europe/Berlin", ((((9 * 3600, 17 * 3600),),) * 5) + ((), ())),
+        ),
         customer=customer,
         ticket=TicketInput(
             number=42,

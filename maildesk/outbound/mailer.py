@@ -32,6 +32,7 @@ from maildesk.outbound.context import (
     CompanyInput,
     CustomerInput,
     FollowupInput,
+    HoursInput,
     MessageInput,
     NoticeInput,
     SlaInput,
@@ -261,13 +262,24 @@ class Mailer:
         desk = self.settings.desk
         return build_context(
             now=now,
-            company=CompanyInput(desk.name, self.support_address([sender])),
+            company=CompanyInput(desk.name, self.support_address([sender]), hours=self.business_hours()),
             default_locale=desk.locale,
             default_timezone=desk.timezone,
             tag_format=desk.subject_tag,
             reopen_days=desk.reopen_days,
             **inputs,
         )
+
+    def business_hours(self) -> HoursInput | None:
+        """The desk's business hours for templates: its default SLA calendar (None in calendar time)."""
+        try:
+            calendar = self.settings.sla.calendar("default")
+        except KeyError:
+            return None
+        if calendar.calendar_time:
+            return None
+        week = tuple(tuple((span.start, span.end) for span in spans) for spans in calendar.week)
+        return HoursInput(calendar.timezone, week)
 
     @staticmethod
     def agent_input(agent: Agent | None, email: str = "") -> AgentInput | None:

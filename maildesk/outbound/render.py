@@ -249,10 +249,19 @@ class TemplateRenderer:
     and reloaded when a site file changes); no other state.
     """
 
-    def __init__(self, site_dir: Path | None, *, default_locale: str = "en", builtin_dir: Path = BUILTIN_DIR) -> None:
+    def __init__(
+        self,
+        site_dir: Path | None,
+        *,
+        default_locale: str = "en",
+        builtin_dir: Path = BUILTIN_DIR,
+        locales: tuple[str, ...] = (),
+    ) -> None:
         self.site_dir = Path(site_dir).resolve() if site_dir else None
         self.builtin_dir = Path(builtin_dir).resolve()
         self.default_locale = normalize_locale(default_locale)
+        # The desk's languages (`desk.locales`): `check` wants every template in each of them.
+        self.locales = tuple(dict.fromkeys((self.default_locale, *(normalize_locale(x) for x in locales))))
         self._envs: dict[tuple[str, ...], ImmutableSandboxedEnvironment] = {}
 
     # -- lookup ----------------------------------------------------------------------
@@ -425,12 +434,57 @@ class TemplateRenderer:
         except Exception as exc:
             raise RenderError(f"macro {name!r} failed: {describe_error(exc, str(path))}") from exc
 
+    @staticmethod
+    def _text_names(folder: Path) -> set[str]:
+        """Names of the text templates (partials too: `_signature`) right in `folder`."""
+        if not folder.is_dir():
+            return set()
+        return {p.name[: -len(TEXT_SUFFIX)] for p in folder.glob("*" + TEXT_SUFFIX) if p.is_file()}
+
+    def missing_translations(self) -> list[TemplateProblem]:
+        """One problem per desk locale that lacks a template some other locale has.
+
+        A locale "has" a template when its own folder holds it, built in or in the site
+        folder (or the site folder's top level, which every locale reads); without it the
+        reader would get the default locale's text. Per-queue folders are overrides and
+        are not counted. Checked for `self.locales` (`desk.locales`).
+        """
+        roots = [self.builtin_dir] + ([self.site_dir] if self.site_dir else [])
+        every: set[str] = set()
+        for root in roots:
+            if root.is_dir():
+                for folder in root.iterdir():
+                    if folder.is_dir() and folder.name != MACROS and normalize_locale(folder.name, "") == folder.name:
+                        every |= self._text_names(folder)
+        problems = []
+        for loc in self.locales:
+            have: set[str] = set()
+            for root in roots:
+                have |= self._text_names(root)
+                have |= self._text_names(root / loc)
+                if "_" in loc:  # a regional locale may take its language's folder: de_AT from de/
+                    have |= self._text_names(root / loc.split("_")[0])
+            missing = sorted(every - have)
+            if missing:
+                where = self.site_dir or self.builtin_dir
+                files = ", ".join(f"{loc}/{name}{TEXT_SUFFIX}" for name in missing)
+                problems.append(
+                    TemplateProblem(
+                        str(where / loc),
+                        None,
+                        f"locale {loc!r} (desk.locales) lacks {len(missing)} template(s): {', '.join(missing)}; "
+                        f"add {files}",
+                    )
+                )
+        return problems
+
     def check(self) -> list[TemplateProblem]:
-        """Compile every template and macro and render each with sample data.
+        """Compile every template and macro and render each with sample data, and check that
+        every desk locale has every template (`missing_translations`).
 
         Returns the problems (empty when everything renders); never raises for a template.
         """
-        problems: list[TemplateProblem] = []
+        problems: list[TemplateProblem] = self.missing_translations()
         for name, path in self.macro_names().items():
             try:
                 self.render_macro(name, sample_context(self.default_locale, template="agent_reply"))

@@ -120,9 +120,14 @@ class Needs:
 
     screen: bool = False
     reply: bool = False
+    language: bool = False
 
     def __or__(self, other: Needs) -> Needs:
-        return Needs(screen=self.screen or other.screen, reply=self.reply or other.reply)
+        return Needs(
+            screen=self.screen or other.screen,
+            reply=self.reply or other.reply,
+            language=self.language or other.language,
+        )
 
 
 StageFn = Callable[[MessageContext, Session, PipelineDeps], None]

@@ -24,11 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from maildesk import language
 from maildesk.config import Settings
 from maildesk.errors import UnparseableMessage
+from maildesk.language import LanguageGuess
 from maildesk.message import ParsedMessage, parse_bytes
 from maildesk.pipeline.context import Needs
 from maildesk.pipeline.stages.dedupe import content_hash
+from maildesk.pipeline.stages.persist import mail_language
 from maildesk.pipeline.stages.screen import verdict_for
 from maildesk.rules.screen import ScreenVerdict
 from maildesk.sanitize import clean_html
@@ -46,6 +49,8 @@ class Prepared:
     html: str  # sanitised
     screen: ScreenVerdict | None = None  # when a stage needs it (`Needs.screen`) and it did not raise
     reply: Reply | None = None  # likewise (`Needs.reply`)
+    language: LanguageGuess | None = None  # likewise (`Needs.language`); None also means "no guess"
+    language_done: bool = False  # `language` was computed (a None guess is an answer too)
 
 
 @dataclass
@@ -84,6 +89,11 @@ def prepare_raw(meta: dict[str, Any], raw: bytes, settings: Settings, needs: Nee
     if needs.reply:
         with contextlib.suppress(Exception):
             prepared.reply = split_reply(msg.text, msg.html)
+    if needs.language:
+        with contextlib.suppress(Exception):
+            visible = prepared.reply.visible if prepared.reply is not None else msg.text
+            prepared.language = mail_language(msg, visible, settings)
+            prepared.language_done = True
     return prepared
 
 
@@ -105,6 +115,7 @@ _child_settings: Settings | None = None
 def _child_init(settings: Settings) -> None:
     global _child_settings
     _child_settings = settings
+    language.warm(settings.desk.locales)  # in the background: the child is ready at once
     # Ctrl-C in a terminal reaches the whole process group: the daemon stops its children
     # itself, after finishing its batch, so they must not die of it first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -235,7 +246,9 @@ class PreparePool:
         return outcomes
 
     def warm(self) -> None:
-        """Start the child processes now (start-up), not on the first busy batch."""
+        """Start the child processes now (start-up), not on the first busy batch, and load
+        the language detector here too (small batches are prepared in this process)."""
+        language.warm(self.settings.desk.locales)  # in the background: start-up does not wait for it
         if self.parallel:
             self._can_start()
 

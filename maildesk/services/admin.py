@@ -106,7 +106,7 @@ def renderer_for(settings: Settings) -> TemplateRenderer:
     """The renderer the desk's Mailer uses: site templates (if configured) over the built-in ones."""
     desk = settings.desk
     site = settings.resolve(desk.templates_dir) if desk.templates_dir else None
-    return TemplateRenderer(site, default_locale=desk.locale)
+    return TemplateRenderer(site, default_locale=desk.locale, locales=desk.locales)
 
 
 def check_templates(settings: Settings) -> list[TemplateProblem]:

@@ -20,8 +20,12 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from maildesk.domain import TIERS, Direction
+from maildesk.language import OPERATOR, match_locale
+from maildesk.outbound.compose import HeaderInjection, check_address
+from maildesk.outbound.context import normalize_locale
 from maildesk.services.tickets import OperationError
 from maildesk.services.views import event_view, iso, jsonable, message_view, summarize
 from maildesk.store import Session
@@ -49,6 +53,7 @@ def customer_view(session: Session, address: str, now: datetime) -> dict[str, An
         "email": customer.email,
         "name": customer.name,
         "locale": customer.locale,
+        "locale_source": customer.locale_source,
         "tz": customer.tz,
         "vip": bool(customer.vip),
         "created_at": iso(customer.created_at),
@@ -60,6 +65,85 @@ def customer_view(session: Session, address: str, now: datetime) -> dict[str, An
             for s in dq.suppressions_for(session, customer.email)
         ],
     }
+
+
+def set_customer(
+    session: Session,
+    address: str,
+    now: datetime,
+    *,
+    supported: tuple[str, ...],
+    locale: str | None = None,
+    vip: bool | None = None,
+    name: str | None = None,
+    timezone: str | None = None,
+    by: str = "",
+) -> dict[str, Any]:
+    """Set what an operator knows about a customer (created when new); None leaves a field as it is.
+
+    `locale` must be one of the desk's `supported` locales (a region of one is fine:
+    `fr_CA` when `fr` is supported); it is then the operator's and mail never changes it.
+    `locale=""` forgets it (the desk default until their mail says otherwise). `timezone`
+    is an IANA name ("" forgets it). Records a `customer-updated` event with what changed.
+    """
+    try:
+        email = check_address(address.strip().lower())
+    except HeaderInjection as exc:
+        raise OperationError(f"not an email address: {address!r}") from exc
+    changes: dict[str, Any] = {}
+    if locale is not None:
+        wanted = locale.strip()
+        if wanted and wanted.lower() != "default":
+            found = _supported_locale(wanted, supported)
+            changes.update(locale=found, locale_source=OPERATOR)
+        else:
+            changes.update(locale="", locale_source="")
+    if timezone is not None:
+        zone = timezone.strip()
+        if zone:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise OperationError(f"unknown time zone {zone!r} (an IANA name, e.g. Europe/Paris)") from exc
+        changes["tz"] = zone
+    if name is not None:
+        cleaned = " ".join(name.split())
+        if any(ch in name for ch in "\r\n\x00"):
+            raise OperationError("the name must be one line")
+        changes["name"] = cleaned[:300]
+    if vip is not None:
+        changes["vip"] = vip
+    customer = dq.customer_by_email(session, email)
+    created = customer is None
+    if customer is None:
+        customer_id = q.customer_id_for(session, email, str(changes.get("name", "")), now)
+        customer = session.get(Customer, customer_id)
+        assert customer is not None
+    if customer.erased_at is not None:
+        raise OperationError(f"customer {email} was erased")
+    for key, value in changes.items():
+        setattr(customer, key, value)
+    session.flush()
+    shown = {k: v for k, v in changes.items() if k != "locale_source"}
+    q.add_event(session, None, "customer-updated", {"customer": email, "by": by, "created": created, **shown}, now)
+    return {**customer_view(session, email, now), "created": created, "changed": sorted(shown)}
+
+
+def _supported_locale(wanted: str, supported: tuple[str, ...]) -> str:
+    """`fr`, `fr-CA`, `fr_CA` → the locale to store, when its language is supported; else an error."""
+    found = match_locale(wanted, supported)
+    if not found:
+        raise OperationError(
+            f"locale {wanted!r} is not one of the desk's locales ({', '.join(supported)}; desk.locales)"
+        )
+    region = wanted.strip().replace("-", "_")
+    # A region of a supported language (fr_CA) is kept: dates follow it, templates fall back to fr.
+    if region.lower() != found.lower() and region.lower().startswith(found.lower() + "_"):
+        known = normalize_locale(region, "")
+        if not known:
+            raise OperationError(f"unknown locale {wanted!r} (e.g. fr, fr_CA, de_AT)")
+        return known[:20]
+    return found
 
 
 def agents_load(session: Session) -> list[dict[str, Any]]:
@@ -132,6 +216,7 @@ def export_customer(session: Session, address: str, out: Path, now: datetime) ->
             "email": customer.email,
             "name": customer.name,
             "locale": customer.locale,
+            "locale_source": customer.locale_source,
             "tz": customer.tz,
             "vip": bool(customer.vip),
             "created_at": iso(customer.created_at),
@@ -360,6 +445,7 @@ __all__ = [
     "ERASED",
     "CONTENT_KEYS",
     "customer_view",
+    "set_customer",
     "agents_load",
     "export_customer",
     "erase_customer",

@@ -29,6 +29,9 @@ Subject: {{ ticket.reply_subject }}
 thank you for your message. Our team is away right now; your request {{ ticket.tag }} is
 recorded and we will answer it during our business hours{% if ticket.first_response_due %},
 by {{ ticket.first_response_due }} at the latest{% endif %}.
+{% if company.business_hours %}
+Our business hours: {{ company.business_hours }}.
+{% endif %}
 
 If there is anything to add, just reply to this email: it stays with your request.
 
@@ -59,8 +62,13 @@ A customer reports that something is down.
 }
 
 
+# The same in the desk's other default locales (`desk.locales`) ship as package data under
+# defaults/site_templates/<locale>/: `templates check` wants every template in each locale.
+TRANSLATED_LOCALES = ("de", "fr", "es")
+
+
 def _default(name: str) -> str:
-    return resources.files("maildesk").joinpath("defaults", name).read_text(encoding="utf-8")
+    return resources.files("maildesk").joinpath("defaults", *name.split("/")).read_text(encoding="utf-8")
 
 
 def init_directory(directory: Path, *, force: bool = False) -> list[Path]:
@@ -79,6 +87,9 @@ def init_directory(directory: Path, *, force: bool = False) -> list[Path]:
     files[directory / "templates" / "README.txt"] = TEMPLATES_README
     for name, text in EXAMPLE_TEMPLATES.items():  # the ones the example rules use
         files[directory / "templates" / "en" / name] = text
+    for locale in TRANSLATED_LOCALES:
+        for name in EXAMPLE_TEMPLATES:
+            files[directory / "templates" / locale / name] = _default(f"site_templates/{locale}/{name}")
     existing = [p for p in files if p.exists()]
     if existing and not force:
         raise MaildeskError(f"{existing[0]} exists; use --force to overwrite")

@@ -46,6 +46,9 @@ class Customer(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(300), default="")
     locale: Mapped[str] = mapped_column(String(20), default="")
+    # Who set `locale`: "" (nobody: the desk default), "operator" (`customer set`: mail never
+    # changes it), "header" (Content-Language / Accept-Language), "text" (detected).
+    locale_source: Mapped[str] = mapped_column(String(16), default="", server_default="")
     tz: Mapped[str] = mapped_column(String(64), default="")
     vip: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(TZDateTime)

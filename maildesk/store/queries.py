@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
+from maildesk.language import LanguageGuess, replaces
 from maildesk.store.fast import FastStatement
 from maildesk.store.models import (
     Agent,
@@ -47,10 +48,13 @@ _FACTS = FastStatement(
     Message.__table__,
 )
 _CUSTOMER = FastStatement(
-    select(Customer.id, Customer.name).where(Customer.email == bindparam("e")), Customer.__table__
+    select(Customer.id, Customer.name, Customer.locale, Customer.locale_source).where(Customer.email == bindparam("e")),
+    Customer.__table__,
 )
 _NEW_CUSTOMER = FastStatement(
-    insert(Customer).returning(Customer.id), Customer.__table__, ["email", "name", "created_at"]
+    insert(Customer).returning(Customer.id),
+    Customer.__table__,
+    ["email", "name", "created_at", "locale", "locale_source"],
 )
 _TICKET_KEYS = [
     "subject",
@@ -176,15 +180,36 @@ def agent_by_email(session: Session, email: str) -> Agent | None:
 def customer_id_for(session: Session, email: str, name: str, now: datetime) -> int:
     """The id of the customer with this address, created when new (Core: two statements
     at most; the name is filled in when it was unknown)."""
+    return customer_for_mail(session, email, name, now, None)[0]
+
+
+def customer_for_mail(
+    session: Session, email: str, name: str, now: datetime, guess: LanguageGuess | None, *, create: bool = True
+) -> tuple[int, bool]:
+    """The sender's customer id (created when new; 0 when not there and not `create`) and
+    whether `guess`, their language from this mail, was stored (`language.replaces`
+    decides; an operator's locale never changes).
+
+    The hot path: the one lookup `customer_id_for` makes anyway reads the locale too, a new
+    customer is inserted with it, and only a real change costs a write."""
     conn = core(session)
     row = _CUSTOMER.first(conn, {"e": email})
+    if row is None and not create:
+        return 0, False
     if row is None:
-        return int(_NEW_CUSTOMER.scalar(conn, {"email": email, "name": name[:300], "created_at": now}))
-    if name and not row[1]:
+        values = {"email": email, "name": name[:300], "created_at": now, "locale": "", "locale_source": ""}
+        if guess is not None:
+            values.update(locale=guess.locale[:20], locale_source=guess.stored_source)
+        return int(_NEW_CUSTOMER.scalar(conn, values)), guess is not None
+    changed = guess is not None and replaces(row[2] or "", row[3] or "", guess)
+    if (name and not row[1]) or changed:
         customer = session.get(Customer, row[0])
         if customer is not None:
-            customer.name = name[:300]
-    return int(row[0])
+            if name and not row[1]:
+                customer.name = name[:300]
+            if changed and guess is not None:
+                customer.locale, customer.locale_source = guess.locale[:20], guess.stored_source
+    return int(row[0]), changed
 
 
 def insert_ticket(

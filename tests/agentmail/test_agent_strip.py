@@ -27,7 +27,8 @@ def _quote(text: str, prefix: str = "> ") -> str:
 def test_marker_lines():
     assert marker_line() == REPLY_MARKERS["en"] == "-- reply above this line --"
     assert marker_line("de-DE") == marker_line("de_AT") == REPLY_MARKERS["de"]
-    assert marker_line("fr") == REPLY_MARKERS["en"]
+    assert marker_line("fr_CA") == REPLY_MARKERS["fr"] and marker_line("es") == REPLY_MARKERS["es"]
+    assert marker_line("it") == REPLY_MARKERS["en"]
 
 
 def test_gmail_reply_with_commands_and_signature():
@@ -84,6 +85,16 @@ def test_outlook_german_header_block_without_rule():
         + NOTIFICATION.replace("reply above this line", "bitte oberhalb dieser Zeile antworten")
     )
     assert agent_words(body).text == "Hallo Bob,\n\nwir schicken einen neuen Drucker."
+
+
+@pytest.mark.parametrize("locale", ["fr", "es"])
+def test_french_and_spanish_markers_cut_the_notification(locale: str) -> None:
+    from maildesk.agentmail.strip import marker_line
+
+    marker = marker_line(locale).strip("- ")
+    body = "Merci, c'est réglé.\n\n> " + NOTIFICATION.replace("reply above this line", marker).replace("\n", "\n> ")
+    words = agent_words(body)
+    assert words.text == "Merci, c'est réglé." and marker in words.quoted
 
 
 def test_outlook_original_message_separator():

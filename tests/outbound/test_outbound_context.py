@@ -148,7 +148,7 @@ def test_full_context_key_set_is_pinned() -> None:
     ]
     person = ["name", "email", "first_name", "display_name"]
     sections = {
-        "company": ["name", "support_address", "website"],
+        "company": ["name", "support_address", "website", "business_hours", "business_hours_days"],
         "customer": [
             *person,
             "vip",
@@ -229,3 +229,27 @@ def test_minimal_context_has_every_section_and_only_customer_filled() -> None:
         "followup",
         "notice",
     ]
+
+
+def test_business_hours_in_the_readers_language_and_time_zone() -> None:
+    from maildesk.outbound.context import HoursInput, business_hours
+
+    week = ((((9 * 3600, 12 * 3600), (13 * 3600, 17 * 3600)),) * 4) + (((9 * 3600, 15 * 3600),), (), ())
+    hours = HoursInput("Europe/Berlin", week)
+    winter = datetime(2025, 3, 5, 9, 30, tzinfo=UTC)
+    text, rows = business_hours(hours, "fr", "Europe/Paris", winter)
+    assert text == "lun.–jeu. 09:00–12:00, 13:00–17:00; ven. 09:00–15:00 (CET)"
+    assert rows[1] == {"days": "ven.", "hours": "09:00–15:00"}
+    assert business_hours(hours, "de", "Europe/Berlin", winter)[0].startswith("Mo.–Do. 09:00–12:00")
+    # A reader in New York reads the same hours in their own zone, with the offset in force that week.
+    assert business_hours(hours, "en", "America/New_York", winter)[0].startswith("Mon–Thu 3:00\u202fAM–6:00\u202fAM")
+    summer = datetime(2025, 3, 12, 9, 30, tzinfo=UTC)  # New York already on summer time, Berlin not yet
+    assert business_hours(hours, "es", "America/New_York", summer)[0].startswith("lun–jue 4:00–7:00")
+    assert business_hours(None, "en", "UTC", winter) == ("", [])
+
+
+def test_sample_context_shows_business_hours_in_its_locale() -> None:
+    assert sample_context("es")["company"]["business_hours"] == "lun–vie 9:00–17:00 (CET)"
+    assert (
+        sample_context("en")["company"]["business_hours"] == "Mon–Fri 9:00\u202fAM–5:00\u202fPM (CET)"
+    )  # CLDR's narrow space

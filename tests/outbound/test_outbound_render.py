@@ -47,7 +47,10 @@ def test_builtin_names(renderer: TemplateRenderer) -> None:
     assert not any(name.startswith("_") for name in renderer.names())
 
 
-@pytest.mark.parametrize("locale", ["en", "de"])
+GREETING = {"en": "Hi {},", "de": "Hallo {},", "fr": "Bonjour {},", "es": "Hola, {}:"}
+
+
+@pytest.mark.parametrize("locale", ["en", "de", "fr", "es"])
 @pytest.mark.parametrize("name", sorted(BUILTINS))
 def test_every_builtin_renders(renderer: TemplateRenderer, name: str, locale: str) -> None:
     out = renderer.render(name, sample_context(locale, template=name), locale=locale)
@@ -58,9 +61,9 @@ def test_every_builtin_renders(renderer: TemplateRenderer, name: str, locale: st
     assert out.text.strip() and "{%" not in out.text and "None" not in out.text
     assert out.html is not None and out.html.startswith("<!DOCTYPE html>")
     if name in {"ack", "resolved", "followup", "survey"}:
-        assert ("Hi Anna," if locale == "en" else "Hallo Anna,") in out.text
+        assert GREETING[locale].format("Anna") in out.text
     if name in {"sla_warning", "sla_breach", "agent_notification", "bounce_notice", "refused_reply"}:
-        assert ("Hi Jonas," if locale == "en" else "Hallo Jonas,") in out.text
+        assert GREETING[locale].format("Jonas") in out.text
 
 
 def test_german_text_is_german(renderer: TemplateRenderer) -> None:
@@ -69,8 +72,44 @@ def test_german_text_is_german(renderer: TemplateRenderer) -> None:
     assert "14 Tage" in out.text
 
 
+def test_french_and_spanish_text_and_dates(renderer: TemplateRenderer) -> None:
+    fr = renderer.render("ack", sample_context("fr"), locale="fr")
+    assert "votre message nous est bien parvenu" in fr.text and "Bien cordialement" in fr.text
+    assert "mer. 5 mars 2025" in fr.text  # Babel's French date, in the customer's zone
+    es = renderer.render("resolved", sample_context("es"), locale="es")
+    assert "como resuelta" in es.text and "14 días" in es.text and "Un saludo cordial" in es.text
+    ack_es = renderer.render("ack", sample_context("es"), locale="es")
+    assert "5 mar 2025" in ack_es.text
+
+
 def test_check_finds_no_problem_in_builtins(renderer: TemplateRenderer) -> None:
     assert renderer.check() == []
+    every = TemplateRenderer(None, locales=("en", "de", "fr", "es"))
+    assert every.check() == []
+
+
+def test_check_lists_the_templates_a_desk_locale_lacks(tmp_path: Path) -> None:
+    builtin = tmp_path / "builtin"
+    for loc in ("en", "de"):
+        write(builtin, f"{loc}/ack.txt.j2", "Subject: ack\n\nhi\n")
+    write(builtin, "en/resolved.txt.j2", "Subject: done\n\nbye\n")
+    write(builtin, "en/_signature.txt.j2", "-- us\n")
+    site = tmp_path / "site"
+    write(site, "en/custom.txt.j2", "Subject: custom\n\nx\n")
+    write(site, "de/resolved.txt.j2", "Subject: erledigt\n\ntschüss\n")
+    renderer = TemplateRenderer(site, builtin_dir=builtin, locales=("en", "de", "it"))
+    problems = [str(p) for p in renderer.missing_translations()]
+    assert len(problems) == 2, problems
+    de = next(p for p in problems if "'de'" in p)
+    assert "lacks 2 template(s): _signature, custom" in de and "de/custom.txt.j2" in de
+    assert de.startswith(str(site.resolve() / "de"))
+    it = next(p for p in problems if "'it'" in p)
+    assert "_signature, ack, custom, resolved" in it
+    assert [str(p) for p in renderer.check() if "lacks" in str(p)] == problems
+    # A regional locale may take its language's folder; the site's top level counts for all.
+    write(site, "custom.txt.j2", "Subject: custom\n\nx\n")
+    write(site, "_signature.txt.j2", "-- us\n")
+    assert TemplateRenderer(site, builtin_dir=builtin, locales=("en", "de_AT")).missing_translations() == []
 
 
 def test_unknown_template(renderer: TemplateRenderer) -> None:

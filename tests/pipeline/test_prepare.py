@@ -66,7 +66,7 @@ def test_pool_prepares_exactly_what_inline_preparation_does(settings: Settings, 
     spool = Spool(tmp_path / "spool").ensure()
     raws = [HTML, AUTO, REPLY, b"not a mail at all\r\n", *(eml() for _ in range(6))]
     entries = spooled(spool, raws)
-    needs = Needs(screen=True, reply=True)
+    needs = Needs(screen=True, reply=True, language=True)
     pool = PreparePool(settings, processes=1)
     try:
         in_child = pool.results(entries, pool.submit(entries, needs), needs)
@@ -80,6 +80,7 @@ def test_pool_prepares_exactly_what_inline_preparation_does(settings: Settings, 
             assert isinstance(got, Prepared)
             assert got.msg == want.msg and got.content_hash == want.content_hash and got.html == want.html
             assert got.screen == want.screen and got.reply == want.reply
+            assert got.language == want.language and got.language_done and want.language_done
     html = next(p for p in in_child if isinstance(p, Prepared) and p.msg.message_id == "html-1@customer.example")
     assert "<script" not in html.html and "evil.example" not in html.html and "Hallo" in html.html
     auto = next(p for p in in_child if isinstance(p, Prepared) and p.msg.message_id == "ooo-1@customer.example")
@@ -87,6 +88,9 @@ def test_pool_prepares_exactly_what_inline_preparation_does(settings: Settings, 
     reply = next(p for p in in_child if isinstance(p, Prepared) and p.msg.message_id == "re-1@customer.example")
     assert reply.reply.visible.strip() == "Still broken." and "What model?" in reply.reply.quoted
     assert sum(isinstance(p, Unparseable) for p in in_child) == 1
+    # The customer's language is guessed in the child too (no database needed): English text here.
+    plain = [p for p in in_child if isinstance(p, Prepared) and p.msg.message_id.endswith("@customer.example")]
+    assert any(p.language is not None and (p.language.locale, p.language.source) == ("en", "text") for p in plain)
 
 
 def test_two_children_share_a_batch_and_keep_its_order(settings: Settings, tmp_path: Path) -> None:
@@ -215,7 +219,9 @@ def test_rows_written_on_the_driver_connection_read_back_through_the_orm(desk: A
         ticket = s.scalars(select(Ticket)).one()
         msg = s.scalars(select(Message).where(Message.direction == "in")).one()
         assert ticket.subject == "Ünïcode ✓" and ticket.tags == [] and ticket.fields == {} and ticket.spam is False
-        assert ticket.customer.name == "Zoë Ärger" and ticket.customer.vip is False and ticket.customer.locale == ""
+        assert ticket.customer.name == "Zoë Ärger" and ticket.customer.vip is False
+        # "my printer is on fire": English, detected from the text (maildesk/language.py)
+        assert (ticket.customer.locale, ticket.customer.locale_source) == ("en", "text")
         for stamp in (ticket.created_at, ticket.updated_at, msg.created_at):
             aware = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
             assert abs((aware - before).total_seconds()) < 60

@@ -22,8 +22,9 @@ from tests.support.mailgen import eml
 def test_the_full_pipeline_needs_the_screen_and_the_reply_split() -> None:
     assert screen.needs == Needs(screen=True)
     assert visible_text.needs == Needs(reply=True)
-    assert needs_of(PIPELINE) == Needs(screen=True, reply=True)
-    assert needs_of(STORE_ONLY) == Needs()
+    # persist stores the customer's language (maildesk/language.py), guessed before the transaction
+    assert needs_of(PIPELINE) == Needs(screen=True, reply=True, language=True)
+    assert needs_of(STORE_ONLY) == Needs(language=True)
     assert needs_of([screen]) == Needs(screen=True)
 
 

@@ -9,7 +9,10 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from maildesk.pipeline.context import MessageContext, PipelineDeps, stage
+from maildesk.config import Settings
+from maildesk.language import LanguageGuess, guess_language
+from maildesk.message import ParsedMessage
+from maildesk.pipeline.context import MessageContext, Needs, PipelineDeps, stage
 from maildesk.pipeline.stages.dedupe import stored_content_hash
 from maildesk.rules.limits import NewTicketCounts, NewTicketPolicy, check_new_ticket, hold_kind
 from maildesk.sanitize import MAX_CLEAN_HTML_CHARS
@@ -30,7 +33,7 @@ def _customer_address(ctx: MessageContext) -> tuple[str, str]:
     return addr.email, addr.name
 
 
-@stage()
+@stage(needs=Needs(language=True))
 def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     """Store the message (raw bytes, text, HTML, attachments), the ticket and participants.
 
@@ -64,8 +67,10 @@ def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
         ctx.events.clear()
         return
     people: list[tuple[str, str]] = []
+    guess = _guess(ctx, deps) if ctx.kind == "customer" else None
+    locale_changed = False
     if ticket is None:
-        customer_id = q.customer_id_for(session, sender_email, sender_name, now)
+        customer_id, locale_changed = q.customer_for_mail(session, sender_email, sender_name, now, guess)
         number = q.insert_ticket(
             session, subject=msg.subject, customer_id=customer_id, now=now, thread_root=ctx.thread_root
         )
@@ -96,9 +101,37 @@ def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
         "defects": list(msg.defects),
     }
     q.add_event(session, number, "ticket-created" if ctx.new_ticket else "message-received", received, now, pk)
+    if guess is not None and not ctx.new_ticket:  # a reply: their customer row was not read yet
+        locale_changed = q.customer_for_mail(session, sender_email, sender_name, now, guess, create=False)[1]
+    if guess is not None and locale_changed:
+        found: dict[str, object] = {"customer": sender_email, "locale": guess.locale, "source": guess.source}
+        if guess.source == "text":
+            found["confidence"] = guess.confidence
+        ctx.note("customer-locale", **found)
     for type_, data in ctx.events:
         q.add_event(session, number, type_, data, now, pk)
     ctx.events.clear()
+
+
+def mail_language(msg: ParsedMessage, visible_text: str, settings: Settings) -> LanguageGuess | None:
+    """The sender's language from this mail (headers, then its visible text) among `desk.locales`.
+
+    Pure (no database): `pipeline/prepare.py` runs it in the preparation children."""
+    return guess_language(
+        content_language=msg.header("Content-Language"),
+        accept_language=msg.header("Accept-Language"),
+        text=visible_text,
+        supported=settings.desk.locales,
+    )
+
+
+def _guess(ctx: MessageContext, deps: PipelineDeps) -> LanguageGuess | None:
+    """The sender's language from this mail: prepared before the transaction, or here when
+    preparation ran without it (or failed at it: the failure then shows under this stage)."""
+    pre = ctx.pre
+    if pre is not None and pre.language_done:
+        return pre.language
+    return mail_language(ctx.msg, ctx.visible_text or ctx.msg.text, deps.settings)
 
 
 def _new_ticket_refused(session: Session, deps: PipelineDeps, sender: str, now: datetime) -> str:

@@ -87,6 +87,7 @@ def test_help_has_examples_and_completion_is_on() -> None:
         ["ticket", "reply"],
         ["search"],
         ["customer", "show"],
+        ["customer", "set"],
         ["customer", "export"],
         ["customer", "erase"],
         ["agents", "list"],
@@ -241,6 +242,49 @@ def test_customer_show_and_agents_list(seeded: Any, run_cli: Run) -> None:
     assert rows["eva@example.com"]["open_by_tier"] == {"L1": 0, "L2": 1, "L3": 0} and rows["eva@example.com"]["known"]
     assert rows["zed@example.com"]["open"] == 1 and not rows["zed@example.com"]["known"]
     assert "eva@example.com" in run_cli("agents", "list").stdout
+
+
+def test_customer_set_locale_vip_name_and_time_zone(seeded: Any, run_cli: Run) -> None:
+    out = run_cli("customer", "set", "BOB@example.org", "--locale", "fr-CA", "--vip", "--name", "Robert  Brun")
+    assert "updated bob@example.org: locale, name, vip" in out.stdout
+    assert "locale fr_CA (set by an operator)" in out.stdout and "; VIP" in out.stdout
+    view = j(run_cli("customer", "show", "bob@example.org", "--json"))
+    assert (view["locale"], view["locale_source"], view["vip"], view["name"]) == (
+        "fr_CA",
+        "operator",
+        True,
+        "Robert Brun",
+    )
+    assert (
+        "locale fr_CA (set by an operator); time zone desk default; VIP"
+        in run_cli("customer", "show", "bob@example.org").stdout
+    )
+    view = j(run_cli("customer", "set", "bob@example.org", "--no-vip", "--timezone", "Europe/Paris", "--json"))
+    assert (view["vip"], view["tz"], view["locale"]) == (False, "Europe/Paris", "fr_CA")
+    view = j(run_cli("customer", "set", "bob@example.org", "--locale", "default", "--json"))
+    assert (view["locale"], view["locale_source"]) == ("", "")
+    # A customer who never wrote is created (an operator may mark a VIP in advance).
+    new = j(run_cli("customer", "set", "ceo@bigcorp.example", "--vip", "--json"))
+    assert new["created"] and new["vip"] and new["tickets"] == []
+    with seeded.store.reader() as s:
+        changes = [e.data for e in s.scalars(select(Event).where(Event.type == "customer-updated"))]
+    assert changes[0]["customer"] == "bob@example.org" and changes[0]["locale"] == "fr_CA" and changes[0]["vip"]
+    assert changes[-1]["created"] is True
+
+
+def test_customer_set_refuses_bad_input_and_changes_nothing(seeded: Any, run_cli: Run) -> None:
+    for args, message in [
+        (["--locale", "it", "--vip"], "not one of the desk's locales (en, de, fr, es"),
+        (["--locale", "fr_XX", "--vip"], "unknown locale 'fr_XX'"),
+        (["--timezone", "Mars/Olympus", "--vip"], "unknown time zone 'Mars/Olympus'"),
+        ([], "nothing to set"),
+    ]:
+        out = run_cli("customer", "set", "bob@example.org", *args, ok=False)
+        assert out.exit_code != 0 and message in out.output, (args, out.output)
+        view = j(run_cli("customer", "show", "bob@example.org", "--json"))
+        assert (view["locale"], view["tz"], view["vip"]) == ("", "", False)
+    bad = run_cli("customer", "set", "not an address", "--vip", ok=False)
+    assert bad.exit_code != 0 and "not an email address" in bad.output
 
 
 def test_operations_parse_age() -> None:
