@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, delete, distinct, func, insert, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from maildesk.domain import OPEN_STATUSES
 from maildesk.store.models import (
@@ -34,6 +36,7 @@ from maildesk.store.notify import mark_outbox_queued
 from maildesk.store.queries import (
     agent_by_email,  # noqa: F401 - used here and by callers
     core,
+    insert_message,
 )
 
 
@@ -41,19 +44,34 @@ def item_by_key(session: Session, key: str) -> OutboxItem | None:
     return session.scalars(select(OutboxItem).where(OutboxItem.idempotency_key == key)).first()
 
 
+def _values(row: OutboxItem | Message) -> dict[str, Any]:
+    """The column values set on a new ORM object (Core fills in the columns' defaults)."""
+    state = row.__dict__
+    return {c.key: state[c.key] for c in row.__table__.c if c.key in state}
+
+
+def _insert_unless_key(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, for this dialect."""
+    build = sqlite_insert if dialect == "sqlite" else pg_insert
+    return build(OutboxItem).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(OutboxItem.id)
+
+
+_INSERT_OUTBOX = {name: _insert_unless_key(name) for name in ("sqlite", "postgresql")}
+
+
 def add_unless_queued(session: Session, key: str, item: OutboxItem, message: Message) -> bool:
-    """Add the outbox row and its Message row; False when `key` was queued before (by a
-    concurrent enqueue: the unique key refused it). A savepoint keeps the caller's
-    transaction usable either way; any other integrity error is raised."""
-    try:
-        with session.begin_nested():
-            session.add(item)
-            session.add(message)
-            session.flush()
-    except IntegrityError:
-        if item_by_key(session, key) is not None:
-            return False
-        raise
+    """Add the outbox row and its Message row; False when `key` was queued before (also by
+    a concurrent enqueue: the unique key refuses it, and `ON CONFLICT DO NOTHING` keeps the
+    caller's transaction usable without a savepoint). Two Core INSERTs; `item` becomes a
+    persistent object with its id, as if the session had flushed it."""
+    conn = core(session)
+    new_id = conn.execute(_INSERT_OUTBOX[conn.dialect.name], _values(item)).scalar()
+    if new_id is None:
+        return False
+    item.id = new_id
+    make_transient_to_detached(item)  # a row that exists: attach it without another INSERT
+    session.add(item)
+    insert_message(session, _values(message))
     if item.state == "queued":
         mark_outbox_queued(session)  # wake the sender once this commits
     return True

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, event, func, insert, select
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
 from maildesk.store.fast import FastStatement
 from maildesk.store.models import (
@@ -97,7 +97,7 @@ _NEW_ATTACHMENT = FastStatement(
     Attachment.__table__,
     ["message_pk", "filename", "content_type", "size", "sha256", "content_id", "disposition", "data"],
 )
-_NEW_EVENT = FastStatement(insert(Event), Event.__table__, ["ticket_number", "type", "data", "at", "message_pk"])
+_NEW_EVENTS = insert(Event)
 _NEW_PARTICIPANT = FastStatement(insert(Participant), Participant.__table__, ["ticket_number", "address", "role"])
 _TICKET_PARTICIPANTS = FastStatement(
     select(Participant.address).where(Participant.ticket_number == bindparam("n")), Participant.__table__
@@ -239,6 +239,9 @@ def add_participant(session: Session, number: int, address: str, role: str) -> b
     return add_participants(session, number, [(address, role)]) == 1
 
 
+_PENDING_EVENTS = "maildesk.pending_events"
+
+
 def add_event(
     session: Session,
     ticket: int | None,
@@ -247,10 +250,40 @@ def add_event(
     now: datetime,
     message_pk: int | None = None,
 ) -> None:
-    """Record an event (written at once, so events keep the order they were recorded in)."""
-    _NEW_EVENT.execute(
-        core(session), {"ticket_number": ticket, "type": type_, "data": data, "at": now, "message_pk": message_pk}
-    ).close()
+    """Record an event. Events are kept in the session and written together, in the order
+    they were recorded, by one multi-row INSERT (`flush_events`): before the transaction
+    commits, before any ORM statement that reads events, and by the worker after each
+    message. A rollback forgets the ones not written yet."""
+    row = {"ticket_number": ticket, "type": type_, "data": dict(data), "at": now, "message_pk": message_pk}
+    session.info.setdefault(_PENDING_EVENTS, []).append(row)
+
+
+def flush_events(session: Session) -> None:
+    """Write the events recorded in this session and not written yet (one statement)."""
+    rows = session.info.pop(_PENDING_EVENTS, None)
+    if rows:
+        session.connection().execute(_NEW_EVENTS, rows)
+
+
+def discard_events(session: Session) -> None:
+    """Forget the events recorded and not written yet (their work was rolled back)."""
+    session.info.pop(_PENDING_EVENTS, None)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _events_before_reading_them(state: ORMExecuteState) -> None:
+    if state.session.info.get(_PENDING_EVENTS) and any(m.class_ is Event for m in state.all_mappers):
+        flush_events(state.session)
+
+
+@event.listens_for(Session, "before_commit")
+def _events_before_commit(session: Session) -> None:
+    flush_events(session)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _events_rolled_back(session: Session, previous: SessionTransaction) -> None:
+    discard_events(session)  # events are flushed before every savepoint begins, so all pending are inside it
 
 
 def events_for_ticket(session: Session, number: int) -> list[Event]:

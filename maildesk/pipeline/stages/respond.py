@@ -87,6 +87,7 @@ def respond(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
         if ctx.new_ticket and name == ACK_TEMPLATE:
             continue  # the acknowledgement is already on its way
         templates.append((f"rule:{ctx.message_pk}:{name}", name))
+    memo: dict[object, object] = {}  # the ticket does not change between these mails
     for key, template in templates:
         try:
             request = SendRequest(
@@ -101,7 +102,8 @@ def respond(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
                 kind="auto",
                 message_pk=ctx.message_pk,
             )
-            mailer.send(session, request, ctx.now)
+            # A new ticket's keys (its number, this message's row) cannot have been queued before.
+            mailer.send(session, request, ctx.now, new_key=ctx.new_ticket, memo=memo)
         except COMPOSE_ERRORS as exc:
             compose_failed(session, ticket.number, template, exc, ctx.now, ctx.message_pk)
 
