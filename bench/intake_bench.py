@@ -321,12 +321,22 @@ def processing_part(msgs: list[bytes], settings: Settings, work: Path, database:
     n = len(msgs)
     backend = "postgresql" if database.startswith("postgresql") else "sqlite"
 
-    def fresh(tag: str) -> Settings:  # its own spool; the database is shared, the Message-IDs are new
+    def fresh(tag: str, url: str = "") -> Settings:  # its own spool; the database is shared, the Message-IDs are new
         return replace(
             settings,
             desk=replace(settings.desk, data_dir=str(work / tag)),
-            database=replace(settings.database, url=database or f"sqlite:///{work / 'bench.db'}"),
+            database=replace(settings.database, url=url or database or f"sqlite:///{work / 'bench.db'}"),
         )
+
+    def own_database(tag: str) -> str:
+        """A database of its own for a full-pipeline round: the corpus's senders and subjects
+        repeat, so a shared one would thread a later round's mail into the earlier tickets."""
+        if not database:
+            return f"sqlite:///{work / f'bench-{tag}.db'}"
+        from sqlalchemy.engine import make_url
+
+        target = make_url(database)
+        return target.set(database=f"{target.database}_{tag}").render_as_string(hide_password=False)
 
     runs = []
     for k in range(rounds):
@@ -348,7 +358,9 @@ def processing_part(msgs: list[bytes], settings: Settings, work: Path, database:
     rates, parses, ratios, statements = [], [], [], []
     for k in range(rounds):
         parse_rate = parse_only_rate(msgs)
-        rate, result = pipeline_rate(fresh(f"full{k}"), corpus(n, tag=f"full{k}"), foundation=False)
+        url = own_database(f"full{k}")
+        with scratch_database(url):
+            rate, result = pipeline_rate(fresh(f"full{k}", url), corpus(n, tag=f"full{k}"), foundation=False)
         rates.append(rate)
         parses.append(parse_rate)
         ratios.append(rate / parse_rate)
