@@ -99,6 +99,8 @@ def on_change(session: Session, ticket: Ticket, change: TicketChange, now: datet
         return
     ctx = context(session)
     policy = policy_for(session, ticket, ctx)
+    if policy is None and sq.known_clockless(session, ticket.number):
+        return  # no SLA, and a ticket made in this transaction that never had clocks
     event: Event
     current = sq.load_clocks(session, ticket.number, ticket.status).policy
     if policy is None:

@@ -38,6 +38,7 @@ from maildesk.store.queries import (
     core,
     insert_message,
 )
+from maildesk.store.sla_queries import known_clockless
 
 
 def item_by_key(session: Session, key: str) -> OutboxItem | None:
@@ -285,6 +286,8 @@ def past_ticket_count(session: Session, customer_id: int, exclude: int) -> int:
 
 def sla_due(session: Session, ticket_number: int) -> dict[str, datetime]:
     """kind -> due_at of the running (not stopped) SLA clocks of a ticket (next_response also as next_update)."""
+    if known_clockless(session, ticket_number):
+        return {}
     rows = session.execute(
         select(SlaClock.kind, SlaClock.due_at).where(
             SlaClock.ticket_number == ticket_number, SlaClock.stopped_at.is_(None), SlaClock.due_at.is_not(None)
