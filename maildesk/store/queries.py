@@ -279,6 +279,18 @@ def _events_before_reading_them(state: ORMExecuteState) -> None:
         flush_events(state.session)
 
 
+_PINNED = "maildesk.pinned"
+
+
+@event.listens_for(Session, "loaded_as_persistent")
+def _pin_tickets(session: Session, instance: object) -> None:
+    """Keep loaded tickets and customers for the session's life. The identity map holds
+    objects weakly, so each stage's `session.get(Ticket, n)` loaded the ticket again once
+    the previous stage had let go of it (three loads per message)."""
+    if isinstance(instance, Ticket | Customer):
+        session.info.setdefault(_PINNED, []).append(instance)
+
+
 @event.listens_for(Session, "before_commit")
 def _events_before_commit(session: Session) -> None:
     flush_events(session)
