@@ -209,7 +209,7 @@ class Mailer:
             locale=cust.locale,
             timezone=cust.tz,
             vip=cust.vip,
-            open_tickets=tuple(TicketRef(t.number, t.subject, t.status, _utc(t.created_at, now)) for t in others),
+            open_tickets=tuple(TicketRef(n, subject, status, _utc(at, now)) for n, subject, status, at in others),
             past_ticket_count=oq.past_ticket_count(session, cust.id, ticket.number),
         )
 

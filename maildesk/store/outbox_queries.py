@@ -262,15 +262,25 @@ def agents_for_queue(session: Session, queue: str, limit: int = 5) -> list[Agent
     return (serving or active)[:limit]
 
 
-def other_open_tickets(session: Session, customer_id: int, exclude: int, limit: int = 5) -> list[Ticket]:
-    return list(
-        session.scalars(
-            select(Ticket)
-            .where(Ticket.customer_id == customer_id, Ticket.number != exclude, Ticket.status.in_(OPEN_STATUSES))
-            .order_by(Ticket.created_at.desc())
-            .limit(limit)
-        )
+_OTHER_OPEN = (
+    select(Ticket.number, Ticket.subject, Ticket.status, Ticket.created_at)
+    .where(
+        Ticket.customer_id == bindparam("c"),
+        Ticket.number != bindparam("x"),
+        Ticket.status.in_(list(OPEN_STATUSES)),
     )
+    .order_by(Ticket.created_at.desc())
+    .limit(bindparam("n"))
+)
+
+
+def other_open_tickets(
+    session: Session, customer_id: int, exclude: int, limit: int = 5
+) -> list[tuple[int, str, str, datetime]]:
+    """(number, subject, status, created_at) of the customer's other open tickets, newest first
+    (columns, not ORM objects: this runs for every acknowledgement)."""
+    rows = core(session).execute(_OTHER_OPEN, {"c": customer_id, "x": exclude, "n": limit})
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
 def past_ticket_count(session: Session, customer_id: int, exclude: int) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -328,10 +329,24 @@ def counts(session: Session) -> dict[str, Any]:
     }
 
 
-def is_suppressed(session: Session, address: str, now: datetime) -> Suppression | None:
-    row = session.scalars(select(Suppression).where(Suppression.address == address.lower())).first()
-    if row is None:
+@dataclass(frozen=True)
+class SuppressionFacts:
+    address: str
+    reason: str
+    until: datetime | None
+
+
+_SUPPRESSION = select(Suppression.address, Suppression.reason, Suppression.until).where(
+    Suppression.address == bindparam("a")
+)
+
+
+def is_suppressed(session: Session, address: str, now: datetime) -> SuppressionFacts | None:
+    """The suppression in force for `address` (columns only: this runs for every automatic mail)."""
+    found = core(session).execute(_SUPPRESSION, {"a": address.lower()}).first()
+    if found is None:
         return None
+    row = SuppressionFacts(found[0], found[1], found[2])
     until = row.until
     if until is not None and until.tzinfo is None:
         until = until.replace(tzinfo=now.tzinfo)
