@@ -112,9 +112,12 @@ class Needs:
 
     screen: bool = False
     reply: bool = False
+    agent: bool = False  # the agent stage's From mailbox and unsigned agent words
 
     def __or__(self, other: Needs) -> Needs:
-        return Needs(screen=self.screen or other.screen, reply=self.reply or other.reply)
+        return Needs(
+            screen=self.screen or other.screen, reply=self.reply or other.reply, agent=self.agent or other.agent
+        )
 
 
 StageFn = Callable[[MessageContext, Session, PipelineDeps], None]

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from maildesk.agentmail.classify import real_sender
+from maildesk.agentmail.strip import AgentText, agent_words
 from maildesk.config import Settings
 from maildesk.errors import UnparseableMessage
 from maildesk.message import ParsedMessage, parse_bytes
@@ -46,6 +48,8 @@ class Prepared:
     html: str  # sanitised
     screen: ScreenVerdict | None = None  # when a stage needs it (`Needs.screen`) and it did not raise
     reply: Reply | None = None  # likewise (`Needs.reply`)
+    sender: tuple[str, str] | None = None  # agentmail.real_sender: (display name, addr-spec) of From
+    words: AgentText | None = None  # agentmail.agent_words without a signature (a sender who is no agent)
 
 
 @dataclass
@@ -84,6 +88,10 @@ def prepare_raw(meta: dict[str, Any], raw: bytes, settings: Settings, needs: Nee
     if needs.reply:
         with contextlib.suppress(Exception):
             prepared.reply = split_reply(msg.text, msg.html)
+    if needs.agent:  # the agent stage's pure part: who really sent it, the words without quotes
+        with contextlib.suppress(Exception):
+            prepared.sender = real_sender(raw)
+            prepared.words = agent_words(msg.text, msg.html, "")
     return prepared
 
 

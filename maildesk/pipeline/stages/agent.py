@@ -30,7 +30,7 @@ from maildesk.agentmail.classify import (
 )
 from maildesk.agentmail.strip import agent_words
 from maildesk.message import ParsedMessage
-from maildesk.pipeline.context import MessageContext, PipelineDeps, stage
+from maildesk.pipeline.context import MessageContext, Needs, PipelineDeps, stage
 from maildesk.pipeline.stages.persist import store_message
 from maildesk.services import agent_mail as am
 from maildesk.store import Session
@@ -99,13 +99,14 @@ def _words(ctx: MessageContext, desk: AgentDesk, sender: str) -> None:
     ctx.visible_text, ctx.quoted_text, ctx.signature = words.text, words.quoted, words.signature
 
 
-@stage()
+@stage(needs=Needs(agent=True))
 def agent_mail(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     """Recognise agent mail and apply it; leave customer mail to the customer path."""
     if ctx.duplicate or ctx.handled or ctx.screen_verdict != "human":
         return
     msg, settings = ctx.msg, deps.settings
-    display, sender = real_sender(msg.raw)
+    pre = ctx.pre
+    display, sender = pre.sender if pre is not None and pre.sender is not None else real_sender(msg.raw)
     recipients = _recipients(ctx)
     desk = am.agent_desk(session, settings)
     facts = MailFacts(
@@ -117,6 +118,7 @@ def agent_mail(ctx: MessageContext, session: Session, deps: PipelineDeps) -> Non
         html=msg.html,
         authenticated=None,
         forwarded_from=_forwarded_from(msg),
+        words=pre.words if pre is not None else None,
     )
     outcome = classify(facts, desk)
     mailer = deps.mailer
