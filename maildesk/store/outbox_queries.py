@@ -131,6 +131,42 @@ def first_contact_counts(session: Session, *, recipient: str, now: datetime) -> 
     return False, int(core(session).execute(_DOMAIN_HOUR, {"hour": hour, "d": f"%@{domain}"}).scalar() or 0)
 
 
+_LIMIT_FACTS = select(
+    _RECIPIENT_HOUR.scalar_subquery(),
+    _RECIPIENT_DAY.scalar_subquery(),
+    _TICKET_DAY.scalar_subquery(),
+    _GLOBAL_HOUR.scalar_subquery(),
+    _KNOWN.scalar_subquery(),
+    _DOMAIN_HOUR.scalar_subquery(),
+)
+
+
+def limit_facts(
+    session: Session, *, recipient: str, ticket_number: int | None, now: datetime
+) -> tuple[tuple[int, int, int, int], tuple[bool, int]]:
+    """`automatic_counts` and `first_contact_counts` in one statement (each automatic mail
+    to a customer needs both)."""
+    recipient = recipient.lower()
+    hour = now - timedelta(hours=1)
+    domain = recipient.rpartition("@")[2].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    row = (
+        core(session)
+        .execute(
+            _LIMIT_FACTS,
+            {
+                "r": recipient,
+                "t": ticket_number if ticket_number is not None else -1,
+                "hour": hour,
+                "day": now - timedelta(days=1),
+                "d": f"%@{domain}",
+            },
+        )
+        .one()
+    )
+    rh, rd, td, gh, known, dh = (int(v or 0) for v in row)
+    return (rh, rd, td, gh), (bool(known), 0 if known else dh)
+
+
 def record_automatic(
     session: Session, outbox_id: int, recipients: Sequence[str], ticket_number: int | None, now: datetime
 ) -> None:
