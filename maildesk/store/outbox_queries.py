@@ -35,6 +35,7 @@ from maildesk.store.models import (
 from maildesk.store.notify import mark_outbox_queued
 from maildesk.store.queries import (
     agent_by_email,  # noqa: F401 - used here and by callers
+    all_agents,
     core,
     insert_message,
 )
@@ -293,7 +294,7 @@ def first_inbound(session: Session, ticket_number: int) -> Message | None:
 
 def agents_for_queue(session: Session, queue: str, limit: int = 5) -> list[Agent]:
     """Active agents serving `queue`; when none names it, all active agents (first `limit`)."""
-    active = list(session.scalars(select(Agent).where(Agent.active.is_(True)).order_by(Agent.id)))
+    active = sorted((a for a in all_agents(session) if a.active), key=lambda a: a.id)
     serving = [a for a in active if queue in (a.queues or [])]
     return (serving or active)[:limit]
 

@@ -292,6 +292,28 @@ def _pin_tickets(session: Session, instance: object) -> None:
         session.info.setdefault(_PINNED, []).append(instance)
 
 
+_AGENTS = "maildesk.agents"
+
+
+def all_agents(session: Session) -> list[Agent]:
+    """Every agent, by e-mail address. Read once per session (the worker asked for them two
+    to three times per message); a flush that adds, changes or deletes an agent, and a
+    rollback, make the next call read them again."""
+    known = session.info.get(_AGENTS)
+    if known is not None and any(isinstance(o, Agent) for o in (*session.new, *session.deleted)):
+        known = None  # an agent added or deleted and not flushed yet: the query's autoflush writes it
+    if known is None:
+        known = list(session.scalars(select(Agent).order_by(Agent.email)))
+        session.info[_AGENTS] = known
+    return list(known)
+
+
+@event.listens_for(Session, "after_flush")
+def _agents_changed(session: Session, context: object) -> None:
+    if _AGENTS in session.info and any(isinstance(o, Agent) for o in (*session.new, *session.dirty, *session.deleted)):
+        session.info.pop(_AGENTS, None)
+
+
 @event.listens_for(Session, "before_commit")
 def _events_before_commit(session: Session) -> None:
     flush_events(session)
@@ -301,6 +323,7 @@ def _events_before_commit(session: Session) -> None:
 def _events_rolled_back(session: Session, previous: SessionTransaction) -> None:
     discard_events(session)  # events are flushed before every savepoint begins, so all pending are inside it
     forget_clockless(session)
+    session.info.pop(_AGENTS, None)
 
 
 def events_for_ticket(session: Session, number: int) -> list[Event]:
