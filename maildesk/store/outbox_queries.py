@@ -215,16 +215,18 @@ _DOMAIN_NEW_TICKETS_HOUR = (
 
 def new_ticket_counts(session: Session, *, sender: str, now: datetime) -> tuple[int, int, bool]:
     """(tickets `sender` opened in the last hour, tickets first-contact senders of its domain
-    opened in the last hour, was `sender` a customer before the last hour). The domain count
-    is not read for a known sender (the domain limit never applies to one)."""
+    opened in the last hour, was `sender` a customer before the last hour). One statement;
+    the domain count is 0 for a known sender (the domain limit never applies to one)."""
     sender = sender.lower()
-    hour = now - timedelta(hours=1)
-    sender_hour = int(core(session).execute(_SENDER_TICKETS_HOUR, {"r": sender, "hour": hour}).scalar() or 0)
-    if core(session).execute(_KNOWN, {"r": sender, "hour": hour}).scalar():
-        return sender_hour, 0, True
     domain = sender.rpartition("@")[2].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    domain_hour = core(session).execute(_DOMAIN_NEW_TICKETS_HOUR, {"hour": hour, "d": f"%@{domain}"}).scalar()
-    return sender_hour, int(domain_hour or 0), False
+    params = {"r": sender, "hour": now - timedelta(hours=1), "d": f"%@{domain}"}
+    sender_hour, known, domain_hour = (int(v or 0) for v in core(session).execute(_NEW_TICKET_FACTS, params).one())
+    return sender_hour, 0 if known else domain_hour, bool(known)
+
+
+_NEW_TICKET_FACTS = select(
+    _SENDER_TICKETS_HOUR.scalar_subquery(), _KNOWN.scalar_subquery(), _DOMAIN_NEW_TICKETS_HOUR.scalar_subquery()
+)
 
 
 def held_new_tickets(session: Session, since: datetime) -> list[tuple[datetime, str]]:

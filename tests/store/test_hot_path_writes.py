@@ -128,3 +128,27 @@ def test_limit_facts_equal_the_separate_look_ups(desk: Any) -> None:
                 assert counts == oq.automatic_counts(s, recipient=rcpt, ticket_number=ticket, now=NOW)
                 assert first == oq.first_contact_counts(s, recipient=rcpt, now=NOW)
         assert oq.limit_facts(s, recipient="new@fresh.example", ticket_number=None, now=NOW)[1] == (False, 1)
+
+
+def _new_ticket_counts_before(s: Any, sender: str, now: datetime) -> tuple[int, int, bool]:
+    """The three-statement version `new_ticket_counts` replaced (the reference)."""
+    hour = now - timedelta(hours=1)
+    sender_hour = int(s.execute(oq._SENDER_TICKETS_HOUR, {"r": sender, "hour": hour}).scalar() or 0)
+    if s.execute(oq._KNOWN, {"r": sender, "hour": hour}).scalar():
+        return sender_hour, 0, True
+    domain = sender.rpartition("@")[2].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return (
+        sender_hour,
+        int(s.execute(oq._DOMAIN_NEW_TICKETS_HOUR, {"hour": hour, "d": f"%@{domain}"}).scalar() or 0),
+        False,
+    )
+
+
+def test_new_ticket_counts_in_one_statement_equal_the_three(desk: Any) -> None:
+    with desk.store.session() as s:
+        _ticket(s)  # known for three days
+        _ticket(s, "first@fresh.example", timedelta(minutes=10))
+        _ticket(s, "second@fresh.example", timedelta(minutes=20))
+        for sender in ("anna@customer.example", "first@fresh.example", "third@fresh.example", "x%_@fresh.example"):
+            assert oq.new_ticket_counts(s, sender=sender, now=NOW) == _new_ticket_counts_before(s, sender, NOW)
+        assert oq.new_ticket_counts(s, sender="third@fresh.example", now=NOW)[2] is False
