@@ -35,7 +35,7 @@ from email.policy import compat32
 from email.utils import getaddresses
 
 from maildesk.agentmail.commands import Command, CommandError, parse_commands
-from maildesk.agentmail.strip import agent_words
+from maildesk.agentmail.strip import AgentText, agent_words
 from maildesk.message import decode_mime_words, unfold
 from maildesk.threading.tokens import agent_token_base, parse_agent_address
 
@@ -78,6 +78,7 @@ class MailFacts:
     html: str = ""  # decoded text/html body, used when there is no text
     authenticated: bool | None = None  # DKIM / Authentication-Results for From: pass, fail, unknown
     forwarded_from: str = ""  # original sender of an attached message/rfc822, if the caller found one
+    words: AgentText | None = None  # agent_words(text, html) without a signature, when computed already
 
 
 @dataclass(frozen=True)
@@ -295,7 +296,8 @@ def _reply(facts: MailFacts, desk: AgentDesk, sender: str, tokens: list[str]) ->
 
 def _forward(facts: MailFacts, desk: AgentDesk, sender: str) -> Outcome:
     agent = desk.agent(sender)
-    words = agent_words(facts.text, facts.html, agent.signature if agent else "")
+    signature = agent.signature if agent else ""
+    words = facts.words if facts.words is not None and not signature else agent_words(facts.text, facts.html, signature)
     parsed = parse_commands(words.text)
     customer_cmd = parsed.named("customer")
     original = facts.forwarded_from.strip().lower()

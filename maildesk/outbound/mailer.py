@@ -230,7 +230,7 @@ class Mailer:
             locale=cust.locale,
             timezone=cust.tz,
             vip=cust.vip,
-            open_tickets=tuple(TicketRef(t.number, t.subject, t.status, _utc(t.created_at, now)) for t in others),
+            open_tickets=tuple(TicketRef(n, subject, status, _utc(at, now)) for n, subject, status, at in others),
             past_ticket_count=oq.past_ticket_count(session, cust.id, ticket.number),
         )
 
@@ -289,17 +289,29 @@ class Mailer:
 
     # -- the recipe --------------------------------------------------------------------
 
-    def send(self, session: Session, request: SendRequest, now: datetime) -> OutboxItem | None:
+    def send(
+        self,
+        session: Session,
+        request: SendRequest,
+        now: datetime,
+        *,
+        new_key: bool = False,
+        memo: dict[Any, Any] | None = None,
+    ) -> OutboxItem | None:
         """Render the request's template for its ticket and queue it under its key (None: key used before).
 
+        `new_key`: the key names rows made in this transaction (a new ticket's acknowledgement),
+        so no look-up before rendering (the unique key still refuses a repeat). `memo`: shared by
+        the mails of one cause whose ticket does not change in between (the respond stage), so
+        the ticket's and customer's template inputs are read once.
         Raises one of COMPOSE_ERRORS when the mail cannot be composed (bad address, broken built-in template).
         """
-        if oq.item_by_key(session, request.key) is not None:
+        if not new_key and oq.item_by_key(session, request.key) is not None:
             return None
         ticket = session.get(Ticket, request.ticket_number)
         if ticket is None:
             raise ValueError(f"no ticket {request.ticket_number}")
-        rendered = self._render(session, ticket, request, now)
+        rendered = self._render(session, ticket, request, now, memo)
         mail = self._compose(request, rendered, self._sender(session, request), now)
         facts = outbox.MessageFacts(
             kind=request.kind, text=rendered.text, html=rendered.html or "", internal=request.internal
@@ -318,9 +330,16 @@ class Mailer:
             message_pk=request.message_pk,
         )
 
-    def _render(self, session: Session, ticket: Ticket, request: SendRequest, now: datetime) -> Rendered:
+    def _render(
+        self, session: Session, ticket: Ticket, request: SendRequest, now: datetime, memo: dict[Any, Any] | None = None
+    ) -> Rendered:
         """The template rendered with the ticket's context; falling back to the built-in one is an event."""
-        customer, tinput = self._inputs(session, ticket, now)
+        inputs = memo.get(("inputs", ticket.number)) if memo is not None else None
+        if inputs is None:
+            inputs = self._inputs(session, ticket, now)
+            if memo is not None:
+                memo[("inputs", ticket.number)] = inputs
+        customer, tinput = inputs
         reader = request.reader_agent
         if request.template in AGENT_FACING and reader is None:
             reader = AgentInput(name=request.to.name or request.to.email, email=request.to.email)

@@ -100,8 +100,7 @@ def _screen_recipients(
                     agents.add(rcpt)
             allowed.append(rcpt)
             continue
-        rh, rd, td, gh = oq.automatic_counts(session, recipient=rcpt, ticket_number=ticket_number, now=now)
-        known, dh = oq.first_contact_counts(session, recipient=rcpt, now=now)
+        (rh, rd, td, gh), (known, dh) = oq.limit_facts(session, recipient=rcpt, ticket_number=ticket_number, now=now)
         decision = check_limits(
             policy or LimitPolicy(5, 20, 10, 1000),
             SentCounts(recipient_hour=rh, recipient_day=rd, ticket_day=td, global_hour=gh, domain_hour=dh, known=known),

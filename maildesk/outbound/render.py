@@ -29,8 +29,9 @@ read the clock, or evaluate anything a customer wrote as a template.
 from __future__ import annotations
 
 import re
+import time as _time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -239,6 +240,7 @@ def describe_error(exc: BaseException, default_file: str) -> TemplateProblem:
     return TemplateProblem(file, line, f"{type(exc).__name__}: {escape_header_text(message)[:500]}")
 
 
+SITE_RECHECK_SECONDS = 2.0  # how long a site template look-up is remembered
 MACROS = "macros"  # the folder of canned replies, in the site's and the built-in templates
 
 
@@ -263,6 +265,7 @@ class TemplateRenderer:
         # The desk's languages (`desk.locales`): `check` wants every template in each of them.
         self.locales = tuple(dict.fromkeys((self.default_locale, *(normalize_locale(x) for x in locales))))
         self._envs: dict[tuple[str, ...], ImmutableSandboxedEnvironment] = {}
+        self._found: dict[tuple[tuple[Path, ...], str], tuple[float, Path | None]] = {}
 
     # -- lookup ----------------------------------------------------------------------
 
@@ -279,7 +282,9 @@ class TemplateRenderer:
                 trim_blocks=True,
                 lstrip_blocks=True,
                 keep_trailing_newline=False,
-                auto_reload=True,
+                # Built-in templates never change while we run: compiled once. A chain with
+                # the site's folder checks its files (a changed site template is reloaded).
+                auto_reload=self._in_site(dirs),
                 finalize=_finalize,
             )
             env.filters.update(FILTERS)
@@ -298,8 +303,24 @@ class TemplateRenderer:
         builtin = [self.builtin_dir / loc for loc in wanted + defaults] + [self.builtin_dir]
         return list(dict.fromkeys(site)), list(dict.fromkeys(builtin))
 
+    def _first_with(self, dirs: list[Path], filename: str) -> Path | None:
+        """The first of `dirs` holding `filename`; remembered (built-in folders for good,
+        site folders for SITE_RECHECK_SECONDS, so a template added there is found)."""
+        key = (tuple(dirs), filename)
+        known = self._found.get(key)
+        moment = _time.monotonic()
+        if known is not None and (known[0] < 0 or moment - known[0] < SITE_RECHECK_SECONDS):
+            return known[1]
+        found = self._scan(dirs, filename)
+        self._found[key] = (moment if self._in_site(dirs) else -1.0, found)
+        return found
+
+    def _in_site(self, dirs: Sequence[Path]) -> bool:
+        site = self.site_dir
+        return site is not None and any(d == site or site in d.parents for d in dirs)
+
     @staticmethod
-    def _first_with(dirs: list[Path], filename: str) -> Path | None:
+    def _scan(dirs: list[Path], filename: str) -> Path | None:
         for folder in dirs:
             if (folder / filename).is_file():
                 return folder

@@ -121,12 +121,14 @@ class Needs:
     screen: bool = False
     reply: bool = False
     language: bool = False
+    agent: bool = False  # the agent stage's From mailbox and unsigned agent words
 
     def __or__(self, other: Needs) -> Needs:
         return Needs(
             screen=self.screen or other.screen,
             reply=self.reply or other.reply,
             language=self.language or other.language,
+            agent=self.agent or other.agent,
         )
 
 

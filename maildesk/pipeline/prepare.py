@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from maildesk import language
+from maildesk.agentmail.classify import real_sender
+from maildesk.agentmail.strip import AgentText, agent_words
 from maildesk.config import Settings
 from maildesk.errors import UnparseableMessage
 from maildesk.language import LanguageGuess
@@ -51,6 +53,8 @@ class Prepared:
     reply: Reply | None = None  # likewise (`Needs.reply`)
     language: LanguageGuess | None = None  # likewise (`Needs.language`); None also means "no guess"
     language_done: bool = False  # `language` was computed (a None guess is an answer too)
+    sender: tuple[str, str] | None = None  # agentmail.real_sender: (display name, addr-spec) of From
+    words: AgentText | None = None  # agentmail.agent_words without a signature (a sender who is no agent)
 
 
 @dataclass
@@ -94,6 +98,10 @@ def prepare_raw(meta: dict[str, Any], raw: bytes, settings: Settings, needs: Nee
             visible = prepared.reply.visible if prepared.reply is not None else msg.text
             prepared.language = mail_language(msg, visible, settings)
             prepared.language_done = True
+    if needs.agent:  # the agent stage's pure part: who really sent it, the words without quotes
+        with contextlib.suppress(Exception):
+            prepared.sender = real_sender(raw)
+            prepared.words = agent_words(msg.text, msg.html, "")
     return prepared
 
 

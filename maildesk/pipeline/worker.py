@@ -36,6 +36,7 @@ from maildesk.pipeline.prepare import (
 )
 from maildesk.spool.files import Spool, SpoolEntry
 from maildesk.store import Session
+from maildesk.store import queries as q
 from maildesk.store.db import Store, is_conflict, is_unavailable
 from maildesk.wakeup import Signal
 
@@ -359,6 +360,7 @@ class Worker:
                         else:
                             self._stages_for(ctx, session)
                 except Exception as exc:  # noqa: BLE001 - the daemon never stops for one message
+                    q.discard_events(session)
                     if is_unavailable(exc):
                         raise
                     if is_conflict(exc) and self._conflicts.get(entry.id, 0) < MAX_CONFLICT_RETRIES:
@@ -377,6 +379,7 @@ class Worker:
         for stage in self.stages:
             ctx.stage = stage.name
             stage(ctx, session, self.deps)
+        q.flush_events(session)  # the message's events, one multi-row INSERT
 
     def _count(self, ctx: MessageContext) -> None:
         with about(log_about(ctx)):

@@ -75,6 +75,8 @@ def policies(ctx: SlaContext) -> tuple[SlaPolicy, ...]:
 
 def policy_for(session: Session, ticket: Ticket, ctx: SlaContext | None = None) -> SlaPolicy | None:
     ctx = ctx or context(session)
+    if not policies(ctx):
+        return None  # no SLAs on this desk: no look-up
     vip = sq.customer_vip(session, ticket.customer_id)
     return select_policy(policies(ctx), ticket.priority, ticket.queue, ticket.tier, vip, ticket.sla_choice)
 
@@ -99,6 +101,8 @@ def on_change(session: Session, ticket: Ticket, change: TicketChange, now: datet
         return
     ctx = context(session)
     policy = policy_for(session, ticket, ctx)
+    if policy is None and sq.known_clockless(session, ticket.number):
+        return  # no SLA, and a ticket made in this transaction that never had clocks
     event: Event
     current = sq.load_clocks(session, ticket.number, ticket.status).policy
     if policy is None:
@@ -181,6 +185,8 @@ def _run(
     ctx = ctx or context(session)
     if policy is _UNSET:
         policy = policy_for(session, ticket, ctx)
+    if policy is None and sq.known_clockless(session, ticket.number):
+        return  # no SLA, and a ticket made in this transaction that never had clocks
     before = sq.load_clocks(session, ticket.number, status_before, lock=True)
     if policy is None and not any(c.stopped_at is None for c in before.clocks):
         return  # no SLA, nothing running: nothing to do (the fast path on a desk without SLAs)

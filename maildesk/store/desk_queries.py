@@ -47,7 +47,7 @@ from maildesk.store.models import (
     Suppression,
     Ticket,
 )
-from maildesk.store.queries import agent_by_email, customer_by_email  # noqa: F401 - used here and by callers
+from maildesk.store.queries import agent_by_email, all_agents, customer_by_email  # noqa: F401 - used here and by callers
 
 PRIORITY_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
 SORTS = ("created", "updated", "priority", "number")
@@ -312,7 +312,7 @@ def merged_into_this(session: Session, number: int) -> list[int]:
 
 # Agents ------------------------------------------------------------------------------------
 def agents(session: Session) -> list[Agent]:
-    return list(session.scalars(select(Agent).order_by(Agent.email)))
+    return all_agents(session)
 
 
 def open_load(session: Session) -> list[tuple[str, str, int]]:

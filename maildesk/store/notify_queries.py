@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from maildesk.store.models import Agent, Event, Message, Participant, Ticket
+from maildesk.store.queries import all_agents
 
 
 def newest_message_id(session: Session, ticket_number: int) -> int:
@@ -75,7 +76,7 @@ def agent(session: Session, email: str) -> Agent | None:
 
 
 def agents(session: Session) -> list[Agent]:
-    return list(session.scalars(select(Agent).order_by(Agent.email)))
+    return all_agents(session)
 
 
 def note_authors(session: Session, ticket_number: int) -> list[str]:

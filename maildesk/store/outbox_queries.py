@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, delete, distinct, func, insert, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from maildesk.domain import OPEN_STATUSES
 from maildesk.store.models import (
@@ -33,27 +35,45 @@ from maildesk.store.models import (
 from maildesk.store.notify import mark_outbox_queued
 from maildesk.store.queries import (
     agent_by_email,  # noqa: F401 - used here and by callers
+    all_agents,
     core,
+    insert_message,
 )
+from maildesk.store.sla_queries import known_clockless
 
 
 def item_by_key(session: Session, key: str) -> OutboxItem | None:
     return session.scalars(select(OutboxItem).where(OutboxItem.idempotency_key == key)).first()
 
 
+def _values(row: OutboxItem | Message) -> dict[str, Any]:
+    """The column values set on a new ORM object (Core fills in the columns' defaults)."""
+    state = row.__dict__
+    return {c.key: state[c.key] for c in row.__table__.c if c.key in state}
+
+
+def _insert_unless_key(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, for this dialect."""
+    build = sqlite_insert if dialect == "sqlite" else pg_insert
+    return build(OutboxItem).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(OutboxItem.id)
+
+
+_INSERT_OUTBOX = {name: _insert_unless_key(name) for name in ("sqlite", "postgresql")}
+
+
 def add_unless_queued(session: Session, key: str, item: OutboxItem, message: Message) -> bool:
-    """Add the outbox row and its Message row; False when `key` was queued before (by a
-    concurrent enqueue: the unique key refused it). A savepoint keeps the caller's
-    transaction usable either way; any other integrity error is raised."""
-    try:
-        with session.begin_nested():
-            session.add(item)
-            session.add(message)
-            session.flush()
-    except IntegrityError:
-        if item_by_key(session, key) is not None:
-            return False
-        raise
+    """Add the outbox row and its Message row; False when `key` was queued before (also by
+    a concurrent enqueue: the unique key refuses it, and `ON CONFLICT DO NOTHING` keeps the
+    caller's transaction usable without a savepoint). Two Core INSERTs; `item` becomes a
+    persistent object with its id, as if the session had flushed it."""
+    conn = core(session)
+    new_id = conn.execute(_INSERT_OUTBOX[conn.dialect.name], _values(item)).scalar()
+    if new_id is None:
+        return False
+    item.id = new_id
+    make_transient_to_detached(item)  # a row that exists: attach it without another INSERT
+    session.add(item)
+    insert_message(session, _values(message))
     if item.state == "queued":
         mark_outbox_queued(session)  # wake the sender once this commits
     return True
@@ -112,6 +132,42 @@ def first_contact_counts(session: Session, *, recipient: str, now: datetime) -> 
     return False, int(core(session).execute(_DOMAIN_HOUR, {"hour": hour, "d": f"%@{domain}"}).scalar() or 0)
 
 
+_LIMIT_FACTS = select(
+    _RECIPIENT_HOUR.scalar_subquery(),
+    _RECIPIENT_DAY.scalar_subquery(),
+    _TICKET_DAY.scalar_subquery(),
+    _GLOBAL_HOUR.scalar_subquery(),
+    _KNOWN.scalar_subquery(),
+    _DOMAIN_HOUR.scalar_subquery(),
+)
+
+
+def limit_facts(
+    session: Session, *, recipient: str, ticket_number: int | None, now: datetime
+) -> tuple[tuple[int, int, int, int], tuple[bool, int]]:
+    """`automatic_counts` and `first_contact_counts` in one statement (each automatic mail
+    to a customer needs both)."""
+    recipient = recipient.lower()
+    hour = now - timedelta(hours=1)
+    domain = recipient.rpartition("@")[2].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    row = (
+        core(session)
+        .execute(
+            _LIMIT_FACTS,
+            {
+                "r": recipient,
+                "t": ticket_number if ticket_number is not None else -1,
+                "hour": hour,
+                "day": now - timedelta(days=1),
+                "d": f"%@{domain}",
+            },
+        )
+        .one()
+    )
+    rh, rd, td, gh, known, dh = (int(v or 0) for v in row)
+    return (rh, rd, td, gh), (bool(known), 0 if known else dh)
+
+
 def record_automatic(
     session: Session, outbox_id: int, recipients: Sequence[str], ticket_number: int | None, now: datetime
 ) -> None:
@@ -159,16 +215,18 @@ _DOMAIN_NEW_TICKETS_HOUR = (
 
 def new_ticket_counts(session: Session, *, sender: str, now: datetime) -> tuple[int, int, bool]:
     """(tickets `sender` opened in the last hour, tickets first-contact senders of its domain
-    opened in the last hour, was `sender` a customer before the last hour). The domain count
-    is not read for a known sender (the domain limit never applies to one)."""
+    opened in the last hour, was `sender` a customer before the last hour). One statement;
+    the domain count is 0 for a known sender (the domain limit never applies to one)."""
     sender = sender.lower()
-    hour = now - timedelta(hours=1)
-    sender_hour = int(core(session).execute(_SENDER_TICKETS_HOUR, {"r": sender, "hour": hour}).scalar() or 0)
-    if core(session).execute(_KNOWN, {"r": sender, "hour": hour}).scalar():
-        return sender_hour, 0, True
     domain = sender.rpartition("@")[2].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    domain_hour = core(session).execute(_DOMAIN_NEW_TICKETS_HOUR, {"hour": hour, "d": f"%@{domain}"}).scalar()
-    return sender_hour, int(domain_hour or 0), False
+    params = {"r": sender, "hour": now - timedelta(hours=1), "d": f"%@{domain}"}
+    sender_hour, known, domain_hour = (int(v or 0) for v in core(session).execute(_NEW_TICKET_FACTS, params).one())
+    return sender_hour, 0 if known else domain_hour, bool(known)
+
+
+_NEW_TICKET_FACTS = select(
+    _SENDER_TICKETS_HOUR.scalar_subquery(), _KNOWN.scalar_subquery(), _DOMAIN_NEW_TICKETS_HOUR.scalar_subquery()
+)
 
 
 def held_new_tickets(session: Session, since: datetime) -> list[tuple[datetime, str]]:
@@ -238,20 +296,30 @@ def first_inbound(session: Session, ticket_number: int) -> Message | None:
 
 def agents_for_queue(session: Session, queue: str, limit: int = 5) -> list[Agent]:
     """Active agents serving `queue`; when none names it, all active agents (first `limit`)."""
-    active = list(session.scalars(select(Agent).where(Agent.active.is_(True)).order_by(Agent.id)))
+    active = sorted((a for a in all_agents(session) if a.active), key=lambda a: a.id)
     serving = [a for a in active if queue in (a.queues or [])]
     return (serving or active)[:limit]
 
 
-def other_open_tickets(session: Session, customer_id: int, exclude: int, limit: int = 5) -> list[Ticket]:
-    return list(
-        session.scalars(
-            select(Ticket)
-            .where(Ticket.customer_id == customer_id, Ticket.number != exclude, Ticket.status.in_(OPEN_STATUSES))
-            .order_by(Ticket.created_at.desc())
-            .limit(limit)
-        )
+_OTHER_OPEN = (
+    select(Ticket.number, Ticket.subject, Ticket.status, Ticket.created_at)
+    .where(
+        Ticket.customer_id == bindparam("c"),
+        Ticket.number != bindparam("x"),
+        Ticket.status.in_(list(OPEN_STATUSES)),
     )
+    .order_by(Ticket.created_at.desc())
+    .limit(bindparam("n"))
+)
+
+
+def other_open_tickets(
+    session: Session, customer_id: int, exclude: int, limit: int = 5
+) -> list[tuple[int, str, str, datetime]]:
+    """(number, subject, status, created_at) of the customer's other open tickets, newest first
+    (columns, not ORM objects: this runs for every acknowledgement)."""
+    rows = core(session).execute(_OTHER_OPEN, {"c": customer_id, "x": exclude, "n": limit})
+    return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
 def past_ticket_count(session: Session, customer_id: int, exclude: int) -> int:
@@ -267,6 +335,8 @@ def past_ticket_count(session: Session, customer_id: int, exclude: int) -> int:
 
 def sla_due(session: Session, ticket_number: int) -> dict[str, datetime]:
     """kind -> due_at of the running (not stopped) SLA clocks of a ticket (next_response also as next_update)."""
+    if known_clockless(session, ticket_number):
+        return {}
     rows = session.execute(
         select(SlaClock.kind, SlaClock.due_at).where(
             SlaClock.ticket_number == ticket_number, SlaClock.stopped_at.is_(None), SlaClock.due_at.is_not(None)

@@ -74,9 +74,28 @@ def load_clocks(session: Session, ticket_number: int, status: str, *, lock: bool
     return clocks
 
 
+_CLOCKLESS = "maildesk.clockless_tickets"
+
+
+def mark_clockless(session: Session, ticket_number: int) -> None:
+    """A ticket made in this session's transaction: it has no clocks until save_clocks."""
+    session.info.setdefault(_CLOCKLESS, set()).add(ticket_number)
+
+
+def forget_clockless(session: Session) -> None:
+    """After a rollback: ask the database again."""
+    session.info.pop(_CLOCKLESS, None)
+
+
+def known_clockless(session: Session, ticket_number: int) -> bool:
+    """True when the ticket is known to have no clocks without asking the database."""
+    return ticket_number in session.info.get(_CLOCKLESS, ())
+
+
 def save_clocks(session: Session, ticket_number: int, clocks: Clocks) -> None:
     """Write the clocks that changed; a value equal to the stored one is not written again
     (SQLite hands times back naive, so they are compared in UTC)."""
+    session.info.get(_CLOCKLESS, set()).discard(ticket_number)
     rows = {r.kind: r for r in clock_rows(session, ticket_number)}
     for clock in clocks.clocks:
         row = rows.get(clock.kind)

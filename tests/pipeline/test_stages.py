@@ -13,17 +13,19 @@ from typing import Any
 from maildesk.pipeline.context import MessageContext, Needs, PipelineDeps, Stage, needs_of, stage
 from maildesk.pipeline.order import PIPELINE, STORE_ONLY
 from maildesk.pipeline.prepare import Prepared, prepare_raw
+from maildesk.pipeline.stages.agent import agent_mail
 from maildesk.pipeline.stages.screen import screen
 from maildesk.pipeline.stages.thread import visible_text
 from tests.conftest import make_settings
 from tests.support.mailgen import eml
 
 
-def test_the_full_pipeline_needs_the_screen_and_the_reply_split() -> None:
+def test_the_full_pipeline_needs_the_screen_the_reply_split_and_the_agent_facts() -> None:
     assert screen.needs == Needs(screen=True)
     assert visible_text.needs == Needs(reply=True)
+    assert agent_mail.needs == Needs(agent=True)
     # persist stores the customer's language (maildesk/language.py), guessed before the transaction
-    assert needs_of(PIPELINE) == Needs(screen=True, reply=True, language=True)
+    assert needs_of(PIPELINE) == Needs(screen=True, reply=True, language=True, agent=True)
     assert needs_of(STORE_ONLY) == Needs(language=True)
     assert needs_of([screen]) == Needs(screen=True)
 
@@ -36,7 +38,9 @@ def test_preparation_computes_what_the_stages_declared(tmp_path: Path) -> None:
     assert isinstance(full, Prepared) and isinstance(bare, Prepared)
     assert full.screen is not None and full.screen.verdict == "human"
     assert full.reply is not None and "Thanks!" in full.reply.visible
-    assert bare.screen is None and bare.reply is None
+    assert full.sender is not None and full.sender[1] and full.words is not None
+    assert "Thanks!" in full.words.text and "what you wrote before" in full.words.quoted
+    assert bare.screen is None and bare.reply is None and bare.sender is None and bare.words is None
 
 
 def test_a_stage_is_called_like_its_function_and_named_after_it(tmp_path: Path) -> None:

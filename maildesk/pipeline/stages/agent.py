@@ -31,7 +31,7 @@ from maildesk.agentmail.classify import (
 from maildesk.agentmail.sender_auth import AuthVerdict, sender_authenticated
 from maildesk.agentmail.strip import agent_words
 from maildesk.message import ParsedMessage
-from maildesk.pipeline.context import MessageContext, PipelineDeps, stage
+from maildesk.pipeline.context import MessageContext, Needs, PipelineDeps, stage
 from maildesk.pipeline.stages.persist import store_message
 from maildesk.services import agent_mail as am
 from maildesk.store import Session
@@ -116,13 +116,14 @@ def _authentication(
     )
 
 
-@stage()
+@stage(needs=Needs(agent=True))
 def agent_mail(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     """Recognise agent mail and apply it; leave customer mail to the customer path."""
     if ctx.duplicate or ctx.handled or ctx.screen_verdict != "human":
         return
     msg, settings = ctx.msg, deps.settings
-    display, sender = real_sender(msg.raw)
+    pre = ctx.pre
+    display, sender = pre.sender if pre is not None and pre.sender is not None else real_sender(msg.raw)
     recipients = _recipients(ctx)
     desk = am.agent_desk(session, settings)
     verdict = _authentication(ctx, deps, desk, sender, recipients)
@@ -135,6 +136,7 @@ def agent_mail(ctx: MessageContext, session: Session, deps: PipelineDeps) -> Non
         html=msg.html,
         authenticated=verdict.passed if verdict is not None else None,
         forwarded_from=_forwarded_from(msg),
+        words=pre.words if pre is not None else None,
     )
     outcome = classify(facts, desk)
     if verdict is not None and isinstance(outcome, (AgentForward, AgentRefused)):

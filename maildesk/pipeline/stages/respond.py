@@ -95,6 +95,7 @@ def respond(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
         if ctx.new_ticket and all(m.kind != "ack" for m in ctx.decision.mails):
             data = {"mails": [m.to_json() for m in ctx.decision.mails], "notes": list(ctx.decision.notes)}
             q.add_event(session, ticket.number, "ack-replaced", data, ctx.now, ctx.message_pk)
+    memo: dict[object, object] = {}  # the ticket does not change between these mails
     for key, template in templates:
         try:
             request = SendRequest(
@@ -109,7 +110,8 @@ def respond(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
                 kind="auto",
                 message_pk=ctx.message_pk,
             )
-            mailer.send(session, request, ctx.now)
+            # A new ticket's keys (its number, this message's row) cannot have been queued before.
+            mailer.send(session, request, ctx.now, new_key=ctx.new_ticket, memo=memo)
         except COMPOSE_ERRORS as exc:
             compose_failed(session, ticket.number, template, exc, ctx.now, ctx.message_pk)
 

@@ -1,0 +1,154 @@
+"""The hot path's batched writes (issue 17): events recorded in a session are written by one
+multi-row INSERT, in order, before anything reads them and before commit, and forgotten on
+rollback; outbox rows go in without a savepoint and a repeated key writes nothing; the
+limit facts in one statement equal the two separate look-ups."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from maildesk.store import outbox_queries as oq
+from maildesk.store import queries as q
+from maildesk.store.models import Message, OutboxItem
+
+NOW = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
+
+
+def _count_statements(engine: Any) -> list[str]:
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: seen.append(str(a[2]).split()[0].upper()))
+    return seen
+
+
+def _ticket(session: Any, email: str = "anna@customer.example", since: timedelta = timedelta(days=3)) -> int:
+    customer = q.customer_id_for(session, email, "Anna", NOW - since)
+    return q.insert_ticket(session, subject="Printer", customer_id=customer, now=NOW)
+
+
+def test_events_are_written_together_in_order_and_before_reads(desk: Any) -> None:
+    with desk.store.session() as s:
+        number = _ticket(s)
+        for i in range(5):
+            q.add_event(s, number, f"step-{i}", {"i": i}, NOW)
+        statements = _count_statements(s.get_bind())
+        types = [e.type for e in q.events_for_ticket(s, number)]  # an ORM read flushes them first
+        assert types == [f"step-{i}" for i in range(5)]
+        assert statements.count("INSERT") == 0  # store/fast.py writes them on the driver's cursor
+        q.add_event(s, number, "last", {}, NOW)
+    with desk.store.reader() as s:
+        assert [e.type for e in q.events_for_ticket(s, number)] == [*(f"step-{i}" for i in range(5)), "last"]
+
+
+def test_rolled_back_events_are_forgotten(desk: Any) -> None:
+    with desk.store.session() as s:
+        number = _ticket(s)
+    with pytest.raises(RuntimeError), desk.store.session() as s:
+        q.add_event(s, number, "lost", {}, NOW)
+        raise RuntimeError("the message failed")
+    with desk.store.session() as s:
+        try:
+            with s.begin_nested():
+                q.add_event(s, number, "inside-savepoint", {}, NOW)
+                raise RuntimeError("one message of the batch failed")
+        except RuntimeError:
+            pass
+        q.add_event(s, number, "kept", {}, NOW)
+    with desk.store.reader() as s:
+        assert [e.type for e in q.events_for_ticket(s, number)] == ["kept"]
+
+
+def _item(key: str, number: int) -> tuple[OutboxItem, Message]:
+    item = OutboxItem(
+        idempotency_key=key,
+        ticket_number=number,
+        message_id=f"{key}@example.com",
+        template="ack",
+        sender="support@example.com",
+        recipients=["anna@customer.example"],
+        raw=b"Subject: x\r\n\r\nx\r\n",
+        automatic=True,
+        state="queued",
+        attempts=0,
+        next_try=NOW,
+        last_error="",
+        created_at=NOW,
+    )
+    message = Message(
+        ticket_number=number,
+        direction="out",
+        kind="auto",
+        message_id=f"{key}@example.com",
+        mid_hash=q.mid_hash(f"{key}@example.com"),
+        content_hash="0" * 64,
+        raw=b"x",
+        raw_size=1,
+        subject="x",
+        sender="support@example.com",
+        sender_name="Support",
+        recipients=["anna@customer.example"],
+        created_at=NOW,
+        source="outbox:ack",
+        screen="human",
+        internal=False,
+    )
+    return item, message
+
+
+def test_outbox_rows_without_a_savepoint_and_a_repeated_key_writes_nothing(desk: Any) -> None:
+    with desk.store.session() as s:
+        number = _ticket(s)
+        statements = _count_statements(s.get_bind())
+        item, message = _item(f"ack:{number}", number)
+        assert oq.add_unless_queued(s, item.idempotency_key, item, message)
+        assert item.id is not None and s.get(OutboxItem, item.id) is item
+        again, again_message = _item(f"ack:{number}", number)
+        assert not oq.add_unless_queued(s, again.idempotency_key, again, again_message)
+        assert not any(word in ("SAVEPOINT", "RELEASE", "ROLLBACK") for word in statements)
+    with desk.store.reader() as s:
+        assert oq.item_by_key(s, f"ack:{number}") is not None
+        assert q.stored_facts(s, f"ack:{number}@example.com") is not None
+        assert s.query(OutboxItem).count() == 1
+
+
+def test_limit_facts_equal_the_separate_look_ups(desk: Any) -> None:
+    with desk.store.session() as s:
+        number = _ticket(s)
+        _ticket(s, "new@fresh.example", timedelta(0))
+        item, message = _item(f"ack:{number}", number)
+        oq.add_unless_queued(s, item.idempotency_key, item, message)
+        oq.record_automatic(s, item.id, ["anna@customer.example"], number, NOW - timedelta(minutes=5))
+        oq.record_automatic(s, item.id, ["other_1@fresh.example"], None, NOW - timedelta(minutes=5))
+        for rcpt in ("anna@customer.example", "new@fresh.example", "nobody@else.example", "x%_\\@fresh.example"):
+            for ticket in (number, None):
+                counts, first = oq.limit_facts(s, recipient=rcpt, ticket_number=ticket, now=NOW)
+                assert counts == oq.automatic_counts(s, recipient=rcpt, ticket_number=ticket, now=NOW)
+                assert first == oq.first_contact_counts(s, recipient=rcpt, now=NOW)
+        assert oq.limit_facts(s, recipient="new@fresh.example", ticket_number=None, now=NOW)[1] == (False, 1)
+
+
+def _new_ticket_counts_before(s: Any, sender: str, now: datetime) -> tuple[int, int, bool]:
+    """The three-statement version `new_ticket_counts` replaced (the reference)."""
+    hour = now - timedelta(hours=1)
+    sender_hour = int(s.execute(oq._SENDER_TICKETS_HOUR, {"r": sender, "hour": hour}).scalar() or 0)
+    if s.execute(oq._KNOWN, {"r": sender, "hour": hour}).scalar():
+        return sender_hour, 0, True
+    domain = sender.rpartition("@")[2].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return (
+        sender_hour,
+        int(s.execute(oq._DOMAIN_NEW_TICKETS_HOUR, {"hour": hour, "d": f"%@{domain}"}).scalar() or 0),
+        False,
+    )
+
+
+def test_new_ticket_counts_in_one_statement_equal_the_three(desk: Any) -> None:
+    with desk.store.session() as s:
+        _ticket(s)  # known for three days
+        _ticket(s, "first@fresh.example", timedelta(minutes=10))
+        _ticket(s, "second@fresh.example", timedelta(minutes=20))
+        for sender in ("anna@customer.example", "first@fresh.example", "third@fresh.example", "x%_@fresh.example"):
+            assert oq.new_ticket_counts(s, sender=sender, now=NOW) == _new_ticket_counts_before(s, sender, NOW)
+        assert oq.new_ticket_counts(s, sender="third@fresh.example", now=NOW)[2] is False
