@@ -6,15 +6,13 @@ get their language on the acknowledgement, on an agent's reply (`maildesk ticket
 and on the resolution notice; a Spanish one by Accept-Language; an operator's `customer
 set --locale` wins over the mail's header; a two-word mail falls back to the default.
 
-The resolution notice: `ticket resolve` does not send one on this branch (nothing calls
-`respond.send_resolution_notice` yet), so the test queues it with that function against
-the daemon's database, and the running daemon delivers it.
+The resolution notice: `ticket resolve` queues it through the change path (with the survey
+inline, signed mailto links per rating), and the running daemon delivers it.
 """
 
 from __future__ import annotations
 
 import email
-import os
 import smtplib
 from collections.abc import Iterator
 from email import policy
@@ -25,9 +23,6 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from maildesk.config import load_settings
-from maildesk.pipeline.context import PipelineDeps
-from maildesk.pipeline.stages.respond import send_resolution_notice
 from maildesk.store.db import Store
 from maildesk.store.models import Customer, Ticket
 from tests.conftest import free_port
@@ -91,15 +86,8 @@ class Desk:
             c = s.scalars(select(Customer).where(Customer.email == address)).one()
             return c.locale, c.locale_source
 
-    def resolve_and_notify(self, number: int) -> None:
+    def resolve(self, number: int) -> None:
         self.cli("ticket", "resolve", str(number), "--by", "ann@example.com")
-        os.environ["MAILDESK_TEST_SECRET"] = SECRET
-        try:
-            deps = PipelineDeps(load_settings(self.config))
-            with self.store.session() as s:
-                assert send_resolution_notice(s, deps, number, deps.clock()) is not None
-        finally:
-            os.environ.pop("MAILDESK_TEST_SECRET", None)
 
 
 @pytest.fixture(scope="module")
@@ -139,12 +127,13 @@ def test_german_by_header_and_french_by_text_on_ack_reply_and_resolution(desk: D
     reply = desk.wait_text("claire@client.example", "Merci de redémarrer.")
     assert "Bien cordialement" in reply and "Pour ajouter quoi que ce soit, répondez simplement" in reply
 
-    desk.resolve_and_notify(german.number)
-    desk.resolve_and_notify(french.number)
+    desk.resolve(german.number)
+    desk.resolve(french.number)
     done = desk.wait_text("jonas@kunde.example", "als gelöst markiert")
-    assert "14 Tage" in done
+    assert "14 Tage" in done and "Wie zufrieden waren Sie?" in done and "2 – nicht so gut: <mailto:" in done
     done = desk.wait_text("claire@client.example", "comme résolue")
-    assert "dans les 14 prochains jours" in done
+    assert "dans les 14 prochains jours" in done and "Votre réponse ne rouvre pas la demande" in done
+    assert "2 – pas terrible : <mailto:" in done and "How did we do" not in done
 
 
 def test_spanish_by_accept_language_operator_override_and_short_text(desk: Desk) -> None:

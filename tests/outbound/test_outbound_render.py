@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,10 @@ BUILTINS = {
     "agent_notification",
     "bounce_notice",
     "refused_reply",
+    "ask_again",
+    "ask_order_number",
+    "merged",
+    "survey_low",
 }
 
 
@@ -80,6 +86,86 @@ def test_french_and_spanish_text_and_dates(renderer: TemplateRenderer) -> None:
     assert "como resuelta" in es.text and "14 días" in es.text and "Un saludo cordial" in es.text
     ack_es = renderer.render("ack", sample_context("es"), locale="es")
     assert "5 mar 2025" in ack_es.text
+
+
+# Words each fr/es translation of the templates that were added or changed after the first
+# fr/es set must contain: the new wording, a translated survey label, a translated field label.
+TRANSLATED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("ask_again", "fr"): ("il nous manque encore", "- numéro de commande", "transmettre cette information"),
+    ("ask_again", "es"): ("aún nos falta", "- número de pedido", "este dato"),
+    ("ask_order_number", "fr"): ("numéro de commande", "confirmation de commande"),
+    ("ask_order_number", "es"): ("número de pedido", "confirmación de su pedido"),
+    ("merged", "fr"): ("[#41] « Printer smoking »", "arrivent directement dans [#41]"),
+    ("merged", "es"): ("[#41] «Printer smoking»", "llegarán directamente a [#41]"),
+    ("survey_low", "fr"): ("Nous sommes désolés", "ce qui n’a pas fonctionné"),
+    ("survey_low", "es"): ("Lamentamos no haberlo hecho mejor", "qué salió mal"),
+    ("resolved", "fr"): ("comme résolue", "Votre réponse ne rouvre pas la demande", "2 – pas terrible"),
+    ("resolved", "es"): ("como resuelta", "no vuelve a abrir la solicitud", "2 – no muy bien"),
+    ("survey", "fr"): ("Répondez simplement", "– pas terrible"),
+    ("survey", "es"): ("Responda a este correo", "– no muy bien"),
+    ("agent_notification", "fr"): (
+        "Demandé, pas encore fourni : order_number",
+        "mauvaise note",
+        "Réponse à l’enquête :",
+    ),
+    ("agent_notification", "es"): (
+        "Solicitado, aún no recibido: order_number",
+        "ha valorado mal",
+        "Respuesta a la encuesta:",
+    ),
+}
+
+
+def _sentences(text: str) -> set[str]:
+    """Sentence-sized pieces (three words or more) of a rendered mail, HTML tags dropped."""
+    text = re.sub(r"<[^>]+>", "\n", text)
+    pieces = re.split(r"[\n.!?:;–]| - ", text)
+    return {" ".join(p.split()) for p in pieces if len(re.findall(r"[A-Za-z]{2,}", p)) >= 3}
+
+
+def _updated_context(locale: str, name: str) -> dict:
+    ctx = sample_context(locale, template=name)
+    if name == "agent_notification":  # the branch added after the first fr/es set
+        ctx["notice"] = {**ctx["notice"], "event": "low-rating"}
+    return ctx
+
+
+@pytest.mark.parametrize("locale", ["fr", "es"])
+@pytest.mark.parametrize("name", sorted({n for n, _ in TRANSLATED}))
+def test_updated_templates_are_translated(renderer: TemplateRenderer, name: str, locale: str) -> None:
+    out = renderer.render(name, _updated_context(locale, name), locale=locale)
+    assert out.template_path.endswith(f"/{locale}/{name}.txt.j2")
+    assert out.errors == () and not out.fell_back
+    assert out.html is not None
+    for words in TRANSLATED[name, locale]:
+        assert words in out.text, words
+    # An English sentence of the English mail that German does not share (those come from
+    # the sample data, e.g. the customer's message) must not be left in fr/es.
+    en = renderer.render(name, _updated_context("en", name), locale="en")
+    de = renderer.render(name, _updated_context("de", name), locale="de")
+    english = (_sentences(en.text) | _sentences(en.html or "")) - _sentences(de.text) - _sentences(de.html or "")
+    assert english, "the English version has sentences of its own"
+    translated = _sentences(out.text) | _sentences(out.html)
+    assert not english & translated, sorted(english & translated)
+    if name in {"resolved", "survey"}:  # the signed per-rating links, in text and HTML
+        for s in _updated_context(locale, name)["survey"]["scores"]:
+            assert s["mailto"] in out.text
+            assert html.escape(s["mailto"]) in out.html
+
+
+@pytest.mark.parametrize("locale", ["fr", "es"])
+def test_survey_html_without_signed_links_falls_back_to_a_plain_mailto(renderer: TemplateRenderer, locale: str) -> None:
+    ctx = sample_context(locale, template="survey")
+    ctx["survey"] = {
+        **ctx["survey"],
+        "has_links": False,
+        "scores": [{**s, "mailto": ""} for s in ctx["survey"]["scores"]],
+    }
+    out = renderer.render("survey", ctx, locale=locale)
+    assert out.html is not None and "mailto:support@example.com?subject=Re%3A" in out.html
+    assert "&amp;body=RATING%205" in out.html and "<mailto:" not in out.text
+    notice = renderer.render("agent_notification", {**sample_context(locale), "notice": None}, locale=locale)
+    assert ("Commandes : #note" if locale == "fr" else "Comandos: #note") in notice.text
 
 
 def test_check_finds_no_problem_in_builtins(renderer: TemplateRenderer) -> None:
