@@ -52,7 +52,10 @@ def team_settings(
     team = parse_settings(
         {
             "desk": {
-                "data_dir": str(tmp_path / "data"),
+                # only the teams are read from this parse; on SQLite (its default) the parse
+                # makes a secret.key in data_dir, which must not land in the desk's own folder
+                # (a PostgreSQL node would find it there and refuse the database's shared secret)
+                "data_dir": str(tmp_path / "team-parse"),
                 "support_addresses": list(settings.desk.support_addresses),
                 "secret_env": "",
             },
