@@ -310,6 +310,8 @@ def _hard_boundary(lines: list[str], first: int, where: _Lines) -> int:
         if _SEPARATOR.match(line):
             return i
         if _outlook_block(lines, i):
+            while i - 1 > first and _OTHER.match(lines[i - 1]) and not _quoted(lines[i - 1]):
+                i -= 1  # GMX / web.de put "Gesendet:" above "Von:"
             return _extend_up(lines, i, first)
         span = _header_span(lines, where, i)
         if span:
