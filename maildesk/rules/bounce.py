@@ -120,14 +120,16 @@ _FAILURE_PHRASE = re.compile(
 # the code (RFC 3463 X.2.2 is "persistent transient"), so nothing is suppressed for it.
 _MAILBOX_FULL_TEXT = re.compile(
     r"mailbox (is )?full|mailbox.{0,20}\bover\b.{0,20}quota|over (the )?(allowed )?quota|quota exceeded"
-    r"|exceeded (the |its |his |her )?(storage|quota)|insufficient (system )?storage|mailfolder is over",
+    r"|exceeded (the |its |his |her )?(storage|quota)|insufficient (system )?storage|mailfolder is over"
+    r"|out of storage",
     re.I,
 )
 _PERMANENT_WORDS = re.compile(
     r"\bpermanent(ly)?\b|does ?n[o']t exist|no such (user|mailbox|recipient|address)|user unknown"
     r"|unknown (user|recipient|mailbox|address)"
     r"|(user|recipient|mailbox|address) not found|not listed in|invalid (recipient|mailbox|address)|mailbox unavailable"
-    r"|recipient address rejected|account (has been )?disabled|no mailbox here",
+    r"|recipient address rejected|account (has been )?disabled|no mailbox here"
+    r"|host or domain name not found|no such domain|domain (name )?not found",
     re.I,
 )
 _PERMANENT_TEXT = re.compile(
