@@ -250,10 +250,12 @@ def _tight(lines: list[str], where: _Lines, i: int, span: int, generic: bool = F
     return i, span
 
 
-# A loose attribution, trusted only as the first line of a bottom-posted reply (mutt's
-# "* Name <addr> [2024-01-15 10:02]:", Horde's "Quoting Name <addr>:"): a date or an address,
-# then a colon.
-_LOOSE_ATTRIBUTION = re.compile(r"^.{0,200}[\d@].{0,200}[:：]$")
+def _loose_attribution(line: str) -> bool:
+    """A loose attribution, trusted only as the first line of a bottom-posted reply (mutt's
+    "* Name <addr> [2024-01-15 10:02]:", Horde's "Quoting Name <addr>:"): a line of at most
+    400 characters with a date or an address, ending with a colon."""
+    line = line.strip()
+    return len(line) <= 400 and line.endswith((":", "：")) and _DIGIT_OR_AT.search(line) is not None
 
 
 def _leading_quote_end(lines: list[str], where: _Lines, first: int, end: int) -> int:
@@ -265,7 +267,7 @@ def _leading_quote_end(lines: list[str], where: _Lines, first: int, end: int) ->
     span = 0
     if not _quoted(lines[first]):
         span = _header_span(lines, where, first, generic=True)
-        if not span and len(lines[first]) <= 400 and _LOOSE_ATTRIBUTION.match(lines[first].strip()):
+        if not span and _loose_attribution(lines[first]):
             span = 1
         if not span:
             return first
