@@ -1,6 +1,11 @@
 """Measure screening and bounce parsing on the third-party corpora.
 
-Usage: python -m bench.bounce_accuracy CORPUS_DIR   (or: python bench/bounce_accuracy.py CORPUS_DIR)
+Usage: python -m bench.bounce_accuracy CORPUS_DIR [FIXTURES_DIR]   (or: python bench/bounce_accuracy.py ...)
+
+First scores maildesk's own bounce fixtures per kind (FIXTURES_DIR, default
+tests/fixtures/bounces: free-text bounces of older MTAs and groupware, addresses glued to quotes
+or '<', permanence from codes and words; see its README): a fixture passes when it is screened
+as a bounce with exactly the expected failed addresses and permanence.
 
 Reads CORPUS_DIR/flanker/messages, CORPUS_DIR/zammad/mail (with the .yml expectations) and
 CORPUS_DIR/imap-tools/messages; never copies them. Prints the labelling rule, a verdict per
@@ -10,6 +15,7 @@ names the addresses, and flufl.bounce's own detection rate for comparison.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -90,6 +96,45 @@ def _load_yml(path: Path) -> dict | None:
         return None
 
 
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "bounces"
+
+
+def score_fixture(raw: bytes, want: dict) -> tuple[bool, str]:
+    """(passed, what was found) for one fixture of tests/fixtures/bounces."""
+    msg = parse_bytes(raw)
+    verdict = screen_message(msg, own_addresses=frozenset({"support@desk.example"}))
+    info = parse_bounce(msg)
+    found = sorted(info.addresses) if info else []
+    permanent = info.permanent if info else None
+    ok = verdict.verdict == "bounce" and found == sorted(want["addresses"]) and permanent is want["permanent"]
+    return ok, f"{verdict.verdict} {','.join(found) or '-'} permanent={permanent}"
+
+
+def score_fixtures(root: Path) -> dict[str, tuple[int, int, list[str]]]:
+    """Per kind (folder): (passed, total, failures as 'file: found')."""
+    out: dict[str, tuple[int, int, list[str]]] = {}
+    for kind in sorted(p for p in root.iterdir() if p.is_dir()):
+        expected = json.loads((kind / "expected.json").read_text(encoding="utf-8"))
+        failed = []
+        for name, want in expected.items():
+            ok, found = score_fixture((kind / name).read_bytes(), want)
+            if not ok:
+                failed.append(f"{name}: {found}")
+        out[kind.name] = (len(expected) - len(failed), len(expected), failed)
+    return out
+
+
+def print_fixture_scores(root: Path) -> None:
+    print(f"== maildesk's own bounce fixtures per kind ({root})")
+    passed = total = 0
+    for kind, (p, t, failed) in score_fixtures(root).items():
+        passed, total = passed + p, total + t
+        print(f"  {kind:16s} {p}/{t} = {100 * p / t:.1f}%")
+        for line in failed:
+            print(f"      x {line}")
+    print(f"  {'all':16s} {passed}/{total} = {100 * passed / max(total, 1):.1f}%\n")
+
+
 def corpus_files(corpus: Path) -> list[Path]:
     files = sorted((corpus / "flanker" / "messages").rglob("*.eml"))
     files += sorted((corpus / "zammad" / "mail").glob("*.box"))
@@ -98,10 +143,11 @@ def corpus_files(corpus: Path) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
+    if len(argv) not in (2, 3):
         print(__doc__)
         return 2
     corpus = Path(argv[1])
+    print_fixture_scores(Path(argv[2]) if len(argv) == 3 else FIXTURES)
     print(LABEL_RULE)
     confusion: Counter[tuple[str, str]] = Counter()
     tp = fp = fn = 0

@@ -1,6 +1,10 @@
 """Score `maildesk.threading.quotes.split_reply` on the reply-parser corpora.
 
-Usage:  python bench/reply_accuracy.py CORPUS_DIR        (CORPUS_DIR = ../shared/corpus)
+Usage:  python bench/reply_accuracy.py CORPUS_DIR [FIXTURES_DIR]   (CORPUS_DIR = ../shared/corpus)
+
+Also scores maildesk's own fixtures per kind (FIXTURES_DIR, default tests/fixtures/replies:
+bottom-posted, wrapped non-Latin attributions, HTML sign-offs; see its README): a fixture
+passes when visible text, signature lines and the first quoted line are as expected.
 
 Reads CORPUS_DIR/email-reply-parser/expected.json and CORPUS_DIR/mail-parser-reply/expected.json.
 Their assertions are written against each library's own model (fragments with hidden/quoted/
@@ -299,15 +303,50 @@ def run_native(corpus: Path, name: str) -> tuple[int, int]:
     return passed, total
 
 
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "replies"
+
+
+def _filled(text: str) -> list[str]:
+    return [line.strip() for line in text.split("\n") if line.strip()]
+
+
+def score_fixtures(root: Path, split: Callable[[str, str], Any]) -> dict[str, tuple[int, int, list[str]]]:
+    """Per kind (folder): (passed, total, failed file names) of `split(text, html)`."""
+    out: dict[str, tuple[int, int, list[str]]] = {}
+    for kind in sorted(p for p in root.iterdir() if p.is_dir()):
+        expected = json.loads((kind / "expected.json").read_text(encoding="utf-8"))
+        failed = []
+        for name, want in expected.items():
+            text = (kind / name).read_text(encoding="utf-8")
+            r = split("", text) if name.endswith(".html") else split(text, "")
+            quoted = _filled(r.quoted)
+            ok = (
+                r.visible.strip("\n") == want["visible"]
+                and _filled(r.signature) == _filled(want["signature"])
+                and (quoted[0] if quoted else "") == want["quoted_starts"]
+            )
+            if not ok:
+                failed.append(name)
+        out[kind.name] = (len(expected) - len(failed), len(expected), failed)
+    return out
+
+
 def pct(p: int, t: int) -> str:
     return f"{p}/{t} = {100 * p / t:.1f}%" if t else "n/a"
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
+    if len(argv) not in (2, 3):
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
     corpus = Path(argv[1])
+    fixtures = Path(argv[2]) if len(argv) == 3 else FIXTURES
+    print(f"== maildesk's own fixtures per kind ({fixtures})")
+    own_p = own_t = 0
+    for kind, (p, t, failed) in score_fixtures(fixtures, split_reply).items():
+        own_p, own_t = own_p + p, own_t + t
+        print(f"  {kind:24s} {pct(p, t)}" + (f"   failed: {', '.join(failed)}" if failed else ""))
+    print(f"  {'all':24s} {pct(own_p, own_t)}\n")
     names = ["email-reply-parser", "mail-parser-reply"]
     candidates: list[tuple[str, Splitter]] = [
         ("maildesk split_reply", maildesk_split),

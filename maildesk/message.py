@@ -19,6 +19,7 @@ import email.utils
 import hashlib
 import html as html_lib
 import logging
+import mimetypes
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from typing import Any
 import mailparser
 
 from maildesk.errors import UnparseableMessage
+from maildesk.tnef import is_tnef, unpack_tnef
 
 # mail-parser logs every MIME type it does not render; that is noise, not an error.
 logging.getLogger("mailparser").setLevel(logging.ERROR)
@@ -168,6 +170,7 @@ class ParsedMessage:
             "defects": list(self.defects),
             "size": len(self.raw),
             "parts_capped": self.parts_capped,
+            **({"tnef": self.extra["tnef"]} if "tnef" in self.extra else {}),
         }
 
 
@@ -622,6 +625,12 @@ def parse_bytes(raw: bytes) -> ParsedMessage:
             )
         )
     defects = tuple(sorted({str(d) for d in (parsed.defects_categories or [])}))
+    extra: dict[str, Any] = {}
+    if any(is_tnef(a.filename, a.content_type) for a in attachments):
+        attachments, text, html, extra["tnef"] = _unpack_tnef_attachments(attachments, text, html)
+        if not text.strip() and html:
+            text = html_to_text(html)
+            text_cut = html_text_cut(html) if len(html) > MAX_HTML_TEXT_CHARS else 0
     return ParsedMessage(
         raw=raw,
         message_id=mid,
@@ -643,4 +652,54 @@ def parse_bytes(raw: bytes) -> ParsedMessage:
         content_type=(msg.get_content_type() or "text/plain").lower(),
         parts_cut=cut,
         html_text_cut=text_cut,
+        extra=extra,
     )
+
+
+def _unpack_tnef_attachments(
+    attachments: list[Attachment], text: str, html: str
+) -> tuple[list[Attachment], str, str, list[dict[str, Any]]]:
+    """Replace each Outlook `winmail.dat` by the files it holds; its body becomes the mail's
+    body when the mail has none. A container that cannot be read (or holds more files than
+    MAX_TNEF_FILES, or gave neither a file nor the body) is kept as it came; one that was
+    unpacked is dropped (its bytes stay in `raw`).
+    Returns the attachments, text, html and one report per container (for `parse` and events)."""
+    out: list[Attachment] = []
+    reports: list[dict[str, Any]] = []
+    for att in attachments:
+        if not is_tnef(att.filename, att.content_type):
+            out.append(att)
+            continue
+        content = unpack_tnef(att.payload)
+        report: dict[str, Any] = {"container": att.filename, "size": att.size}
+        if content.error:
+            report.update(kept=True, error=content.error)
+            out.append(att)
+            reports.append(report)
+            continue
+        names = []
+        for tf in content.files:
+            name = safe_filename(tf.name, len(out))
+            names.append(name)
+            out.append(
+                Attachment(
+                    filename=name,
+                    content_type=(mimetypes.guess_type(name)[0] or "application/octet-stream").lower(),
+                    payload=tf.payload,
+                    disposition="attachment",
+                )
+            )
+        body = ""
+        if not text.strip() and not html.strip():
+            if content.html:
+                html, body = content.html, "html"
+            elif content.text:
+                text, body = content.text.replace("\r\n", "\n"), "text"
+        kept = bool(content.files_capped) or not (names or body)  # nothing came out: keep it
+        if kept:
+            out.append(att)
+        report.update(files=names, body=body or None, rtf_body=content.has_rtf, kept=kept)
+        if content.files_capped:
+            report["files_not_unpacked"] = content.files_capped
+        reports.append(report)
+    return out, text, html, reports

@@ -40,6 +40,16 @@ _MAX_TEXT = 200_000
 
 _ADDR = r"[A-Za-z0-9._%+\-=/!#$&'*^`{|}~]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)+"  # noqa: E501
 _ADDR_RE = re.compile(_ADDR)
+# Characters an MTA glues before an address (`addr', 'addr', {addr}, /addr): legal in a local
+# part, never at its start in a real mailbox of a bounce.
+_GLUED = "'`{|}/=~^*&$#!"
+
+
+def _address(match: re.Match[str]) -> str:
+    """A found address, lower-case, without glued quote characters or a trailing dot."""
+    return match.group(0).lstrip(_GLUED).lower().rstrip(".")
+
+
 _STATUS_RE = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _SMTP_CODE_RE = re.compile(r"(?:^|[\s:(])([45])\d\d[\s\-]", re.MULTILINE)
 _MSGID_LINE_RE = re.compile(r"^Message-ID:[ \t]*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
@@ -71,6 +81,26 @@ _FAILED_BLOCK_MARKERS: tuple[tuple[str, re.Pattern[str]], ...] = (
         ),
     ),
     ("sendmail", re.compile(r"-+ ?The following addresses had (permanent fatal errors|delivery problems)", re.I)),
+    ("sendmail", re.compile(r"-+ ?Transcript of session follows", re.I)),
+    ("postfix", re.compile(r"This is the Postfix program at host", re.I)),
+    (
+        "exchange",
+        re.compile(
+            r"did not reach some or all of the intended recipients"
+            r"|The following recipient\(s\) (could not|cannot) be reached",
+            re.I,
+        ),
+    ),
+    ("lotus", re.compile(r"^\s*was not delivered to:", re.I | re.M)),
+    ("groupwise", re.compile(r"was undeliverable to the following", re.I)),
+    ("mdaemon", re.compile(r"had PERMANENT fatal delivery errors|-+ ?Session Transcript", re.I)),
+    ("communigate", re.compile(r"^Failed to deliver to\b", re.I | re.M)),
+    (
+        "courier",
+        re.compile(
+            r"running the Courier mail server|Your message to the following recipients cannot be delivered", re.I
+        ),
+    ),
     (
         "generic",
         re.compile(
@@ -81,6 +111,27 @@ _FAILED_BLOCK_MARKERS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
 )
 
+_FAILURE_PHRASE = re.compile(
+    r"could not be delivered|couldn'?t be delivered|was not delivered|not be delivered|delivery (to \S+ )?failed"
+    r"|delivery failure|failed to deliver|permanent failure|undeliverable|delivery failed for|returned to sender",
+    re.I,
+)
+# Mailbox full / over quota: the mailbox exists and may take mail later, whatever the class of
+# the code (RFC 3463 X.2.2 is "persistent transient"), so nothing is suppressed for it.
+_MAILBOX_FULL_TEXT = re.compile(
+    r"mailbox (is )?full|mailbox.{0,20}\bover\b.{0,20}quota|over (the )?(allowed )?quota|quota exceeded"
+    r"|exceeded (the |its |his |her )?(storage|quota)|insufficient (system )?storage|mailfolder is over"
+    r"|out of storage",
+    re.I,
+)
+_PERMANENT_WORDS = re.compile(
+    r"\bpermanent(ly)?\b|does ?n[o']t exist|no such (user|mailbox|recipient|address)|user unknown"
+    r"|unknown (user|recipient|mailbox|address)"
+    r"|(user|recipient|mailbox|address) not found|not listed in|invalid (recipient|mailbox|address)|mailbox unavailable"
+    r"|recipient address rejected|account (has been )?disabled|no mailbox here"
+    r"|host or domain name not found|no such domain|domain (name )?not found",
+    re.I,
+)
 _PERMANENT_TEXT = re.compile(
     r"failed permanently|permanent (fatal )?error|this is a permanent error|permanent failure"
     r"|couldn'?t be delivered|could not be delivered|user unknown|does not exist|no such user"
@@ -91,13 +142,19 @@ _PERMANENT_TEXT = re.compile(
 _TRANSIENT_TEXT = re.compile(
     r"warning only|you do not need to resend|has been delayed|delivery is delayed|will be retried"
     r"|will continue trying|has not yet been delivered|still being retried|no action is required"
-    r"|could not send message for past|temporar(il)?y",
+    r"|could not send message for past|temporar(il)?y|try again|greylist",
+    re.I,
+)
+# Delay notices: transient whatever codes they quote (unless the text says it failed permanently).
+_DELAY_TEXT = re.compile(
+    r"warning only|has been delayed|delivery is delayed|has not yet been delivered|will continue trying"
+    r"|still being retried|no action is required|delivery attempts will continue",
     re.I,
 )
 _ORIGINAL_MARKER = re.compile(
     r"^[ \t]*(-+ ?(original message|this is a copy of the message|below this line is a copy)"
     r"|-+ ?Original message ?-+|Original message follows|-+ ?The original message|Original message headers"
-    r"|--- Below this line is a copy of the message)",
+    r"|--- Below this line is a copy of the message|-+ ?Returned message ?-+|Original message:)",
     re.I | re.MULTILINE,
 )
 
@@ -212,7 +269,7 @@ def _clean_address(value: str) -> str:
     if ";" in value:
         value = value.split(";", 1)[1]
     match = _ADDR_RE.search(value)
-    return match.group(0).lower().rstrip(".") if match else ""
+    return _address(match) if match else ""
 
 
 def _status_permanent(status: str, action: str) -> bool | None:
@@ -220,6 +277,8 @@ def _status_permanent(status: str, action: str) -> bool | None:
         return False
     match = _STATUS_RE.search(status)
     if match:
+        if (match.group(2), match.group(3)) == ("2", "2"):
+            return False  # mailbox full (RFC 3463: persistent transient): never suppress for it
         return match.group(1) == "5" if action in {"failed", ""} else False
     if action == "failed":
         return None
@@ -373,47 +432,83 @@ def is_bounce_candidate(msg: ParsedMessage) -> bool:
     )
 
 
-def _text_addresses(text: str, start: int) -> list[str]:
-    """Addresses reported after a marker, before the copy of the original message."""
+_NOT_FAILURE_LINE = re.compile(r"^\s*(from|sender|reply-to|return-path|message-id|in-reply-to|references)\s*:", re.I)
+
+
+def _from_mail_system(msg: ParsedMessage) -> bool:
+    """Sent by a mail system itself (not merely automatic: an out-of-office reply is too)."""
+    sender = msg.from_.email if msg.from_ else ""
+    name = msg.from_.name.lower() if msg.from_ else ""
+    null_path = any(v.replace(" ", "") in {"<>", "<<>>"} for v in msg.header_all("Return-Path")[:1])
+    return bool(
+        sender.partition("@")[0] in SYSTEM_LOCALPARTS
+        or "mail delivery" in name
+        or "postmaster" in name
+        or null_path
+        or msg.header("X-Failed-Recipients")
+    )
+
+
+def _text_addresses(text: str, start: int, exclude: frozenset[str] = frozenset()) -> list[str]:
+    """Addresses reported after a marker, before the copy of the original message;
+    `exclude` are the report's own recipients (the sender of the original: us)."""
     tail = text[start:]
     stop = _ORIGINAL_MARKER.search(tail)
     region = tail[: stop.start()] if stop else tail[:4000]
     # Lines of the returned original's headers (From:, To:, ...) are not failures.
-    lines = [ln for ln in region.split("\n") if not re.match(r"^\s*(from|sender|reply-to|return-path)\s*:", ln, re.I)]
+    lines = [ln for ln in region.split("\n") if not _NOT_FAILURE_LINE.match(ln)]
     out: list[str] = []
     for match in _ADDR_RE.finditer("\n".join(lines)):
-        addr = match.group(0).lower().rstrip(".")
+        addr = _address(match)
         local = addr.partition("@")[0]
-        if local in SYSTEM_LOCALPARTS or addr in out:
+        if local in SYSTEM_LOCALPARTS or addr in out or addr in exclude:
             continue
         out.append(addr)
     return out[:50]
+
+
+def _own(msg: ParsedMessage) -> frozenset[str]:
+    """The report's own recipients: the original's sender, never a failed recipient."""
+    return frozenset(a.email for a in msg.to)
 
 
 def _parse_text(msg: ParsedMessage, text: str) -> tuple[str, list[str]] | None:
     for name, marker in _FAILED_BLOCK_MARKERS:
         match = marker.search(text)
         if match:
-            start = match.start() if name in {"office365", "generic"} else match.end()
-            return name, _text_addresses(text, start)
+            start = match.start() if name in {"office365", "generic", "exchange", "communigate"} else match.end()
+            return name, _text_addresses(text, start, _own(msg))
     return None
 
 
 def _text_permanence(text: str) -> bool | None:
+    """Permanence read from a report's text (before the copy of the original message):
+    a delay notice or a full mailbox is transient; then enhanced status codes decide (5.x.x
+    permanent, 4.x.x transient); then words ("permanent", "does not exist", "user unknown"
+    permanent, "temporary", "retried" transient); then basic SMTP codes."""
     region = text
     stop = _ORIGINAL_MARKER.search(text)
     if stop:
         region = text[: stop.start()]
-    if _TRANSIENT_TEXT.search(region) and not re.search(r"failed permanently|permanent (fatal )?error", region, re.I):
+    permanent_said = re.search(r"failed permanently|permanent (fatal )?error|permanent failure", region, re.I)
+    if _DELAY_TEXT.search(region) and not permanent_said:
         return False
-    status = _STATUS_RE.search(region)
-    if status:
-        return status.group(1) == "5"
-    if _PERMANENT_TEXT.search(region):
+    if _MAILBOX_FULL_TEXT.search(region):
+        return False
+    codes = [m for m in _STATUS_RE.finditer(region) if m.group(1) in "45"]
+    if any(m.group(1) == "5" and (m.group(2), m.group(3)) != ("2", "2") for m in codes):
         return True
+    if codes:
+        return False  # 4.x.x, or X.2.2 (mailbox full) only
+    if _PERMANENT_WORDS.search(region):
+        return True
+    if _TRANSIENT_TEXT.search(region):
+        return False
     code = _SMTP_CODE_RE.search(region)
     if code:
         return code.group(1) == "5"
+    if _PERMANENT_TEXT.search(region):  # "could not be delivered", "delivery failed": weakest
+        return True
     return None
 
 
@@ -524,6 +619,12 @@ def _parse_bounce(msg: ParsedMessage) -> BounceInfo | None:
     return _from_text(msg, root, text, fmt_default="unrecognised")
 
 
+# Formats whose reports only ever announce failures (a delay says so in words or codes).
+_FAILURE_FORMATS = frozenset(
+    {"qmail", "exim", "sendmail", "office365", "exchange", "lotus", "groupwise", "mdaemon", "communigate", "courier"}
+)
+
+
 def _from_text(msg: ParsedMessage, root: Message, text: str, *, fmt_default: str) -> BounceInfo | None:
     parsed = _parse_text(msg, text)
     fmt = parsed[0] if parsed else fmt_default
@@ -548,9 +649,15 @@ def _from_text(msg: ParsedMessage, root: Message, text: str, *, fmt_default: str
             if permanent is None:
                 permanent = bool(permanent_f)
     subject_says = bool(_BOUNCE_SUBJECT_RE.search(msg.subject or ""))
+    if not addresses and (subject_says or (_from_mail_system(msg) and _FAILURE_PHRASE.search(text[:4000]))):
+        # A free-text report without a known marker (older MTAs, groupware): the addresses
+        # of its text before the copy of the original, but for its own recipients.
+        addresses = _text_addresses(text, 0, _own(msg))
+        if addresses and not parsed:
+            fmt = "text"
     if not parsed and not addresses and not subject_says:
         return None
-    if permanent is None and addresses and fmt in {"qmail", "exim", "sendmail", "office365"}:
+    if permanent is None and addresses and fmt in _FAILURE_FORMATS:
         permanent = True
     recipients = tuple(
         RecipientStatus(

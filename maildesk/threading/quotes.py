@@ -62,6 +62,10 @@ _WROTE = re.compile(
             r"^.{3,300}\b[íi]rta\s*:$",
             r"^.{3,300}\byazd[ıi]\s*:$",
             r"^.{3,300}\bέγραψε\s*:$",
+            # uk, ar, fa, he, th, hi, ja (Apple Mail, Thunderbird), and a few more verbs
+            r"^.{3,300}\b(?:пише|написав(?:\(ла\)|ла)?|написа)\s*:$",
+            r"^.{3,300}(?:كتب|كتبت|نوشت|כתב(?:/ה|ה)?|เขียนว่า|लिखा|のメール|書きました)\s*[:：]$",
+            r"^.{3,300}\b(?:menulis|a\s+scris|napisao|napisala|napísal(?:\(a\)|a)?|rašė|rakstīja|kirjutas|đã\s+viết)\s*:$",
         ]
     ),
     _I,
@@ -74,6 +78,14 @@ _WROTE = re.compile(
 _ADDRESS_COLON_END = re.compile(r"<[^<>\s]+@[^<>\s]+>\s*[:：]$")
 _DIGIT = re.compile(r"\d")
 _DIGIT_OR_AT = re.compile(r"[\d@]")  # every attribution holds a date or an address
+
+
+# Bidirectional-text controls (Gmail wraps RTL attributions in them: "…‪name‬‏ <‪addr‬‏>:‬").
+# Invisible, they only hide line ends and addresses from the patterns: decisions read lines
+# without them; the parts keep the lines as they came.
+_BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# A client that wraps an attribution inside "<address>" leaves "<" or ">" at a line edge.
+_ANGLE_GAP = re.compile(r"<\s+|\s+>")
 
 
 def _generic_attribution(text: str) -> bool:
@@ -104,7 +116,7 @@ _LABEL = r"^[\s*>]*(?:{})\s*\**\s*[:：]"
 _FROM = re.compile(
     _LABEL.format(
         r"from|von|de|da|van|fra|från|od|lähettäjä|от|发件人|寄件者|差出人|feladó|kimden|afzender|remetente|"
-        r"αποστολέας|보낸\s*사람"
+        r"αποστολέας|보낸\s*사람|من|المرسل|מאת|از|จาก|від|από"
     ),
     _I,
 )
@@ -113,7 +125,9 @@ _OTHER = re.compile(
         r"sent|date|to|subject|cc|gesendet|datum|an|betreff|envoyé|date\s+d'envoi|à|objet|enviado|fecha|para|asunto|"
         r"inviato|data|a|oggetto|verzonden|aan|onderwerp|sendt|dato|til|emne|skickat|till|ämne|wysłano|do|temat|"
         r"assunto|отправлено|дата|кому|тема|发送时间|收件人|主题|抄送|日付|送信日時|宛先|件名|받는\s*사람|제목|"
-        r"lähetetty|vastaanottaja|aihe|elküldve|címzett|tárgy|tarih|kime|konu"
+        r"lähetetty|vastaanottaja|aihe|elküldve|címzett|tárgy|tarih|kime|konu|"
+        r"تم\s+الإرسال|أرسل|التاريخ|إلى|الموضوع|نسخة|נשלח|אל|נושא|תאריך|עותק|ارسال\s+شده|به|موضوع|ส่ง|ถึง|เรื่อง|"
+        r"надіслано|στάλθηκε|προς|θέμα"
     ),
     _I,
 )
@@ -146,7 +160,8 @@ _SIGN_OFFS = (
     r"pozdrawiam(?:\s+serdecznie)?|z\s+powa[żz]aniem|pozdrowienia|"
     r"atenciosamente|abraços|cumprimentos|obrigad[oa]|"
     r"s\s+pozdravem|с\s+уважением|спасибо|"
-    r"よろしくお願い(?:いた)?します|以上、?よろしくお願い(?:いた)?します|敬具|此致|祝好|谢谢|謝謝"
+    r"よろしくお願い(?:いた)?します|以上、?よろしくお願い(?:いた)?します|敬具|此致|祝好|谢谢|謝謝|"
+    r"tack(?:\s+så\s+mycket)?|дякую|감사합니다|ありがとうございます|شكرا|شكراً|תודה|teşekkürler|saygılarımla"
 )
 _SIGN_OFF = re.compile(r"^\s*(?:" + _SIGN_OFFS + r")\s*[,.!:;。、！]*\s*$", _I)
 _BLANK_OR_QUOTE = re.compile(r"^\s*(?:>.*)?$")
@@ -214,9 +229,58 @@ def _header_span(lines: list[str], where: _Lines, i: int, generic: bool = False)
             joined = f"{joined} {part}" if joined else part
         if len(joined) > 400:
             return 0
+        if k:
+            joined = _ANGLE_GAP.sub(lambda m: m.group(0).strip(), joined)
         if _DIGIT_OR_AT.search(joined) and (_WROTE.match(joined) or generic and _generic_attribution(joined)):
             return k + 1
     return 0
+
+
+def _tight(lines: list[str], where: _Lines, i: int, span: int, generic: bool = False) -> tuple[int, int]:
+    """The attribution at i spanning `span` lines, without leading lines that are not part of
+    it: a sign-off or name ("Thanks," / "Anna") written right above a verb-less attribution
+    matches with it, since those patterns may start anywhere. A line is left out only when it
+    has neither digit nor `@` and is short: the first line of a wrapped attribution holds its
+    date or address and runs to the client's wrap width."""
+    while span > 1:
+        line = lines[i].strip()
+        if len(line) > 60 or _DIGIT_OR_AT.search(line) or _header_span(lines, where, i + 1, generic) != span - 1:
+            break
+        i, span = i + 1, span - 1
+    return i, span
+
+
+def _loose_attribution(line: str) -> bool:
+    """A loose attribution, trusted only as the first line of a bottom-posted reply (mutt's
+    "* Name <addr> [2024-01-15 10:02]:", Horde's "Quoting Name <addr>:"): a line of at most
+    400 characters with a date or an address, ending with a colon."""
+    line = line.strip()
+    return len(line) <= 400 and line.endswith((":", "：")) and _DIGIT_OR_AT.search(line) is not None
+
+
+def _leading_quote_end(lines: list[str], where: _Lines, first: int, end: int) -> int:
+    """Bottom-posting: where the written text starts after a leading attribution and quote
+    block, or `first` when the message does not start so. Only when nothing below is quoted
+    any more (quote, answer, quote, answer is an inline reply: it stays visible whole).
+    Without an attribution the block must hold two quoted lines (a newsletter's teaser line
+    may start with `>`)."""
+    span = 0
+    if not _quoted(lines[first]):
+        span = _header_span(lines, where, first, generic=True)
+        if not span and _loose_attribution(lines[first]):
+            span = 1
+        if not span:
+            return first
+    k = where.next_filled(first + span)
+    if k is None or k >= end or not _quoted(lines[k]):
+        return first
+    quoted = 0
+    while k < end and (_blank(lines[k]) or _quoted(lines[k])):
+        quoted += not _blank(lines[k])
+        k += 1
+    if k >= end or (not span and quoted < 2) or any(_quoted(lines[j]) for j in range(k, end)):
+        return first
+    return k
 
 
 def _outlook_block(lines: list[str], i: int) -> bool:
@@ -248,12 +312,14 @@ def _hard_boundary(lines: list[str], first: int, where: _Lines) -> int:
         if _SEPARATOR.match(line):
             return i
         if _outlook_block(lines, i):
+            while i - 1 > first and _OTHER.match(lines[i - 1]) and not _quoted(lines[i - 1]):
+                i -= 1  # GMX / web.de put "Gesendet:" above "Von:"
             return _extend_up(lines, i, first)
         span = _header_span(lines, where, i)
         if span:
             nxt = where.next_filled(i + span)
             if nxt is not None and not _quoted(lines[nxt]):
-                return i
+                return _tight(lines, where, i, span)[0]
     return len(lines)
 
 
@@ -278,7 +344,9 @@ def _quote_start(lines: list[str], where: _Lines, end: int) -> int:
     header_lines: set[int] = set()
     for i in where.may_attribute[: bisect_left(where.may_attribute, end)]:
         span = _header_span(lines, where, i, generic=True)
-        header_lines.update(range(i, min(end, i + span)))
+        if span:
+            start, span = _tight(lines, where, i, span, generic=True)
+            header_lines.update(range(start, min(end, start + span)))
 
     def quote_like(k: int) -> bool:
         if _blank(lines[k]) or _quoted(lines[k]) or k in header_lines:
@@ -350,14 +418,18 @@ def _split(text: str) -> Reply:
     first = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
     if first == len(lines):
         return Reply("", "", "")
-    where = _Lines(lines)
-    hard = _hard_boundary(lines, first, where)
-    footer = _footer_start(lines, where, first, hard)
-    quote = _quote_start(lines, where, footer)
+    seen = [_BIDI.sub("", line) for line in lines] if _BIDI.search(text) else lines  # what decisions read
+    where = _Lines(seen)
+    hard = _hard_boundary(seen, first, where)
+    footer = _footer_start(seen, where, first, hard)
+    quote = _quote_start(seen, where, footer)
     if quote <= first:  # the whole message is a quote: keep it visible rather than show nothing
         quote = footer
-    sig = _signature_start(lines, where, first, quote)
-    visible = _join(lines[:sig])
+    start = _leading_quote_end(seen, where, first, quote)  # bottom-posting: the text is below
+    sig = _signature_start(seen, where, start, quote)
+    visible = _join(lines[start if start > first else 0 : sig])
     signature = "\n".join(part for part in (_join(lines[sig:quote]), _join(lines[footer:hard])) if part)
-    quoted = "\n".join(part for part in (_join(lines[quote:footer]), _join(lines[hard:])) if part)
+    quoted = "\n".join(
+        part for part in (_join(lines[first:start]), _join(lines[quote:footer]), _join(lines[hard:])) if part
+    )
     return Reply(visible, quoted, signature)

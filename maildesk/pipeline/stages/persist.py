@@ -47,6 +47,8 @@ def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     sender_email, sender_name = _customer_address(ctx)
     if msg.parts_capped:  # parts beyond message.MAX_PARTS are in the raw bytes only
         ctx.note("parts-capped", **msg.parts_capped)
+    for report in msg.extra.get("tnef", ()):  # Outlook winmail.dat unpacked into its files
+        ctx.note("tnef-unpacked" if not report.get("error") else "tnef-unreadable", **report)
     if msg.html_text_capped:  # text made from the head of the HTML only (message.MAX_HTML_TEXT_CHARS)
         ctx.note("html-text-capped", **msg.html_text_capped)
     if len(msg.html) > MAX_CLEAN_HTML_CHARS:  # the stored, cleaned HTML is its head only
