@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
     text,
     type_coerce,
 )
@@ -51,6 +52,8 @@ class Customer(Base):
     created_at: Mapped[datetime] = mapped_column(TZDateTime)
     erased_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
 
+    __table_args__ = (Index("ix_customers_email_lower", func.lower(email)),)  # 0015: customer_by_email
+
 
 class Agent(Base):
     __tablename__ = "agents"
@@ -61,6 +64,8 @@ class Agent(Base):
     queues: Mapped[list[Any]] = mapped_column(JSON, default=list)
     signature: Mapped[str] = mapped_column(Text, default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    __table_args__ = (Index("ix_agents_email_lower", func.lower(email)),)  # 0015: agent_by_email
 
 
 class Ticket(Base):
@@ -93,6 +98,8 @@ class Ticket(Base):
     __table_args__ = (  # 0006: the report's open backlog by queue and open tickets per assignee
         Index("ix_tickets_status_queue", "status", "queue"),
         Index("ix_tickets_status_assignee", "status", "assignee"),
+        # 0015: least_loaded counts open tickets per agent case-insensitively (store/routing_queries)
+        Index("ix_tickets_status_assignee_lower", "status", func.lower(assignee)),
     )
 
 
