@@ -230,7 +230,9 @@ def history_corpus(n: int, seed: int = 5) -> list[bytes]:
             "Content-Type: text/plain; charset=utf-8",
         ]
         if step:
-            parent = f"<hist-{thread}-{step - 1}@{'example.com' if step == 2 else 'example' + str(thread % 53) + '.com'}>"
+            parent = (
+                f"<hist-{thread}-{step - 1}@{'example.com' if step == 2 else 'example' + str(thread % 53) + '.com'}>"
+            )
             headers += [f"In-Reply-To: {parent}", f"References: {parent}"]
         body = "\r\n".join(" ".join(rng.choice(WORDS) for _ in range(10)) for _ in range(rng.randint(5, 30)))
         out.append(("\r\n".join(headers) + "\r\n\r\n" + body + "\r\n").encode())

@@ -29,7 +29,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from maildesk.errors import UnparseableMessage
 from maildesk.message import parse_bytes
@@ -172,7 +172,7 @@ class HistoryImporter:
         except UnparseableMessage as exc:
             self.stats.skipped.append(f"{name}: not a mail message: {exc}")
             return
-        now = msg.date or self.clock()
+        now = msg.date.astimezone(UTC) if msg.date is not None else self.clock()  # stored in UTC, compared as such
         meta = {"source": f"import:{self.source}"[:200], "history": True, "key": name}
         ctx = MessageContext(entry_id=name, meta=meta, msg=msg, now=now, history=True)
         self._batch.append((name, ctx))

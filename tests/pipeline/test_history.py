@@ -47,7 +47,7 @@ THREAD = [
         body="Fixed, sorry.\n",
     ),
     dated(
-        "Fri, 10 Apr 2026 08:00:00 +0000",
+        "Fri, 10 Apr 2026 10:00:00 +0200",
         message_id="<a3@customer.example>",
         subject="Re: Invoice wrong",
         extra="In-Reply-To: <a2@example.com>\nReferences: <a1@customer.example> <a2@example.com>",
