@@ -308,7 +308,11 @@ def change_assignee(
     event: str | None = "assigned",
     detail: dict[str, Any] | None = None,
 ) -> TicketChange | None:
-    """Assign to `agent` (None unassigns); the agent joins the ticket's participants."""
+    """Assign to `agent` (None unassigns); the agent joins the ticket's participants.
+
+    The address is stored lower-case (0015): per-agent counts and filters then read the
+    `(status, assignee)` index as it is, with no `lower()` that would need every row."""
+    agent = agent.strip().lower() if agent else None
     if ticket.assignee == agent:
         return None
     if agent is not None:

@@ -78,7 +78,7 @@ class Ticket(Base):
     queue: Mapped[str] = mapped_column(String(100), default="default", index=True)
     tier: Mapped[str] = mapped_column(String(4), default=Tier.L1.value)
     priority: Mapped[str] = mapped_column(String(16), default=Priority.NORMAL.value)
-    assignee: Mapped[str | None] = mapped_column(String(320), nullable=True, index=True)
+    assignee: Mapped[str | None] = mapped_column(String(320), nullable=True)  # lower-case; indexes below
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
     fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -98,8 +98,8 @@ class Ticket(Base):
     __table_args__ = (  # 0006: the report's open backlog by queue and open tickets per assignee
         Index("ix_tickets_status_queue", "status", "queue"),
         Index("ix_tickets_status_assignee", "status", "assignee"),
-        # 0015: least_loaded counts open tickets per agent case-insensitively (store/routing_queries)
-        Index("ix_tickets_status_assignee_lower", "status", func.lower(assignee)),
+        # 0015 (replaces the plain assignee index): least_loaded's count per agent, covering
+        Index("ix_tickets_assignee_status", "assignee", "status"),
     )
 
 

@@ -45,21 +45,23 @@ def reopened_from(session: Session, message_pk: int) -> str | None:
 def open_loads(session: Session, members: Sequence[str], exclude_ticket: int) -> dict[str, int]:
     """Open tickets per agent (by address, case-insensitive), the current ticket excluded.
 
-    Index ranges of `ix_tickets_status_assignee_lower` (0015): `(status, lower(assignee))`
-    for the open statuses and the members, counted without reading a ticket row, so the
-    cost follows the members' open tickets, not the size of the table. The current ticket
-    is taken off afterwards (a `number != n` filter would need every row on PostgreSQL)."""
+    Assignees are stored lower-case (`services.tickets.change_assignee`, migration 0015), so
+    this is a count over index ranges of `ix_tickets_assignee_status`, `(assignee, status)`
+    for each member and open status, read from the index alone: the cost follows the
+    members' open tickets, not the size of the table. The current ticket is taken off
+    afterwards (a `number != n` filter would need every row on PostgreSQL)."""
     loads = dict.fromkeys(members, 0)
     lowered = {m.lower(): m for m in members}
-    who = func.lower(Ticket.assignee)
     rows = session.execute(
-        select(who, func.count()).where(Ticket.status.in_(OPEN_STATUSES), who.in_(list(lowered))).group_by(who)
+        select(Ticket.assignee, func.count())
+        .where(Ticket.status.in_(OPEN_STATUSES), Ticket.assignee.in_(list(lowered)))
+        .group_by(Ticket.assignee)
     ).all()
     for name, count in rows:
         loads[lowered[str(name)]] = int(count)
     current = session.execute(select(Ticket.status, Ticket.assignee).where(Ticket.number == exclude_ticket)).first()
-    if current is not None and current[0] in OPEN_STATUSES and current[1] and current[1].lower() in lowered:
-        member = lowered[current[1].lower()]
+    if current is not None and current[0] in OPEN_STATUSES and current[1] and current[1] in lowered:
+        member = lowered[current[1]]
         loads[member] = max(0, loads[member] - 1)
     return loads
 
