@@ -42,7 +42,6 @@ from maildesk.services import tickets
 from maildesk.store import Session
 from maildesk.store import routing_queries as rq
 from maildesk.store.db import Store
-from maildesk.store.models import Ticket
 
 AGENT_REPLY = "agent-reply"
 
@@ -62,12 +61,9 @@ def history_close(ctx: MessageContext, session: Session, deps: PipelineDeps) -> 
     """Close the ticket as of this mail's date (no clocks, no notifications)."""
     if ctx.duplicate or ctx.ticket_number is None:
         return
-    ticket = session.get(Ticket, ctx.ticket_number)
-    if ticket is None:
-        return
     tickets.close_from_history(
         session,
-        ticket,
+        ctx.ticket_number,
         ctx.now,
         new=ctx.new_ticket,
         agent_reply=ctx.kind == AGENT_REPLY,
