@@ -46,7 +46,7 @@ AGENTS = [f"agent{i}@example.com" for i in range(5)]
 RULES = """version: 1
 rules:
   - name: everyone in the team, least loaded first
-    if: {subject: ".*"}
+    if: {subject: {contains: problem}}
     then: [{assign: {least_loaded: L1}}]
 """
 BASE = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -128,6 +128,13 @@ def populate(app: App, tickets: int, open_share: float, seed: int = 3) -> None:
             conn.execute(insert(Message), mrows)
 
 
+def _open_total(app: App) -> int:
+    from maildesk.store.routing_queries import open_loads
+
+    with app.store.reader() as s:
+        return sum(open_loads(s, AGENTS, 0).values())
+
+
 def _hash(text: str) -> str:
     import hashlib
 
@@ -179,7 +186,10 @@ def scale_part(args: argparse.Namespace, work: Path) -> None:
         start = time.perf_counter()
         populate(app, size, args.open_share)
         app.worker.preparer.warm()
+        before = _open_total(app)
         per_message_ms(app, new_mail(20, f"warm{name}"))  # mappers, rules, templates, parser processes
+        if _open_total(app) <= before:
+            raise SystemExit("the least_loaded rule assigned nothing: the bench would measure no routing")
         print(f"{name}: {size:,} stored tickets ({args.open_share:.0%} open) in {time.perf_counter() - start:.1f} s")
         desks[name] = app
     results: dict[str, list[float]] = {name: [] for name in sizes}
