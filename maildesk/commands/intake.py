@@ -1,6 +1,7 @@
 """`maildesk inject|import`: take mail from an MTA pipe, or history from an mbox or Maildir.
 
-Thin: parse arguments, spool the mail (`maildesk.spool`, `maildesk.ingest.bulk`), print.
+Thin: parse arguments, spool the mail (`maildesk.spool`, `maildesk.ingest.bulk`), print;
+`import --history` stores old mail itself through `maildesk.pipeline.history`.
 `inject` is what an MTA runs: it exits 0 only once the message is durable in the spool and
 75 (EX_TEMPFAIL) for anything that may pass, so the MTA keeps the mail and retries. Once
 the mail is durable, both wake a running daemon's worker (`maildesk.wakeup.poke`; without
@@ -16,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from maildesk.commands.common import EX_DATAERR, EX_TEMPFAIL, ConfigOpt, console, err, open_app
+from maildesk.commands.common import EX_DATAERR, EX_TEMPFAIL, ConfigOpt, console, err, open_app, open_desk
 from maildesk.config import load_settings
 from maildesk.errors import ConfigError, MaildeskError
 
@@ -72,11 +73,24 @@ def import_(
     process_now: Annotated[
         bool, typer.Option("--process/--no-process", help="Process the imported mail right away.")
     ] = True,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history",
+            help="Old mail: store and thread it as closed tickets, with no acknowledgement, "
+            "notification, rule or SLA clock; mail from a configured agent is an agent reply. "
+            "Re-importing adds nothing.",
+        ),
+    ] = False,
 ) -> None:
     """Bulk-import history from an mbox file or a Maildir, with a progress bar.
 
-    Example: `maildesk import ~/old-support.mbox`
+    Example: `maildesk import ~/old-support.mbox` (as new mail, through the spool), or
+    `maildesk import --history ~/old-support.mbox` (archived, closed, nothing sent).
     """
+    if history:
+        _import_history(source, config)
+        return
     from maildesk.ingest.bulk import import_mailbox
 
     desk = open_app(config)
@@ -96,3 +110,40 @@ def import_(
     if process_now:
         result = desk.process()
         console.print(", ".join(f"{k}: {v}" for k, v in result.items() if k != "last_error"))
+
+
+def _import_history(source: Path, config: Path | None) -> None:
+    """`import --history`: stored in this process (`pipeline/history.py`), a progress bar,
+    the figures and the rate at the end; exits 65 when some mail was skipped."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from maildesk.ingest.bulk import HistoryMail
+    from maildesk.pipeline.history import HistoryImporter
+
+    with open_desk(config) as desk:
+        try:
+            mail = HistoryMail(source)
+        except MaildeskError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from exc
+        with mail:
+            importer = HistoryImporter(
+                desk.store, desk.deps, source=source.name, max_size=desk.settings.smtp.max_message_size
+            )
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+            with Progress(*columns, console=err, transient=False) as bar:
+                task = bar.add_task(f"history {source.name}", total=len(mail))
+                for name, raw in mail:
+                    importer.feed(name, raw)
+                    bar.advance(task)
+            stats = importer.close()
+    figures = stats.figures()
+    console.print(", ".join(f"{k}: {v}" for k, v in figures.items()))
+    console.print(
+        f"imported {stats.imported} of {stats.seen} messages from {source} in {stats.seconds:.1f} s "
+        f"({stats.rate:.0f} messages/s); {stats.tickets} closed tickets, {stats.duplicates} already stored"
+    )
+    for why in stats.skipped:
+        err.print(f"skipped: {why}")
+    if stats.skipped:
+        raise typer.Exit(EX_DATAERR)

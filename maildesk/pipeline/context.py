@@ -56,6 +56,7 @@ class MessageContext:
     thread_locked: bool = False  # the ticket is already known (e.g. the bounce names our mail)
     internal: bool = False  # stored as internal (an agent's note, a held or refused agent mail)
     handled: bool = False  # a stage stored and applied the mail itself (agent mail): later ones skip
+    history: bool = False  # `import --history`: old mail, stored and threaded, nothing follows from it
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     outcome: str = ""  # ticket-created | appended | duplicate | bounce | ...
     pre: Prepared | None = None  # results computed before the transaction (pipeline/prepare.py)

@@ -142,6 +142,39 @@ def change_status(
     return change
 
 
+VIA_HISTORY = "history"
+
+
+def close_from_history(
+    session: Session,
+    number: int,
+    at: datetime,
+    *,
+    new: bool,
+    agent_reply: bool = False,
+    message_pk: int | None = None,
+) -> bool:
+    """Old mail from `maildesk import --history` (dated `at`, UTC) was stored on ticket
+    `number`: the ticket is closed as of its newest mail (resolved and closed then), created
+    at its oldest, first answered at the earliest agent reply. Returns True when it changed.
+
+    Deliberately without `_consequences`: history starts no SLA clock and notifies nobody
+    (Zammad needed an archive mode after an import sent thousands of notifications, #539).
+    A ticket that is open today (live mail threaded with old mail) keeps its status. One
+    UPDATE (`store.queries.close_from_history`), no ORM load: the import's hot path."""
+    changed = q.close_from_history(session, number, at, new=new, agent_reply=agent_reply)
+    if changed and new:
+        q.add_event(
+            session,
+            number,
+            "history-imported",
+            {"status": Status.CLOSED.value, "by": "import", "via": VIA_HISTORY, "at": at.isoformat()},
+            at,
+            message_pk,
+        )
+    return changed
+
+
 def _set_field(
     session: Session,
     ticket: Ticket,
@@ -261,7 +294,11 @@ def change_assignee(
     event: str | None = "assigned",
     detail: dict[str, Any] | None = None,
 ) -> TicketChange | None:
-    """Assign to `agent` (None unassigns); the agent joins the ticket's participants."""
+    """Assign to `agent` (None unassigns); the agent joins the ticket's participants.
+
+    The address is stored lower-case (0010): per-agent counts and filters then read the
+    `(status, assignee)` index as it is, with no `lower()` that would need every row."""
+    agent = agent.strip().lower() if agent else None
     if ticket.assignee == agent:
         return None
     if agent is not None:

@@ -270,7 +270,7 @@ def list_tickets(session: Session, f: TicketFilter, now: datetime) -> list[Ticke
         if f.assignee.lower() in ("none", "-", ""):
             stmt = stmt.where(Ticket.assignee.is_(None))
         else:
-            stmt = stmt.where(func.lower(Ticket.assignee) == f.assignee.lower())
+            stmt = stmt.where(Ticket.assignee == f.assignee.strip().lower())  # stored lower-case (0010)
     if f.customer:
         stmt = stmt.where(func.lower(Customer.email).contains(f.customer.lower(), autoescape=True))
     if f.tag:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
     text,
     type_coerce,
 )
@@ -54,6 +55,8 @@ class Customer(Base):
     created_at: Mapped[datetime] = mapped_column(TZDateTime)
     erased_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
 
+    __table_args__ = (Index("ix_customers_email_lower", func.lower(email)),)  # 0010: customer_by_email
+
 
 class Agent(Base):
     __tablename__ = "agents"
@@ -64,6 +67,8 @@ class Agent(Base):
     queues: Mapped[list[Any]] = mapped_column(JSON, default=list)
     signature: Mapped[str] = mapped_column(Text, default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    __table_args__ = (Index("ix_agents_email_lower", func.lower(email)),)  # 0010: agent_by_email
 
 
 class Ticket(Base):
@@ -76,7 +81,7 @@ class Ticket(Base):
     queue: Mapped[str] = mapped_column(String(100), default="default", index=True)
     tier: Mapped[str] = mapped_column(String(4), default=Tier.L1.value)
     priority: Mapped[str] = mapped_column(String(16), default=Priority.NORMAL.value)
-    assignee: Mapped[str | None] = mapped_column(String(320), nullable=True, index=True)
+    assignee: Mapped[str | None] = mapped_column(String(320), nullable=True)  # lower-case; indexes below
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
     fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -97,6 +102,8 @@ class Ticket(Base):
     __table_args__ = (  # 0006: the report's open backlog by queue and open tickets per assignee
         Index("ix_tickets_status_queue", "status", "queue"),
         Index("ix_tickets_status_assignee", "status", "assignee"),
+        # 0010 (replaces the plain assignee index): least_loaded's count per agent, covering
+        Index("ix_tickets_assignee_status", "assignee", "status"),
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, event, func, insert, select
+from sqlalchemy import Connection, bindparam, case, event, func, insert, or_, select, update
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
 from maildesk.language import LanguageGuess, replaces
@@ -421,3 +421,30 @@ def resolve_merged(session: Session, number: int) -> int:
 
 def all_message_ids(session: Session, numbers: Iterable[int]) -> list[str]:
     return list(session.scalars(select(Message.message_id).where(Message.ticket_number.in_(list(numbers)))))
+
+
+def close_from_history(session: Session, number: int, at: datetime, *, new: bool, agent_reply: bool) -> bool:
+    """One UPDATE for `services.tickets.close_from_history`: closed (and resolved) as of the
+    newest of `at` and the stored times, created at the oldest, first answered at the earliest
+    agent reply. An existing ticket is changed only when it is resolved or closed. True when
+    a row changed. (Times are UTC on both backends, so they compare as stored.)"""
+
+    def later(column: Any) -> Any:
+        return case((or_(column.is_(None), column < at), at), else_=column)
+
+    values: dict[str, Any] = {
+        "status": "closed",
+        "created_at": case((Ticket.created_at > at, at), else_=Ticket.created_at),
+        "resolved_at": at if new else later(Ticket.resolved_at),
+        "closed_at": at if new else later(Ticket.closed_at),
+        "updated_at": at if new else later(Ticket.closed_at),
+    }
+    if agent_reply:
+        values["first_response_at"] = case(
+            (or_(Ticket.first_response_at.is_(None), Ticket.first_response_at > at), at), else_=Ticket.first_response_at
+        )
+    stmt = update(Ticket).where(Ticket.number == number).values(values).execution_options(synchronize_session=False)
+    if not new:
+        stmt = stmt.where(Ticket.status.in_(("resolved", "closed")))
+    result = core(session).execute(stmt)
+    return bool(getattr(result, "rowcount", 0))

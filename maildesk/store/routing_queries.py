@@ -43,21 +43,26 @@ def reopened_from(session: Session, message_pk: int) -> str | None:
 
 
 def open_loads(session: Session, members: Sequence[str], exclude_ticket: int) -> dict[str, int]:
-    """Open tickets per agent (by address, case-insensitive), the current ticket excluded."""
+    """Open tickets per agent (by address, case-insensitive), the current ticket excluded.
+
+    Assignees are stored lower-case (`services.tickets.change_assignee`, migration 0010), so
+    this is a count over index ranges of `ix_tickets_assignee_status`, `(assignee, status)`
+    for each member and open status, read from the index alone: the cost follows the
+    members' open tickets, not the size of the table. The current ticket is taken off
+    afterwards (a `number != n` filter would need every row on PostgreSQL)."""
     loads = dict.fromkeys(members, 0)
     lowered = {m.lower(): m for m in members}
     rows = session.execute(
-        select(func.lower(Ticket.assignee), func.count())
-        .where(
-            Ticket.status.in_(OPEN_STATUSES),
-            Ticket.assignee.is_not(None),
-            Ticket.number != exclude_ticket,
-            func.lower(Ticket.assignee).in_(list(lowered)),
-        )
-        .group_by(func.lower(Ticket.assignee))
+        select(Ticket.assignee, func.count())
+        .where(Ticket.status.in_(OPEN_STATUSES), Ticket.assignee.in_(list(lowered)))
+        .group_by(Ticket.assignee)
     ).all()
-    for who, count in rows:
-        loads[lowered[str(who)]] = int(count)
+    for name, count in rows:
+        loads[lowered[str(name)]] = int(count)
+    current = session.execute(select(Ticket.status, Ticket.assignee).where(Ticket.number == exclude_ticket)).first()
+    if current is not None and current[0] in OPEN_STATUSES and current[1] and current[1] in lowered:
+        member = lowered[current[1]]
+        loads[member] = max(0, loads[member] - 1)
     return loads
 
 

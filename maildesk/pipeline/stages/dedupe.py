@@ -44,6 +44,8 @@ def dedupe(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     if existing_hash == stored_content_hash(ctx):
         ctx.duplicate = True
         ctx.outcome = "duplicate"
+        if ctx.history:  # re-importing history adds nothing, not even an event
+            return
         q.add_event(
             session,
             existing_ticket,

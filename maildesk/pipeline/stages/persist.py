@@ -56,7 +56,7 @@ def persist(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     ticket: Ticket | None = None
     if ctx.ticket_number is not None:
         ticket = session.get(Ticket, ctx.ticket_number)
-    if ticket is None and not ctx.no_new_ticket and ctx.kind == "customer":
+    if ticket is None and not ctx.no_new_ticket and ctx.kind == "customer" and not ctx.history:
         held = _new_ticket_refused(session, deps, sender_email, now)
         if held:  # a flood: stored, but no ticket and so no acknowledgement (issue 16)
             ctx.no_new_ticket = True

@@ -35,10 +35,15 @@ from maildesk.threading.quotes import MAX_SPLIT_CHARS, split_reply
 
 
 class StoreThreadLookup:
-    """ThreadLookup over the database (each call is one indexed query)."""
+    """ThreadLookup over the database (each call is one indexed query).
 
-    def __init__(self, session: Session) -> None:
+    `history`: for `import --history`, where every ticket of the import is closed as it is
+    stored, a closed ticket is offered as open: old mail follows its thread whatever the
+    gap, and nothing is reopened."""
+
+    def __init__(self, session: Session, *, history: bool = False) -> None:
         self.session = session
+        self.history = history
 
     def tickets_for_message_ids(self, ids: Sequence[str]) -> dict[str, int]:
         return q.tickets_for_message_ids(self.session, ids)
@@ -48,6 +53,8 @@ class StoreThreadLookup:
         if row is None:
             return None
         number_, status, closed_at, resolved_at, merged_into, email = row
+        if self.history and status in CLOSED_STATUSES:
+            status, closed_at, resolved_at = Status.OPEN.value, None, None
         return TicketFacts(
             number=number_,
             status=status,
@@ -104,7 +111,7 @@ def thread(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     """Decide the ticket; record why as an event (written by persist)."""
     if ctx.duplicate or ctx.thread_locked or ctx.handled:
         return
-    decision = decide(ctx.msg, ctx, StoreThreadLookup(session), deps.settings)
+    decision = decide(ctx.msg, ctx, StoreThreadLookup(session, history=ctx.history), deps.settings)
     ctx.thread = decision
     ctx.ticket_number = decision.ticket
     ctx.thread_root = thread_index_root(ctx.msg.header("Thread-Index")) if ctx.msg.header("Thread-Index") else None
