@@ -65,7 +65,7 @@ from maildesk.store import notify_queries as nq
 from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
 from maildesk.store import routing_queries as rq
-from maildesk.store.models import Message, OutboxItem, Ticket
+from maildesk.store.models import Agent, Message, OutboxItem, Ticket
 from maildesk.threading import make_message_id, new_thread_index
 from maildesk.threading.tokens import make_agent_address
 
@@ -294,14 +294,20 @@ def on_change(session: Session, ticket: Ticket, change: TicketChange, now: datet
         _noted(session, mailer, ticket, change, now)
 
 
-def queue_lead(session: Session, ticket: Ticket) -> list[str]:
-    """The queue's lead: its active agents at the highest tier any of them works."""
+def queue_lead_agents(session: Session, ticket: Ticket) -> list[Agent]:
+    """The queue's lead: its active agents at the highest tier any of them works (no lead
+    setting yet); the SLA sweep's breach mail and the low-rating notice both go to them."""
     team = [a for a in nq.agents(session) if a.active and (not a.queues or ticket.queue in a.queues)]
     for tier in reversed(TIERS):
-        lead = [a.email for a in team if tier in (a.tiers or [])]
+        lead = [a for a in team if tier in (a.tiers or [])]
         if lead:
             return lead
     return []
+
+
+def queue_lead(session: Session, ticket: Ticket) -> list[str]:
+    """The addresses of `queue_lead_agents`."""
+    return [a.email for a in queue_lead_agents(session, ticket)]
 
 
 def on_low_rating(
@@ -429,6 +435,7 @@ __all__ = [
     "install",
     "on_low_rating",
     "queue_lead",
+    "queue_lead_agents",
     "on_change",
     "on_customer_mail",
     "refusal",

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from maildesk.domain import PRIORITIES, TIERS, Status
+from maildesk.domain import PRIORITIES, Status
 from maildesk.outbound.context import FollowupInput, SlaInput
 from maildesk.outbound.mailer import COMPOSE_ERRORS, Mailer, Parent, Recipient, SendRequest
 from maildesk.rules.engine import escalate_tier
+from maildesk.services import notify, tickets
 from maildesk.services import sla as sla_service
-from maildesk.services import tickets
 from maildesk.sla.clocks import Action, AutoResolve, Breach, FollowUp, Warn, due_actions
 from maildesk.sla.policy import SlaPolicy, Target
 from maildesk.store import Session, rows
@@ -295,13 +295,8 @@ def _tier_group(session: Session, ticket: Ticket) -> list[Agent]:
 
 
 def _queue_lead(session: Session, ticket: Ticket) -> list[Agent]:
-    """The queue's lead: its active agents at the highest tier anyone of them works."""
-    team = [a for a in all_agents(session) if a.active and _works_queue(a, ticket.queue)]
-    for tier in reversed(TIERS):
-        lead = [a for a in team if tier in (a.tiers or [])]
-        if lead:
-            return lead
-    return _assignee(session, ticket)
+    """The queue's lead (`services.notify.queue_lead_agents`), else the assignee."""
+    return notify.queue_lead_agents(session, ticket) or _assignee(session, ticket)
 
 
 def _pending_since(session: Session, ticket: Ticket) -> datetime | None:

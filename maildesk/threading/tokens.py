@@ -65,12 +65,17 @@ def looks_like_our_message_id(message_id: str) -> bool:
     return bool(_MID_RE.match((message_id or "").strip().strip("<>").strip()))
 
 
-def make_reply_address(secret: str, support_address: str, ticket_number: int) -> str:
-    """The per-ticket reply address, e.g. `support+t42-<sig>@example.com`."""
+def _base(support_address: str) -> tuple[str, str]:
+    """(local part without any +tag, domain) of a support address, lower-case."""
     local, at, domain = support_address.strip().lower().rpartition("@")
     if not at or not local or not domain:
         raise ValueError(f"bad support address {support_address!r}")
-    local = local.split("+", 1)[0]
+    return local.split("+", 1)[0], domain
+
+
+def make_reply_address(secret: str, support_address: str, ticket_number: int) -> str:
+    """The per-ticket reply address, e.g. `support+t42-<sig>@example.com`."""
+    local, domain = _base(support_address)
     number = int(ticket_number)
     sig = _sign(secret, f"addr:{local}@{domain}:{number}")
     return f"{local}+t{number}-{sig}@{domain}"
@@ -112,10 +117,7 @@ def make_agent_address(
     when the notification was made; `parse_agent_address` gives it back so a reply to an
     outdated notification can be held.
     """
-    local, at, domain = support_address.strip().lower().rpartition("@")
-    if not at or not local or not domain:
-        raise ValueError(f"bad support address {support_address!r}")
-    local = local.split("+", 1)[0]
+    local, domain = _base(support_address)
     number, seq = int(ticket_number), int(issued_at_seq)
     if number < 0 or seq < 0:
         raise ValueError("ticket number and sequence must not be negative")
@@ -123,22 +125,27 @@ def make_agent_address(
     return f"{local}+a{number}.{seq}-{sig}@{domain}"
 
 
-def parse_agent_address(secret: str, address: str, sender_email: str) -> tuple[int, int] | None:
-    """(ticket, sequence) of an agent token, only if signed for this address and this sender."""
-    match = _AGENT_ADDR_RE.match((address or "").strip().strip("<>").strip().lower())
+def _signed_parts(
+    pattern: re.Pattern[str], address: str, sender_email: str
+) -> tuple[str, int, int, str, str, str] | None:
+    """(local, number, second number, signature, domain, clean sender) of an address shaped like
+    an agent or survey token (`local+<letter><number>.<number>-<sig>@domain`), or None."""
+    match = pattern.match((address or "").strip().strip("<>").strip().lower())
     if not match:
         return None
     try:
         sender = _clean_agent(sender_email)
     except ValueError:
         return None
-    local, number, seq, sig, domain = (
-        match.group(1),
-        int(match.group(2)),
-        int(match.group(3)),
-        match.group(4),
-        match.group(5),
-    )
+    return match.group(1), int(match.group(2)), int(match.group(3)), match.group(4), match.group(5), sender
+
+
+def parse_agent_address(secret: str, address: str, sender_email: str) -> tuple[int, int] | None:
+    """(ticket, sequence) of an agent token, only if signed for this address and this sender."""
+    parts = _signed_parts(_AGENT_ADDR_RE, address, sender_email)
+    if parts is None:
+        return None
+    local, number, seq, sig, domain, sender = parts
     return (number, seq) if _valid(secret, _agent_message(local, domain, number, sender, seq), sig) else None
 
 
@@ -162,10 +169,7 @@ def _survey_message(local: str, domain: str, number: int, rating: int, customer_
 
 def make_survey_address(secret: str, support_address: str, ticket_number: int, rating: int, customer_email: str) -> str:
     """The address of one survey link, e.g. `support+s42.5-<sig>@example.com`."""
-    local, at, domain = support_address.strip().lower().rpartition("@")
-    if not at or not local or not domain:
-        raise ValueError(f"bad support address {support_address!r}")
-    local = local.split("+", 1)[0]
+    local, domain = _base(support_address)
     number, score = int(ticket_number), int(rating)
     if number < 0 or not 1 <= score <= 5:
         raise ValueError("the ticket number must not be negative and the rating must be 1-5")
@@ -183,18 +187,8 @@ def survey_token_shape(address: str) -> tuple[str, int, int] | None:
 
 def parse_survey_address(secret: str, address: str, sender_email: str) -> tuple[int, int] | None:
     """(ticket, rating) of a survey token, only if signed for this address and this sender."""
-    match = _SURVEY_ADDR_RE.match((address or "").strip().strip("<>").strip().lower())
-    if not match:
+    parts = _signed_parts(_SURVEY_ADDR_RE, address, sender_email)
+    if parts is None:
         return None
-    try:
-        sender = _clean_agent(sender_email)
-    except ValueError:
-        return None
-    local, number, rating, sig, domain = (
-        match.group(1),
-        int(match.group(2)),
-        int(match.group(3)),
-        match.group(4),
-        match.group(5),
-    )
+    local, number, rating, sig, domain, sender = parts
     return (number, rating) if _valid(secret, _survey_message(local, domain, number, rating, sender), sig) else None
