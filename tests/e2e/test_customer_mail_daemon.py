@@ -2,7 +2,8 @@
 mail over SMTP, what goes out read from the outgoing Maildir. A rule replaces the
 acknowledgement (one mail, not two); guided collection asks for an order number, asks once
 more when the reply lacks it, then hands the ticket to an agent; `maildesk ticket merge`
-while the daemon runs shows the merged conversation and tells the merged ticket's customer."""
+while the daemon runs shows the merged conversation and tells the merged ticket's customer;
+an Outlook winmail.dat arrives as the files inside it."""
 
 from __future__ import annotations
 
@@ -233,3 +234,34 @@ def test_merge_shows_the_conversation_and_tells_the_customer(desk: Desk) -> None
     froms = [(m["from_ticket"], m["text"].strip()) for m in view["messages"] if m["direction"] == "in"]
     assert froms == [(None, "It burns."), (source.number, "Smoke!")]
     assert f"from #{source.number}" in desk.cli("ticket", "show", str(target.number))
+
+
+def test_an_outlook_winmail_dat_arrives_as_its_real_files(desk: Desk) -> None:
+    """Over SMTP to the running daemon: the TNEF container (tnefparse's public sample, see
+    tests/fixtures/tnef/README.md) is stored as the two files inside it, and `ticket show`
+    lists them by their real names."""
+    from maildesk.store.models import Attachment, Message
+
+    tnef = (Path(__file__).parents[1] / "fixtures" / "tnef" / "two-files.tnef").read_bytes()
+    m = EmailMessage()
+    m["From"] = "Olga Outlook <olga@customer.example>"
+    m["To"] = "support@example.com"
+    m["Subject"] = "Printer logs from Outlook"
+    m["Message-ID"] = "<tnef-e2e@customer.example>"
+    m.set_content("The logs are attached.")
+    m.add_attachment(tnef, maintype="application", subtype="ms-tnef", filename="winmail.dat")
+    desk.send(m.as_bytes())
+    t = desk.ticket("Printer logs from Outlook")
+    report = desk.event(t.number, "tnef-unpacked")
+    assert report["files"] == ["AUTHORS", "README"] and report["kept"] is False
+    with desk.store.reader() as s:
+        rows = s.execute(
+            select(Attachment.filename, Attachment.size)
+            .join(Message, Message.id == Attachment.message_pk)
+            .where(Message.ticket_number == t.number)
+            .order_by(Attachment.filename)
+        ).all()
+    assert [(r.filename, r.size) for r in rows] == [("AUTHORS", 244), ("README", 893)]  # no opaque winmail.dat
+    shown = json.loads(desk.cli("ticket", "show", str(t.number), "--json"))
+    shown_files = [(a["filename"], a["size"], a["data_kept"]) for msg in shown["messages"] for a in msg["attachments"]]
+    assert shown_files == [("AUTHORS", 244, True), ("README", 893, True)]
