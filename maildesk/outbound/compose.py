@@ -166,8 +166,9 @@ def build_message(mail: OutgoingMail, *, now: datetime) -> bytes:
     return _build_direct(mail, now=now)
 
 
-def build_message_stdlib(mail: OutgoingMail, *, now: datetime) -> bytes:
-    """`build_message` through the standard library's `EmailMessage` (attachments, IDNA, SMTPUTF8)."""
+def _checked(mail: OutgoingMail, now: datetime) -> tuple[str, list[str], list[str], str, str]:
+    """The addresses and Message-ID of `mail`, each checked (HeaderInjection otherwise), for
+    both composers: (from, to, cc, reply_to, message_id)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     from_addr = check_address(mail.from_addr, "from")
@@ -179,6 +180,12 @@ def build_message_stdlib(mail: OutgoingMail, *, now: datetime) -> bytes:
     message_id = _msgid(mail.message_id)
     if message_id is None:
         raise HeaderInjection(f"message_id: not a valid id: {mail.message_id!r}")
+    return from_addr, to, cc, reply_to, message_id
+
+
+def build_message_stdlib(mail: OutgoingMail, *, now: datetime) -> bytes:
+    """`build_message` through the standard library's `EmailMessage` (attachments, IDNA, SMTPUTF8)."""
+    from_addr, to, cc, reply_to, message_id = _checked(mail, now)
 
     policy = email.policy.SMTPUTF8 if _needs_smtputf8([from_addr, *to, *cc, reply_to]) else email.policy.SMTP
     msg = EmailMessage(policy=policy)
@@ -345,17 +352,7 @@ def _body_part(text: str, subtype: str) -> tuple[str, bytes]:
 
 def _build_direct(mail: OutgoingMail, *, now: datetime) -> bytes:
     """`build_message` for ASCII addresses without attachments, headers written directly."""
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    from_addr = check_address(mail.from_addr, "from")
-    to = [check_address(a, "to") for a in mail.to]
-    cc = [check_address(a, "cc") for a in mail.cc]
-    reply_to = check_address(mail.reply_to, "reply_to") if mail.reply_to else ""
-    if not to:
-        raise HeaderInjection("to: no recipient")
-    message_id = _msgid(mail.message_id)
-    if message_id is None:
-        raise HeaderInjection(f"message_id: not a valid id: {mail.message_id!r}")
+    from_addr, to, cc, reply_to, message_id = _checked(mail, now)
     subject = escape_header_text(mail.subject)
     head = [
         _address_header("From", escape_header_text(mail.from_name), from_addr),
