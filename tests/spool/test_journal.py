@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -291,7 +292,10 @@ open(sys.argv[2] + f".ready-{os.getpid()}", "w").close()
 deadline = time.monotonic() + 30
 rounds = 0
 while time.monotonic() < deadline and not os.path.exists(sys.argv[2]):
-    rounds += s.drain_journal() > 0
+    if s.drain_journal() > 0:
+        if not rounds:  # tell the test this drainer has taken part
+            open(sys.argv[2] + f".drained-{os.getpid()}", "w").close()
+        rounds += 1
     s.claim()
 print(rounds)
 """
@@ -317,6 +321,12 @@ def test_two_drainer_processes_see_each_record_once(spool: Spool, tmp_path: Path
         )
         for i in range(0, 600, 3):
             ids += append(writer, [msg(j, 500) for j in range(i, i + 3)])
+        # Go on writing until both drainers have drained something (they then did compete):
+        # on a busy machine one of them may not have been scheduled during the first 600.
+        give_up, j = time.monotonic() + 30, 600
+        while len(list(tmp_path.glob("stop.drained-*"))) < 2 and time.monotonic() < give_up:
+            ids += append(writer, [msg(j, 500)])
+            j += 1
     finally:
         stop.write_text("")
         rounds = [p.communicate(timeout=30)[0] for p in procs]
