@@ -135,6 +135,21 @@ class SendRequest:
     survey: SurveyInput | None = None  # resolved (inline survey), survey, survey_low
 
 
+def to_customer(session: Session, ticket: Ticket, *, key: str, template: str, **more: Any) -> SendRequest:
+    """An automatic mail to the ticket's customer, threaded under their latest mail (the
+    resolution notice, survey, follow-up, merge notice): the one way these are addressed."""
+    return SendRequest(
+        key=key,
+        ticket_number=ticket.number,
+        template=template,
+        to=Recipient(ticket.customer.email, ticket.customer.name),
+        automatic=True,
+        parent=Parent.of_row(oq.latest_inbound(session, ticket.number)),
+        kind="auto",
+        **more,
+    )
+
+
 def _asked(ticket: Ticket) -> tuple[str, ...]:
     """The fields a rule's `ask:` asked for and did not get (tickets.ask, migration 0007):
     while waiting, and after the hand-off to an agent."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from maildesk.agentmail.classify import real_sender
 from maildesk.clock import utcnow
 from maildesk.config import Settings
 from maildesk.message import ParsedMessage
@@ -69,6 +70,19 @@ class MessageContext:
     def envelope_recipients(self) -> list[str]:
         env = self.meta.get("envelope") or {}
         return [str(r).lower() for r in env.get("rcpt_tos", [])]
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        """To, Cc and the envelope's recipients, lower-case, each once (where tokens are)."""
+        found = [a.email.lower() for a in self.msg.to + self.msg.cc] + self.envelope_recipients
+        return tuple(dict.fromkeys(found))
+
+    def real_sender(self) -> tuple[str, str]:
+        """(display name, addr-spec) of the real From mailbox (never a decoded display name):
+        prepared by a child when a stage asked for it (`Needs.agent`), else read here."""
+        if self.pre is not None and self.pre.sender is not None:
+            return self.pre.sender
+        return real_sender(self.msg.raw)
 
     @property
     def screen_verdict(self) -> str:

@@ -35,18 +35,17 @@ the ticket's customer and (for a low rating) agents.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from maildesk.config import Settings
 from maildesk.domain import Status, TicketChange
 from maildesk.outbound.context import SurveyInput
-from maildesk.outbound.mailer import COMPOSE_ERRORS, Mailer, Parent, Recipient, SendRequest, compose_failed
+from maildesk.outbound.mailer import COMPOSE_ERRORS, Mailer, SendRequest, compose_failed, to_customer
 from maildesk.services import notify
 from maildesk.store import Session
 from maildesk.store import notify_queries as nq
-from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
 from maildesk.store.models import OutboxItem, Ticket
 from maildesk.threading import reply_subject
@@ -170,25 +169,10 @@ def send_resolution_notice(
     stamp = _stamp(ticket, now)
     survey = survey_input(session, mailer, ticket) if cfg.enabled else None
     inline = survey is not None and cfg.notice and cfg.delivery == "inline"
-    parent = Parent.of_row(oq.latest_inbound(session, ticket.number))
-    to = Recipient(ticket.customer.email, ticket.customer.name)
+    request = to_customer(session, ticket, key=key or f"resolved:{ticket.number}:{stamp}", template=NOTICE_TEMPLATE)
     notice: OutboxItem | None = None
     if cfg.notice:
-        notice = _send(
-            session,
-            mailer,
-            SendRequest(
-                key=key or f"resolved:{ticket.number}:{stamp}",
-                ticket_number=ticket.number,
-                template=NOTICE_TEMPLATE,
-                to=to,
-                automatic=True,
-                parent=parent,
-                kind="auto",
-                survey=survey if inline else None,
-            ),
-            now,
-        )
+        notice = _send(session, mailer, replace(request, survey=survey if inline else None), now)
         if inline and notice is not None:
             _sent(session, ticket, notice, "inline", now)
     if survey is None or inline:
@@ -196,16 +180,7 @@ def send_resolution_notice(
     separate = _send(
         session,
         mailer,
-        SendRequest(
-            key=f"survey:{ticket.number}:{stamp}",
-            ticket_number=ticket.number,
-            template=SURVEY_TEMPLATE,
-            to=to,
-            automatic=True,
-            parent=parent,
-            kind="auto",
-            survey=survey,
-        ),
+        replace(request, key=f"survey:{ticket.number}:{stamp}", template=SURVEY_TEMPLATE, survey=survey),
         now,
     )
     if separate is not None:
@@ -301,16 +276,11 @@ def _low(
     message_pk: int | None,
 ) -> None:
     """A poor rating: thank the customer and ask what went wrong; tell the assignee and lead."""
-    parent = Parent.of_row(oq.latest_inbound(session, ticket.number))
-    key = f"survey-low:{ticket.number}:{message_pk if message_pk is not None else now.isoformat()}"
-    request = SendRequest(
-        key=key,
-        ticket_number=ticket.number,
+    request = to_customer(
+        session,
+        ticket,
+        key=f"survey-low:{ticket.number}:{message_pk if message_pk is not None else now.isoformat()}",
         template=LOW_TEMPLATE,
-        to=Recipient(ticket.customer.email, ticket.customer.name),
-        automatic=True,
-        parent=parent,
-        kind="auto",
         message_pk=message_pk,
         survey=SurveyInput(mailer.settings.survey.keyword),
     )

@@ -587,23 +587,14 @@ def merge(session: Session, target: int, source: int, by: str, now: datetime, de
 
 def _merged_notice(session: Session, deps: Any, src: Ticket, now: datetime) -> str:
     """Queue the `merged` notice to the customer of `src`; what happened, in a word."""
-    from maildesk.outbound.mailer import COMPOSE_ERRORS, Parent, Recipient, SendRequest, compose_failed
-    from maildesk.store import outbox_queries as oq
+    from maildesk.outbound.mailer import COMPOSE_ERRORS, compose_failed, to_customer
 
     if src.spam:
         q.add_event(
             session, src.number, "auto-reply-skipped", {"reason": "ticket marked spam", "template": "merged"}, now
         )
         return "skipped: spam"
-    request = SendRequest(
-        key=f"merged:{src.number}:{src.merged_into}",
-        ticket_number=src.number,
-        template="merged",
-        to=Recipient(src.customer.email, src.customer.name),
-        automatic=True,
-        parent=Parent.of_row(oq.latest_inbound(session, src.number)),
-        kind="auto",
-    )
+    request = to_customer(session, src, key=f"merged:{src.number}:{src.merged_into}", template="merged")
     try:
         item = deps.mailer.send(session, request, now)
     except COMPOSE_ERRORS as exc:

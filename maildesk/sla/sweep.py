@@ -27,7 +27,7 @@ from typing import Any
 
 from maildesk.domain import PRIORITIES, Status
 from maildesk.outbound.context import FollowupInput, SlaInput
-from maildesk.outbound.mailer import COMPOSE_ERRORS, Mailer, Parent, Recipient, SendRequest
+from maildesk.outbound.mailer import COMPOSE_ERRORS, Mailer, Recipient, SendRequest, to_customer
 from maildesk.rules.engine import escalate_tier
 from maildesk.services import notify, tickets
 from maildesk.services import sla as sla_service
@@ -219,14 +219,11 @@ class Actor:
     def _followup(self, session: Session, ticket: Ticket, action: FollowUp, now: datetime) -> dict[str, Any]:
         policy = self._policy(session, ticket)
         waiting_since = _pending_since(session, ticket) or action.due_at
-        request = SendRequest(
+        request = to_customer(
+            session,
+            ticket,
             key=f"sla:followup:{ticket.number}:{action.due_at.isoformat()}",
-            ticket_number=ticket.number,
             template="followup",
-            to=Recipient(ticket.customer.email, ticket.customer.name),
-            automatic=True,
-            parent=Parent.of_row(oq.latest_inbound(session, ticket.number)),
-            kind="auto",
             followup=FollowupInput(waiting_since, _close_after_days(policy)),
         )
         queued = self._send(session, request, now)

@@ -51,11 +51,6 @@ def _forwarded_from(msg: ParsedMessage) -> str:
     return ""
 
 
-def _recipients(ctx: MessageContext) -> tuple[str, ...]:
-    found = [a.email.lower() for a in ctx.msg.to + ctx.msg.cc] + ctx.envelope_recipients
-    return tuple(dict.fromkeys(found))
-
-
 def _tokens(desk: AgentDesk, recipients: tuple[str, ...]) -> list[str]:
     return [r for r in recipients if desk.ours(agent_token_base(r) or "")]
 
@@ -123,8 +118,8 @@ def agent_mail(ctx: MessageContext, session: Session, deps: PipelineDeps) -> Non
         return
     msg, settings = ctx.msg, deps.settings
     pre = ctx.pre
-    display, sender = pre.sender if pre is not None and pre.sender is not None else real_sender(msg.raw)
-    recipients = _recipients(ctx)
+    display, sender = ctx.real_sender()
+    recipients = ctx.recipients
     desk = am.agent_desk(session, settings)
     verdict = _authentication(ctx, deps, desk, sender, recipients)
     facts = MailFacts(

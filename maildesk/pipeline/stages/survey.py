@@ -25,9 +25,8 @@ Must not: change the ticket, send mail itself (services do), or commit.
 
 from __future__ import annotations
 
-from maildesk.agentmail.classify import real_sender
 from maildesk.domain import CLOSED_STATUSES, MessageKind
-from maildesk.pipeline.context import MessageContext, PipelineDeps, stage
+from maildesk.pipeline.context import MessageContext, Needs, PipelineDeps, stage
 from maildesk.pipeline.stages.persist import store_message
 from maildesk.pipeline.stages.thread import StoreThreadLookup, decide
 from maildesk.services import survey as sv
@@ -35,11 +34,6 @@ from maildesk.store import Session
 from maildesk.store import queries as q
 from maildesk.store.models import Ticket
 from maildesk.threading.tokens import agent_token_base, parse_survey_address, survey_token_shape
-
-
-def _recipients(ctx: MessageContext) -> list[str]:
-    found = [a.email.lower() for a in ctx.msg.to + ctx.msg.cc] + ctx.envelope_recipients
-    return list(dict.fromkeys(found))
 
 
 def _store(ctx: MessageContext, session: Session, deps: PipelineDeps, number: int | None, sender: str) -> int:
@@ -53,13 +47,13 @@ def _store(ctx: MessageContext, session: Session, deps: PipelineDeps, number: in
     return pk
 
 
-@stage()
+@stage(needs=Needs(agent=True))
 def survey(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
     """Recognise and record survey answers; leave every other mail alone."""
     if ctx.duplicate or ctx.handled or ctx.screen_verdict != "human":
         return
     settings = deps.settings
-    recipients = _recipients(ctx)
+    recipients = ctx.recipients
     for address in recipients:
         shape = survey_token_shape(address)
         if shape is not None and settings.is_support_address(shape[0]):
@@ -75,44 +69,16 @@ def survey(ctx: MessageContext, session: Session, deps: PipelineDeps) -> None:
 
 def _link(ctx: MessageContext, session: Session, deps: PipelineDeps, token: str, claimed: int, rating: int) -> None:
     settings = deps.settings
-    sender = real_sender(ctx.msg.raw)[1].lower()
+    sender = ctx.real_sender()[1].lower()
     ticket = session.get(Ticket, claimed)
     found = parse_survey_address(settings.secret, token, sender) if sender else None
     comment = sv.comment_of(ctx.visible_text or ctx.msg.text, settings.survey.keyword)
     if found is not None and ticket is not None and ticket.customer.email.lower() == sender:
-        pk = _store(ctx, session, deps, ticket.number, sender)
-        ctx.outcome = "survey-" + sv.answer(
-            session,
-            deps.mailer,
-            ticket,
-            rating=rating,
-            comment=comment,
-            sender=sender,
-            via="link",
-            now=ctx.now,
-            message_pk=pk,
-        )
-        return
-    pk = _store(ctx, session, deps, None, sender or "unknown@invalid")
-    ctx.ticket_number = None
-    ctx.outcome = "survey-refused"
-    if ticket is not None and parse_survey_address(settings.secret, token, ticket.customer.email) is not None:
-        reason = sv.AGENT if sv.is_agent(session, settings, sender) else sv.NOT_THE_CUSTOMER
-        sv.refuse(
-            session, ticket.number, reason=reason, sender=sender, rating=rating, via="link", now=ctx.now, message_pk=pk
-        )
-        return
-    sv.refuse(
-        session,
-        None,
-        reason=sv.BAD_SIGNATURE,
-        sender=sender,
-        rating=rating,
-        via="link",
-        now=ctx.now,
-        message_pk=pk,
-        claimed=claimed,
-    )
+        _count(ctx, session, deps, ticket, sender, rating, comment, "link")
+    elif ticket is not None and parse_survey_address(settings.secret, token, ticket.customer.email) is not None:
+        _refuse(ctx, session, deps, ticket.number, sender, rating, "link", _who(session, deps, sender))
+    else:
+        _refuse(ctx, session, deps, None, sender, rating, "link", sv.BAD_SIGNATURE, claimed=claimed)
 
 
 def _reply(ctx: MessageContext, session: Session, deps: PipelineDeps, found: sv.Rating) -> None:
@@ -123,32 +89,68 @@ def _reply(ctx: MessageContext, session: Session, deps: PipelineDeps, found: sv.
         return  # a reply on an open ticket, or a new request: the customer path
     if ticket.merged_into is not None or sv.survey_offered(session, ticket.number) is None:
         return  # no survey was sent: an ordinary reply (it reopens as always)
-    sender = real_sender(ctx.msg.raw)[1].lower()
+    sender = ctx.real_sender()[1].lower()
     if sender and sender == ticket.customer.email.lower():
-        pk = _store(ctx, session, deps, ticket.number, sender)
-        ctx.outcome = "survey-" + sv.answer(
-            session,
-            deps.mailer,
-            ticket,
-            rating=found.rating,
-            comment=found.comment,
-            sender=sender,
-            via="reply",
-            now=ctx.now,
-            message_pk=pk,
-        )
-        return
+        _count(ctx, session, deps, ticket, sender, found.rating, found.comment, "reply")
+    else:
+        _refuse(ctx, session, deps, ticket.number, sender, found.rating, "reply", _who(session, deps, sender))
+
+
+def _who(session: Session, deps: PipelineDeps, sender: str) -> str:
+    """Why a rating from someone other than the customer is refused: an agent, or not the customer."""
+    return sv.AGENT if sv.is_agent(session, deps.settings, sender) else sv.NOT_THE_CUSTOMER
+
+
+def _count(
+    ctx: MessageContext,
+    session: Session,
+    deps: PipelineDeps,
+    ticket: Ticket,
+    sender: str,
+    rating: int,
+    comment: str,
+    via: str,
+) -> None:
+    """The customer's answer: stored on the ticket and counted (`services.survey.answer`)."""
+    pk = _store(ctx, session, deps, ticket.number, sender)
+    ctx.outcome = "survey-" + sv.answer(
+        session,
+        deps.mailer,
+        ticket,
+        rating=rating,
+        comment=comment,
+        sender=sender,
+        via=via,
+        now=ctx.now,
+        message_pk=pk,
+    )
+
+
+def _refuse(
+    ctx: MessageContext,
+    session: Session,
+    deps: PipelineDeps,
+    number: int | None,
+    sender: str,
+    rating: int,
+    via: str,
+    reason: str,
+    *,
+    claimed: int | None = None,
+) -> None:
+    """Someone else's answer (or a forged token): stored on no ticket, refused and recorded on
+    `number` (None for a signature that verifies for no one)."""
     pk = _store(ctx, session, deps, None, sender or "unknown@invalid")
     ctx.ticket_number = None
     ctx.outcome = "survey-refused"
-    reason = sv.AGENT if sv.is_agent(session, deps.settings, sender) else sv.NOT_THE_CUSTOMER
     sv.refuse(
         session,
-        ticket.number,
+        number,
         reason=reason,
         sender=sender,
-        rating=found.rating,
-        via="reply",
+        rating=rating,
+        via=via,
         now=ctx.now,
         message_pk=pk,
+        claimed=claimed,
     )
