@@ -24,7 +24,7 @@ from maildesk.store.db import Store
 from maildesk.store.models import Event, Message, OutboxItem, Ticket
 from maildesk.threading.tokens import make_agent_address
 from tests.conftest import free_port
-from tests.support.daemon import Daemon, write_config
+from tests.support.daemon import Daemon, outgoing_mails, write_config
 from tests.support.mailgen import eml
 from tests.support.mutt import reply_with_mutt
 from tests.support.wait import wait_for
@@ -75,22 +75,16 @@ class Desk:
         return make_agent_address(SECRET, "support@example.com", number, agent, seq)
 
     def mails(self, to: str, containing: str = "") -> list[EmailMessage]:
-        found = []
-        for path in sorted((self.outgoing / "new").glob("*")) if (self.outgoing / "new").is_dir() else []:
-            msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
-            assert isinstance(msg, EmailMessage)
-            if to in str(msg["To"]) and containing.encode() in path.read_bytes():
-                found.append(msg)
-        return found
+        return [
+            msg for raw, msg in outgoing_mails(self.outgoing) if to in str(msg["To"]) and containing.encode() in raw
+        ]
 
     def raw_mail(self, to: str, containing: str) -> bytes:
         def find() -> bytes | None:
-            for path in sorted((self.outgoing / "new").glob("*")) if (self.outgoing / "new").is_dir() else []:
-                raw = path.read_bytes()
-                msg = email.message_from_bytes(raw, policy=policy.default)
-                if to in str(msg["To"]) and containing.encode() in raw:
-                    return raw
-            return None
+            found = [
+                raw for raw, msg in outgoing_mails(self.outgoing) if to in str(msg["To"]) and containing.encode() in raw
+            ]
+            return found[0] if found else None
 
         return wait_for(find, timeout=30, message=f"mail to {to} with {containing!r}")
 

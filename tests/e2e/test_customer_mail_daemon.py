@@ -7,14 +7,12 @@ an Outlook winmail.dat arrives as the files inside it."""
 
 from __future__ import annotations
 
-import email
 import json
 import os
 import smtplib
 import subprocess
 import sys
 from collections.abc import Iterator
-from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from sqlalchemy import select
 from maildesk.store.db import Store
 from maildesk.store.models import Event, OutboxItem, Ticket
 from tests.conftest import free_port
-from tests.support.daemon import Daemon, write_config
+from tests.support.daemon import Daemon, outgoing_mails, write_config
 from tests.support.mailgen import eml
 from tests.support.wait import wait_for
 
@@ -88,12 +86,7 @@ class Desk:
             return [r for r in rows if r.recipients == [to]]
 
     def delivered(self, to: str) -> list[EmailMessage]:
-        found = []
-        for path in sorted((self.outgoing / "new").glob("*")) if (self.outgoing / "new").is_dir() else []:
-            msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
-            assert isinstance(msg, EmailMessage)
-            if msg["To"].addresses[0].addr_spec == to:
-                found.append(msg)
+        found = [msg for _raw, msg in outgoing_mails(self.outgoing) if msg["To"].addresses[0].addr_spec == to]
         return sorted(found, key=lambda m: str(m["Date"]))
 
     def wait_delivered(self, to: str, count: int) -> list[EmailMessage]:

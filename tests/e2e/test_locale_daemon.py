@@ -12,11 +12,8 @@ inline, signed mailto links per rating), and the running daemon delivers it.
 
 from __future__ import annotations
 
-import email
 import smtplib
 from collections.abc import Iterator
-from email import policy
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -26,7 +23,7 @@ from typer.testing import CliRunner
 from maildesk.store.db import Store
 from maildesk.store.models import Customer, Ticket
 from tests.conftest import free_port
-from tests.support.daemon import Daemon, write_config
+from tests.support.daemon import Daemon, outgoing_mails, write_config
 from tests.support.mailgen import eml
 from tests.support.wait import WaitTimeout, wait_for
 
@@ -63,10 +60,7 @@ class Desk:
     def texts(self, to: str) -> list[tuple[str, str]]:
         """(subject, plain text) of every mail to `to` in the outgoing Maildir."""
         found = []
-        folder = self.outgoing / "new"
-        for path in sorted(folder.glob("*")) if folder.is_dir() else []:
-            msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
-            assert isinstance(msg, EmailMessage)
+        for _raw, msg in outgoing_mails(self.outgoing):
             if to in str(msg["To"]):
                 body = msg.get_body(("plain",))
                 found.append((str(msg["Subject"]), body.get_content() if body is not None else ""))  # type: ignore[attr-defined]

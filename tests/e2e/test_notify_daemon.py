@@ -4,8 +4,6 @@ Reply-To token bound to that agent and ticket and the marker line above the quot
 
 from __future__ import annotations
 
-import email
-import email.policy
 import smtplib
 from email.message import EmailMessage
 from pathlib import Path
@@ -13,7 +11,7 @@ from pathlib import Path
 from maildesk.agentmail.strip import marker_line
 from maildesk.threading.tokens import parse_agent_address
 from tests.conftest import free_port
-from tests.support.daemon import Daemon, write_config
+from tests.support.daemon import Daemon, outgoing_mails, write_config
 from tests.support.mailgen import eml
 from tests.support.wait import wait_for
 
@@ -44,12 +42,7 @@ queues = ["billing"]
 
 
 def _delivered(outgoing: Path) -> list[EmailMessage]:
-    found = []
-    for path in sorted((outgoing / "new").glob("*")) if (outgoing / "new").is_dir() else []:
-        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        assert isinstance(msg, EmailMessage)
-        found.append(msg)
-    return found
+    return [msg for _raw, msg in outgoing_mails(outgoing)]
 
 
 def test_customer_mail_over_smtp_reaches_the_queue_agents_in_the_outgoing_maildir(

@@ -5,14 +5,12 @@ outgoing Maildir. Resolved on the CLI and answered by link; resolved by an agent
 
 from __future__ import annotations
 
-import email
 import os
 import re
 import smtplib
 import subprocess
 import sys
 from collections.abc import Iterator
-from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from maildesk.store.db import Store
 from maildesk.store.models import Event, Message, Ticket
 from maildesk.threading.tokens import make_agent_address, parse_survey_address
 from tests.conftest import free_port
-from tests.support.daemon import Daemon, write_config
+from tests.support.daemon import Daemon, outgoing_mails, write_config
 from tests.support.mailgen import eml
 from tests.support.wait import wait_for
 
@@ -77,14 +75,9 @@ class Desk:
             return t.status
 
     def mails(self, to: str, containing: str) -> list[EmailMessage]:
-        found = []
-        for path in sorted((self.outgoing / "new").glob("*")) if (self.outgoing / "new").is_dir() else []:
-            raw = path.read_bytes()
-            msg = email.message_from_bytes(raw, policy=policy.default)
-            assert isinstance(msg, EmailMessage)
-            if to in str(msg["To"]) and containing.encode() in raw:
-                found.append(msg)
-        return found
+        return [
+            msg for raw, msg in outgoing_mails(self.outgoing) if to in str(msg["To"]) and containing.encode() in raw
+        ]
 
     def wait_mail(self, to: str, containing: str) -> EmailMessage:
         return wait_for(lambda: (self.mails(to, containing) or [None])[-1], timeout=30, message=f"mail to {to}")

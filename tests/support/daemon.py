@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import threading
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 
 from tests.support.wait import wait_for
@@ -169,3 +171,16 @@ class TcpProxy:
                 except OSError:
                     pass
             self._conns.clear()
+
+
+def outgoing_mails(outgoing: Path) -> list[tuple[bytes, EmailMessage]]:
+    """Every mail the daemon delivered to its outgoing Maildir (`outgoing/new`), in file-name
+    order: the raw bytes and the parsed message, each file read once."""
+    folder = outgoing / "new"
+    found = []
+    for path in sorted(folder.glob("*")) if folder.is_dir() else []:
+        raw = path.read_bytes()
+        msg = message_from_bytes(raw, policy=policy.default)
+        assert isinstance(msg, EmailMessage)
+        found.append((raw, msg))
+    return found
