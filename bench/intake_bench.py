@@ -289,7 +289,7 @@ class StatementCounter:
             from maildesk.store import fast  # type: ignore[attr-defined]
         except ImportError:
             return self
-        for name in ("execute", "execute_many"):
+        for name in ("_cursor", "execute_many"):
             original = getattr(fast.FastStatement, name)
 
             def counted(stmt: Any, *args: Any, _original: Any = original) -> Any:

@@ -238,15 +238,17 @@ class Mailer:
     @staticmethod
     def _customer_input(session: Session, ticket: Ticket, now: datetime) -> CustomerInput:
         cust = ticket.customer
-        others = oq.other_open_tickets(session, cust.id, ticket.number)
+        others = oq.customer_tickets(session, cust.id, ticket.number)
         return CustomerInput(
             email=cust.email,
             name=cust.name,
             locale=cust.locale,
             timezone=cust.tz,
             vip=cust.vip,
-            open_tickets=tuple(TicketRef(n, subject, status, _utc(at, now)) for n, subject, status, at in others),
-            past_ticket_count=oq.past_ticket_count(session, cust.id, ticket.number),
+            open_tickets=tuple(
+                TicketRef(n, subject, status, _utc(at, now)) for n, subject, status, at in others.newest_open
+            ),
+            past_ticket_count=others.past,
         )
 
     @staticmethod

@@ -20,7 +20,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from maildesk.domain import OPEN_STATUSES
 from maildesk.store.models import (
     Agent,
     AutoSend,
@@ -37,6 +36,7 @@ from maildesk.store.queries import (
     agent_by_email,  # noqa: F401 - used here and by callers
     all_agents,
     core,
+    customer_tickets,  # noqa: F401 - the acknowledgement's "your other tickets"
     insert_message,
 )
 from maildesk.store.sla_queries import known_clockless
@@ -299,38 +299,6 @@ def agents_for_queue(session: Session, queue: str, limit: int = 5) -> list[Agent
     active = sorted((a for a in all_agents(session) if a.active), key=lambda a: a.id)
     serving = [a for a in active if queue in (a.queues or [])]
     return (serving or active)[:limit]
-
-
-_OTHER_OPEN = (
-    select(Ticket.number, Ticket.subject, Ticket.status, Ticket.created_at)
-    .where(
-        Ticket.customer_id == bindparam("c"),
-        Ticket.number != bindparam("x"),
-        Ticket.status.in_(list(OPEN_STATUSES)),
-    )
-    .order_by(Ticket.created_at.desc())
-    .limit(bindparam("n"))
-)
-
-
-def other_open_tickets(
-    session: Session, customer_id: int, exclude: int, limit: int = 5
-) -> list[tuple[int, str, str, datetime]]:
-    """(number, subject, status, created_at) of the customer's other open tickets, newest first
-    (columns, not ORM objects: this runs for every acknowledgement)."""
-    rows = core(session).execute(_OTHER_OPEN, {"c": customer_id, "x": exclude, "n": limit})
-    return [(r[0], r[1], r[2], r[3]) for r in rows]
-
-
-def past_ticket_count(session: Session, customer_id: int, exclude: int) -> int:
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(Ticket)
-            .where(Ticket.customer_id == customer_id, Ticket.number != exclude, Ticket.status.not_in(OPEN_STATUSES))
-        )
-        or 0
-    )
 
 
 def sla_due(session: Session, ticket_number: int) -> dict[str, datetime]:

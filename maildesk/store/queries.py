@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, event, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, case, event, func, insert, or_, select, true, update
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
+from maildesk.domain import OPEN_STATUSES
 from maildesk.language import LanguageGuess, replaces
-from maildesk.store.fast import FastStatement
+from maildesk.store.fast import FastIn, FastStatement, inline_in
 from maildesk.store.models import (
     Agent,
     Attachment,
@@ -123,14 +124,19 @@ def stored_facts(session: Session, message_id: str) -> tuple[int, str, int | Non
     return (row[0], row[1], row[2]) if row is not None else None
 
 
+_TICKETS_FOR_HASHES = FastIn(
+    lambda n: select(Message.mid_hash, Message.ticket_number).where(
+        Message.mid_hash.in_([bindparam(f"v{i}", type_=Message.mid_hash.type) for i in range(n)])
+    )
+)
+
+
 def tickets_for_message_ids(session: Session, ids: Sequence[str]) -> dict[str, int]:
     """Stored Message-ID (as given) -> ticket number, for incoming and outgoing mail."""
     if not ids:
         return {}
     by_hash = {mid_hash(i): i for i in ids}
-    rows = session.execute(
-        select(Message.mid_hash, Message.ticket_number).where(Message.mid_hash.in_(list(by_hash)))
-    ).all()
+    rows = _TICKETS_FOR_HASHES.all(core(session), list(by_hash))
     return {by_hash[h]: n for h, n in rows if n is not None}
 
 
@@ -153,15 +159,18 @@ def participants_with_role(session: Session, number: int, role: str) -> list[str
     )
 
 
+_THREAD_FACTS = FastStatement(
+    select(Ticket.number, Ticket.status, Ticket.closed_at, Ticket.resolved_at, Ticket.merged_into, Customer.email)
+    .join(Customer, Customer.id == Ticket.customer_id)
+    .where(Ticket.number == bindparam("n"))
+)
+
+
 def ticket_thread_facts(
     session: Session, number: int
 ) -> tuple[int, str, datetime | None, datetime | None, int | None, str] | None:
     """(number, status, closed_at, resolved_at, merged_into, customer email) for threading."""
-    row = session.execute(
-        select(Ticket.number, Ticket.status, Ticket.closed_at, Ticket.resolved_at, Ticket.merged_into, Customer.email)
-        .join(Customer, Customer.id == Ticket.customer_id)
-        .where(Ticket.number == number)
-    ).first()
+    row = _THREAD_FACTS.first(core(session), {"n": number})
     return (row[0], row[1], row[2], row[3], row[4], row[5]) if row is not None else None
 
 
@@ -173,6 +182,98 @@ def warm_up(session: Session) -> None:
 
 def customer_by_email(session: Session, email: str) -> Customer | None:
     return session.scalars(select(Customer).where(func.lower(Customer.email) == email.strip().lower())).first()
+
+
+_CUSTOMER_KEY = FastStatement(
+    select(Customer.id, Customer.vip).where(func.lower(Customer.email) == bindparam("e", type_=Customer.email.type))
+)
+
+
+def customer_id_vip(session: Session, email: str) -> tuple[int, bool] | None:
+    """(id, VIP flag) of the customer with this address (case-insensitive), without an ORM load."""
+    row = _CUSTOMER_KEY.first(core(session), {"e": email.strip().lower()})
+    return (int(row[0]), bool(row[1])) if row is not None else None
+
+
+@dataclass(frozen=True)
+class CustomerTickets:
+    """A customer's other tickets (one excluded: the current one), as routing rules and the
+    templates see them: all, open, not open (past), and the newest open ones."""
+
+    total: int
+    open: int
+    newest_open: tuple[tuple[int, str, str, datetime], ...]  # (number, subject, status, created_at)
+
+    @property
+    def past(self) -> int:
+        return self.total - self.open
+
+
+NEWEST_OPEN = 5
+_OPEN = inline_in(Ticket.status, list(OPEN_STATUSES))
+_OTHERS_COUNTS = (
+    select(
+        func.count().label("total"),
+        func.coalesce(func.sum(case((_OPEN, 1), else_=0)), 0).label("open_n"),
+    )
+    .where(Ticket.customer_id == bindparam("c"), Ticket.number != bindparam("x", type_=Ticket.number.type))
+    .subquery("counts")
+)
+_OTHERS_NEWEST = (
+    select(Ticket.number, Ticket.subject, Ticket.status, Ticket.created_at)
+    .where(Ticket.customer_id == bindparam("c"), Ticket.number != bindparam("x", type_=Ticket.number.type), _OPEN)
+    .order_by(Ticket.created_at.desc(), Ticket.number.desc())
+    .limit(NEWEST_OPEN)
+    .subquery("newest")
+)
+_CUSTOMER_TICKETS = FastStatement(
+    select(
+        _OTHERS_COUNTS.c.total,
+        _OTHERS_COUNTS.c.open_n,
+        _OTHERS_NEWEST.c.number,
+        _OTHERS_NEWEST.c.subject,
+        _OTHERS_NEWEST.c.status,
+        _OTHERS_NEWEST.c.created_at,
+    )
+    .select_from(_OTHERS_COUNTS.outerjoin(_OTHERS_NEWEST, true()))
+    .order_by(_OTHERS_NEWEST.c.created_at.desc(), _OTHERS_NEWEST.c.number.desc())
+)
+_CUSTOMER_TICKETS_MEMO = "maildesk.customer_tickets"
+
+
+def customer_tickets(session: Session, customer_id: int, exclude: int) -> CustomerTickets:
+    """The customer's tickets other than `exclude`, in one statement. Remembered for the
+    session until a ticket other than `exclude` is written (the route stage and the
+    acknowledgement of one message both ask; what they change is the excluded ticket)."""
+    key = (customer_id, exclude)
+    memo = session.info.get(_CUSTOMER_TICKETS_MEMO)
+    if memo is not None and memo[0] == key:
+        return memo[1]  # type: ignore[no-any-return]
+    rows = _CUSTOMER_TICKETS.all(core(session), {"c": customer_id, "x": exclude})
+    total, open_n = (int(rows[0][0] or 0), int(rows[0][1] or 0)) if rows else (0, 0)
+    found = CustomerTickets(
+        total=total,
+        open=open_n,
+        newest_open=tuple((r[2], r[3], r[4], r[5]) for r in rows if r[2] is not None),
+    )
+    session.info[_CUSTOMER_TICKETS_MEMO] = (key, found)
+    return found
+
+
+def forget_customer_tickets(session: Session) -> None:
+    session.info.pop(_CUSTOMER_TICKETS_MEMO, None)
+
+
+@event.listens_for(Session, "after_flush")
+def _tickets_changed(session: Session, context: object) -> None:
+    memo = session.info.get(_CUSTOMER_TICKETS_MEMO)
+    if memo is None:
+        return
+    exclude = memo[0][1]
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        if isinstance(obj, Ticket) and obj.number != exclude:
+            forget_customer_tickets(session)
+            return
 
 
 def agent_by_email(session: Session, email: str) -> Agent | None:
@@ -232,6 +333,7 @@ def insert_ticket(
         "thread_root": thread_root,
     }
     number = int(_NEW_TICKET.scalar(core(session), values))
+    forget_customer_tickets(session)
     mark_clockless(session, number)  # so SLA hooks need not look for its clocks
     return number
 
@@ -348,6 +450,7 @@ def _events_before_commit(session: Session) -> None:
 def _events_rolled_back(session: Session, previous: SessionTransaction) -> None:
     discard_events(session)  # events are flushed before every savepoint begins, so all pending are inside it
     forget_clockless(session)
+    forget_customer_tickets(session)
     session.info.pop(_AGENTS, None)
 
 
@@ -447,4 +550,5 @@ def close_from_history(session: Session, number: int, at: datetime, *, new: bool
     if not new:
         stmt = stmt.where(Ticket.status.in_(("resolved", "closed")))
     result = core(session).execute(stmt)
+    forget_customer_tickets(session)
     return bool(getattr(result, "rowcount", 0))

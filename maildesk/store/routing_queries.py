@@ -13,7 +13,12 @@ from sqlalchemy.orm import Session
 
 from maildesk.domain import OPEN_STATUSES
 from maildesk.store.models import Agent, Event, KeyValue, Message, Ticket
-from maildesk.store.queries import agent_by_email, customer_by_email  # noqa: F401 - used here and by callers
+from maildesk.store.queries import (  # noqa: F401 - used here and by callers
+    agent_by_email,
+    customer_by_email,
+    customer_id_vip,
+    customer_tickets,
+)
 
 
 def customer_ticket_counts(

@@ -120,14 +120,19 @@ def customer_facts(
     `customer` saves the lookup when the caller already holds the sender's row."""
     email = email.lower()
     domain = email.rpartition("@")[2]
-    if customer is None or customer.email.lower() != email:
-        customer = rq.customer_by_email(session, email)
-    if customer is None:
+    if customer is not None and customer.email.lower() == email:
+        known: tuple[int, bool] | None = (customer.id, bool(customer.vip))
+    else:
+        known = rq.customer_id_vip(session, email)
+    if known is None:
         return CustomerFacts(email=email, domain=domain)
-    tickets, open_tickets = rq.customer_ticket_counts(session, customer.id, exclude_ticket, before)
-    return CustomerFacts(
-        email=email, domain=domain, vip=bool(customer.vip), tickets=int(tickets), open_tickets=int(open_tickets)
-    )
+    customer_id, vip = known
+    if before is not None or exclude_ticket is None:  # rules replay: the tickets as they were then
+        tickets, open_tickets = rq.customer_ticket_counts(session, customer_id, exclude_ticket, before)
+    else:
+        others = rq.customer_tickets(session, customer_id, exclude_ticket)
+        tickets, open_tickets = others.total, others.open
+    return CustomerFacts(email=email, domain=domain, vip=vip, tickets=int(tickets), open_tickets=int(open_tickets))
 
 
 def ticket_state(ticket: Ticket, status: str | None = None) -> TicketState:
