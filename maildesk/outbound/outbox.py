@@ -85,8 +85,15 @@ def _screen_recipients(
     allowed: list[str] = []
     refused: list[dict[str, str]] = []
     for rcpt in recipients:
+        to_agent = automatic and internal and _active_agent(session, rcpt)
+        if automatic and not to_agent:  # to a customer: suppression and limits in one statement
+            suppression, (rh, rd, td, gh), (known, dh) = oq.recipient_facts(
+                session, recipient=rcpt, ticket_number=ticket_number, now=now
+            )
+            _judge_automatic(policy, rcpt, suppression, rh, rd, td, gh, known, dh, allowed, refused)
+            continue
         suppression = q.is_suppressed(session, rcpt, now)
-        if not automatic or (suppression is None and internal and _active_agent(session, rcpt)):
+        if not automatic or (suppression is None and to_agent):
             if suppression is not None:
                 refused.append({"recipient": rcpt, "reason": f"recipient {rcpt} is suppressed: {suppression.reason}"})
                 continue
@@ -101,18 +108,35 @@ def _screen_recipients(
             allowed.append(rcpt)
             continue
         (rh, rd, td, gh), (known, dh) = oq.limit_facts(session, recipient=rcpt, ticket_number=ticket_number, now=now)
-        decision = check_limits(
-            policy or LimitPolicy(5, 20, 10, 1000),
-            SentCounts(recipient_hour=rh, recipient_day=rd, ticket_day=td, global_hour=gh, domain_hour=dh, known=known),
-            recipient=rcpt,
-            suppressed=suppression is not None,
-            suppressed_reason=suppression.reason if suppression is not None else "",
-        )
-        if decision.allowed:
-            allowed.append(rcpt)
-        else:
-            refused.append({"recipient": rcpt, "reason": decision.reason})
+        _judge_automatic(policy, rcpt, suppression, rh, rd, td, gh, known, dh, allowed, refused)
     return allowed, refused
+
+
+def _judge_automatic(
+    policy: LimitPolicy | None,
+    rcpt: str,
+    suppression: q.SuppressionFacts | None,
+    rh: int,
+    rd: int,
+    td: int,
+    gh: int,
+    known: bool,
+    dh: int,
+    allowed: list[str],
+    refused: list[dict[str, str]],
+) -> None:
+    """Add `rcpt` to `allowed` or `refused` by the automatic-mail limits and its suppression."""
+    decision = check_limits(
+        policy or LimitPolicy(5, 20, 10, 1000),
+        SentCounts(recipient_hour=rh, recipient_day=rd, ticket_day=td, global_hour=gh, domain_hour=dh, known=known),
+        recipient=rcpt,
+        suppressed=suppression is not None,
+        suppressed_reason=suppression.reason if suppression is not None else "",
+    )
+    if decision.allowed:
+        allowed.append(rcpt)
+    else:
+        refused.append({"recipient": rcpt, "reason": decision.reason})
 
 
 def enqueue(

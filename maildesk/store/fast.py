@@ -196,3 +196,36 @@ class FastIn:
         if extra:
             params.update(extra)
         return self.statement(len(values)).all(conn, params)
+
+
+_ROUNDTRIPS: dict[tuple[str, str], list[tuple[str, Processor, Processor, Callable[[], Any]]]] = {}
+
+
+def as_stored(conn: Connection, table: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """Every column of a row just inserted with `values`, as a SELECT would read it back on
+    this connection's database (missing values: the column's Python default or None; then
+    each value the database returns converted through its bind and result processors: naive
+    datetimes and JSON parsed again on SQLite; psycopg returns Python values itself). Lets the ORM take the row as loaded without reading it."""
+    dialect = conn.dialect
+    key = (dialect.name, table.name)
+    steps = _ROUNDTRIPS.get(key)
+    if steps is None:
+        steps = []
+        for column in table.columns:
+            impl = column.type.dialect_impl(dialect)
+            steps.append(
+                (
+                    column.key,
+                    impl.bind_processor(dialect),
+                    impl.result_processor(dialect, None),
+                    _column_default(column.default),
+                )
+            )
+        _ROUNDTRIPS[key] = steps
+    row: dict[str, Any] = {}
+    for name, bind, result, fill in steps:
+        value = values[name] if name in values else fill()
+        if value is not None and result is not None:  # stored as something else (SQLite: text)
+            value = result(bind(value) if bind is not None else value)
+        row[name] = value
+    return row

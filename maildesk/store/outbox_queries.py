@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, make_transient_to_detached
 
+from maildesk.store.fast import FastStatement
 from maildesk.store.models import (
     Agent,
     AutoSend,
@@ -33,11 +34,13 @@ from maildesk.store.models import (
 )
 from maildesk.store.notify import mark_outbox_queued
 from maildesk.store.queries import (
+    SuppressionFacts,
     agent_by_email,  # noqa: F401 - used here and by callers
     all_agents,
     core,
     customer_tickets,  # noqa: F401 - the acknowledgement's "your other tickets"
     insert_message,
+    suppression_in_force,
 )
 from maildesk.store.sla_queries import known_clockless
 
@@ -58,7 +61,13 @@ def _insert_unless_key(dialect: str) -> Any:
     return build(OutboxItem).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(OutboxItem.id)
 
 
-_INSERT_OUTBOX = {name: _insert_unless_key(name) for name in ("sqlite", "postgresql")}
+_INSERT_OUTBOX = {
+    name: FastStatement(
+        _insert_unless_key(name), OutboxItem.__table__, [c.key for c in OutboxItem.__table__.c if c.key != "id"]
+    )
+    for name in ("sqlite", "postgresql")
+}
+_NEW_AUTO_SEND = FastStatement(insert(AutoSend), AutoSend.__table__, ["outbox_id", "recipient", "ticket_number", "at"])
 
 
 def add_unless_queued(session: Session, key: str, item: OutboxItem, message: Message) -> bool:
@@ -67,7 +76,7 @@ def add_unless_queued(session: Session, key: str, item: OutboxItem, message: Mes
     caller's transaction usable without a savepoint). Two Core INSERTs; `item` becomes a
     persistent object with its id, as if the session had flushed it."""
     conn = core(session)
-    new_id = conn.execute(_INSERT_OUTBOX[conn.dialect.name], _values(item)).scalar()
+    new_id = _INSERT_OUTBOX[conn.dialect.name].scalar(conn, _values(item))
     if new_id is None:
         return False
     item.id = new_id
@@ -128,8 +137,13 @@ def first_contact_counts(session: Session, *, recipient: str, now: datetime) -> 
     hour = now - timedelta(hours=1)
     if core(session).execute(_KNOWN, {"r": recipient, "hour": hour}).scalar():
         return True, 0
-    domain = recipient.rpartition("@")[2].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return False, int(core(session).execute(_DOMAIN_HOUR, {"hour": hour, "d": f"%@{domain}"}).scalar() or 0)
+    return False, int(core(session).execute(_DOMAIN_HOUR, {"hour": hour, "d": _like_domain(recipient)}).scalar() or 0)
+
+
+def _like_domain(address: str) -> str:
+    """The LIKE pattern (escape character \\) of every address at `address`'s domain."""
+    domain = address.rpartition("@")[2].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%@{domain}"
 
 
 _LIMIT_FACTS = select(
@@ -149,7 +163,6 @@ def limit_facts(
     to a customer needs both)."""
     recipient = recipient.lower()
     hour = now - timedelta(hours=1)
-    domain = recipient.rpartition("@")[2].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     row = (
         core(session)
         .execute(
@@ -159,13 +172,54 @@ def limit_facts(
                 "t": ticket_number if ticket_number is not None else -1,
                 "hour": hour,
                 "day": now - timedelta(days=1),
-                "d": f"%@{domain}",
+                "d": _like_domain(recipient),
             },
         )
         .one()
     )
     rh, rd, td, gh, known, dh = (int(v or 0) for v in row)
     return (rh, rd, td, gh), (bool(known), 0 if known else dh)
+
+
+_SUPPRESSED_REASON = select(Suppression.reason).where(Suppression.address == bindparam("r"))
+_SUPPRESSED_UNTIL = select(Suppression.until).where(Suppression.address == bindparam("r"))
+_SUPPRESSED = select(func.count()).where(Suppression.address == bindparam("r"))
+_RECIPIENT_FACTS = FastStatement(
+    select(
+        _RECIPIENT_HOUR.scalar_subquery(),
+        _RECIPIENT_DAY.scalar_subquery(),
+        _TICKET_DAY.scalar_subquery(),
+        _GLOBAL_HOUR.scalar_subquery(),
+        _KNOWN.scalar_subquery(),
+        _DOMAIN_HOUR.scalar_subquery(),
+        _SUPPRESSED.scalar_subquery(),
+        _SUPPRESSED_REASON.scalar_subquery(),
+        _SUPPRESSED_UNTIL.scalar_subquery(),
+    )
+)
+
+
+def recipient_facts(
+    session: Session, *, recipient: str, ticket_number: int | None, now: datetime
+) -> tuple[SuppressionFacts | None, tuple[int, int, int, int], tuple[bool, int]]:
+    """What an automatic mail to a customer needs to know, in one statement on the driver:
+    the suppression in force (`q.is_suppressed`), and `limit_facts`."""
+    recipient = recipient.lower()
+    hour = now - timedelta(hours=1)
+    row = _RECIPIENT_FACTS.first(
+        core(session),
+        {
+            "r": recipient,
+            "t": ticket_number if ticket_number is not None else -1,
+            "hour": hour,
+            "day": now - timedelta(days=1),
+            "d": _like_domain(recipient),
+        },
+    )
+    assert row is not None  # a SELECT of scalar subqueries has one row
+    rh, rd, td, gh, known, dh = (int(v or 0) for v in row[:6])
+    suppression = suppression_in_force(SuppressionFacts(recipient, row[7] or "", row[8]), now) if row[6] else None
+    return suppression, (rh, rd, td, gh), (bool(known), 0 if known else dh)
 
 
 def record_automatic(
@@ -177,7 +231,7 @@ def record_automatic(
         for r in dict.fromkeys(recipients)
     ]
     if rows:
-        core(session).execute(insert(AutoSend), rows)
+        _NEW_AUTO_SEND.execute_many(core(session), rows)
 
 
 def prune_automatic(session: Session, now: datetime) -> None:

@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, event, func, insert, or_, select, true, update
-from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, make_transient_to_detached
 
 from maildesk.domain import OPEN_STATUSES
 from maildesk.language import LanguageGuess, replaces
-from maildesk.store.fast import FastIn, FastStatement, inline_in
+from maildesk.store.fast import FastIn, FastStatement, as_stored, inline_in
 from maildesk.store.models import (
     Agent,
     Attachment,
@@ -118,6 +118,18 @@ def core(session: Session) -> Connection:
     return session.connection()
 
 
+def _attach(session: Session, cls: type[Ticket] | type[Customer], conn: Connection, values: dict[str, Any]) -> None:
+    """Make the row just inserted with `values` a persistent object of the session, as if
+    it had been loaded (no SELECT when a stage asks for it next), unless one is there."""
+    row = as_stored(conn, cls.__table__, values)
+    if session.identity_key(cls, row["number" if cls is Ticket else "id"]) in session.identity_map:
+        return
+    obj = cls(**row)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    session.info.setdefault(_PINNED, []).append(obj)
+
+
 def stored_facts(session: Session, message_id: str) -> tuple[int, str, int | None] | None:
     """(row id, content hash, ticket) of a stored message, without loading its bytes."""
     row = _FACTS.first(core(session), {"h": mid_hash(message_id)})
@@ -147,7 +159,7 @@ def ticket_for_thread_root(session: Session, root: str) -> int | None:
 
 
 def participants(session: Session, number: int) -> list[str]:
-    return list(session.scalars(select(Participant.address).where(Participant.ticket_number == number)))
+    return [str(a) for a in _TICKET_PARTICIPANTS.column(core(session), {"n": number})]
 
 
 def participants_with_role(session: Session, number: int, role: str) -> list[str]:
@@ -303,7 +315,9 @@ def customer_for_mail(
         values = {"email": email, "name": name[:300], "created_at": now, "locale": "", "locale_source": ""}
         if guess is not None:
             values.update(locale=guess.locale[:20], locale_source=guess.stored_source)
-        return int(_NEW_CUSTOMER.scalar(conn, values)), guess is not None
+        customer_id = int(_NEW_CUSTOMER.scalar(conn, values))
+        _attach(session, Customer, conn, {**values, "id": customer_id})
+        return customer_id, guess is not None
     changed = guess is not None and replaces(row[2] or "", row[3] or "", guess)
     if (name and not row[1]) or changed:
         customer = session.get(Customer, row[0])
@@ -332,7 +346,9 @@ def insert_ticket(
         "updated_at": now,
         "thread_root": thread_root,
     }
-    number = int(_NEW_TICKET.scalar(core(session), values))
+    conn = core(session)
+    number = int(_NEW_TICKET.scalar(conn, values))
+    _attach(session, Ticket, conn, {**values, "number": number})
     forget_customer_tickets(session)
     mark_clockless(session, number)  # so SLA hooks need not look for its clocks
     return number
@@ -487,17 +503,21 @@ class SuppressionFacts:
     until: datetime | None
 
 
-_SUPPRESSION = select(Suppression.address, Suppression.reason, Suppression.until).where(
-    Suppression.address == bindparam("a")
+_SUPPRESSION = FastStatement(
+    select(Suppression.address, Suppression.reason, Suppression.until).where(Suppression.address == bindparam("a"))
 )
 
 
 def is_suppressed(session: Session, address: str, now: datetime) -> SuppressionFacts | None:
     """The suppression in force for `address` (columns only: this runs for every automatic mail)."""
-    found = core(session).execute(_SUPPRESSION, {"a": address.lower()}).first()
+    found = _SUPPRESSION.first(core(session), {"a": address.lower()})
     if found is None:
         return None
-    row = SuppressionFacts(found[0], found[1], found[2])
+    return suppression_in_force(SuppressionFacts(found[0], found[1], found[2]), now)
+
+
+def suppression_in_force(row: SuppressionFacts, now: datetime) -> SuppressionFacts | None:
+    """`row` unless its `until` has passed."""
     until = row.until
     if until is not None and until.tzinfo is None:
         until = until.replace(tzinfo=now.tzinfo)
