@@ -205,7 +205,8 @@ def as_stored(conn: Connection, table: Any, values: dict[str, Any]) -> dict[str,
     """Every column of a row just inserted with `values`, as a SELECT would read it back on
     this connection's database (missing values: the column's Python default or None; then
     each value the database returns converted through its bind and result processors: naive
-    datetimes and JSON parsed again on SQLite; psycopg returns Python values itself). Lets the ORM take the row as loaded without reading it."""
+    datetimes and JSON parsed again on SQLite; psycopg returns Python values itself). Lets
+    the ORM take the row as loaded without reading it."""
     dialect = conn.dialect
     key = (dialect.name, table.name)
     steps = _ROUNDTRIPS.get(key)

@@ -28,7 +28,7 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.ext.hybrid import hybrid_property
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 from sqlalchemy.sql.elements import ColumnElement
 
 from maildesk.domain import Priority, Status, Tier
@@ -41,10 +41,23 @@ class Base(DeclarativeBase):
 TZDateTime = DateTime(timezone=True)
 
 
+def email_domain(email: str) -> str:
+    """`customers.domain` of an address: lower-case, the part after its last "@" ("" without one)."""
+    return email.rpartition("@")[2].lower() if "@" in email else ""
+
+
+def _domain_default(context: Any) -> str:
+    """A Core INSERT that names no domain gets the one of its email."""
+    return email_domain(context.get_current_parameters().get("email") or "")
+
+
 class Customer(Base):
     __tablename__ = "customers"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
+    # 0011: kept with the email (`_email_sets_domain`; `queries._NEW_CUSTOMER` passes it): the
+    # new-ticket limit counts a domain's new customers by `(domain, created_at)`
+    domain: Mapped[str] = mapped_column(String(320), default=_domain_default, server_default="")
     name: Mapped[str] = mapped_column(String(300), default="")
     locale: Mapped[str] = mapped_column(String(20), default="")
     # Who set `locale`: "" (nobody: the desk default), "operator" (`customer set`: mail never
@@ -55,7 +68,15 @@ class Customer(Base):
     created_at: Mapped[datetime] = mapped_column(TZDateTime)
     erased_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
 
-    __table_args__ = (Index("ix_customers_email_lower", func.lower(email)),)  # 0010: customer_by_email
+    __table_args__ = (
+        Index("ix_customers_email_lower", func.lower(email)),  # 0010: customer_by_email
+        Index("ix_customers_domain_created_at", "domain", "created_at"),  # 0011: new_ticket_counts
+    )
+
+    @validates("email")
+    def _email_sets_domain(self, _key: str, email: str) -> str:
+        self.domain = email_domain(email or "")
+        return email
 
 
 class Agent(Base):

@@ -28,6 +28,7 @@ from maildesk.store.models import (
     Participant,
     Suppression,
     Ticket,
+    email_domain,
 )
 from maildesk.store.sla_queries import forget_clockless, mark_clockless
 
@@ -57,7 +58,7 @@ _CUSTOMER = FastStatement(
 _NEW_CUSTOMER = FastStatement(
     insert(Customer).returning(Customer.id),
     Customer.__table__,
-    ["email", "name", "created_at", "locale", "locale_source"],
+    ["email", "domain", "name", "created_at", "locale", "locale_source"],
 )
 _TICKET_KEYS = [
     "subject",
@@ -312,7 +313,14 @@ def customer_for_mail(
     if row is None and not create:
         return 0, False
     if row is None:
-        values = {"email": email, "name": name[:300], "created_at": now, "locale": "", "locale_source": ""}
+        values = {
+            "email": email,
+            "domain": email_domain(email),  # explicit: a FastStatement runs no context-dependent default
+            "name": name[:300],
+            "created_at": now,
+            "locale": "",
+            "locale_source": "",
+        }
         if guess is not None:
             values.update(locale=guess.locale[:20], locale_source=guess.stored_source)
         customer_id = int(_NEW_CUSTOMER.scalar(conn, values))
