@@ -29,6 +29,8 @@ from maildesk.store import queries as q
 from maildesk.store.models import Message, OutboxItem
 from maildesk.threading.thread_index import thread_index_root
 
+DEFAULT_LIMITS = LimitPolicy(5, 20, 10, 1000)  # without a policy (tests, tools): the built-in limits
+
 Signer = Callable[[bytes], bytes]
 
 
@@ -88,7 +90,11 @@ def _screen_recipients(
         to_agent = automatic and internal and _active_agent(session, rcpt)
         if automatic and not to_agent:  # to a customer: suppression and limits in one statement
             suppression, (rh, rd, td, gh), (known, dh) = oq.recipient_facts(
-                session, recipient=rcpt, ticket_number=ticket_number, now=now
+                session,
+                recipient=rcpt,
+                ticket_number=ticket_number,
+                now=now,
+                global_cap=(policy or DEFAULT_LIMITS).global_hour,
             )
             _judge_automatic(policy, rcpt, suppression, rh, rd, td, gh, known, dh, allowed, refused)
             continue
@@ -99,7 +105,7 @@ def _screen_recipients(
                 continue
             if automatic:
                 hour = oq.automatic_counts(session, recipient=rcpt, ticket_number=None, now=now)[0]
-                verdict = check_agent_limit(policy or LimitPolicy(5, 20, 10, 1000), hour, recipient=rcpt)
+                verdict = check_agent_limit(policy or DEFAULT_LIMITS, hour, recipient=rcpt)
                 if not verdict.allowed:
                     refused.append({"recipient": rcpt, "reason": verdict.reason})
                     continue
@@ -127,7 +133,7 @@ def _judge_automatic(
 ) -> None:
     """Add `rcpt` to `allowed` or `refused` by the automatic-mail limits and its suppression."""
     decision = check_limits(
-        policy or LimitPolicy(5, 20, 10, 1000),
+        policy or DEFAULT_LIMITS,
         SentCounts(recipient_hour=rh, recipient_day=rd, ticket_day=td, global_hour=gh, domain_hour=dh, known=known),
         recipient=rcpt,
         suppressed=suppression is not None,

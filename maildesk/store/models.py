@@ -232,8 +232,11 @@ class AutoSend(Base):
     recipient: Mapped[str] = mapped_column(String(320))
     ticket_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
     at: Mapped[datetime] = mapped_column(TZDateTime)
+    # 0013: `email_domain(recipient)`, for the per-domain limit (a LIKE '%@domain' read the hour)
+    domain: Mapped[str] = mapped_column(String(320), default="", server_default="")
     __table_args__ = (
         Index("ix_auto_sends_recipient_at", "recipient", "at"),
+        Index("ix_auto_sends_domain_at", "domain", "at"),
         Index("ix_auto_sends_ticket_at", "ticket_number", "at"),
         Index("ix_auto_sends_at", "at"),
     )

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, distinct, func, insert, select
+from sqlalchemy import bindparam, case, delete, distinct, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -31,6 +31,7 @@ from maildesk.store.models import (
     SlaClock,
     Suppression,
     Ticket,
+    email_domain,
 )
 from maildesk.store.notify import mark_outbox_queued
 from maildesk.store.queries import (
@@ -67,7 +68,9 @@ _INSERT_OUTBOX = {
     )
     for name in ("sqlite", "postgresql")
 }
-_NEW_AUTO_SEND = FastStatement(insert(AutoSend), AutoSend.__table__, ["outbox_id", "recipient", "ticket_number", "at"])
+_NEW_AUTO_SEND = FastStatement(
+    insert(AutoSend), AutoSend.__table__, ["outbox_id", "recipient", "domain", "ticket_number", "at"]
+)
 
 
 def add_unless_queued(session: Session, key: str, item: OutboxItem, message: Message) -> bool:
@@ -126,7 +129,7 @@ def automatic_counts(
 
 _KNOWN = select(func.count()).where(Customer.email == bindparam("r"), Customer.created_at < bindparam("hour"))
 _DOMAIN_HOUR = select(func.count(distinct(AutoSend.outbox_id))).where(
-    AutoSend.at >= bindparam("hour"), AutoSend.recipient.like(bindparam("d"), escape="\\")
+    AutoSend.domain == bindparam("d"), AutoSend.at >= bindparam("hour")
 )
 
 
@@ -137,13 +140,7 @@ def first_contact_counts(session: Session, *, recipient: str, now: datetime) -> 
     hour = now - timedelta(hours=1)
     if core(session).execute(_KNOWN, {"r": recipient, "hour": hour}).scalar():
         return True, 0
-    return False, int(core(session).execute(_DOMAIN_HOUR, {"hour": hour, "d": _like_domain(recipient)}).scalar() or 0)
-
-
-def _like_domain(address: str) -> str:
-    """The LIKE pattern (escape character \\) of every address at `address`'s domain."""
-    domain = address.rpartition("@")[2].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%@{domain}"
+    return False, int(core(session).execute(_DOMAIN_HOUR, {"hour": hour, "d": email_domain(recipient)}).scalar() or 0)
 
 
 _LIMIT_FACTS = select(
@@ -172,7 +169,7 @@ def limit_facts(
                 "t": ticket_number if ticket_number is not None else -1,
                 "hour": hour,
                 "day": now - timedelta(days=1),
-                "d": _like_domain(recipient),
+                "d": email_domain(recipient),
             },
         )
         .one()
@@ -184,14 +181,26 @@ def limit_facts(
 _SUPPRESSED_REASON = select(Suppression.reason).where(Suppression.address == bindparam("r"))
 _SUPPRESSED_UNTIL = select(Suppression.until).where(Suppression.address == bindparam("r"))
 _SUPPRESSED = select(func.count()).where(Suppression.address == bindparam("r"))
+# The hour's automatic mails, counted up to the global limit only: the decision needs no
+# more (`count >= limit`), and the cost stays that of `cap` index entries, not of the hour.
+_GLOBAL_HOUR_CAPPED = select(func.count()).select_from(
+    select(AutoSend.outbox_id).where(AutoSend.at >= bindparam("hour")).distinct().limit(bindparam("cap")).subquery()
+)
+
+
+def _first_contact_only(count: Any) -> Any:
+    """`count` for a first-contact recipient, 0 for a known customer (the limit does not apply)."""
+    return case((_KNOWN.scalar_subquery() > 0, 0), else_=count.scalar_subquery())
+
+
 _RECIPIENT_FACTS = FastStatement(
     select(
         _RECIPIENT_HOUR.scalar_subquery(),
         _RECIPIENT_DAY.scalar_subquery(),
         _TICKET_DAY.scalar_subquery(),
-        _GLOBAL_HOUR.scalar_subquery(),
+        _first_contact_only(_GLOBAL_HOUR_CAPPED),
         _KNOWN.scalar_subquery(),
-        _DOMAIN_HOUR.scalar_subquery(),
+        _first_contact_only(_DOMAIN_HOUR),
         _SUPPRESSED.scalar_subquery(),
         _SUPPRESSED_REASON.scalar_subquery(),
         _SUPPRESSED_UNTIL.scalar_subquery(),
@@ -200,10 +209,12 @@ _RECIPIENT_FACTS = FastStatement(
 
 
 def recipient_facts(
-    session: Session, *, recipient: str, ticket_number: int | None, now: datetime
+    session: Session, *, recipient: str, ticket_number: int | None, now: datetime, global_cap: int
 ) -> tuple[SuppressionFacts | None, tuple[int, int, int, int], tuple[bool, int]]:
     """What an automatic mail to a customer needs to know, in one statement on the driver:
-    the suppression in force (`q.is_suppressed`), and `limit_facts`."""
+    the suppression in force (`q.is_suppressed`), and `limit_facts` — except that the
+    hour's mails in all are counted up to `global_cap` (the global limit) only, and the
+    global and domain counts only for a first-contact recipient (0 for a known one)."""
     recipient = recipient.lower()
     hour = now - timedelta(hours=1)
     row = _RECIPIENT_FACTS.first(
@@ -213,7 +224,8 @@ def recipient_facts(
             "t": ticket_number if ticket_number is not None else -1,
             "hour": hour,
             "day": now - timedelta(days=1),
-            "d": _like_domain(recipient),
+            "d": email_domain(recipient),
+            "cap": max(0, global_cap),
         },
     )
     assert row is not None  # a SELECT of scalar subqueries has one row
@@ -227,7 +239,13 @@ def record_automatic(
 ) -> None:
     """Log an automatic mail that was queued, once per recipient, for the limits."""
     rows = [
-        {"outbox_id": outbox_id, "recipient": r.lower(), "ticket_number": ticket_number, "at": now}
+        {
+            "outbox_id": outbox_id,
+            "recipient": r.lower(),
+            "domain": email_domain(r),
+            "ticket_number": ticket_number,
+            "at": now,
+        }
         for r in dict.fromkeys(recipients)
     ]
     if rows:
