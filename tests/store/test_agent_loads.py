@@ -6,6 +6,7 @@ stored tickets; `recount_agent_loads` finds and repairs a wrong counter."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -224,3 +225,36 @@ def test_migration_0012_fills_the_counters_from_the_stored_tickets(desk: Any) ->
         rows = {str(a): int(n) for a, n in s.execute(select(AgentLoad.assignee, AgentLoad.open_tickets))}
         assert rows == {"ann@example.com": 3, "cem@example.com": 1}
         assert rq.recount_agent_loads(s, repair=False) == {}
+
+
+def test_concurrent_assignments_to_one_agent_all_count(seeded: Any) -> None:
+    """Two threads, each its own transactions, assign new tickets to the same agent at once
+    (on PostgreSQL the counter's row lock orders them; SQLite writes one at a time)."""
+    import threading
+
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def assign_many(k: int) -> None:
+        try:
+            start.wait()
+            for i in range(15):
+                with seeded.store.session() as s:
+                    row = Ticket(status="open", customer_id=1, created_at=NOW, updated_at=NOW)
+                    s.add(row)
+                    s.flush()
+                    tickets.change_assignee(s, row, "dora@example.com", by=f"t{k}", via=tickets.VIA_CLI, now=NOW)
+                    s.flush()
+                    time.sleep(0.002 * (i % 3))  # hold the row lock a little, now and then
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=assign_many, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with seeded.store.reader() as s:
+        assert kept(s)["dora@example.com"] == 30
+        assert kept(s) == counted(s)
