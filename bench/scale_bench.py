@@ -41,6 +41,7 @@ from bench.rounds import summary
 from maildesk.app import App
 from maildesk.config import Settings, parse_settings
 from maildesk.store.models import Customer, Message, Ticket
+from maildesk.store.routing_queries import recount_agent_loads
 
 AGENTS = [f"agent{i}@example.com" for i in range(5)]
 RULES = """version: 1
@@ -70,7 +71,8 @@ def desk_settings(work: Path, url: str) -> Settings:
 
 
 def populate(app: App, tickets: int, open_share: float, seed: int = 3) -> None:
-    """`tickets` stored tickets (customers, one message each), `open_share` open and assigned."""
+    """`tickets` stored tickets (customers, one message each), `open_share` open and assigned;
+    the agent_loads counters recounted from them."""
     rng = random.Random(seed)
     customers = max(1, tickets // 2)
     engine = app.store.engine
@@ -126,6 +128,8 @@ def populate(app: App, tickets: int, open_share: float, seed: int = 3) -> None:
                 )
             conn.execute(insert(Ticket), trows)
             conn.execute(insert(Message), mrows)
+    with app.store.session() as s:  # rows written with Core: fill the agent_loads counters (0012)
+        recount_agent_loads(s)
 
 
 def _open_total(app: App) -> int:

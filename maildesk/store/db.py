@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maildesk.errors import ConfigError, MaildeskError
 from maildesk.store import notify
+from maildesk.store import routing_queries as _routing_queries  # noqa: F401 - its flush hook keeps agent_loads
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

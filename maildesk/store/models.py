@@ -98,11 +98,14 @@ class Ticket(Base):
     __tablename__ = "tickets"
     number: Mapped[int] = mapped_column(Integer, primary_key=True)
     subject: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(16), default=Status.NEW.value, index=True)
+    # active_history: a change knows the value it replaces (the agent_loads counters need it)
+    status: Mapped[str] = mapped_column(String(16), default=Status.NEW.value, index=True, active_history=True)
     queue: Mapped[str] = mapped_column(String(100), default="default", index=True)
     tier: Mapped[str] = mapped_column(String(4), default=Tier.L1.value)
     priority: Mapped[str] = mapped_column(String(16), default=Priority.NORMAL.value)
-    assignee: Mapped[str | None] = mapped_column(String(320), nullable=True)  # lower-case; indexes below
+    assignee: Mapped[str | None] = mapped_column(  # lower-case; indexes below
+        String(320), nullable=True, active_history=True
+    )
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
     fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -126,6 +129,16 @@ class Ticket(Base):
         # 0010 (replaces the plain assignee index): least_loaded's count per agent, covering
         Index("ix_tickets_assignee_status", "assignee", "status"),
     )
+
+
+class AgentLoad(Base):
+    """Open tickets (status new, open or pending) per assignee (lower-case), kept by every
+    flush that changes a ticket's status or assignee (`store.routing_queries`, 0012), so
+    that `least_loaded` reads a few rows instead of counting the open tickets."""
+
+    __tablename__ = "agent_loads"
+    assignee: Mapped[str] = mapped_column(String(320), primary_key=True)
+    open_tickets: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Message(Base):

@@ -178,9 +178,9 @@ def test_migration_0013_fills_the_domain_of_existing_auto_sends(desk: Any) -> No
     def migrate(target: str) -> None:
         with desk.store.engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            (command.downgrade if target == "0011" else command.upgrade)(cfg, target)
+            (command.downgrade if target == "0012" else command.upgrade)(cfg, target)
 
-    migrate("0011")
+    migrate("0012")
     rows = [
         {"outbox_id": i, "recipient": f"c{i}@D{i % 3}.example", "ticket_number": None, "at": NOW} for i in range(1203)
     ]

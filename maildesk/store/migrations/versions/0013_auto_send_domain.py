@@ -9,14 +9,14 @@ with the size of a burst. `domain` (lower-case, the part of the recipient after 
 Existing rows (two days at most: older ones are pruned) are filled in batches from Python.
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
