@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import bindparam, event, func, select, text
 
 from maildesk.domain import OPEN_STATUSES
 from maildesk.rules.limits import LimitPolicy, SentCounts, check_limits
@@ -202,3 +202,56 @@ def test_migration_0013_fills_the_domain_of_existing_auto_sends(desk: Any) -> No
             conn.execute(select(func.count()).select_from(AutoSend).where(AutoSend.domain == "d1.example")).scalar()
             == 401
         )
+
+
+def _updates(engine: Any) -> list[str]:
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: seen.append(str(a[2])) if "UPDATE" in str(a[2]) else None)
+    return seen
+
+
+def test_plain_ticket_changes_are_written_without_the_unit_of_work(desk: Any) -> None:
+    with desk.store.session() as s:
+        number = _ticket(s, "anna@customer.example")
+    with desk.store.session() as s:
+        ticket = s.get(Ticket, number)
+        orm_updates = _updates(s.get_bind())
+        ticket.queue, ticket.tags, ticket.updated_at = "billing", ["vip"], NOW + timedelta(minutes=1)
+        q.core(s)  # the stages' next statement writes it
+        assert orm_updates == [] and ticket not in s.dirty
+        ticket.status = "open"  # the agent-load counters' column: the unit of work writes it
+        q.core(s)
+        assert len(orm_updates) == 1 and "status" in orm_updates[0]
+    with desk.store.reader() as s:
+        row = s.get(Ticket, number)
+        assert (row.queue, row.tags, row.status) == ("billing", ["vip"], "open")
+        assert _plain(row.updated_at) == _plain(NOW + timedelta(minutes=1))
+
+
+def test_a_savepoint_rollback_forgets_changes_written_directly(desk: Any) -> None:
+    with desk.store.session() as s:
+        number = _ticket(s, "anna@customer.example")
+    with desk.store.session() as s:
+        ticket = s.get(Ticket, number)
+        try:
+            with s.begin_nested():
+                ticket.queue = "billing"
+                q.core(s)
+                raise RuntimeError("this message failed")
+        except RuntimeError:
+            pass
+        assert ticket.queue == "default"  # read again from the database
+        ticket.tier = "L2"
+    with desk.store.reader() as s:
+        assert (s.get(Ticket, number).queue, s.get(Ticket, number).tier) == ("default", "L2")
+
+
+def test_a_direct_write_of_another_ticket_forgets_the_customer_tickets(desk: Any) -> None:
+    with desk.store.session() as s:
+        current = _ticket(s, "anna@customer.example")
+        other = _ticket(s, "anna@customer.example", status="open")
+        customer = s.get(Ticket, current).customer_id
+        assert q.customer_tickets(s, customer, current).newest_open[0][1] == "about open"
+        s.get(Ticket, other).subject = "renamed"
+        q.core(s)
+        assert q.customer_tickets(s, customer, current).newest_open[0][1] == "renamed"
