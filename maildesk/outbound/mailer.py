@@ -197,6 +197,7 @@ class Mailer:
         self.policy = outbox.policy_from(settings.limits)
         self.loop_value = settings.instance_id  # what the screen recognises as our own mail
         self.signer = self._dkim_signer()
+        self._hours: tuple[Settings, HoursInput | None] | None = None  # (for these settings, business_hours())
 
     def _dkim_signer(self) -> outbox.Signer | None:
         out = self.settings.outbound
@@ -286,7 +287,13 @@ class Mailer:
         )
 
     def business_hours(self) -> HoursInput | None:
-        """The desk's business hours for templates: its default SLA calendar (None in calendar time)."""
+        """The desk's business hours for templates: its default SLA calendar (None in calendar time).
+        Remembered for the (frozen) settings it was read from."""
+        if self._hours is None or self._hours[0] is not self.settings:
+            self._hours = (self.settings, self._business_hours())
+        return self._hours[1]
+
+    def _business_hours(self) -> HoursInput | None:
         try:
             calendar = self.settings.sla.calendar("default")
         except KeyError:
