@@ -267,8 +267,21 @@ def guess_first_name(name: str, address: str = "") -> str:
 # Formatting
 
 
+_LOCALE_MEMO: dict[tuple[str, str], str] = {}
+
+
 def normalize_locale(value: str, default: str = "en") -> str:
-    """`de-AT` → `de_AT`; anything babel does not know becomes `default`."""
+    """`de-AT` → `de_AT`; anything babel does not know becomes `default`. Remembered (bounded)."""
+    key = (value, default)
+    known = _LOCALE_MEMO.get(key)
+    if known is None:
+        if len(_LOCALE_MEMO) >= 1024:
+            _LOCALE_MEMO.clear()
+        known = _LOCALE_MEMO[key] = _normalize_locale(value, default)
+    return known
+
+
+def _normalize_locale(value: str, default: str) -> str:
     value = (value or "").strip().replace("-", "_")
     if not value or not re.fullmatch(r"[A-Za-z]{2,3}(_[A-Za-z0-9]{2,8}){0,2}", value):
         return default

@@ -43,6 +43,7 @@ from babel.dates import format_time as babel_format_time
 from babel.dates import format_timedelta as babel_format_timedelta
 from babel.numbers import format_decimal, format_percent
 from jinja2 import (
+    Environment,
     FileSystemLoader,
     StrictUndefined,
     TemplateSyntaxError,
@@ -241,8 +242,30 @@ def describe_error(exc: BaseException, default_file: str) -> TemplateProblem:
     return TemplateProblem(file, line, f"{type(exc).__name__}: {escape_header_text(message)[:500]}")
 
 
-SITE_RECHECK_SECONDS = 2.0  # how long a site template look-up is remembered
+SITE_RECHECK_SECONDS = 2.0  # how long a site template look-up (and its freshness) is remembered
 MACROS = "macros"  # the folder of canned replies, in the site's and the built-in templates
+
+
+class _SiteLoader(FileSystemLoader):
+    """A FileSystemLoader whose templates count as fresh for SITE_RECHECK_SECONDS after a
+    check found them unchanged: a changed site template is reloaded on the first render
+    after that (jinja2 otherwise stats every file, include and layout on every render)."""
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        checked = _time.monotonic()
+
+        def fresh() -> bool:
+            nonlocal checked
+            moment = _time.monotonic()
+            if moment - checked < SITE_RECHECK_SECONDS:
+                return True
+            if uptodate():
+                checked = moment
+                return True
+            return False
+
+        return source, filename, fresh
 
 
 class TemplateRenderer:
@@ -285,8 +308,9 @@ class TemplateRenderer:
         key = tuple(str(d) for d in dirs)
         env = self._envs.get(key)
         if env is None:
+            in_site = self._in_site(dirs)
             env = ImmutableSandboxedEnvironment(
-                loader=FileSystemLoader(list(key)),
+                loader=(_SiteLoader if in_site else FileSystemLoader)(list(key)),
                 undefined=StrictUndefined,
                 autoescape=select_autoescape(
                     enabled_extensions=("html.j2", "html"), default_for_string=False, default=False
@@ -295,8 +319,9 @@ class TemplateRenderer:
                 lstrip_blocks=True,
                 keep_trailing_newline=False,
                 # Built-in templates never change while we run: compiled once. A chain with
-                # the site's folder checks its files (a changed site template is reloaded).
-                auto_reload=self._in_site(dirs),
+                # the site's folder checks its files (a changed site template is reloaded,
+                # at most SITE_RECHECK_SECONDS after it changed).
+                auto_reload=in_site,
                 finalize=_finalize,
             )
             env.filters.update(FILTERS)

@@ -241,3 +241,56 @@ def test_renderer_two_locales_in_one_renderer(tmp_path: Path) -> None:
     assert "Anna" in out[1].text and "Bob" in out[2].text and "Bob" not in out[3].text
     assert "[#1]" in out[1].subject and "[#2]" in out[2].subject and "[#3]" in out[3].subject
     assert "12:30 CET" in out[1].text and "6:30\u202fAM EST" in out[2].text
+
+
+def test_a_changed_site_template_is_reloaded_after_the_recheck_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import maildesk.outbound.render as R
+
+    clock = [1000.0]
+    monkeypatch.setattr(R._time, "monotonic", lambda: clock[0])
+    (tmp_path / "en").mkdir()
+    template = tmp_path / "en" / "note.txt.j2"
+    template.write_text("Subject: one {{ ticket.tag }}\n\nfirst\n", encoding="utf-8")
+    renderer = TemplateRenderer(tmp_path, default_locale="en")
+    ctx = _context(CustomerInput("bob.jones@example.com", "Bob Jones"), 7, "Printer")
+    assert renderer.render("note", ctx, locale="en").subject == "one [#7]"
+    template.write_text("Subject: two {{ ticket.tag }}\n\nsecond\n", encoding="utf-8")
+    stamp = template.stat().st_mtime + 5
+    import os
+
+    os.utime(template, (stamp, stamp))  # a different mtime even on coarse file systems
+    clock[0] += R.SITE_RECHECK_SECONDS / 2
+    assert renderer.render("note", ctx, locale="en").subject == "one [#7]"  # still remembered as fresh
+    clock[0] += R.SITE_RECHECK_SECONDS
+    rendered = renderer.render("note", ctx, locale="en")
+    assert (rendered.subject, rendered.text) == ("two [#7]", "second\n")
+
+
+def test_normalize_locale_memo_keeps_defaults_apart() -> None:
+    assert C.normalize_locale("xx-unknown", "de") == "de"
+    assert C.normalize_locale("xx-unknown", "fr") == "fr"
+    assert C.normalize_locale("de-AT", "fr") == "de_AT"
+    assert C.normalize_locale("", "es") == "es"
+
+
+def test_support_address_answers_per_candidates_and_settings(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from maildesk.config import parse_settings
+    from maildesk.outbound.mailer import Mailer
+
+    def settings(addresses: list[str]):  # type: ignore[no-untyped-def]
+        raw = {"desk": {"data_dir": str(tmp_path), "support_addresses": addresses, "secret_env": ""}}
+        return replace(parse_settings(raw, base_dir=str(tmp_path)), secret="s")
+
+    mailer = Mailer(settings(["help@example.com", "billing@example.com"]))
+    assert mailer.support_address(["Billing+x@Example.com"]) == "billing@example.com"
+    assert mailer.support_address(["someone@else.org", "help@example.com"]) == "help@example.com"
+    assert mailer.support_address(["someone@else.org"]) == "help@example.com"
+    assert mailer.support_address([]) == "help@example.com"
+    assert mailer.support_address(["Billing+x@Example.com"]) == "billing@example.com"  # remembered
+    mailer.settings = settings(["desk@example.net"])  # other settings: nothing carried over
+    assert mailer.support_address(["Billing+x@Example.com"]) == "desk@example.net"
+    assert mailer.support_address(["desk+t@example.net"]) == "desk@example.net"
