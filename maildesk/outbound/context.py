@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_skeleton, format_time, format_timedelta
+from babel.dates import DateTimePattern, format_skeleton, format_time, format_timedelta, match_skeleton, parse_pattern
 
 from maildesk.agentmail.commands import HELP_TEXT
 from maildesk.agentmail.strip import marker_line
-from maildesk.sanitize import escape_header_text
+from maildesk.outbound.clean import header_text as escape_header_text
 from maildesk.threading.subject import format_tag, reply_subject, strip_prefixes
 
 DEFAULT_TAG_FORMAT = "[#{number}]"
@@ -267,8 +267,21 @@ def guess_first_name(name: str, address: str = "") -> str:
 # Formatting
 
 
+_LOCALE_MEMO: dict[tuple[str, str], str] = {}
+
+
 def normalize_locale(value: str, default: str = "en") -> str:
-    """`de-AT` → `de_AT`; anything babel does not know becomes `default`."""
+    """`de-AT` → `de_AT`; anything babel does not know becomes `default`. Remembered (bounded)."""
+    key = (value, default)
+    known = _LOCALE_MEMO.get(key)
+    if known is None:
+        if len(_LOCALE_MEMO) >= 1024:
+            _LOCALE_MEMO.clear()
+        known = _LOCALE_MEMO[key] = _normalize_locale(value, default)
+    return known
+
+
+def _normalize_locale(value: str, default: str) -> str:
     value = (value or "").strip().replace("-", "_")
     if not value or not re.fullmatch(r"[A-Za-z]{2,3}(_[A-Za-z0-9]{2,8}){0,2}", value):
         return default
@@ -294,14 +307,56 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+# Formatting memos. Each is keyed by every input its value depends on (a datetime is equal
+# to another only for the same instant, and naive ones are read as UTC either way), so a
+# value can never reach another reader, locale or zone; they are bounded (cleared when full).
+_MEMO_LIMIT = 4096
+_WHEN_PATTERNS: dict[str, tuple[Locale, DateTimePattern, DateTimePattern, str] | None] = {}
+_WHEN_MEMO: dict[tuple[datetime, str, str], str] = {}
+
+
+def _when_patterns(locale: str) -> tuple[Locale, DateTimePattern, DateTimePattern, str] | None:
+    """What `format_skeleton("yMMMEd")`, `format_time("short")` and the medium date-time
+    pattern resolve to for `locale` (None: let babel's own functions deal with it)."""
+    if locale not in _WHEN_PATTERNS:
+        try:
+            loc = Locale.parse(locale)
+            skeletons = loc.datetime_skeletons
+            skeleton = "yMMMEd" if "yMMMEd" in skeletons else (match_skeleton("yMMMEd", skeletons) or "yMMMEd")
+            date_pattern = parse_pattern(skeletons[skeleton])
+            time_pattern = parse_pattern(loc.time_formats["short"])
+            combined = str(loc.datetime_formats.get("medium", "{1} {0}"))
+            _WHEN_PATTERNS[locale] = (loc, date_pattern, time_pattern, combined)
+        except Exception:  # noqa: BLE001 - the plain babel calls below raise what they raise
+            _WHEN_PATTERNS[locale] = None
+    return _WHEN_PATTERNS[locale]
+
+
 def format_when(value: datetime | None, locale: str, tz: str) -> str:
     """`Wed, Mar 5, 2025, 3:00 PM CET` in the reader's zone and language ("" for None)."""
     if value is None:
         return ""
+    key = (value, locale, tz)
+    text = _WHEN_MEMO.get(key)
+    if text is None:
+        text = _format_when(value, locale, tz)
+        if len(_WHEN_MEMO) >= _MEMO_LIMIT:
+            _WHEN_MEMO.clear()
+        _WHEN_MEMO[key] = text
+    return text
+
+
+def _format_when(value: datetime, locale: str, tz: str) -> str:
     local = _aware(value).astimezone(zone(tz))
-    date_part = format_skeleton("yMMMEd", local, locale=locale)
-    time_part = format_time(local, "short", locale=locale)
-    pattern = str(Locale.parse(locale).datetime_formats.get("medium", "{1} {0}"))
+    patterns = _when_patterns(locale)
+    if patterns is None:
+        date_part = format_skeleton("yMMMEd", local, locale=locale)
+        time_part = format_time(local, "short", locale=locale)
+        pattern = str(Locale.parse(locale).datetime_formats.get("medium", "{1} {0}"))
+    else:  # what format_skeleton and format_time do, with the patterns looked up once
+        loc, date_pattern, time_pattern, pattern = patterns
+        date_part = date_pattern.apply(local, loc)
+        time_part = time_pattern.apply(local.timetz(), loc, reference_date=local.date())
     return f"{pattern.replace('{1}', date_part).replace('{0}', time_part)} {local.tzname() or ''}".strip()
 
 
@@ -313,9 +368,19 @@ def format_relative(value: datetime | None, now: datetime, locale: str) -> str:
     return format_timedelta(delta, add_direction=True, threshold=1.1, locale=locale)
 
 
+def _squeeze(text: str) -> str:
+    return re.sub(r"[ \t]+", " ", re.sub(r"\n{3,}", "\n\n", text.replace("\r\n", "\n"))).strip()
+
+
 def excerpt(text: str, limit: int) -> str:
     """The first `limit` characters of `text`, cut at a word, with an ellipsis when cut."""
-    text = re.sub(r"[ \t]+", " ", re.sub(r"\n{3,}", "\n\n", (text or "").replace("\r\n", "\n"))).strip()
+    text = text or ""
+    # Squeezing a prefix of the text gives a prefix of the squeezed text (only runs of
+    # blanks shrink; a run or a CR LF cut at the end is stripped), so a long mail needs
+    # only its head squeezed once that is longer than `limit`.
+    head = 2 * limit + 256
+    squeezed = _squeeze(text[:head]) if len(text) > head else ""
+    text = squeezed if len(squeezed) > limit else _squeeze(text)
     if len(text) <= limit:
         return text
     cut = text[:limit]
@@ -371,15 +436,31 @@ def _company(company: CompanyInput, reader: _Reader) -> dict[str, Any]:
     }
 
 
+_HOURS_MEMO: dict[tuple[HoursInput, str, str, date], tuple[str, tuple[tuple[str, str], ...]]] = {}
+
+
 def business_hours(hours: HoursInput | None, locale: str, tz: str, now: datetime) -> tuple[str, list[dict[str, str]]]:
     """The desk's hours for a reader: day names and times in their language, times in their
     zone (`Mon–Fri 3:00 AM–11:00 AM EST` for a New Yorker of a Berlin desk). Converted on
-    the week of `now`, so the offset is the one in force; ("", []) without hours."""
+    the week of `now`, so the offset is the one in force; ("", []) without hours.
+    Remembered per (hours, locale, zone, week); every call gets its own list and dicts."""
     if hours is None or not any(hours.week):
         return "", []
-    desk_zone, reader_zone = zone(hours.timezone), zone(tz)
-    local_now = _aware(now).astimezone(desk_zone)
+    local_now = _aware(now).astimezone(zone(hours.timezone))
     monday = local_now.date() - timedelta(days=local_now.weekday())
+    key = (hours, locale, tz, monday)
+    known = _HOURS_MEMO.get(key)
+    if known is None:
+        text, rows = _business_hours(hours, locale, tz, monday)
+        known = (text, tuple((r["days"], r["hours"]) for r in rows))
+        if len(_HOURS_MEMO) >= _MEMO_LIMIT:
+            _HOURS_MEMO.clear()
+        _HOURS_MEMO[key] = known
+    return known[0], [{"days": days, "hours": text} for days, text in known[1]]
+
+
+def _business_hours(hours: HoursInput, locale: str, tz: str, monday: date) -> tuple[str, list[dict[str, str]]]:
+    desk_zone, reader_zone = zone(hours.timezone), zone(tz)
     per_day: list[list[str]] = [[] for _ in range(7)]
     zone_name = ""
     for index, spans in enumerate(hours.week[:7]):
@@ -417,9 +498,9 @@ def _ticket_ref(ref: TicketRef, reader: _Reader, tag_format: str) -> dict[str, A
     }
 
 
-def _customer(customer: CustomerInput, reader: _Reader, tag_format: str) -> dict[str, Any]:
+def _customer(customer: CustomerInput, reader: _Reader, tag_format: str, person: dict[str, Any]) -> dict[str, Any]:
     return {
-        **_person(customer),
+        **person,
         "vip": bool(customer.vip),
         "open_tickets": [_ticket_ref(t, reader, tag_format) for t in customer.open_tickets],
         "open_ticket_count": len(customer.open_tickets),
@@ -586,14 +667,15 @@ def build_context(
     """
     person: Person = recipient if recipient is not None else customer
     reader = _Reader.of(person, now, default_locale, default_timezone)
+    customer_person = _person(customer)
     return {
         "locale": reader.locale,
         "timezone": reader.timezone,
         "now": _aware(now),
         "now_text": reader.when(now),
         "company": _company(company, reader),
-        "customer": _customer(customer, reader, tag_format),
-        "recipient": _person(person),
+        "customer": _customer(customer, reader, tag_format, customer_person),
+        "recipient": customer_person if person is customer else _person(person),
         "ticket": None if ticket is None else _ticket(ticket, reader, tag_format, reopen_days),
         "agent": None if agent is None else _agent(agent),
         "message": None if message is None else _message(message, reader, excerpt_chars),

@@ -197,6 +197,8 @@ class Mailer:
         self.policy = outbox.policy_from(settings.limits)
         self.loop_value = settings.instance_id  # what the screen recognises as our own mail
         self.signer = self._dkim_signer()
+        self._hours: tuple[Settings, HoursInput | None] | None = None  # (for these settings, business_hours())
+        self._support: tuple[Settings, dict[tuple[str, ...], str]] = (settings, {})  # support_address's answers
 
     def _dkim_signer(self) -> outbox.Signer | None:
         out = self.settings.outbound
@@ -214,7 +216,18 @@ class Mailer:
     # -- addresses ---------------------------------------------------------------------
 
     def support_address(self, candidates: Sequence[str] = ()) -> str:
-        """The first of `candidates` that is one of our addresses (without +tag), else the first configured."""
+        """The first of `candidates` that is one of our addresses (without +tag), else the first configured.
+        Remembered per candidates for the (frozen) settings it was read from."""
+        key = tuple(candidates)
+        memo = self._support
+        if memo[0] is not self.settings or len(memo[1]) >= 1024:
+            memo = self._support = (self.settings, {})
+        found = memo[1].get(key)
+        if found is None:
+            found = memo[1][key] = self._support_address(key)
+        return found
+
+    def _support_address(self, candidates: Sequence[str]) -> str:
         for addr in candidates:
             if addr and "@" in addr and self.settings.is_support_address(addr):
                 base = _base_address(addr)
@@ -288,7 +301,13 @@ class Mailer:
         )
 
     def business_hours(self) -> HoursInput | None:
-        """The desk's business hours for templates: its default SLA calendar (None in calendar time)."""
+        """The desk's business hours for templates: its default SLA calendar (None in calendar time).
+        Remembered for the (frozen) settings it was read from."""
+        if self._hours is None or self._hours[0] is not self.settings:
+            self._hours = (self.settings, self._business_hours())
+        return self._hours[1]
+
+    def _business_hours(self) -> HoursInput | None:
         try:
             calendar = self.settings.sla.calendar("default")
         except KeyError:

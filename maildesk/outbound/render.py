@@ -43,6 +43,7 @@ from babel.dates import format_time as babel_format_time
 from babel.dates import format_timedelta as babel_format_timedelta
 from babel.numbers import format_decimal, format_percent
 from jinja2 import (
+    Environment,
     FileSystemLoader,
     StrictUndefined,
     TemplateSyntaxError,
@@ -56,6 +57,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
 from maildesk.errors import MaildeskError
+from maildesk.outbound.clean import header_text
 from maildesk.outbound.context import normalize_locale, sample_context, zone
 from maildesk.sanitize import escape_header_text
 
@@ -240,8 +242,30 @@ def describe_error(exc: BaseException, default_file: str) -> TemplateProblem:
     return TemplateProblem(file, line, f"{type(exc).__name__}: {escape_header_text(message)[:500]}")
 
 
-SITE_RECHECK_SECONDS = 2.0  # how long a site template look-up is remembered
+SITE_RECHECK_SECONDS = 2.0  # how long a site template look-up (and its freshness) is remembered
 MACROS = "macros"  # the folder of canned replies, in the site's and the built-in templates
+
+
+class _SiteLoader(FileSystemLoader):
+    """A FileSystemLoader whose templates count as fresh for SITE_RECHECK_SECONDS after a
+    check found them unchanged: a changed site template is reloaded on the first render
+    after that (jinja2 otherwise stats every file, include and layout on every render)."""
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        checked = _time.monotonic()
+
+        def fresh() -> bool:
+            nonlocal checked
+            moment = _time.monotonic()
+            if moment - checked < SITE_RECHECK_SECONDS:
+                return True
+            if uptodate():
+                checked = moment
+                return True
+            return False
+
+        return source, filename, fresh
 
 
 class TemplateRenderer:
@@ -265,16 +289,28 @@ class TemplateRenderer:
         # The desk's languages (`desk.locales`): `check` wants every template in each of them.
         self.locales = tuple(dict.fromkeys((self.default_locale, *(normalize_locale(x) for x in locales))))
         self._envs: dict[tuple[str, ...], ImmutableSandboxedEnvironment] = {}
+        # Pure functions of the fixed folders, remembered: the chains of a (locale, queue),
+        # the environment of a chain (by its paths), a template file's path as text.
+        self._chain_memo: dict[tuple[str, str | None], tuple[tuple[Path, ...], tuple[Path, ...], tuple[Path, ...]]] = {}
+        self._env_by_dirs: dict[tuple[Path, ...], ImmutableSandboxedEnvironment] = {}
+        self._paths: dict[tuple[Path, str], str] = {}
         self._found: dict[tuple[tuple[Path, ...], str], tuple[float, Path | None]] = {}
 
     # -- lookup ----------------------------------------------------------------------
 
     def _env(self, dirs: tuple[Path, ...]) -> ImmutableSandboxedEnvironment:
+        env = self._env_by_dirs.get(dirs)
+        if env is None:
+            env = self._env_by_dirs[dirs] = self._make_env(dirs)
+        return env
+
+    def _make_env(self, dirs: tuple[Path, ...]) -> ImmutableSandboxedEnvironment:
         key = tuple(str(d) for d in dirs)
         env = self._envs.get(key)
         if env is None:
+            in_site = self._in_site(dirs)
             env = ImmutableSandboxedEnvironment(
-                loader=FileSystemLoader(list(key)),
+                loader=(_SiteLoader if in_site else FileSystemLoader)(list(key)),
                 undefined=StrictUndefined,
                 autoescape=select_autoescape(
                     enabled_extensions=("html.j2", "html"), default_for_string=False, default=False
@@ -283,8 +319,9 @@ class TemplateRenderer:
                 lstrip_blocks=True,
                 keep_trailing_newline=False,
                 # Built-in templates never change while we run: compiled once. A chain with
-                # the site's folder checks its files (a changed site template is reloaded).
-                auto_reload=self._in_site(dirs),
+                # the site's folder checks its files (a changed site template is reloaded,
+                # at most SITE_RECHECK_SECONDS after it changed).
+                auto_reload=in_site,
                 finalize=_finalize,
             )
             env.filters.update(FILTERS)
@@ -292,6 +329,21 @@ class TemplateRenderer:
         return env
 
     def _chains(self, locale: str, queue: str | None) -> tuple[list[Path], list[Path]]:
+        site, builtin, _ = self._chain_tuples(locale, queue)
+        return list(site), list(builtin)
+
+    def _chain_tuples(
+        self, locale: str, queue: str | None
+    ) -> tuple[tuple[Path, ...], tuple[Path, ...], tuple[Path, ...]]:
+        """`_chains` and the two joined, remembered (the folders never move while we run)."""
+        key = (locale, queue)
+        chains = self._chain_memo.get(key)
+        if chains is None:
+            site, builtin = self._make_chains(locale, queue)
+            chains = self._chain_memo[key] = (tuple(site), tuple(builtin), tuple(site + builtin))
+        return chains
+
+    def _make_chains(self, locale: str, queue: str | None) -> tuple[list[Path], list[Path]]:
         wanted = locale_chain(normalize_locale(locale, self.default_locale))
         defaults = locale_chain(self.default_locale)
         site: list[Path] = []
@@ -303,7 +355,7 @@ class TemplateRenderer:
         builtin = [self.builtin_dir / loc for loc in wanted + defaults] + [self.builtin_dir]
         return list(dict.fromkeys(site)), list(dict.fromkeys(builtin))
 
-    def _first_with(self, dirs: list[Path], filename: str) -> Path | None:
+    def _first_with(self, dirs: Sequence[Path], filename: str) -> Path | None:
         """The first of `dirs` holding `filename`; remembered (built-in folders for good,
         site folders for SITE_RECHECK_SECONDS, so a template added there is found)."""
         key = (tuple(dirs), filename)
@@ -320,7 +372,7 @@ class TemplateRenderer:
         return site is not None and any(d == site or site in d.parents for d in dirs)
 
     @staticmethod
-    def _scan(dirs: list[Path], filename: str) -> Path | None:
+    def _scan(dirs: Sequence[Path], filename: str) -> Path | None:
         for folder in dirs:
             if (folder / filename).is_file():
                 return folder
@@ -328,18 +380,18 @@ class TemplateRenderer:
 
     # -- rendering -------------------------------------------------------------------
 
-    def _render_in(self, dirs: list[Path], folder: Path, name: str, ctx: Mapping[str, Any]) -> Rendered:
+    def _render_in(self, dirs: Sequence[Path], folder: Path, name: str, ctx: Mapping[str, Any]) -> Rendered:
         """Render `name` from `folder` (the first of `dirs` that has it). Raises on any error."""
         env = self._env(tuple(dirs))
         text_template = env.get_template(name + TEXT_SUFFIX)
-        raw = text_template.render(dict(ctx))
+        raw = text_template.render(ctx)  # jinja2 copies it into its own context
         lines = raw.lstrip("\r\n").split("\n", 1)
         match = _SUBJECT_RE.match(lines[0])
         if not match:
             raise TemplateSyntaxError(
                 "the first line must be 'Subject: …'", 1, name + TEXT_SUFFIX, str(folder / (name + TEXT_SUFFIX))
             )
-        subject = escape_header_text(match.group(1))
+        subject = header_text(match.group(1))
         if not subject:
             raise TemplateSyntaxError("the subject is empty", 1, name + TEXT_SUFFIX, str(folder / (name + TEXT_SUFFIX)))
         text = (lines[1] if len(lines) > 1 else "").strip("\n").rstrip() + "\n"
@@ -353,9 +405,16 @@ class TemplateRenderer:
             subject=subject,
             text=text,
             html=html,
-            template_path=str(folder / (name + TEXT_SUFFIX)),
+            template_path=self._path_text(folder, name + TEXT_SUFFIX),
             locale=folder.name if folder not in (self.site_dir, self.builtin_dir) else "",
         )
+
+    def _path_text(self, folder: Path, filename: str) -> str:
+        key = (folder, filename)
+        text = self._paths.get(key)
+        if text is None:
+            text = self._paths[key] = str(folder / filename)
+        return text
 
     def render(self, name: str, ctx: Mapping[str, Any], *, locale: str, queue: str | None = None) -> Rendered:
         """Render `name` for a reader in `locale` (and ticket `queue`).
@@ -367,12 +426,12 @@ class TemplateRenderer:
         if not _NAME_RE.match(name):
             raise UnknownTemplate(f"not a template name: {name!r}")
         filename = name + TEXT_SUFFIX
-        site, builtin = self._chains(locale, queue)
+        site, builtin, both = self._chain_tuples(locale, queue)
         errors: list[str] = []
         folder = self._first_with(site, filename)
         if folder is not None:
             try:
-                return self._render_in(site + builtin, folder, name, ctx)
+                return self._render_in(both, folder, name, ctx)
             except Exception as exc:  # noqa: BLE001 - any site template failure falls back
                 errors.append(str(describe_error(exc, str(folder / filename))))
         folder = self._first_with(builtin, filename)
@@ -382,7 +441,7 @@ class TemplateRenderer:
             # No site template of this name: the built-in one, with the site's partials
             # (signature, layout) when it has them.
             try:
-                return self._render_in(site + builtin, folder, name, ctx)
+                return self._render_in(both, folder, name, ctx)
             except Exception as exc:  # noqa: BLE001 - a broken site partial falls back
                 errors.append(str(describe_error(exc, str(folder / filename))))
         try:
