@@ -31,7 +31,6 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 
 from maildesk.message import safe_filename
-from maildesk.outbound.clean import header_text
 from maildesk.sanitize import escape_header_text
 from maildesk.threading.thread_index import new_thread_index
 
@@ -354,9 +353,9 @@ def _body_part(text: str, subtype: str) -> tuple[str, bytes]:
 def _build_direct(mail: OutgoingMail, *, now: datetime) -> bytes:
     """`build_message` for ASCII addresses without attachments, headers written directly."""
     from_addr, to, cc, reply_to, message_id = _checked(mail, now)
-    subject = header_text(mail.subject)
+    subject = escape_header_text(mail.subject)
     head = [
-        _address_header("From", header_text(mail.from_name), from_addr),
+        _address_header("From", escape_header_text(mail.from_name), from_addr),
         _fold("To", [a + "," for a in to[:-1]] + [to[-1]]),
     ]
     if cc:
@@ -372,7 +371,7 @@ def _build_direct(mail: OutgoingMail, *, now: datetime) -> bytes:
     chain = references_chain(mail.references, parent or "")
     if chain:
         head.append(_fold("References", [f"<{mid}>" for mid in chain]))
-    thread_index = header_text(mail.thread_index)
+    thread_index = escape_header_text(mail.thread_index)
     if not thread_index and not parent:
         thread_index = new_thread_index(now, hashlib.sha256(message_id.encode("utf-8")).digest()[:16])
     if thread_index and re.fullmatch(r"[A-Za-z0-9+/=]{20,400}", thread_index):
@@ -383,11 +382,11 @@ def _build_direct(mail: OutgoingMail, *, now: datetime) -> bytes:
         head.append("Auto-Submitted: " + ("auto-replied" if parent else "auto-generated"))
         head.append("X-Auto-Response-Suppress: All")
     if mail.loop_value:
-        head.append(_unstructured(LOOP_HEADER, header_text(mail.loop_value)))
+        head.append(_unstructured(LOOP_HEADER, escape_header_text(mail.loop_value)))
     for name, value in mail.extra_headers:
         if not _HEADER_NAME_RE.match(name) or name.lower() in _RESERVED:
             raise HeaderInjection(f"extra header name not allowed: {name!r}")
-        head.append(_unstructured(name, header_text(value)))
+        head.append(_unstructured(name, escape_header_text(value)))
     head.append("MIME-Version: 1.0")
     text_head, text_body = _body_part(_body(mail.text), "plain")
     if mail.html is None:

@@ -24,7 +24,7 @@ from babel.dates import DateTimePattern, format_skeleton, format_time, format_ti
 
 from maildesk.agentmail.commands import HELP_TEXT
 from maildesk.agentmail.strip import marker_line
-from maildesk.outbound.clean import header_text as escape_header_text
+from maildesk.sanitize import escape_header_text
 from maildesk.threading.subject import format_tag, reply_subject, strip_prefixes
 
 DEFAULT_TAG_FORMAT = "[#{number}]"

@@ -57,7 +57,6 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
 from maildesk.errors import MaildeskError
-from maildesk.outbound.clean import header_text
 from maildesk.outbound.context import normalize_locale, sample_context, zone
 from maildesk.sanitize import escape_header_text
 
@@ -391,7 +390,7 @@ class TemplateRenderer:
             raise TemplateSyntaxError(
                 "the first line must be 'Subject: …'", 1, name + TEXT_SUFFIX, str(folder / (name + TEXT_SUFFIX))
             )
-        subject = header_text(match.group(1))
+        subject = escape_header_text(match.group(1))
         if not subject:
             raise TemplateSyntaxError("the subject is empty", 1, name + TEXT_SUFFIX, str(folder / (name + TEXT_SUFFIX)))
         text = (lines[1] if len(lines) > 1 else "").strip("\n").rstrip() + "\n"
