@@ -207,7 +207,7 @@ def enqueue(
         if customers:
             oq.record_automatic(session, item.id, customers, ticket_number, now)
         if agents:  # notifications: logged for the per-agent cap, not on the ticket's budget
-            oq.record_automatic(session, item.id, sorted(agents), None, now)
+            oq.record_automatic(session, item.id, sorted(agents), None, now, first=not customers)
     _record_queued(session, item, template, recipients, refused, now, message_pk)
     return item
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
     text,
     type_coerce,
@@ -247,9 +248,12 @@ class AutoSend(Base):
     at: Mapped[datetime] = mapped_column(TZDateTime)
     # 0013: `email_domain(recipient)`, for the per-domain limit (a LIKE '%@domain' read the hour)
     domain: Mapped[str] = mapped_column(String(320), default="", server_default="")
+    # 0013: true on one row of each mail, so the global hourly count needs no DISTINCT
+    mail_first: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     __table_args__ = (
         Index("ix_auto_sends_recipient_at", "recipient", "at"),
         Index("ix_auto_sends_domain_at", "domain", "at"),
+        Index("ix_auto_sends_first_at", "mail_first", "at"),
         Index("ix_auto_sends_ticket_at", "ticket_number", "at"),
         Index("ix_auto_sends_at", "at"),
     )

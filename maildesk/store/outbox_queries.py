@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, delete, distinct, func, insert, select
+from sqlalchemy import bindparam, case, delete, distinct, func, insert, select, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -69,7 +69,7 @@ _INSERT_OUTBOX = {
     for name in ("sqlite", "postgresql")
 }
 _NEW_AUTO_SEND = FastStatement(
-    insert(AutoSend), AutoSend.__table__, ["outbox_id", "recipient", "domain", "ticket_number", "at"]
+    insert(AutoSend), AutoSend.__table__, ["outbox_id", "recipient", "domain", "ticket_number", "at", "mail_first"]
 )
 
 
@@ -96,7 +96,7 @@ _RECIPIENT_DAY = select(func.count()).where(AutoSend.recipient == bindparam("r")
 _TICKET_DAY = select(func.count(distinct(AutoSend.outbox_id))).where(
     AutoSend.ticket_number == bindparam("t"), AutoSend.at >= bindparam("day")
 )
-_GLOBAL_HOUR = select(func.count(distinct(AutoSend.outbox_id))).where(AutoSend.at >= bindparam("hour"))
+_GLOBAL_HOUR = select(func.count()).where(AutoSend.mail_first == true(), AutoSend.at >= bindparam("hour"))
 _AUTOMATIC_COUNTS = select(
     _RECIPIENT_HOUR.scalar_subquery(),
     _RECIPIENT_DAY.scalar_subquery(),
@@ -184,7 +184,10 @@ _SUPPRESSED = select(func.count()).where(Suppression.address == bindparam("r"))
 # The hour's automatic mails, counted up to the global limit only: the decision needs no
 # more (`count >= limit`), and the cost stays that of `cap` index entries, not of the hour.
 _GLOBAL_HOUR_CAPPED = select(func.count()).select_from(
-    select(AutoSend.outbox_id).where(AutoSend.at >= bindparam("hour")).distinct().limit(bindparam("cap")).subquery()
+    select(AutoSend.id)
+    .where(AutoSend.mail_first == true(), AutoSend.at >= bindparam("hour"))
+    .limit(bindparam("cap"))
+    .subquery()
 )
 
 
@@ -235,9 +238,16 @@ def recipient_facts(
 
 
 def record_automatic(
-    session: Session, outbox_id: int, recipients: Sequence[str], ticket_number: int | None, now: datetime
+    session: Session,
+    outbox_id: int,
+    recipients: Sequence[str],
+    ticket_number: int | None,
+    now: datetime,
+    *,
+    first: bool = True,
 ) -> None:
-    """Log an automatic mail that was queued, once per recipient, for the limits."""
+    """Log an automatic mail that was queued, once per recipient, for the limits. `first`:
+    these are the mail's first rows (the first one is marked: the global count counts mails)."""
     rows = [
         {
             "outbox_id": outbox_id,
@@ -245,8 +255,9 @@ def record_automatic(
             "domain": email_domain(r),
             "ticket_number": ticket_number,
             "at": now,
+            "mail_first": first and i == 0,
         }
-        for r in dict.fromkeys(recipients)
+        for i, r in enumerate(dict.fromkeys(recipients))
     ]
     if rows:
         _NEW_AUTO_SEND.execute_many(core(session), rows)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, event, func, select, text
+from sqlalchemy import bindparam, event, func, select, text, true
 
 from maildesk.domain import OPEN_STATUSES
 from maildesk.rules.limits import LimitPolicy, SentCounts, check_limits
@@ -152,6 +152,20 @@ def test_the_global_count_stops_at_the_limit_and_decides_the_same(desk: Any) -> 
             assert not verdict.allowed and "in the last hour (limit 3)" in verdict.reason
 
 
+def test_the_global_count_counts_mails_not_recipients(desk: Any) -> None:
+    with desk.store.session() as s:
+        oq.record_automatic(s, 1, ["a@one.example", "b@one.example"], 7, NOW - timedelta(minutes=3))
+        oq.record_automatic(s, 1, ["agent@desk.example"], None, NOW - timedelta(minutes=3), first=False)
+        oq.record_automatic(s, 2, ["agent@desk.example"], None, NOW - timedelta(minutes=2))
+        oq.record_automatic(s, 3, ["c@two.example"], 8, NOW - timedelta(hours=2))  # before the hour
+        distinct = s.execute(
+            select(func.count(func.distinct(AutoSend.outbox_id))).where(AutoSend.at >= NOW - timedelta(hours=1))
+        ).scalar()
+        assert oq.automatic_counts(s, recipient="x@new.example", ticket_number=None, now=NOW)[3] == distinct == 2
+        facts = oq.recipient_facts(s, recipient="x@new.example", ticket_number=None, now=NOW, global_cap=1000)
+        assert facts[1][3] == 2
+
+
 def test_auto_sends_carry_their_domain_and_the_domain_count_reads_its_index(desk: Any) -> None:
     with desk.store.session() as s:
         oq.record_automatic(s, 1, ["A@Sub.Example.org", "b@example.org"], None, NOW - timedelta(minutes=1))
@@ -185,6 +199,7 @@ def test_migration_0013_fills_the_domain_of_existing_auto_sends(desk: Any) -> No
         {"outbox_id": i, "recipient": f"c{i}@D{i % 3}.example", "ticket_number": None, "at": NOW} for i in range(1203)
     ]
     rows.append({"outbox_id": 9999, "recipient": "no-at-sign", "ticket_number": None, "at": NOW})
+    rows.append({"outbox_id": 5, "recipient": "second@d2.example", "ticket_number": None, "at": NOW})  # a cc
     with desk.store.engine.begin() as conn:
         conn.execute(
             text(
@@ -202,6 +217,8 @@ def test_migration_0013_fills_the_domain_of_existing_auto_sends(desk: Any) -> No
             conn.execute(select(func.count()).select_from(AutoSend).where(AutoSend.domain == "d1.example")).scalar()
             == 401
         )
+        firsts = conn.execute(select(AutoSend.outbox_id).where(AutoSend.mail_first == true())).scalars().all()
+        assert sorted(firsts) == sorted({r["outbox_id"] for r in rows})  # one row per mail
 
 
 def _updates(engine: Any) -> list[str]:

@@ -121,7 +121,7 @@ def test_limit_facts_equal_the_separate_look_ups(desk: Any) -> None:
         item, message = _item(f"ack:{number}", number)
         oq.add_unless_queued(s, item.idempotency_key, item, message)
         oq.record_automatic(s, item.id, ["anna@customer.example"], number, NOW - timedelta(minutes=5))
-        oq.record_automatic(s, item.id, ["other_1@fresh.example"], None, NOW - timedelta(minutes=5))
+        oq.record_automatic(s, item.id, ["other_1@fresh.example"], None, NOW - timedelta(minutes=5), first=False)
         for rcpt in ("anna@customer.example", "new@fresh.example", "nobody@else.example", "x%_\\@fresh.example"):
             for ticket in (number, None):
                 counts, first = oq.limit_facts(s, recipient=rcpt, ticket_number=ticket, now=NOW)

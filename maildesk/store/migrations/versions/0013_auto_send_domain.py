@@ -6,6 +6,10 @@ so every automatic mail of the hour was read for each acknowledgement, a cost th
 with the size of a burst. `domain` (lower-case, the part of the recipient after its last
 "@", "" without one) is stored with each row and indexed with `at`.
 
+`mail_first` is true on one row of each automatic mail (its first recipient's): the global
+hourly count of mails is then a count over `ix_auto_sends_first_at` instead of a
+`count(DISTINCT outbox_id)` over the hour, which sorted every row of the hour.
+
 Existing rows (two days at most: older ones are pruned) are filled in batches from Python.
 
 Revision ID: 0013
@@ -46,8 +50,18 @@ def upgrade() -> None:
             conn.execute(update, changes)
         last = rows[-1][0]
     op.create_index("ix_auto_sends_domain_at", "auto_sends", ["domain", "at"])
+    op.add_column("auto_sends", sa.Column("mail_first", sa.Boolean, nullable=False, server_default=sa.false()))
+    conn.execute(
+        sa.text(
+            "UPDATE auto_sends SET mail_first = :yes WHERE id IN (SELECT min(id) FROM auto_sends GROUP BY outbox_id)"
+        ),
+        {"yes": True},
+    )
+    op.create_index("ix_auto_sends_first_at", "auto_sends", ["mail_first", "at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_auto_sends_first_at", table_name="auto_sends")
+    op.execute("ALTER TABLE auto_sends DROP COLUMN mail_first")
     op.drop_index("ix_auto_sends_domain_at", table_name="auto_sends")
     op.execute("ALTER TABLE auto_sends DROP COLUMN domain")  # SQLite 3.35+ and PostgreSQL
