@@ -212,9 +212,7 @@ class OutboxSender:
             }
             if result.ok:
                 row.state, row.sent_at, row.last_error = "sent", now, ""
-                msg = oq.outgoing_message(session, row.message_id)
-                if msg is not None:
-                    msg.sent_at = now
+                oq.mark_message_sent(session, row.message_id, now)
                 data = {**base, "recipients": list(item.recipients), "relay": result.message[:300]}
                 q.add_event(session, row.ticket_number, "mail-sent", data, now)
                 if result.permanent_recipients:

@@ -234,6 +234,9 @@ class OutboxItem(Base):
     created_at: Mapped[datetime] = mapped_column(TZDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(TZDateTime, nullable=True)
 
+    # 0014: the sender's next due row is the first entry of the `queued` range (no sort)
+    __table_args__ = (Index("ix_outbox_state_next_try", "state", "next_try", "id"),)
+
 
 class AutoSend(Base):
     """One automatic mail queued for one recipient: what the loop limits count. Indexed by

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, delete, distinct, func, insert, select, true
+from sqlalchemy import bindparam, case, delete, distinct, func, insert, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -358,10 +358,19 @@ def items_by_state(session: Session, state: str, limit: int = 100) -> list[Outbo
     )
 
 
-def outgoing_message(session: Session, message_id: str) -> Message | None:
+_MESSAGE_SENT = FastStatement(
+    update(Message)
+    .where(Message.mid_hash == bindparam("h"))
+    .values(sent_at=bindparam("at", type_=Message.sent_at.type))
+)
+
+
+def mark_message_sent(session: Session, message_id: str, at: datetime) -> None:
+    """Set `sent_at` of the outgoing Message row with this Message-ID (one UPDATE; the row
+    and its bytes are not loaded)."""
     from maildesk.store.queries import mid_hash
 
-    return session.scalars(select(Message).where(Message.mid_hash == mid_hash(message_id))).first()
+    _MESSAGE_SENT.execute(core(session), {"h": mid_hash(message_id), "at": at})
 
 
 def latest_inbound(session: Session, ticket_number: int) -> Message | None:

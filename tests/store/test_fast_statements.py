@@ -272,3 +272,26 @@ def test_a_direct_write_of_another_ticket_forgets_the_customer_tickets(desk: Any
         s.get(Ticket, other).subject = "renamed"
         q.core(s)
         assert q.customer_tickets(s, customer, current).newest_open[0][1] == "renamed"
+
+
+def test_the_senders_claim_reads_the_first_due_entry_without_sorting_the_queue(desk: Any) -> None:
+    from sqlalchemy import insert as core_insert
+
+    from maildesk.store.models import OutboxItem
+
+    rows = [
+        {"idempotency_key": f"k{i}", "message_id": f"m{i}@x", "sender": "s@x", "raw": b"x", "state": state}
+        | {"next_try": NOW - timedelta(minutes=minutes), "created_at": NOW, "recipients": [], "attempts": 0}
+        for i, (state, minutes) in enumerate([("queued", 1), ("sent", 9), ("queued", 5), ("queued", -5), ("held", 7)])
+    ]
+    seen: list[tuple[str, Any]] = []
+    with desk.store.session() as s:
+        s.execute(core_insert(OutboxItem), rows)
+        event.listen(s.get_bind(), "before_cursor_execute", lambda *a: seen.append((a[2], a[3])))
+        claimed = oq.claim_due(s, NOW)
+        assert claimed is not None and claimed.idempotency_key == "k2"  # the earliest queued and due
+        if desk.store.engine.dialect.name == "sqlite":
+            sql, params = next((sql, p) for sql, p in seen if "FROM outbox" in sql)
+            raw = s.connection().connection.driver_connection
+            plan = " ".join(str(row[-1]) for row in raw.execute("EXPLAIN QUERY PLAN " + sql, params))
+            assert "ix_outbox_state_next_try" in plan and "TEMP B-TREE" not in plan, plan
