@@ -49,6 +49,7 @@ from maildesk.store.models import OutboxItem, Ticket
 from maildesk.wakeup import Signal
 
 MAILDIR_LEASE = 30.0  # seconds a row is claimed for a local Maildir delivery (no relay_host)
+MAILDIR_BATCH = 20  # rows claimed (and recorded) together for the local Maildir: 20 file writes fit the lease
 log = logging.getLogger("maildesk.outbound.sender")
 
 Clock = Callable[[], datetime]
@@ -176,73 +177,91 @@ class OutboxSender:
     # -- one mail ----------------------------------------------------------------------
 
     def _claim(self) -> Claimed | None:
+        found = self._claim_many(1)
+        return found[0] if found else None
+
+    def _claim_many(self, limit: int) -> list[Claimed]:
+        """Claim up to `limit` due rows in one transaction (state `sending`, one more attempt,
+        the lease in `next_try`); committed before any is handed over."""
         now = self.clock()
+        claimed: list[Claimed] = []
         with self.store.session() as session:
-            row = oq.claim_due(session, now)
-            if row is None:
-                return None
-            row.state = "sending"
-            row.attempts += 1
-            row.next_try = now + self.lease  # the lease: after it, recover() may take the row back
-            return Claimed(
-                id=row.id,
-                raw=row.raw,
-                sender=row.sender,
-                recipients=tuple(row.recipients or ()),
-                attempts=row.attempts,
-                ticket_number=row.ticket_number,
-                template=row.template,
-                message_id=row.message_id,
-            )
+            for row in oq.claim_due_many(session, now, limit):
+                row.state = "sending"
+                row.attempts += 1
+                row.next_try = now + self.lease  # the lease: after it, recover() may take the row back
+                claimed.append(
+                    Claimed(
+                        id=row.id,
+                        raw=row.raw,
+                        sender=row.sender,
+                        recipients=tuple(row.recipients or ()),
+                        attempts=row.attempts,
+                        ticket_number=row.ticket_number,
+                        template=row.template,
+                        message_id=row.message_id,
+                    )
+                )
         # the commit happened on leaving the block: the attempt is durable before SMTP starts
+        return claimed
 
     def _finish(self, item: Claimed, result: relay.DeliveryResult, counts: SendCounts) -> None:
+        self._finish_all([(item, result)], counts)
+
+    def _finish_all(self, done: list[tuple[Claimed, relay.DeliveryResult]], counts: SendCounts) -> None:
+        """Record what happened to each handed-over row, in one transaction."""
+        with self.store.session() as session:
+            rows = oq.load_outbox_rows(session, [item.id for item, _result in done]) if len(done) > 1 else []
+            for item, result in done:
+                self._record(session, item, result, counts)
+            del rows  # held until here: the identity map keeps loaded rows only while referenced
+
+    def _record(self, session: Session, item: Claimed, result: relay.DeliveryResult, counts: SendCounts) -> None:
         now = self.clock()
         out = self.settings.outbound
-        with self.store.session() as session:
-            row = session.get(OutboxItem, item.id)
-            if row is None or row.state != "sending":
-                log.warning("outbox row %s changed while it was being sent (%s)", item.id, row.state if row else "gone")
-                return
-            base = {
-                "outbox_id": row.id,
-                "template": row.template,
-                "message_id": row.message_id,
-                "attempts": row.attempts,
-            }
-            if result.ok:
-                row.state, row.sent_at, row.last_error = "sent", now, ""
-                oq.mark_message_sent(session, row.message_id, now)
-                data = {**base, "recipients": list(item.recipients), "relay": result.message[:300]}
-                q.add_event(session, row.ticket_number, "mail-sent", data, now)
-                if result.permanent_recipients:
-                    self._permanent(session, row, result, now)
-                counts.sent += 1
-                return
-            row.last_error = result.message[:2000]
-            if not result.permanent and row.attempts < out.max_attempts:
-                delay = backoff_seconds(row.attempts, out.retry_base_seconds)
-                row.state, row.next_try = "queued", now + timedelta(seconds=delay)
-                q.add_event(
-                    session,
-                    row.ticket_number,
-                    "send-deferred",
-                    {**base, "error": result.message[:500], "retry_in_seconds": delay},
-                    now,
-                )
-                counts.deferred += 1
-                return
-            row.state = "failed"
-            why = "permanent" if result.permanent else f"gave up after {row.attempts} attempts"
+        row = session.get(OutboxItem, item.id)
+        if row is None or row.state != "sending":
+            log.warning("outbox row %s changed while it was being sent (%s)", item.id, row.state if row else "gone")
+            return
+        base = {
+            "outbox_id": row.id,
+            "template": row.template,
+            "message_id": row.message_id,
+            "attempts": row.attempts,
+        }
+        if result.ok:
+            row.state, row.sent_at, row.last_error = "sent", now, ""
+            oq.mark_message_sent(session, row.message_id, now)
+            data = {**base, "recipients": list(item.recipients), "relay": result.message[:300]}
+            q.add_event(session, row.ticket_number, "mail-sent", data, now)
+            if result.permanent_recipients:
+                self._permanent(session, row, result, now)
+            counts.sent += 1
+            return
+        row.last_error = result.message[:2000]
+        if not result.permanent and row.attempts < out.max_attempts:
+            delay = backoff_seconds(row.attempts, out.retry_base_seconds)
+            row.state, row.next_try = "queued", now + timedelta(seconds=delay)
             q.add_event(
                 session,
                 row.ticket_number,
-                "send-failed",
-                {**base, "error": result.message[:500], "code": result.code, "why": why},
+                "send-deferred",
+                {**base, "error": result.message[:500], "retry_in_seconds": delay},
                 now,
             )
-            self._permanent(session, row, result, now)
-            counts.failed += 1
+            counts.deferred += 1
+            return
+        row.state = "failed"
+        why = "permanent" if result.permanent else f"gave up after {row.attempts} attempts"
+        q.add_event(
+            session,
+            row.ticket_number,
+            "send-failed",
+            {**base, "error": result.message[:500], "code": result.code, "why": why},
+            now,
+        )
+        self._permanent(session, row, result, now)
+        counts.failed += 1
 
     def _permanent(self, session: Session, row: OutboxItem, result: relay.DeliveryResult, now: datetime) -> None:
         """Suppress refused addresses and tell the agent (never about a failed notice)."""
@@ -276,23 +295,35 @@ class OutboxSender:
     # -- loops -------------------------------------------------------------------------
 
     def send_due(self, limit: int = 50) -> dict[str, int]:
-        """Send up to `limit` due mails, one claim-send-record cycle each. Returns the counts."""
+        """Send up to `limit` due mails. Through a relay, one claim-send-record cycle each
+        (a relay may take two timeouts a mail: the lease covers one). Into the local Maildir,
+        up to `MAILDIR_BATCH` rows per claim and one transaction to record them: a file
+        write takes a millisecond, two commits a mail cost more than the delivery."""
         counts = SendCounts()
-        for _ in range(limit):
-            item = self._claim()
-            if item is None:
+        per_claim = 1 if self.settings.outbound.relay_host else MAILDIR_BATCH
+        remaining = limit
+        while remaining > 0:
+            wanted = min(per_claim, remaining)
+            items = self._claim_many(wanted)
+            if not items:
                 break
-            with about(about_values(ticket=item.ticket_number, message_id=item.message_id)):
-                try:
-                    result = self._deliver(item.raw, item.sender, item.recipients)
-                except Exception as exc:  # noqa: BLE001 - a delivery bug must not leave the row in sending
-                    log.exception("delivery of outbox row %s raised", item.id)
-                    result = relay.DeliveryResult(False, False, 0, f"delivery raised {type(exc).__name__}: {exc}")
-                self._finish(item, result, counts)
+            remaining -= len(items)
+            done = [(item, self._hand_over(item)) for item in items]
+            self._finish_all(done, counts)
+            if len(items) < wanted:
+                break  # nothing more was due
         self.totals.sent += counts.sent
         self.totals.deferred += counts.deferred
         self.totals.failed += counts.failed
         return counts.as_dict()
+
+    def _hand_over(self, item: Claimed) -> relay.DeliveryResult:
+        with about(about_values(ticket=item.ticket_number, message_id=item.message_id)):
+            try:
+                return self._deliver(item.raw, item.sender, item.recipients)
+            except Exception as exc:  # noqa: BLE001 - a delivery bug must not leave the row in sending
+                log.exception("delivery of outbox row %s raised", item.id)
+                return relay.DeliveryResult(False, False, 0, f"delivery raised {type(exc).__name__}: {exc}")
 
     def run_forever(self, stop: threading.Event) -> None:
         """Drain until `stop` is set; recovers interrupted rows at start and then now and again."""

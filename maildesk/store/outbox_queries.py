@@ -326,14 +326,26 @@ def held_new_tickets(session: Session, since: datetime) -> list[tuple[datetime, 
 
 def claim_due(session: Session, now: datetime) -> OutboxItem | None:
     """The next queued row whose time has come, locked for this transaction (skip rows others hold)."""
+    found = claim_due_many(session, now, 1)
+    return found[0] if found else None
+
+
+def claim_due_many(session: Session, now: datetime, limit: int) -> list[OutboxItem]:
+    """Up to `limit` queued rows whose time has come, earliest first, locked for this
+    transaction (skip rows others hold)."""
     stmt = (
         select(OutboxItem)
         .where(OutboxItem.state == "queued", OutboxItem.next_try <= now)
         .order_by(OutboxItem.next_try, OutboxItem.id)
-        .limit(1)
+        .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return session.scalars(stmt).first()
+    return list(session.scalars(stmt))
+
+
+def load_outbox_rows(session: Session, ids: Sequence[int]) -> list[OutboxItem]:
+    """The outbox rows with these ids, in one statement (they stay in the session's identity map)."""
+    return list(session.scalars(select(OutboxItem).where(OutboxItem.id.in_(list(ids))))) if ids else []
 
 
 def next_due(session: Session) -> datetime | None:

@@ -15,6 +15,7 @@ from maildesk.outbound.sender import backoff_seconds
 from maildesk.store.models import Agent, Message, OutboxItem, Suppression, Ticket
 from maildesk.threading import new_thread_index, parse_message_id, parse_reply_address, thread_index_root
 from maildesk.threading.thread_index import thread_index_depth
+from tests.support.mailgen import eml
 from tests.support.outbox_kit import (
     Clock,
     RelaySink,
@@ -287,3 +288,28 @@ def test_run_forever_recovers_then_drains_until_stopped(bare: Any, clock: Clock,
     assert not thread.is_alive()
     assert len(sink.received) == 3 and sender.totals.recovered == 1
     assert "send-interrupted" in event_types(bare, number)
+
+
+def test_maildir_delivery_claims_and_records_rows_in_batches(wired: Any, clock: Clock) -> None:
+    from sqlalchemy import event as sa_event
+
+    from maildesk.outbound.sender import MAILDIR_BATCH
+
+    n = MAILDIR_BATCH + 5
+    for i in range(n):
+        wired.spool.put(
+            eml(sender=f"c{i}@customer{i}.example", subject=f"Question {i}", message_id=f"<q{i}@x>"), "smtp"
+        )
+    assert wired.process()["tickets_created"] == n
+    commits: list[int] = []
+    sa_event.listen(wired.store.engine, "commit", lambda conn: commits.append(1))
+    sender = sender_for(wired, wired.settings, clock)
+    assert sender.send_due()["sent"] == n
+    assert len(commits) == 4  # two claims (20 + 5 rows) and two records, not two per mail
+    box = mailbox.Maildir(str(wired.settings.outgoing_maildir), create=False)
+    assert len(box) == n
+    rows = outbox_rows(wired)
+    assert {r.state for r in rows} == {"sent"} and all(r.attempts == 1 and r.sent_at for r in rows)
+    with wired.store.reader() as s:
+        sent = s.scalars(select(Message).where(Message.direction == "out")).all()
+        assert len(sent) == n and all(m.sent_at is not None for m in sent)
