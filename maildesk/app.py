@@ -251,6 +251,10 @@ class App:
     # Daemon ----------------------------------------------------------------------------
     def run(self, stop: threading.Event, *, smtp_port: int | None = None, ready: threading.Event | None = None) -> None:
         """Run until `stop` is set. Intake first, then the worker."""
+        # The watcher's first look is taken before intake opens (it starts later): an edit
+        # made once the daemon answers on its port is a change to it, however long the
+        # rest of the start takes (an edit in that window was missed).
+        watcher = self._watcher()
         self.worker.recover()
         self.wakeups.listen()  # before intake: `inject` may wake us from now on
         self._start_metrics()
@@ -285,7 +289,6 @@ class App:
         if listener is not None:
             listener.start()
         scheduler = self._scheduler()
-        watcher = self._watcher()
         watcher.start()
         if ready is not None:
             ready.set()

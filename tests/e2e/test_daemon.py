@@ -117,13 +117,15 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(tmp_path
     acked: set[str] = set()
     lock = threading.Lock()
     per_client = 100
-    restarted_once = threading.Event()  # the second half of the mail comes after the first kill,
-    # so at least two kills fall while mail arrives however slowly a loaded machine restarts
+    # The second third of the mail comes after the first restart and the last third after the
+    # second, so at least two kills fall while mail arrives, however slowly a loaded machine
+    # restarts and however fast the desk takes the mail.
+    restarted = [threading.Event(), threading.Event()]
 
     def client(n: int) -> None:
         for i in range(per_client):
-            if i == per_client // 2:
-                restarted_once.wait(timeout=300)
+            if i in (per_client // 3, 2 * per_client // 3):
+                restarted[0 if i == per_client // 3 else 1].wait(timeout=300)
             mid = f"crash-{n}-{i}@customer.example"
             raw = eml(message_id=f"<{mid}>", subject=f"crash {n} {i}")
             give_up = time.monotonic() + 180  # like an MTA: retry until acknowledged (a restart
@@ -149,7 +151,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(tmp_path
             kills += 1
             kills_while_sending += sending
             daemon.start()
-            restarted_once.set()
+            restarted[min(kills, 2) - 1].set()
     finally:
         for t in clients:
             t.join()
