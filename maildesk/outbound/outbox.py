@@ -96,7 +96,10 @@ def _screen_recipients(
                 now=now,
                 global_cap=(policy or DEFAULT_LIMITS).global_hour,
             )
-            _judge_automatic(policy, rcpt, suppression, rh, rd, td, gh, known, dh, allowed, refused)
+            counts = SentCounts(
+                recipient_hour=rh, recipient_day=rd, ticket_day=td, global_hour=gh, domain_hour=dh, known=known
+            )
+            _judge_automatic(policy, rcpt, suppression, counts, allowed, refused)
             continue
         suppression = q.is_suppressed(session, rcpt, now)
         if not automatic or (suppression is None and to_agent):
@@ -114,7 +117,10 @@ def _screen_recipients(
             allowed.append(rcpt)
             continue
         (rh, rd, td, gh), (known, dh) = oq.limit_facts(session, recipient=rcpt, ticket_number=ticket_number, now=now)
-        _judge_automatic(policy, rcpt, suppression, rh, rd, td, gh, known, dh, allowed, refused)
+        counts = SentCounts(
+            recipient_hour=rh, recipient_day=rd, ticket_day=td, global_hour=gh, domain_hour=dh, known=known
+        )
+        _judge_automatic(policy, rcpt, suppression, counts, allowed, refused)
     return allowed, refused
 
 
@@ -122,19 +128,14 @@ def _judge_automatic(
     policy: LimitPolicy | None,
     rcpt: str,
     suppression: q.SuppressionFacts | None,
-    rh: int,
-    rd: int,
-    td: int,
-    gh: int,
-    known: bool,
-    dh: int,
+    counts: SentCounts,
     allowed: list[str],
     refused: list[dict[str, str]],
 ) -> None:
     """Add `rcpt` to `allowed` or `refused` by the automatic-mail limits and its suppression."""
     decision = check_limits(
         policy or DEFAULT_LIMITS,
-        SentCounts(recipient_hour=rh, recipient_day=rd, ticket_day=td, global_hour=gh, domain_hour=dh, known=known),
+        counts,
         recipient=rcpt,
         suppressed=suppression is not None,
         suppressed_reason=suppression.reason if suppression is not None else "",

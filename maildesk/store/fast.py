@@ -189,13 +189,8 @@ class FastIn:
             known = self._by_length[n] = FastStatement(self.build(n), self.table)
         return known
 
-    def all(
-        self, conn: Connection, values: Sequence[Any], extra: dict[str, Any] | None = None
-    ) -> list[tuple[Any, ...]]:
-        params = {f"v{i}": v for i, v in enumerate(values)}
-        if extra:
-            params.update(extra)
-        return self.statement(len(values)).all(conn, params)
+    def all(self, conn: Connection, values: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self.statement(len(values)).all(conn, {f"v{i}": v for i, v in enumerate(values)})
 
 
 _ROUNDTRIPS: dict[tuple[str, str], list[tuple[str, Processor, Processor, Callable[[], Any]]]] = {}

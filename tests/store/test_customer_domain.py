@@ -8,12 +8,9 @@ the counts are the expected ones."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import insert, inspect, select, text
 
 from maildesk.app import App
@@ -23,7 +20,6 @@ from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
 from maildesk.store.models import Customer, Ticket, email_domain
 from tests.commands.desk.conftest import seed
-from tests.conftest import make_settings
 from tests.support.mailgen import eml
 
 NOW = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
@@ -138,15 +134,6 @@ def test_new_ticket_counts_follow_the_domain_on_both_backends(desk: Any) -> None
         assert oq.new_ticket_counts(s, sender="z@d3.example", now=NOW) == (0, 5, False)
         assert oq.new_ticket_counts(s, sender="z@nobody.example", now=NOW) == (0, 0, False)
         assert oq.new_ticket_counts(s, sender="z@d3.example", now=NOW + timedelta(hours=1)) == (0, 0, False)
-
-
-@pytest.fixture
-def lite(tmp_path: Path) -> Iterator[App]:
-    app = App(make_settings(tmp_path, f"sqlite:///{tmp_path / 'data' / 'maildesk.db'}"))
-    app.migrate()
-    yield app
-    app.worker.close()
-    app.store.dispose()
 
 
 def test_sqlite_plan_reads_the_domain_index_not_the_hour_of_tickets(lite: App) -> None:

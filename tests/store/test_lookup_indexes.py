@@ -8,30 +8,17 @@ checked there (and the timing is in bench/scale_bench.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import event
 
 from maildesk.app import App
 from maildesk.services import tickets
 from maildesk.store import routing_queries as rq
 from maildesk.store.models import Agent, Customer, Ticket
-from tests.conftest import make_settings
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def lite(tmp_path: Path) -> Iterator[App]:
-    app = App(make_settings(tmp_path, f"sqlite:///{tmp_path / 'data' / 'maildesk.db'}"))
-    app.migrate()
-    yield app
-    app.worker.close()
-    app.store.dispose()
 
 
 def _seed(app: App) -> None:
