@@ -435,11 +435,13 @@ class App:
         """One-time work (mapper set-up, template compilation, locale data) done before the
         first message is claimed, so a crash or kill during start-up is never counted
         against a message's crash limit."""
+        from maildesk.outbound.context import warm_locales
         from maildesk.store.queries import warm_up
 
         with self.store.reader() as session:
             warm_up(session)
         self._check_templates()
+        warm_locales(self.settings.desk.locales)
         self.worker.preparer.warm()
 
     def _worker_loop(self, stop: threading.Event) -> None:

@@ -332,6 +332,14 @@ def _when_patterns(locale: str) -> tuple[Locale, DateTimePattern, DateTimePatter
     return _WHEN_PATTERNS[locale]
 
 
+def warm_locales(locales: tuple[str, ...] | list[str]) -> None:
+    """Load babel's data for the desk's locales now (start-up), not for the first mail in
+    each language: the first look-up of a locale reads and unpickles its data file."""
+    for locale in locales:
+        if _when_patterns(locale) is not None:
+            format_when(datetime(2026, 1, 1, tzinfo=UTC), locale, "UTC")
+
+
 def format_when(value: datetime | None, locale: str, tz: str) -> str:
     """`Wed, Mar 5, 2025, 3:00 PM CET` in the reader's zone and language ("" for None)."""
     if value is None:

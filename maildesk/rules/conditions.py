@@ -25,15 +25,23 @@ Captures = dict[str, str]
 class Condition:
     """Base of the condition tree. `line` is the 1-based line in the rules file."""
 
-    __slots__ = ("line",)
+    __slots__ = ("line", "_text")
 
     def __init__(self, line: int) -> None:
         self.line = line
+        self._text: str | None = None
 
     def check(self, facts: Facts, caps: Captures) -> Condition | None:
         raise NotImplementedError
 
     def describe(self) -> str:
+        """The condition as the explanations show it (a tree never changes once loaded,
+        and every routed mail's event names the rules' failed conditions: worked out once)."""
+        if self._text is None:
+            self._text = self._describe()
+        return self._text
+
+    def _describe(self) -> str:
         raise NotImplementedError
 
     def group_names(self) -> set[str]:
@@ -55,7 +63,7 @@ class All(Condition):
                 return failed
         return None
 
-    def describe(self) -> str:
+    def _describe(self) -> str:
         return "all of (" + "; ".join(c.describe() for c in self.children) + ")"
 
     def group_names(self) -> set[str]:
@@ -79,7 +87,7 @@ class Any_(Condition):
                 return None
         return self
 
-    def describe(self) -> str:
+    def _describe(self) -> str:
         return "any of (" + "; ".join(c.describe() for c in self.children) + ")"
 
     def group_names(self) -> set[str]:
@@ -98,7 +106,7 @@ class Not(Condition):
     def check(self, facts: Facts, caps: Captures) -> Condition | None:
         return self if self.child.check(facts, {}) is None else None
 
-    def describe(self) -> str:
+    def _describe(self) -> str:
         return f"not ({self.child.describe()})"
 
 
@@ -158,7 +166,7 @@ class Test(Condition):
                 return None
         return self
 
-    def describe(self) -> str:
+    def _describe(self) -> str:
         return f"{self.field} {self.op} {self.shown}"
 
     def group_names(self) -> set[str]:

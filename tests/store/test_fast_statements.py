@@ -17,7 +17,7 @@ from maildesk.domain import OPEN_STATUSES
 from maildesk.rules.limits import LimitPolicy, SentCounts, check_limits
 from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
-from maildesk.store.fast import FastIn, FastStatement, inline_in
+from maildesk.store.fast import FastIn, FastStatement, _bind_processor, inline_in
 from maildesk.store.models import AutoSend, Customer, Ticket
 
 NOW = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
@@ -53,6 +53,30 @@ def test_result_columns_are_read_through_their_types(desk: Any) -> None:
         assert fast == tuple(core)
         assert isinstance(fast[1], datetime) and fast[2] == ["vip", "printer"]
         assert stmt.first(q.core(s), {"n": number + 1}) is None
+
+
+def test_sqlite_datetimes_are_bound_as_sqlalchemy_binds_them() -> None:
+    from datetime import date, timezone
+
+    from sqlalchemy import DateTime
+    from sqlalchemy.dialects import sqlite
+
+    dialect = sqlite.dialect()
+    fast = _bind_processor(DateTime(), dialect)
+    own = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert fast is not own and fast is not None and own is not None
+    values = [
+        datetime(2026, 11, 22, 10, 0),
+        datetime(2026, 1, 2, 3, 4, 5, 6),
+        datetime(999, 1, 1),
+        datetime(2026, 5, 5, 1, 1, 1, 999999, tzinfo=timezone(timedelta(hours=2))),
+        NOW,
+        date(2026, 3, 4),
+    ]
+    for value in values:
+        assert fast(value) == own(value)
+    with pytest.raises(TypeError):
+        fast("2026-11-22")
 
 
 def test_inline_in_takes_only_plain_constants() -> None:
