@@ -159,6 +159,10 @@ def _stored(session: Session, ticket: Ticket, state: Any) -> tuple[str | None, s
 
 @event.listens_for(Session, "before_flush")
 def _keep_loads(session: Session, context: object, instances: object) -> None:
+    if _AGENTS_MEMO in session.info and any(
+        isinstance(o, Agent) for o in (*session.new, *session.dirty, *session.deleted)
+    ):
+        _forget_agents(session)
     deltas: dict[str, int] = {}
     for obj in session.new:
         if isinstance(obj, Ticket):
@@ -200,8 +204,28 @@ def recount_agent_loads(session: Session, *, repair: bool = True) -> dict[str, t
     return wrong
 
 
+_AGENTS_MEMO = "maildesk.all_agents"
+
+
 def all_agents(session: Session) -> list[Agent]:
-    return list(session.scalars(select(Agent)))
+    """Every agent. Remembered for the session's transaction (the worker routes a batch of
+    50 in one: one read instead of one per assigned ticket); forgotten at its end and when
+    an agent is written in this session (an added or deleted one not yet flushed is read
+    again, as the query's autoflush would have shown it)."""
+    memo = session.info.get(_AGENTS_MEMO)
+    if memo is not None and not any(isinstance(o, Agent) for o in (*session.new, *session.deleted)):
+        return list(memo)
+    agents = list(session.scalars(select(Agent)))
+    session.info[_AGENTS_MEMO] = agents
+    return list(agents)
+
+
+def _forget_agents(session: Session, *args: object) -> None:
+    session.info.pop(_AGENTS_MEMO, None)
+
+
+for _name in ("after_commit", "after_rollback", "after_soft_rollback"):
+    event.listen(Session, _name, _forget_agents)
 
 
 def routing_events(session: Session, message_pk: int) -> list[Event]:

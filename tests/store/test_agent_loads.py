@@ -250,3 +250,43 @@ def test_concurrent_assignments_to_one_agent_all_count(seeded: Any) -> None:
     with seeded.store.reader() as s:
         assert kept(s)["dora@example.com"] == 30
         assert kept(s) == counted(s)
+
+
+def test_the_agents_are_read_once_per_transaction_and_never_stale(desk: Any) -> None:
+    """`all_agents` is remembered for a transaction (the worker routes a batch in one), yet
+    an agent added or deleted in the session, or by another session once this transaction
+    ends, is seen as a fresh read would see it."""
+    from maildesk.store.models import Agent
+
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "FROM agents" in statement:
+            statements.append(statement)
+
+    from sqlalchemy import event
+
+    event.listen(desk.store.engine, "before_cursor_execute", count)
+    try:
+        with desk.store.session() as s:
+            s.add(Agent(email="ann@example.com", name="Ann", tiers=["L1"], queues=[]))
+        with desk.store.reader() as s:
+            assert [a.email for a in rq.all_agents(s)] == ["ann@example.com"]
+            assert [a.email for a in rq.all_agents(s)] == ["ann@example.com"]
+            assert len(statements) == 1  # the second answer is remembered
+            s.add(Agent(email="bob@example.com", name="Bob", tiers=["L1"], queues=[]))
+            assert sorted(a.email for a in rq.all_agents(s)) == ["ann@example.com", "bob@example.com"]
+            s.flush()
+            assert sorted(a.email for a in rq.all_agents(s)) == ["ann@example.com", "bob@example.com"]
+            s.delete(next(a for a in rq.all_agents(s) if a.email == "bob@example.com"))
+            assert [a.email for a in rq.all_agents(s)] == ["ann@example.com"]
+            s.rollback()  # bob was never committed
+            assert [a.email for a in rq.all_agents(s)] == ["ann@example.com"]
+        with desk.store.reader() as s:
+            assert [a.email for a in rq.all_agents(s)] == ["ann@example.com"]
+            s.commit()  # the transaction ends (SQLite here: its lock too)
+            with desk.store.session() as other:
+                other.add(Agent(email="cem@example.com", name="Cem", tiers=["L2"], queues=[]))
+            assert sorted(a.email for a in rq.all_agents(s)) == ["ann@example.com", "cem@example.com"]
+    finally:
+        event.remove(desk.store.engine, "before_cursor_execute", count)
