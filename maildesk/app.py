@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from maildesk.clock import utcnow
 from maildesk.config import Settings
-from maildesk.errors import ConfigError
+from maildesk.errors import ConfigError, SpoolError
 from maildesk.observe.metrics import MetricFacts, MetricsEndpoint
 from maildesk.observe.systemd import Notifier
 from maildesk.observe.watch import FileWatcher
@@ -40,8 +40,9 @@ from maildesk.sanitize import clean_html
 from maildesk.services import notify as notices
 from maildesk.services.sla import SlaContext
 from maildesk.spool import Spool
+from maildesk.spool.files import CLAIM_DRAIN_LIMIT
 from maildesk.store.db import Store
-from maildesk.wakeup import Wakeups
+from maildesk.wakeup import Signal, Wakeups
 
 if TYPE_CHECKING:  # imported when used: a CLI command that opens the App starts no intake
     from maildesk.ingest.imap import MailboxPoller
@@ -61,6 +62,7 @@ class App:
         self.spool = Spool(settings.spool_path).ensure()
         self.store = Store(settings.database_url, echo=settings.database.echo)
         self.wakeups = Wakeups(settings.data_path)
+        self._drain_wakeup = Signal()  # rung when SMTP intake made a group durable in the journal
         self.store.on_outbox_commit(self.wakeups.outbox_queued)  # after each commit that queued mail
         self.deps = PipelineDeps(settings, rules=make_rules_holder(settings), clock=clock, sanitize_html=clean_html)
         notices.install(self.store.session_info, lambda: self.deps.mailer)  # ticket changes tell agents
@@ -259,13 +261,16 @@ class App:
         self.wakeups.listen()  # before intake: `inject` may wake us from now on
         self._start_metrics()
         threads: list[threading.Thread] = []
+        imap_stop = threading.Event()  # intake's threads: the IMAP pollers and the journal drainer
         if self.settings.smtp.enabled:
             from maildesk.ingest.smtp import SmtpIntake
 
-            self.smtp = SmtpIntake(self.settings, self.spool, port=smtp_port, on_spooled=self.wakeups.spooled)
+            self.smtp = SmtpIntake(self.settings, self.spool, port=smtp_port, on_spooled=self._smtp_spooled)
             self.smtp.start()
+            drainer = threading.Thread(target=self._drain_loop, args=(imap_stop,), name="spool-drain", daemon=True)
+            drainer.start()
+            threads.append(drainer)
             log.info("SMTP intake listening on %s:%s", self.smtp.hostname, self.smtp.port)
-        imap_stop = threading.Event()
         for mailbox in self.settings.imap:
             from maildesk.ingest.imap import MailboxPoller
 
@@ -314,6 +319,35 @@ class App:
         self.write_status()
         self.store.dispose()
         log.info("stopped")
+
+    def _smtp_spooled(self) -> None:
+        """A group of SMTP mail is durable in the intake journal: wake the drainer and the worker."""
+        self._drain_wakeup.notify()
+        self.wakeups.spooled()
+
+    def _drain_loop(self, stop: threading.Event) -> None:
+        """Turn the intake journal's records into incoming/ files on a thread of its own, as
+        groups become durable. The worker's claim drains too when its listing of incoming/
+        runs out (it always did: this thread only takes that writing and syncing off the
+        worker's path, and its system calls run without the GIL while the worker works); a
+        drain in either waits for one in the other (`Spool.drain_journal`'s lock)."""
+        safety_net = self.settings.worker.safety_net_interval
+        while not stop.is_set():
+            self._drain_wakeup.wait(safety_net, stop)
+            if stop.is_set():
+                return
+            try:
+                drained = self.spool.drain_journal(limit=CLAIM_DRAIN_LIMIT)
+            except SpoolError as exc:  # the records stay in the journal; the worker's claim tries too
+                log.error("journal drain: %s", exc)
+                stop.wait(1.0)
+                continue
+            except Exception:  # noqa: BLE001 - the thread never dies for one failure
+                log.exception("journal drain failed")
+                stop.wait(1.0)
+                continue
+            if drained:
+                self.wakeups.spooled()  # the worker may have listed incoming/ before these were there
 
     def _supervise(self, stop: threading.Event, worker_thread: threading.Thread) -> None:
         """The main loop: status.json every second, reloads asked for by SIGHUP, and systemd's

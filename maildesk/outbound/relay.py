@@ -26,6 +26,7 @@ from pathlib import Path
 
 from maildesk.config import OutboundSettings
 from maildesk.sanitize import escape_header_text
+from maildesk.spool.fsio import syncfs, write_all
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -83,10 +84,7 @@ def deliver_maildir(raw: bytes, sender: str, recipients: Sequence[str], folder: 
         mailbox.Maildir(str(folder), create=True).close()
         if _already_in(folder, name):
             return DeliveryResult(True, False, 250, f"already in {folder} as {name}")
-        envelope = (
-            f"Return-Path: <{escape_header_text(sender)}>\r\n"
-            f"X-Envelope-To: {escape_header_text(', '.join(recipients))}\r\n"
-        ).encode()
+        envelope = _envelope(sender, recipients)
         tmp = folder / "tmp" / f"{name}.{os.getpid()}.{threading.get_ident()}"
         with tmp.open("wb") as out:
             out.write(envelope + raw)
@@ -101,6 +99,67 @@ def deliver_maildir(raw: bytes, sender: str, recipients: Sequence[str], folder: 
     except OSError as exc:
         return DeliveryResult(False, False, 0, f"cannot write to Maildir {folder}: {exc}")
     return DeliveryResult(True, False, 250, f"written to {folder} as {name}")
+
+
+def _envelope(sender: str, recipients: Sequence[str]) -> bytes:
+    return (
+        f"Return-Path: <{escape_header_text(sender)}>\r\nX-Envelope-To: {escape_header_text(', '.join(recipients))}\r\n"
+    ).encode()
+
+
+def deliver_maildir_many(mails: Sequence[tuple[bytes, str, Sequence[str]]], folder: Path) -> list[DeliveryResult]:
+    """`deliver_maildir` for a group of `(raw, sender, recipients)`, one result each, in
+    order: the same names and the same exactly-once rule, but the copies are all written in
+    tmp/ first and made durable by one syncfs(2) (a single journal commit, where an fsync
+    per file commits it once per file; an fsync each when syncfs is missing or fails), and
+    only then linked into new/. A copy that cannot be written or synced fails alone."""
+    results: list[DeliveryResult | None] = [None] * len(mails)
+    try:
+        mailbox.Maildir(str(folder), create=True).close()
+    except OSError as exc:
+        return [DeliveryResult(False, False, 0, f"cannot write to Maildir {folder}: {exc}") for _ in mails]
+    written: list[tuple[int, Path, str, int]] = []  # (index, tmp path, name, open descriptor)
+    suffix = f"{os.getpid()}.{threading.get_ident()}"
+    try:
+        for i, (raw, sender, recipients) in enumerate(mails):
+            name = maildir_name(raw, recipients)
+            if any(name == other for _j, _tmp, other, _fd in written) or _already_in(folder, name):
+                results[i] = DeliveryResult(True, False, 250, f"already in {folder} as {name}")
+                continue
+            tmp = folder / "tmp" / f"{name}.{suffix}"
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            except OSError as exc:
+                results[i] = DeliveryResult(False, False, 0, f"cannot write to Maildir {folder}: {exc}")
+                continue
+            written.append((i, tmp, name, fd))
+            try:
+                write_all(fd, _envelope(sender, recipients) + raw)
+            except OSError as exc:
+                results[i] = DeliveryResult(False, False, 0, f"cannot write to Maildir {folder}: {exc}")
+        pending = [w for w in written if results[w[0]] is None]
+        if pending and not (len(pending) > 1 and syncfs(pending[0][3])):
+            for i, _tmp, _name, fd in pending:
+                try:
+                    os.fsync(fd)
+                except OSError as exc:
+                    results[i] = DeliveryResult(False, False, 0, f"cannot write to Maildir {folder}: {exc}")
+        for i, tmp, name, _fd in written:
+            if results[i] is not None:
+                continue
+            try:
+                os.link(tmp, folder / "new" / name)
+            except FileExistsError:
+                results[i] = DeliveryResult(True, False, 250, f"already in {folder} as {name}")
+            except OSError as exc:
+                results[i] = DeliveryResult(False, False, 0, f"cannot write to Maildir {folder}: {exc}")
+            else:
+                results[i] = DeliveryResult(True, False, 250, f"written to {folder} as {name}")
+    finally:
+        for _i, tmp, _name, fd in written:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+    return [r if r is not None else DeliveryResult(False, False, 0, "not delivered") for r in results]
 
 
 def tls_context() -> ssl.SSLContext:

@@ -308,7 +308,7 @@ class OutboxSender:
             if not items:
                 break
             remaining -= len(items)
-            done = [(item, self._hand_over(item)) for item in items]
+            done = self._hand_over_all(items)
             self._finish_all(done, counts)
             if len(items) < wanted:
                 break  # nothing more was due
@@ -316,6 +316,20 @@ class OutboxSender:
         self.totals.deferred += counts.deferred
         self.totals.failed += counts.failed
         return counts.as_dict()
+
+    def _hand_over_all(self, items: list[Claimed]) -> list[tuple[Claimed, relay.DeliveryResult]]:
+        """Deliver claimed rows: into the local Maildir as one group (one sync for all the
+        copies, `relay.deliver_maildir_many`), otherwise one at a time."""
+        maildir = self.settings.outgoing_maildir
+        if len(items) < 2 or self._deliver != self._relay or self.settings.outbound.relay_host or maildir is None:
+            return [(item, self._hand_over(item)) for item in items]
+        try:
+            results = relay.deliver_maildir_many([(i.raw, i.sender, i.recipients) for i in items], maildir)
+        except Exception as exc:  # noqa: BLE001 - a delivery bug must not leave the rows in sending
+            log.exception("delivery of outbox rows %s raised", [i.id for i in items])
+            failed = relay.DeliveryResult(False, False, 0, f"delivery raised {type(exc).__name__}: {exc}")
+            return [(item, failed) for item in items]
+        return list(zip(items, results, strict=True))
 
     def _hand_over(self, item: Claimed) -> relay.DeliveryResult:
         with about(about_values(ticket=item.ticket_number, message_id=item.message_id)):

@@ -196,6 +196,9 @@ def test_the_scrape_matches_the_mail_that_was_sent(service: Service) -> None:
             got.get(("maildesk_messages_received_total", (("source", "smtp"),))) == 3
             and got.get(("maildesk_messages_received_total", (("source", "inject"),))) == 1
             and got.get(("maildesk_outbox_sent_total", ())) == 4
+            # counted by the worker after its commit: the sender may have sent the last
+            # acknowledgement before the worker got that far
+            and got.get(("maildesk_pipeline_latency_seconds_count", ())) == 4
         )
         return done and got
 

@@ -160,3 +160,35 @@ def test_poison_message_is_isolated_and_parked_after_three_crashes(desk: Any) ->
     meta, raw = desk.spool.read(failed)
     assert b"Subject: poison" in raw and desk.spool.info(failed)["stage"] == "crash"
     assert count(desk, Message) == 19  # every other message stored, once
+
+
+def test_the_daemons_drainer_turns_journal_records_into_entries_off_the_worker(desk: Any) -> None:
+    """SMTP intake's journal is drained by a thread of its own (`App._drain_loop`) when a
+    group is durable: the records become incoming/ entries without the worker claiming,
+    and the worker is woken for them. Nothing is lost or doubled when the worker drains too."""
+    import threading
+
+    from tests.support.wait import wait_for
+
+    writer = desk.spool.journal_writer()
+    stop = threading.Event()
+    drainer = threading.Thread(target=desk._drain_loop, args=(stop,), daemon=True)
+    drainer.start()
+    try:
+        woken = desk.wakeups.spool.notified
+        raws = [eml(message_id=f"<j{i}@customer.example>", subject=f"journal {i}") for i in range(6)]
+        results = writer.append([(raw, "smtp", {"rcpt_tos": ["support@example.com"]}) for raw in raws[:3]])
+        assert all(isinstance(r, str) for r in results)
+        desk._smtp_spooled()
+        wait_for(lambda: len(list((desk.spool.root / "incoming").glob("*.msg"))) == 3, timeout=10)
+        wait_for(lambda: desk.wakeups.spool.notified >= woken + 2, timeout=10)  # by SMTP and by the drainer
+        writer.append([(raw, "smtp", {"rcpt_tos": ["support@example.com"]}) for raw in raws[3:]])
+        desk._smtp_spooled()
+        assert desk.process()["tickets_created"] == 6  # whichever of the two drained the rest
+    finally:
+        stop.set()
+        drainer.join(timeout=5)
+        writer.close()
+    assert not drainer.is_alive()
+    assert count(desk, Message) == 6 and count(desk, Ticket) == 6
+    assert desk.spool.journal_backlog() == 0
