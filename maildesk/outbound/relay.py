@@ -119,11 +119,16 @@ def deliver_maildir_many(mails: Sequence[tuple[bytes, str, Sequence[str]]], fold
     except OSError as exc:
         return [DeliveryResult(False, False, 0, f"cannot write to Maildir {folder}: {exc}") for _ in mails]
     written: list[tuple[int, Path, str, int]] = []  # (index, tmp path, name, open descriptor)
+    names: set[str] = set()
     suffix = f"{os.getpid()}.{threading.get_ident()}"
     try:
+        # Copies a mail client has read (moved to cur/, NAME or NAME:2,FLAGS): one listing
+        # for the group. A copy still in new/ makes the link below fail: found all the same.
+        with os.scandir(folder / "cur") as entries:
+            read = {entry.name.partition(":")[0] for entry in entries}
         for i, (raw, sender, recipients) in enumerate(mails):
             name = maildir_name(raw, recipients)
-            if any(name == other for _j, _tmp, other, _fd in written) or _already_in(folder, name):
+            if name in names or name in read:
                 results[i] = DeliveryResult(True, False, 250, f"already in {folder} as {name}")
                 continue
             tmp = folder / "tmp" / f"{name}.{suffix}"
@@ -133,6 +138,7 @@ def deliver_maildir_many(mails: Sequence[tuple[bytes, str, Sequence[str]]], fold
                 results[i] = DeliveryResult(False, False, 0, f"cannot write to Maildir {folder}: {exc}")
                 continue
             written.append((i, tmp, name, fd))
+            names.add(name)
             try:
                 write_all(fd, _envelope(sender, recipients) + raw)
             except OSError as exc:

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, delete, distinct, func, insert, select, true, update
+from sqlalchemy import Integer, bindparam, case, delete, distinct, func, insert, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from maildesk.store.fast import FastStatement
+from maildesk.store.fast import FastIn, FastStatement
 from maildesk.store.models import (
     Agent,
     AutoSend,
@@ -341,6 +341,81 @@ def claim_due_many(session: Session, now: datetime, limit: int) -> list[OutboxIt
         .with_for_update(skip_locked=True)
     )
     return list(session.scalars(stmt))
+
+
+_CLAIM_ROWS = FastStatement(
+    select(
+        OutboxItem.id,
+        OutboxItem.raw,
+        OutboxItem.sender,
+        OutboxItem.recipients,
+        OutboxItem.attempts,
+        OutboxItem.ticket_number,
+        OutboxItem.template,
+        OutboxItem.message_id,
+    )
+    .where(OutboxItem.state == "queued", OutboxItem.next_try <= bindparam("now", type_=OutboxItem.next_try.type))
+    .order_by(OutboxItem.next_try, OutboxItem.id)
+    .limit(bindparam("n", type_=Integer))
+    .with_for_update(skip_locked=True)
+)
+_TAKE_ROW = FastStatement(
+    update(OutboxItem)
+    .where(OutboxItem.id == bindparam("i", type_=Integer), OutboxItem.state == "queued")
+    .values(
+        state="sending",
+        attempts=bindparam("a", type_=Integer),
+        next_try=bindparam("until", type_=OutboxItem.next_try.type),
+    )
+)
+
+
+def claim_due_rows(
+    session: Session, now: datetime, limit: int, until: datetime
+) -> list[tuple[int, bytes, str, list[str], int, int | None, str, str]]:
+    """`claim_due_many` for the sender, on the driver: up to `limit` due queued rows, earliest
+    first, locked for this transaction on PostgreSQL (rows others hold are skipped), each set
+    to `sending` with one more attempt and `next_try = until` (its lease). Returns `(id, raw,
+    sender, recipients, attempts after this claim, ticket, template, Message-ID)`; no ORM
+    object is made (the sender keeps a snapshot, outside any transaction, anyway)."""
+    conn = core(session)
+    rows = _CLAIM_ROWS.all(conn, {"now": now, "n": limit})
+    if not rows:
+        return []
+    _TAKE_ROW.execute_many(conn, [{"i": row[0], "a": int(row[4] or 0) + 1, "until": until} for row in rows])
+    return [
+        (int(r[0]), bytes(r[1]), str(r[2]), list(r[3] or []), int(r[4] or 0) + 1, r[5], str(r[6]), str(r[7]))
+        for r in rows
+    ]
+
+
+_SENDING_OF = FastIn(
+    lambda n: select(OutboxItem.id, OutboxItem.message_id).where(
+        OutboxItem.id.in_([bindparam(f"v{i}", type_=Integer) for i in range(n)]), OutboxItem.state == "sending"
+    )
+)
+_SENT = FastStatement(
+    update(OutboxItem)
+    .where(OutboxItem.id == bindparam("i", type_=Integer), OutboxItem.state == "sending")
+    .values(state="sent", sent_at=bindparam("at", type_=OutboxItem.sent_at.type), last_error="")
+)
+
+
+def mark_sent_many(session: Session, ids: Sequence[int], at: datetime) -> set[int]:
+    """Record rows handed over for good: those of `ids` still in `sending` become `sent` at
+    `at` (their outgoing Message rows get `sent_at`), without loading them. Returns the ids
+    it marked; one that is not among them was changed meanwhile (taken back by `recover`
+    after its lease ran out, or deleted)."""
+    if not ids:
+        return set()
+    from maildesk.store.queries import mid_hash
+
+    conn = core(session)
+    found = _SENDING_OF.all(conn, list(ids))
+    if found:
+        _SENT.execute_many(conn, [{"i": row[0], "at": at} for row in found])
+        _MESSAGE_SENT.execute_many(conn, [{"h": mid_hash(str(row[1])), "at": at} for row in found])
+    return {int(row[0]) for row in found}
 
 
 def load_outbox_rows(session: Session, ids: Sequence[int]) -> list[OutboxItem]:

@@ -72,8 +72,12 @@ def test_a_group_delivery_writes_what_one_at_a_time_writes(tmp_path: Path) -> No
     for name in _copies(tmp_path / "one"):
         assert (tmp_path / "group" / "new" / name).read_bytes() == (tmp_path / "one" / "new" / name).read_bytes()
     assert list((tmp_path / "group" / "tmp").iterdir()) == []
+    # a mail client read one: moved to cur/ with flags; both are still found
+    name = maildir_name(mails[0][0], mails[0][2])
+    os.rename(tmp_path / "group" / "new" / name, tmp_path / "group" / "cur" / f"{name}:2,S")
     again = deliver_maildir_many(mails[:2], tmp_path / "group")
     assert all(r.ok and "already in" in r.message for r in again)
+    assert len(_copies(tmp_path / "group")) == 5
 
 
 def test_the_sender_delivers_a_group_into_the_maildir_once_each(wired: Any, clock: Clock) -> None:
