@@ -94,6 +94,25 @@ def backoff_seconds(attempts: int, base: float, cap: float = MAX_BACKOFF_SECONDS
     return float(min(cap, base * 2.0 ** max(0, attempts - 1)))
 
 
+def _sent_data(
+    outbox_id: int,
+    template: str,
+    message_id: str,
+    attempts: int,
+    recipients: Sequence[str],
+    result: relay.DeliveryResult,
+) -> dict[str, object]:
+    """The `mail-sent` event's data."""
+    return {
+        "outbox_id": outbox_id,
+        "template": template,
+        "message_id": message_id,
+        "attempts": attempts,
+        "recipients": list(recipients),
+        "relay": result.message[:300],
+    }
+
+
 class OutboxSender:
     """Sends due outbox rows through the relay (or the local Maildir)."""
 
@@ -229,14 +248,7 @@ class OutboxSender:
             if item.id not in marked:
                 log.warning("outbox row %s changed while it was being sent", item.id)
                 continue
-            data = {
-                "outbox_id": item.id,
-                "template": item.template,
-                "message_id": item.message_id,
-                "attempts": item.attempts,
-                "recipients": list(item.recipients),
-                "relay": result.message[:300],
-            }
+            data = _sent_data(item.id, item.template, item.message_id, item.attempts, item.recipients, result)
             q.add_event(session, item.ticket_number, "mail-sent", data, now)
             counts.sent += 1
 
@@ -256,7 +268,7 @@ class OutboxSender:
         if result.ok:
             row.state, row.sent_at, row.last_error = "sent", now, ""
             oq.mark_message_sent(session, row.message_id, now)
-            data = {**base, "recipients": list(item.recipients), "relay": result.message[:300]}
+            data = _sent_data(row.id, row.template, row.message_id, row.attempts, item.recipients, result)
             q.add_event(session, row.ticket_number, "mail-sent", data, now)
             if result.permanent_recipients:
                 self._permanent(session, row, result, now)
