@@ -324,25 +324,6 @@ def held_new_tickets(session: Session, since: datetime) -> list[tuple[datetime, 
     return [(at, str((data or {}).get("reason", ""))) for at, data in session.execute(stmt)]
 
 
-def claim_due(session: Session, now: datetime) -> OutboxItem | None:
-    """The next queued row whose time has come, locked for this transaction (skip rows others hold)."""
-    found = claim_due_many(session, now, 1)
-    return found[0] if found else None
-
-
-def claim_due_many(session: Session, now: datetime, limit: int) -> list[OutboxItem]:
-    """Up to `limit` queued rows whose time has come, earliest first, locked for this
-    transaction (skip rows others hold)."""
-    stmt = (
-        select(OutboxItem)
-        .where(OutboxItem.state == "queued", OutboxItem.next_try <= now)
-        .order_by(OutboxItem.next_try, OutboxItem.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return list(session.scalars(stmt))
-
-
 _CLAIM_ROWS = FastStatement(
     select(
         OutboxItem.id,
@@ -373,8 +354,9 @@ _TAKE_ROW = FastStatement(
 def claim_due_rows(
     session: Session, now: datetime, limit: int, until: datetime
 ) -> list[tuple[int, bytes, str, list[str], int, int | None, str, str]]:
-    """`claim_due_many` for the sender, on the driver: up to `limit` due queued rows, earliest
-    first, locked for this transaction on PostgreSQL (rows others hold are skipped), each set
+    """The sender's claim, on the driver: up to `limit` due queued rows, earliest first
+    (`ix_outbox_state_next_try`, no sort), locked for this transaction on PostgreSQL (rows
+    others hold are skipped), each set
     to `sending` with one more attempt and `next_try = until` (its lease). Returns `(id, raw,
     sender, recipients, attempts after this claim, ticket, template, Message-ID)`; no ORM
     object is made (the sender keeps a snapshot, outside any transaction, anyway)."""
