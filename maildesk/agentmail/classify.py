@@ -294,7 +294,20 @@ def _reply(facts: MailFacts, desk: AgentDesk, sender: str, tokens: list[str]) ->
     )
 
 
+def may_be_forward_or_commands(text: str, subject: str, forwarded: bool) -> bool:
+    """False when `_forward` can only answer NotAgentMail: commands and notes are lines that
+    start with '#' (the agent's words are cut from the text, so a '#' would be in it), and a
+    forward shows in the subject, the text or an attached message. Lets a customer's mail
+    (no token, to our address: `_forward`) go without the agent split, in the preparation
+    children and here. HTML-only mail is split (its text comes from the HTML)."""
+    if not (text or "").strip():
+        return True
+    return "#" in text or forwarded or bool(_FORWARD_SUBJECT.match(subject or "")) or _has_forward_start(text)
+
+
 def _forward(facts: MailFacts, desk: AgentDesk, sender: str) -> Outcome:
+    if facts.words is None and not may_be_forward_or_commands(facts.text, facts.subject, bool(facts.forwarded_from)):
+        return NotAgentMail()
     agent = desk.agent(sender)
     signature = agent.signature if agent else ""
     words = facts.words if facts.words is not None and not signature else agent_words(facts.text, facts.html, signature)
@@ -363,6 +376,7 @@ __all__ = [
     "classify",
     "collision",
     "forwarded_sender",
+    "may_be_forward_or_commands",
     "real_sender",
     "spoofed_display_name",
 ]

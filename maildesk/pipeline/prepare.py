@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from maildesk import language
-from maildesk.agentmail.classify import real_sender
+from maildesk.agentmail.classify import may_be_forward_or_commands, real_sender
 from maildesk.agentmail.strip import AgentText, agent_words
 from maildesk.config import Settings
 from maildesk.errors import UnparseableMessage
@@ -101,7 +101,9 @@ def prepare_raw(meta: dict[str, Any], raw: bytes, settings: Settings, needs: Nee
     if needs.agent:  # the agent stage's pure part: who really sent it, the words without quotes
         with contextlib.suppress(Exception):
             prepared.sender = real_sender(raw)
-            prepared.words = agent_words(msg.text, msg.html, "")
+            forwarded = any(a.content_type.lower() == "message/rfc822" for a in msg.attachments)
+            if may_be_forward_or_commands(msg.text, msg.subject, forwarded):  # else nobody reads them
+                prepared.words = agent_words(msg.text, msg.html, "")
     return prepared
 
 

@@ -1,10 +1,13 @@
 """Agent mail classification: reply, forward, refused, or not agent mail."""
 
+from dataclasses import replace as _replace
 from email.headerregistry import Address as HeaderAddress
 from email.parser import BytesParser
 from email.policy import default
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from maildesk.agentmail.classify import (
     AMBIGUOUS,
@@ -26,10 +29,12 @@ from maildesk.agentmail.classify import (
     classify,
     collision,
     forwarded_sender,
+    may_be_forward_or_commands,
     real_sender,
     spoofed_display_name,
 )
 from maildesk.agentmail.commands import Command
+from maildesk.agentmail.strip import agent_words
 from maildesk.threading.tokens import make_agent_address, make_reply_address
 
 SECRET = "s3cret"
@@ -423,3 +428,68 @@ def test_collision():
     assert not collision(7, 7)  # nothing new since the notification
     assert not collision(8, 7)
     assert collision(7, 8)  # the customer wrote again, or a colleague answered meanwhile
+
+
+# --- the split only where it can matter (issue 17) -------------------------------------------
+
+LINES = st.sampled_from(
+    [
+        "Hello, my printer is on fire.",
+        "#resolve",
+        "#note",
+        "#customer carl@customer.example",
+        "Order #12345 never came",
+        "#unknown thing",
+        "---------- Forwarded message ---------",
+        "Begin forwarded message:",
+        "From: Carl <carl@customer.example>",
+        "> quoted line",
+        "On Mon, 3 Mar 2025 at 10:15, Carl <carl@customer.example> wrote:",
+        "-- ",
+        "Anna Schmidt",
+        "Support team",
+        "-- reply above this line --",
+        "",
+        "Thanks, Anna",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(
+    lines=st.lists(LINES, max_size=8),
+    subject=st.sampled_from(["Printer", "Fwd: Printer", "WG: Drucker", "[ext] FW: x", "Re: Printer"]),
+    sender=st.sampled_from([ANNA, BOB, OLD, "carl@customer.example"]),
+    html=st.sampled_from(["", "<p>Order &#35;1 <b>late</b></p>", "<p>#resolve</p>"]),
+    forwarded_from=st.sampled_from(["", "dora@customer.example"]),
+)
+def test_mail_without_commands_or_forward_signs_is_classified_the_same_without_the_split(
+    lines: list[str], subject: str, sender: str, html: str, forwarded_from: str
+) -> None:
+    """`classify` on a mail to our address (no token) decides the same whether the preparation
+    child split the agent's words or not: the child leaves the split out only when
+    `may_be_forward_or_commands` says `_forward` cannot find anything."""
+    text = "\n".join(lines)
+    facts = MailFacts(
+        sender=sender,
+        subject=subject,
+        recipients=("support@example.com",),
+        text=text,
+        html=html,
+        forwarded_from=forwarded_from,
+        authenticated=True,
+    )
+    split = _replace(facts, words=agent_words(text, html, ""))
+    assert classify(facts, DESK) == classify(split, DESK)
+    if not may_be_forward_or_commands(text, subject, bool(forwarded_from)):
+        assert classify(split, DESK) == NotAgentMail()
+
+
+def test_what_makes_the_split_needed() -> None:
+    assert not may_be_forward_or_commands("My printer is on fire.\n\nThanks", "Printer", False)
+    assert may_be_forward_or_commands("#resolve\nDone", "Re: x", False)
+    assert may_be_forward_or_commands("Order #12345", "x", False)  # a '#' anywhere: split, to be sure
+    assert may_be_forward_or_commands("see below", "Fwd: Printer", False)
+    assert may_be_forward_or_commands("Begin forwarded message:\nFrom: c@x", "x", False)
+    assert may_be_forward_or_commands("see the attachment", "x", True)
+    assert may_be_forward_or_commands("", "x", False)  # HTML only: its text is made from the HTML

@@ -38,8 +38,13 @@ def test_preparation_computes_what_the_stages_declared(tmp_path: Path) -> None:
     assert isinstance(full, Prepared) and isinstance(bare, Prepared)
     assert full.screen is not None and full.screen.verdict == "human"
     assert full.reply is not None and "Thanks!" in full.reply.visible
-    assert full.sender is not None and full.sender[1] and full.words is not None
-    assert "Thanks!" in full.words.text and "what you wrote before" in full.words.quoted
+    assert full.sender is not None and full.sender[1]
+    assert full.words is None  # no '#' and no sign of a forward: the agent stage reads no words
+    commands = prepare_raw(
+        {}, eml(body="#resolve\n\nDone, thanks!\n\n> what you wrote before\n"), settings, needs_of(PIPELINE)
+    )
+    assert isinstance(commands, Prepared) and commands.words is not None
+    assert "#resolve" in commands.words.text and "what you wrote before" in commands.words.quoted
     assert bare.screen is None and bare.reply is None and bare.sender is None and bare.words is None
 
 
