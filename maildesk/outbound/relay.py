@@ -124,8 +124,11 @@ def deliver_maildir_many(mails: Sequence[tuple[bytes, str, Sequence[str]]], fold
     try:
         # Copies a mail client has read (moved to cur/, NAME or NAME:2,FLAGS): one listing
         # for the group. A copy still in new/ makes the link below fail: found all the same.
-        with os.scandir(folder / "cur") as entries:
-            read = {entry.name.partition(":")[0] for entry in entries}
+        try:
+            with os.scandir(folder / "cur") as entries:
+                read = {entry.name.partition(":")[0] for entry in entries}
+        except FileNotFoundError:  # as deliver_maildir: a Maildir without cur/ has nothing read
+            read = set()
         for i, (raw, sender, recipients) in enumerate(mails):
             name = maildir_name(raw, recipients)
             if name in names or name in read:
