@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.intake_bench import scratch_database
 from bench.rounds import summary
 
 _IN_REPLY_TO = re.compile(rb"^In-Reply-To:\s*(<[^>]+>)", re.IGNORECASE | re.MULTILINE)
@@ -172,7 +173,9 @@ per_domain_hour = 1000000
         deadline = time.monotonic() + 120
         while "worker ready" not in self.log.read_text(errors="replace"):
             if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError(f"the daemon did not start; see {self.log}")
+                tail = self.log.read_text(errors="replace")[-2000:]
+                self.stop()  # a daemon that waits for its database must not outlive the bench
+                raise RuntimeError(f"the daemon did not start:\n{tail}")
             time.sleep(0.05)
         while True:  # the SMTP listener
             try:
@@ -270,8 +273,14 @@ def _first(keep: list[list[float]], pair: tuple[list[float], list[float]]) -> li
 
 def run_round(number: int, args: argparse.Namespace) -> dict[str, list[float]]:
     figures: dict[str, list[float]] = {}
-    with tempfile.TemporaryDirectory(prefix="maildesk-latency-") as tmp:
-        desk = Desk(Path(tmp), args.database)
+    database = None
+    if args.database:  # a database of its own for the round, created and dropped here
+        from sqlalchemy.engine import make_url
+
+        target = make_url(args.database)
+        database = target.set(database=f"{target.database}_r{number}").render_as_string(hide_password=False)
+    with tempfile.TemporaryDirectory(prefix="maildesk-latency-") as tmp, scratch_database(database or ""):
+        desk = Desk(Path(tmp), database)
         desk.start()
         watch = AckWatch(desk.maildir)
         try:
@@ -318,7 +327,12 @@ def main() -> int:
     parser.add_argument("--inject", type=int, default=10, help="mails through `maildesk inject`, one at a time")
     parser.add_argument("--burst", type=int, default=2000, help="mails in the burst (0: none)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--database", default=None, help="database URL (default: SQLite in the data folder)")
+    parser.add_argument(
+        "--database",
+        default=None,
+        help="a PostgreSQL URL: each round creates <name>_r<round> next to it and drops it afterwards "
+        "(default: SQLite in the data folder)",
+    )
     args = parser.parse_args()
     collected: dict[str, list[float]] = {}
     for number in range(1, args.rounds + 1):
