@@ -96,10 +96,7 @@ def _screen_recipients(
                 now=now,
                 global_cap=(policy or DEFAULT_LIMITS).global_hour,
             )
-            counts = SentCounts(
-                recipient_hour=rh, recipient_day=rd, ticket_day=td, global_hour=gh, domain_hour=dh, known=known
-            )
-            _judge_automatic(policy, rcpt, suppression, counts, allowed, refused)
+            _judge_automatic(policy, rcpt, suppression, _sent_counts(rh, rd, td, gh, known, dh), allowed, refused)
             continue
         suppression = q.is_suppressed(session, rcpt, now)
         if not automatic or (suppression is None and to_agent):
@@ -117,11 +114,13 @@ def _screen_recipients(
             allowed.append(rcpt)
             continue
         (rh, rd, td, gh), (known, dh) = oq.limit_facts(session, recipient=rcpt, ticket_number=ticket_number, now=now)
-        counts = SentCounts(
-            recipient_hour=rh, recipient_day=rd, ticket_day=td, global_hour=gh, domain_hour=dh, known=known
-        )
-        _judge_automatic(policy, rcpt, suppression, counts, allowed, refused)
+        _judge_automatic(policy, rcpt, suppression, _sent_counts(rh, rd, td, gh, known, dh), allowed, refused)
     return allowed, refused
+
+
+def _sent_counts(rh: int, rd: int, td: int, gh: int, known: bool, dh: int) -> SentCounts:
+    """The store's counts (`recipient_facts`, `limit_facts`) as the limits read them."""
+    return SentCounts(recipient_hour=rh, recipient_day=rd, ticket_day=td, global_hour=gh, domain_hour=dh, known=known)
 
 
 def _judge_automatic(

@@ -62,43 +62,14 @@ def maildir_name(raw: bytes, recipients: Sequence[str]) -> str:
     return f"maildesk-{digest.hexdigest()[:40]}"
 
 
-def _already_in(box: Path, name: str) -> bool:
-    if (box / "new" / name).exists() or (box / "cur" / name).exists():
-        return True
-    try:  # a mail client moves a read copy to cur/ as NAME:2,FLAGS
-        with os.scandir(box / "cur") as entries:
-            return any(entry.name.startswith(name + ":") for entry in entries)
-    except FileNotFoundError:
-        return False
-
-
 def deliver_maildir(raw: bytes, sender: str, recipients: Sequence[str], folder: Path) -> DeliveryResult:
-    """Write one copy into the Maildir `folder` (created when missing), exactly once.
+    """Write one copy into the Maildir `folder` (created when missing), exactly once: a
+    group of one for `deliver_maildir_many`.
 
     The file name comes from `maildir_name`: a row delivered again after a crash (found in
-    `sending` when its lease ran out) finds its copy and writes nothing (issue 16). The
-    copy is written in tmp/, fsynced, then hard-linked into new/ (the link fails when
-    another delivery got there first)."""
-    name = maildir_name(raw, recipients)
-    try:
-        mailbox.Maildir(str(folder), create=True).close()
-        if _already_in(folder, name):
-            return DeliveryResult(True, False, 250, f"already in {folder} as {name}")
-        envelope = _envelope(sender, recipients)
-        tmp = folder / "tmp" / f"{name}.{os.getpid()}.{threading.get_ident()}"
-        with tmp.open("wb") as out:
-            out.write(envelope + raw)
-            out.flush()
-            os.fsync(out.fileno())
-        try:
-            os.link(tmp, folder / "new" / name)
-        except FileExistsError:
-            return DeliveryResult(True, False, 250, f"already in {folder} as {name}")
-        finally:
-            tmp.unlink(missing_ok=True)
-    except OSError as exc:
-        return DeliveryResult(False, False, 0, f"cannot write to Maildir {folder}: {exc}")
-    return DeliveryResult(True, False, 250, f"written to {folder} as {name}")
+    `sending` when its lease ran out) finds its copy, in new/ or read into cur/, and leaves
+    no second one (issue 16)."""
+    return deliver_maildir_many([(raw, sender, recipients)], folder)[0]
 
 
 def _envelope(sender: str, recipients: Sequence[str]) -> bytes:

@@ -287,29 +287,21 @@ class TemplateRenderer:
         self.default_locale = normalize_locale(default_locale)
         # The desk's languages (`desk.locales`): `check` wants every template in each of them.
         self.locales = tuple(dict.fromkeys((self.default_locale, *(normalize_locale(x) for x in locales))))
-        self._envs: dict[tuple[str, ...], ImmutableSandboxedEnvironment] = {}
-        # Pure functions of the fixed folders, remembered: the chains of a (locale, queue),
-        # the environment of a chain (by its paths), a template file's path as text.
+        # Pure functions of the fixed folders, remembered: the environment of a chain (by its
+        # paths), the chains of a (locale, queue), a template file's path as text.
+        self._envs: dict[tuple[Path, ...], ImmutableSandboxedEnvironment] = {}
         self._chain_memo: dict[tuple[str, str | None], tuple[tuple[Path, ...], tuple[Path, ...], tuple[Path, ...]]] = {}
-        self._env_by_dirs: dict[tuple[Path, ...], ImmutableSandboxedEnvironment] = {}
         self._paths: dict[tuple[Path, str], str] = {}
         self._found: dict[tuple[tuple[Path, ...], str], tuple[float, Path | None]] = {}
 
     # -- lookup ----------------------------------------------------------------------
 
     def _env(self, dirs: tuple[Path, ...]) -> ImmutableSandboxedEnvironment:
-        env = self._env_by_dirs.get(dirs)
-        if env is None:
-            env = self._env_by_dirs[dirs] = self._make_env(dirs)
-        return env
-
-    def _make_env(self, dirs: tuple[Path, ...]) -> ImmutableSandboxedEnvironment:
-        key = tuple(str(d) for d in dirs)
-        env = self._envs.get(key)
+        env = self._envs.get(dirs)
         if env is None:
             in_site = self._in_site(dirs)
             env = ImmutableSandboxedEnvironment(
-                loader=(_SiteLoader if in_site else FileSystemLoader)(list(key)),
+                loader=(_SiteLoader if in_site else FileSystemLoader)([str(d) for d in dirs]),
                 undefined=StrictUndefined,
                 autoescape=select_autoescape(
                     enabled_extensions=("html.j2", "html"), default_for_string=False, default=False
@@ -324,7 +316,7 @@ class TemplateRenderer:
                 finalize=_finalize,
             )
             env.filters.update(FILTERS)
-            self._envs[key] = env
+            self._envs[dirs] = env
         return env
 
     def _chains(self, locale: str, queue: str | None) -> tuple[list[Path], list[Path]]:

@@ -226,8 +226,10 @@ class OutboxSender:
 
     def _finish_all(self, done: list[tuple[Claimed, relay.DeliveryResult]], counts: SendCounts) -> None:
         """Record what happened to each handed-over row, in one transaction."""
-        sent = [(item, result) for item, result in done if result.ok and not result.permanent_recipients]
-        other = [(item, result) for item, result in done if not (result.ok and not result.permanent_recipients)]
+        sent: list[tuple[Claimed, relay.DeliveryResult]] = []  # to every recipient: recorded as a group
+        other: list[tuple[Claimed, relay.DeliveryResult]] = []
+        for pair in done:
+            (sent if pair[1].ok and not pair[1].permanent_recipients else other).append(pair)
         with self.store.session() as session:
             if sent:
                 self._record_sent(session, sent, counts)

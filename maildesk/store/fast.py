@@ -48,22 +48,22 @@ def _column_default(default: Any) -> Callable[[], Any]:
 def _bind_processor(bind_type: Any, dialect: Any) -> Processor:
     """The bind processor of `bind_type` on `dialect`. SQLite's DATETIME gets an equivalent
     of SQLAlchemy's (same text: `2026-11-22 10:00:00.000000`, the zone dropped) that is
-    `datetime.isoformat`, 4x cheaper than formatting seven fields through a dict; anything
-    that is not a datetime goes to SQLAlchemy's own."""
+    `datetime.isoformat`, 2.3x cheaper (measured) than formatting seven fields through a
+    dict; anything that is not a datetime goes to SQLAlchemy's own."""
     impl = bind_type.dialect_impl(dialect)
     processor = impl.bind_processor(dialect)
     if processor is None or dialect.name != "sqlite" or not isinstance(impl, _SQLITE_DATETIME):
         return processor
     if getattr(impl, "_storage_format", None) != _SQLITE_DATETIME._storage_format:
         return processor  # a custom storage format: SQLAlchemy's own processor
-    original = processor
+    own = processor
 
     def process(value: Any) -> Any:
         if type(value) is datetime:
             if value.tzinfo is not None:
                 value = value.replace(tzinfo=None)
             return value.isoformat(" ", "microseconds")
-        return original(value)
+        return own(value)
 
     return process
 
