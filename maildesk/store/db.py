@@ -9,6 +9,7 @@ gets sessions from `Store`; SQL and ORM queries live in this package only.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import sqlite3
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -51,13 +53,27 @@ def is_conflict(exc: BaseException) -> bool:
     return isinstance(exc, IntegrityError)
 
 
+def json_text(value: Any) -> str:
+    """The text stored for a JSON column (events' data, recipients, fields…).
+
+    orjson writes it about 8x faster than `json.dumps` (an event's data: 0.3 against 2.3 µs;
+    a message carries a dozen such values). Same JSON, written compactly and in UTF-8 rather
+    than with `\\u` escapes; readers parse it either way. What orjson refuses but
+    `json.dumps` takes (a lone surrogate left by a mail's undecodable bytes, an integer beyond
+    64 bits) is written by `json.dumps`, as before."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(value)
+
+
 class Store:
     """Engine plus session factory for one database URL."""
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        kwargs: dict[str, Any] = {"echo": echo, "future": True, "json_serializer": json_text}
         if self.is_sqlite:
             path = url.split(":///", 1)[-1]
             if path and path != ":memory:":

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, FromClause, literal_column
 from sqlalchemy.dialects.sqlite.base import DATETIME as _SQLITE_DATETIME
@@ -29,11 +29,42 @@ from sqlalchemy.sql import ClauseElement
 
 _MISSING = object()
 Processor = Callable[[Any], Any] | None
-Plan = tuple[str, list[str] | None, list[tuple[str, Processor, Callable[[], Any]]], list[Processor] | None]
+
+
+class Plan(NamedTuple):
+    """A statement compiled for one dialect, with how a dict of values becomes its parameters.
+
+    `names[i]` is read from the values with `defaults[i]` when missing (a column's constant
+    default or a literal, else None); `late` are the (index, fill) of the callable defaults
+    (`_MISSING` in `defaults`), `processors` the (index, bind processor) pairs; `order` puts
+    the converted values in the statement's positional order (None: already in it), `named`
+    says the driver takes a dict (psycopg's `%(name)s`). Splitting the work this way lets one
+    `map` read every value and a short loop do the rest."""
+
+    sql: str
+    names: tuple[str, ...]
+    defaults: tuple[Any, ...]
+    late: tuple[tuple[int, Callable[[], Any]], ...]
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]
+    order: tuple[int, ...] | None
+    named: bool
+    results: list[Processor] | None
+
+
+class _Constant:
+    """A fill that is always the same value (a column's scalar default, a literal, None)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __call__(self) -> Any:
+        return self.value
 
 
 def _constant(value: Any) -> Callable[[], Any]:
-    return lambda: value
+    return _Constant(value)
 
 
 def _column_default(default: Any) -> Callable[[], Any]:
@@ -77,6 +108,25 @@ def inline_in(column: Any, values: Sequence[str]) -> Any:
     return column.in_([literal_column(f"'{value}'") for value in values])
 
 
+def _layout(
+    sql: str,
+    positional: list[str] | None,
+    params: list[tuple[str, Processor, Callable[[], Any]]],
+    results: list[Processor] | None,
+) -> Plan:
+    """The Plan of a compiled statement: `params` are (name, bind processor, fill) in the
+    statement's order, each name once; `positional` the statement's parameter names in
+    order (with repeats), or None for a driver that takes them by name."""
+    names = tuple(name for name, _p, _f in params)
+    defaults = tuple(fill.value if isinstance(fill, _Constant) else _MISSING for _n, _p, fill in params)
+    late = tuple((i, fill) for i, (_n, _p, fill) in enumerate(params) if not isinstance(fill, _Constant))
+    processors = tuple((i, p) for i, (_n, p, _f) in enumerate(params) if p is not None)
+    order = None
+    if positional is not None and list(positional) != list(names):  # a name used twice
+        order = tuple(names.index(name) for name in positional)
+    return Plan(sql, names, defaults, late, processors, order, positional is None, results)
+
+
 class FastStatement:
     """A Core statement compiled once per dialect and executed on the raw driver connection."""
 
@@ -117,42 +167,40 @@ class FastStatement:
                 ]
                 if not any(results):
                     results = None
-            known = (str(compiled.string), positional, params, results)
+            known = _layout(str(compiled.string), positional, params, results)
             self._plans[dialect.name] = known
         return known
 
-    def _convert(self, plan: Plan, values: dict[str, Any]) -> Any:
-        params = plan[2]
-        converted = []
-        for name, processor, fill in params:
-            value = values.get(name, _MISSING)
-            if value is _MISSING:
-                value = fill()
-            if processor is not None and value is not None:
-                value = processor(value)
-            converted.append(value)
-        positional = plan[1]
-        if positional is None:
-            return dict(zip((p[0] for p in params), converted, strict=True))
-        if len(positional) == len(params):  # each name once, in the statement's order
+    @staticmethod
+    def _convert(plan: Plan, values: dict[str, Any]) -> Any:
+        converted = list(map(values.get, plan.names, plan.defaults))
+        for i, fill in plan.late:
+            if converted[i] is _MISSING:
+                converted[i] = fill()
+        for i, processor in plan.processors:
+            value = converted[i]
+            if value is not None:
+                converted[i] = processor(value)
+        if plan.named:
+            return dict(zip(plan.names, converted, strict=True))
+        if plan.order is None:
             return tuple(converted)
-        by_name = dict(zip((p[0] for p in params), converted, strict=True))
-        return tuple(by_name[name] for name in positional)
+        return tuple([converted[i] for i in plan.order])
 
     def _cursor(self, conn: Connection, values: dict[str, Any]) -> tuple[Any, Plan]:
         plan = self._plan(conn)
         params = self._convert(plan, values)
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.execute(plan[0], params)
+            cursor.execute(plan.sql, params)
         except conn.dialect.loaded_dbapi.Error as exc:
             cursor.close()
-            raise DBAPIError.instance(plan[0], params, exc, conn.dialect.loaded_dbapi.Error) from exc
+            raise DBAPIError.instance(plan.sql, params, exc, conn.dialect.loaded_dbapi.Error) from exc
         return cursor, plan
 
     @staticmethod
     def _row(plan: Plan, row: Sequence[Any]) -> tuple[Any, ...]:
-        results = plan[3]
+        results = plan.results
         if results is None:
             return tuple(row)
         return tuple(p(v) if p is not None else v for p, v in zip(results, row, strict=False))
@@ -170,9 +218,9 @@ class FastStatement:
         params = [self._convert(plan, row) for row in rows]
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.executemany(plan[0], params)
+            cursor.executemany(plan.sql, params)
         except conn.dialect.loaded_dbapi.Error as exc:
-            raise DBAPIError.instance(plan[0], params, exc, conn.dialect.loaded_dbapi.Error) from exc
+            raise DBAPIError.instance(plan.sql, params, exc, conn.dialect.loaded_dbapi.Error) from exc
         finally:
             cursor.close()
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, event, func, insert, inspect, or_, select, true, update
-from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, make_transient_to_detached
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, class_mapper, make_transient_to_detached
 
 from maildesk.domain import OPEN_STATUSES
 from maildesk.language import LanguageGuess, replaces
@@ -170,7 +170,8 @@ def _attach(session: Session, cls: type[Ticket] | type[Customer], conn: Connecti
     row = as_stored(conn, cls.__table__, values)
     if session.identity_key(cls, row["number" if cls is Ticket else "id"]) in session.identity_map:
         return
-    obj = cls(**row)
+    obj = class_mapper(cls).class_manager.new_instance()  # as the ORM's loader makes it: no
+    obj.__dict__.update(row)  # attribute events for values that are already stored
     make_transient_to_detached(obj)
     session.add(obj)
     session.info.setdefault(_PINNED, []).append(obj)

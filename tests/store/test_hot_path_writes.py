@@ -165,3 +165,27 @@ def test_new_ticket_counts_in_one_statement_equal_the_three(desk: Any) -> None:
         for sender in ("anna@customer.example", "first@fresh.example", "third@fresh.example", "x%_@fresh.example"):
             assert oq.new_ticket_counts(s, sender=sender, now=NOW) == _new_ticket_counts_before(s, sender, NOW)
         assert oq.new_ticket_counts(s, sender="third@fresh.example", now=NOW)[2] is False
+
+
+def test_json_columns_round_trip_what_json_dumps_wrote(desk: Any) -> None:
+    """JSON columns are written by orjson (`store.db.json_text`); what it refuses goes to
+    `json.dumps`. Either way a reader gets back what was stored, on both backends."""
+    import json
+
+    from maildesk.store.db import json_text
+
+    odd = {
+        "text": "Grüße, 日本語 \u2028 <b>",
+        "surrogate": "bad \udcff byte",  # left by surrogateescape decoding of a mail's bytes
+        "big": 2**70,  # beyond orjson's 64 bits
+        "nested": {"list": [1, 2.5, None, True], "tuple": ("a", "b")},
+        7: "a key that is not text",
+    }
+    assert json.loads(json_text(odd)) == json.loads(json.dumps(odd))
+    assert json_text({"a": [1, 2]}) == '{"a":[1,2]}'  # compact, one line
+    with desk.store.session() as s:
+        number = _ticket(s)
+        q.add_event(s, number, "odd", odd, NOW)
+    with desk.store.session() as s:
+        (stored,) = [e.data for e in q.events_for_ticket(s, number) if e.type == "odd"]
+    assert stored == json.loads(json.dumps(odd))

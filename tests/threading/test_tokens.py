@@ -65,3 +65,18 @@ def test_reply_address_forgeries_refused():
     assert parse_reply_address(SECRET, addr.replace("@example.com", "@evil.com")) is None
     assert parse_reply_address(SECRET, "support@example.com") is None
     assert parse_reply_address("other", addr) is None
+
+
+def test_signature_is_the_whole_digests_prefix():
+    """`_sign` encodes only the digest bytes its characters come from; tokens already sent
+    (signed from the whole digest) must still verify, so both must give the same text."""
+    import base64
+    import hashlib
+    import hmac
+
+    from maildesk.threading import tokens
+
+    for i in range(300):
+        message = f"mid:{i}:{i * 7919:x}"
+        whole = hmac.new(b"s3cret", message.encode(), hashlib.sha256).digest()
+        assert tokens._sign("s3cret", message) == base64.b32encode(whole).decode().lower()[: tokens.SIG_LEN]
