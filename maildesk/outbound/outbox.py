@@ -26,7 +26,7 @@ from maildesk.rules.limits import LimitPolicy, SentCounts, check_agent_limit, ch
 from maildesk.store import Session
 from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
-from maildesk.store.models import Message, OutboxItem
+from maildesk.store.models import OutboxItem
 from maildesk.threading.thread_index import thread_index_root
 
 DEFAULT_LIMITS = LimitPolicy(5, 20, 10, 1000)  # without a policy (tests, tools): the built-in limits
@@ -184,23 +184,24 @@ def enqueue(
         internal=facts.internal,
         agents=agents,
     )
-    item = OutboxItem(
-        idempotency_key=key[:200],
-        ticket_number=ticket_number,
-        message_id=mail.message_id,
-        template=template[:100],
-        sender=mail.from_addr,
-        recipients=allowed or recipients,
-        raw=raw,
-        automatic=automatic,
-        state="queued" if allowed else "held",
-        attempts=0,
-        next_try=now,
-        last_error="; ".join(r["reason"] for r in refused)[:2000] if refused else "",
-        created_at=now,
-    )
+    values = {
+        "idempotency_key": key[:200],
+        "ticket_number": ticket_number,
+        "message_id": mail.message_id,
+        "template": template[:100],
+        "sender": mail.from_addr,
+        "recipients": allowed or recipients,
+        "raw": raw,
+        "automatic": automatic,
+        "state": "queued" if allowed else "held",
+        "attempts": 0,
+        "next_try": now,
+        "last_error": "; ".join(r["reason"] for r in refused)[:2000] if refused else "",
+        "created_at": now,
+    }
     message = _message_row(ticket_number, mail, raw, recipients, template, facts, now)
-    if not oq.add_unless_queued(session, key, item, message):  # a concurrent enqueue of the same key
+    item = oq.add_unless_queued(session, key, values, message)
+    if item is None:  # a concurrent enqueue of the same key
         return None
     if automatic and item.state == "queued":
         customers = [r for r in allowed if r not in agents]
@@ -220,31 +221,32 @@ def _message_row(
     template: str,
     facts: MessageFacts,
     now: datetime,
-) -> Message:
-    """The outgoing Message on the ticket, so threading knows our Message-ID when the customer answers."""
-    return Message(
-        ticket_number=ticket_number,
-        direction="out",
-        kind=facts.kind,
-        message_id=mail.message_id,
-        mid_hash=q.mid_hash(mail.message_id),
-        content_hash=hashlib.sha256(raw).hexdigest(),
-        raw=raw,
-        raw_size=len(raw),
-        subject=mail.subject[:2000],
-        sender=mail.from_addr.lower(),
-        sender_name=mail.from_name[:300],
-        recipients=recipients,
-        sent_at=None,
-        created_at=now,
-        source=f"outbox:{template}"[:200],
-        full_text=facts.text,
-        visible_text=facts.text,
-        html=facts.html,
-        thread_root=thread_index_root(mail.thread_index) if mail.thread_index else None,
-        screen="human",
-        internal=facts.internal,
-    )
+) -> dict[str, Any]:
+    """The outgoing Message on the ticket (its column values), so threading knows our
+    Message-ID when the customer answers."""
+    return {
+        "ticket_number": ticket_number,
+        "direction": "out",
+        "kind": facts.kind,
+        "message_id": mail.message_id,
+        "mid_hash": q.mid_hash(mail.message_id),
+        "content_hash": hashlib.sha256(raw).hexdigest(),
+        "raw": raw,
+        "raw_size": len(raw),
+        "subject": mail.subject[:2000],
+        "sender": mail.from_addr.lower(),
+        "sender_name": mail.from_name[:300],
+        "recipients": recipients,
+        "sent_at": None,
+        "created_at": now,
+        "source": f"outbox:{template}"[:200],
+        "full_text": facts.text,
+        "visible_text": facts.text,
+        "html": facts.html,
+        "thread_root": thread_index_root(mail.thread_index) if mail.thread_index else None,
+        "screen": "human",
+        "internal": facts.internal,
+    }
 
 
 def _record_queued(

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Integer, bindparam, case, delete, distinct, func, insert, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session, class_mapper, make_transient_to_detached
 
 from maildesk.store.fast import FastIn, FastStatement
 from maildesk.store.models import (
@@ -50,12 +50,6 @@ def item_by_key(session: Session, key: str) -> OutboxItem | None:
     return session.scalars(select(OutboxItem).where(OutboxItem.idempotency_key == key)).first()
 
 
-def _values(row: OutboxItem | Message) -> dict[str, Any]:
-    """The column values set on a new ORM object (Core fills in the columns' defaults)."""
-    state = row.__dict__
-    return {c.key: state[c.key] for c in row.__table__.c if c.key in state}
-
-
 def _insert_unless_key(dialect: str) -> Any:
     """INSERT … ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, for this dialect."""
     build = sqlite_insert if dialect == "sqlite" else pg_insert
@@ -73,22 +67,24 @@ _NEW_AUTO_SEND = FastStatement(
 )
 
 
-def add_unless_queued(session: Session, key: str, item: OutboxItem, message: Message) -> bool:
-    """Add the outbox row and its Message row; False when `key` was queued before (also by
-    a concurrent enqueue: the unique key refuses it, and `ON CONFLICT DO NOTHING` keeps the
-    caller's transaction usable without a savepoint). Two Core INSERTs; `item` becomes a
-    persistent object with its id, as if the session had flushed it."""
+def add_unless_queued(session: Session, key: str, item: dict[str, Any], message: dict[str, Any]) -> OutboxItem | None:
+    """Add the outbox row and its Message row from their column values; None when `key` was
+    queued before (also by a concurrent enqueue: the unique key refuses it, and `ON CONFLICT
+    DO NOTHING` keeps the caller's transaction usable without a savepoint). Two Core
+    INSERTs; the outbox row is returned as a persistent object with its id, holding the
+    values given (the others load when read), as if the session had flushed it."""
     conn = core(session)
-    new_id = _INSERT_OUTBOX[conn.dialect.name].scalar(conn, _values(item))
+    new_id = _INSERT_OUTBOX[conn.dialect.name].scalar(conn, item)
     if new_id is None:
-        return False
-    item.id = new_id
-    make_transient_to_detached(item)  # a row that exists: attach it without another INSERT
-    session.add(item)
-    insert_message(session, _values(message))
-    if item.state == "queued":
+        return None
+    row = class_mapper(OutboxItem).class_manager.new_instance()  # no attribute events: the
+    row.__dict__.update(item, id=new_id)  # values are stored already
+    make_transient_to_detached(row)  # a row that exists: attach it without another INSERT
+    session.add(row)
+    insert_message(session, message)
+    if row.state == "queued":
         mark_outbox_queued(session)  # wake the sender once this commits
-    return True
+    return row
 
 
 _RECIPIENT_HOUR = select(func.count()).where(AutoSend.recipient == bindparam("r"), AutoSend.at >= bindparam("hour"))

@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, event, func, select
 
 from maildesk.store import outbox_queries as oq
 from maildesk.store import queries as q
-from maildesk.store.models import Customer, Message, OutboxItem, Ticket
+from maildesk.store.models import Customer, OutboxItem, Ticket
 
 NOW = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
 
@@ -61,8 +61,8 @@ def test_rolled_back_events_are_forgotten(desk: Any) -> None:
         assert [e.type for e in q.events_for_ticket(s, number)] == ["kept"]
 
 
-def _item(key: str, number: int) -> tuple[OutboxItem, Message]:
-    item = OutboxItem(
+def _item(key: str, number: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    item = dict(
         idempotency_key=key,
         ticket_number=number,
         message_id=f"{key}@example.com",
@@ -77,7 +77,7 @@ def _item(key: str, number: int) -> tuple[OutboxItem, Message]:
         last_error="",
         created_at=NOW,
     )
-    message = Message(
+    message = dict(
         ticket_number=number,
         direction="out",
         kind="auto",
@@ -102,11 +102,17 @@ def test_outbox_rows_without_a_savepoint_and_a_repeated_key_writes_nothing(desk:
     with desk.store.session() as s:
         number = _ticket(s)
         statements = _count_statements(s.get_bind())
-        item, message = _item(f"ack:{number}", number)
-        assert oq.add_unless_queued(s, item.idempotency_key, item, message)
-        assert item.id is not None and s.get(OutboxItem, item.id) is item
+        values, message = _item(f"ack:{number}", number)
+        item = oq.add_unless_queued(s, values["idempotency_key"], values, message)
+        assert item is not None and item.id is not None and s.get(OutboxItem, item.id) is item
+        assert (item.idempotency_key, item.state, item.recipients) == (
+            f"ack:{number}",
+            "queued",
+            ["anna@customer.example"],
+        )
+        assert item not in s.dirty  # as after a flush: nothing more to write
         again, again_message = _item(f"ack:{number}", number)
-        assert not oq.add_unless_queued(s, again.idempotency_key, again, again_message)
+        assert oq.add_unless_queued(s, again["idempotency_key"], again, again_message) is None
         assert not any(word in ("SAVEPOINT", "RELEASE", "ROLLBACK") for word in statements)
     with desk.store.reader() as s:
         assert oq.item_by_key(s, f"ack:{number}") is not None
@@ -118,8 +124,9 @@ def test_limit_facts_equal_the_separate_look_ups(desk: Any) -> None:
     with desk.store.session() as s:
         number = _ticket(s)
         _ticket(s, "new@fresh.example", timedelta(0))
-        item, message = _item(f"ack:{number}", number)
-        oq.add_unless_queued(s, item.idempotency_key, item, message)
+        values, message = _item(f"ack:{number}", number)
+        item = oq.add_unless_queued(s, values["idempotency_key"], values, message)
+        assert item is not None
         oq.record_automatic(s, item.id, ["anna@customer.example"], number, NOW - timedelta(minutes=5))
         oq.record_automatic(s, item.id, ["other_1@fresh.example"], None, NOW - timedelta(minutes=5), first=False)
         for rcpt in ("anna@customer.example", "new@fresh.example", "nobody@else.example", "x%_\\@fresh.example"):
