@@ -52,12 +52,13 @@ from maildesk.store.queries import agent_by_email, all_agents, customer_by_email
 PRIORITY_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
 SORTS = ("created", "updated", "priority", "number")
 
-# PostgreSQL only: the generated tsvector column made by migration 0002 (not in models.py).
+# PostgreSQL only: the generated tsvector column made by migrations 0002 and 0015 (not in models.py).
 PG_SEARCH_VECTOR = "messages.search_vector"
-# Our own automatic mail (acknowledgements quote the subject, notices, rule replies) and
-# received auto-replies are not what a person searches for: they are left out of the search,
-# so a ticket ranks by its customer's and agents' words. (The index keeps them; only the
-# queries filter, so no migration rewrites the index.)
+# Our own automatic mail (acknowledgements quote the subject, notices, rule replies) is not
+# what a person searches for: it is left out of the search, so a ticket ranks by its
+# customer's and agents' words. Since migration 0015 the index does not hold it either
+# (SQLite's triggers skip it, PostgreSQL's vector is NULL); the queries keep the filter, so a
+# change of this list needs a migration like 0015 for the index, not for the answers.
 SEARCH_EXCLUDED_KINDS = ("auto",)
 _NOT_AUTO = "m.kind NOT IN (" + ", ".join(f"'{k}'" for k in SEARCH_EXCLUDED_KINDS) + ")"
 _PG_VECTOR_M = "m.search_vector"  # PG_SEARCH_VECTOR on the alias `m`

@@ -137,3 +137,52 @@ def test_our_automatic_mail_is_not_searched(desk: Any) -> None:
         assert 2 not in [h.ticket_number for h in views.search(s, "printer")]
         listed = views.list_tickets(s, views.TicketFilter(text="printer fire"), NOW)
         assert sorted(t.number for t in listed) == [1, 3]
+
+
+def _index_holds(desk: Any, kinds: tuple[str, ...]) -> dict[str, int]:
+    """How many messages of each kind the search index holds (SQLite's FTS5 table, or
+    PostgreSQL's non-NULL vectors), read straight from the index."""
+    from sqlalchemy import text
+
+    with desk.store.reader() as s:
+        if desk.store.is_sqlite:  # a scan of an external-content table reads `messages`: ask the index itself
+            s.execute(
+                text("CREATE VIRTUAL TABLE IF NOT EXISTS temp.fts_rows USING fts5vocab(main, messages_fts, instance)")
+            )
+            sql = "SELECT kind, count(*) FROM messages WHERE id IN (SELECT doc FROM temp.fts_rows) GROUP BY kind"
+        else:
+            sql = "SELECT kind, count(*) FROM messages WHERE search_vector IS NOT NULL GROUP BY kind"
+        held = {kind: n for kind, n in s.execute(text(sql))}
+    return {kind: held.get(kind, 0) for kind in kinds}
+
+
+def test_index_leaves_automatic_mail_out_and_migration_0015_moves_it(desk: Any) -> None:
+    """Migration 0015: acknowledgements are not indexed at all (issue 17: indexing them cost
+    ~7% of the worker); customer mail is. Down to 0014 indexes them again, up leaves them out;
+    a message whose kind changes moves in or out of the index; search answers throughout."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import update
+
+    from maildesk.store.db import MIGRATIONS
+    from maildesk.store.models import Message
+
+    _seed(desk)
+    assert _index_holds(desk, ("customer", "auto")) == {"customer": 3, "auto": 0}
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    for target, autos in (("0014", 3), ("head", 0)):
+        with desk.store.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            (command.downgrade if target == "0014" else command.upgrade)(cfg, target)
+        assert _index_holds(desk, ("customer", "auto")) == {"customer": 3, "auto": autos}
+        with desk.store.reader() as s:
+            assert [h.ticket_number for h in views.search(s, "printer fire")] == [1]
+    with desk.store.session() as s:  # an update of the kind moves the row out, then back in
+        s.execute(update(Message).where(Message.ticket_number == 1, Message.kind == "customer").values(kind="auto"))
+    assert _index_holds(desk, ("customer", "auto")) == {"customer": 2, "auto": 0}
+    with desk.store.session() as s:
+        s.execute(update(Message).where(Message.ticket_number == 1, Message.direction == "in").values(kind="customer"))
+    assert _index_holds(desk, ("customer", "auto")) == {"customer": 3, "auto": 0}
+    with desk.store.reader() as s:
+        assert [h.ticket_number for h in views.search(s, "printer fire")] == [1]

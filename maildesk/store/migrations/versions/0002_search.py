@@ -8,7 +8,8 @@ text B) with a GIN index; `store/desk_queries.py` queries that column.
 Both use English stemming ("printers" finds "printer") so the two backends answer alike.
 
 Note for later migrations: a SQLite batch "move and copy" of `messages` drops these
-triggers; recreate them with the statements below after such a migration.
+triggers; recreate them after such a migration with the newest triggers (0015's
+SQLITE_TRIGGERS, which leave our automatic mail out), not the statements below.
 
 Revision ID: 0002
 Revises: 0001
