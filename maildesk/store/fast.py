@@ -18,11 +18,12 @@ supported: `FastIn` keeps one compiled statement per list length.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, FromClause, literal_column
+from sqlalchemy import Connection, FromClause, Insert, literal_column
 from sqlalchemy.dialects.sqlite.base import DATETIME as _SQLITE_DATETIME
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
@@ -127,6 +128,23 @@ def _layout(
     return Plan(sql, names, defaults, late, processors, order, positional is None, results)
 
 
+_POSITIONAL: dict[int, Any] = {}
+
+
+def _positional(dialect: Any) -> Any:
+    """`dialect` as it compiles with positional parameters: psycopg takes `%s` with a tuple
+    as well as `%(name)s` with a dict, and the tuple spares its per-execution work of
+    matching names to placeholders (drivers that are positional already are returned as they are)."""
+    if dialect.positional or dialect.paramstyle != "pyformat":
+        return dialect
+    known = _POSITIONAL.get(id(dialect))
+    if known is None or known[0] is not dialect:
+        twin = copy.copy(dialect)
+        twin.paramstyle, twin.positional = "format", True
+        known = _POSITIONAL[id(dialect)] = (dialect, twin)
+    return known[1]
+
+
 class FastStatement:
     """A Core statement compiled once per dialect and executed on the raw driver connection."""
 
@@ -143,7 +161,12 @@ class FastStatement:
         dialect = conn.dialect
         known = self._plans.get(dialect.name)
         if known is None:
-            compiled: Any = self.stmt.compile(dialect=dialect, column_keys=self.keys)
+            compiled: Any = self.stmt.compile(
+                dialect=_positional(dialect),
+                column_keys=self.keys,
+                # no implicit `RETURNING id` on an INSERT (PostgreSQL): nobody reads it
+                for_executemany=isinstance(self.stmt, Insert),
+            )
             names = list(compiled.positiontup) if compiled.positiontup is not None else list(compiled.binds)
             params: list[tuple[str, Processor, Callable[[], Any]]] = []
             for name in dict.fromkeys(names):  # the statement's order, each name once
