@@ -312,7 +312,8 @@ def _aware(value: datetime) -> datetime:
 # value can never reach another reader, locale or zone; they are bounded (cleared when full).
 _MEMO_LIMIT = 4096
 _WHEN_PATTERNS: dict[str, tuple[Locale, DateTimePattern, DateTimePattern, str] | None] = {}
-_WHEN_MEMO: dict[tuple[datetime, str, str], str] = {}
+_WHEN_MEMO: dict[tuple[Any, ...], str] = {}
+_SHOWS_SECONDS: dict[str, bool] = {}
 
 
 def _when_patterns(locale: str) -> tuple[Locale, DateTimePattern, DateTimePattern, str] | None:
@@ -340,11 +341,35 @@ def warm_locales(locales: tuple[str, ...] | list[str]) -> None:
             format_when(datetime(2026, 1, 1, tzinfo=UTC), locale, "UTC")
 
 
+def _shows_seconds(locale: str) -> bool:
+    """Whether `format_when`'s text for `locale` can show seconds or less (a pattern field
+    `s`, `S` or `A` outside quoted text; True when babel's own functions format it)."""
+    known = _SHOWS_SECONDS.get(locale)
+    if known is None:
+        patterns = _when_patterns(locale)
+        if patterns is None:
+            known = True
+        else:
+            fields = "".join(re.sub(r"'[^']*'", "", p.pattern) for p in patterns[1:3])
+            known = any(c in fields for c in "sSA")
+        _SHOWS_SECONDS[locale] = known
+    return known
+
+
 def format_when(value: datetime | None, locale: str, tz: str) -> str:
-    """`Wed, Mar 5, 2025, 3:00 PM CET` in the reader's zone and language ("" for None)."""
+    """`Wed, Mar 5, 2025, 3:00 PM CET` in the reader's zone and language ("" for None).
+
+    The text shows the minute, not the second: every instant of one local minute (at one
+    offset from UTC: a clock set back reads the same minute twice) shares one memo entry,
+    so the acknowledgements of a busy minute format their "received" time once, not each
+    (the babel formatting was the largest part of building their context)."""
     if value is None:
         return ""
-    key = (value, locale, tz)
+    if _shows_seconds(locale):
+        key: tuple[Any, ...] = (value, locale, tz)
+    else:
+        local = _aware(value).astimezone(zone(tz))
+        key = (local.replace(second=0, microsecond=0, tzinfo=None), local.utcoffset(), locale, tz)
     text = _WHEN_MEMO.get(key)
     if text is None:
         text = _format_when(value, locale, tz)

@@ -130,6 +130,47 @@ def test_format_when_memo_is_bounded() -> None:
     assert 0 < len(C._WHEN_MEMO) <= C._MEMO_LIMIT
 
 
+def test_format_when_one_entry_per_local_minute_is_still_the_plain_formatting() -> None:
+    """The memo keys on the local minute (and offset) when the text shows no seconds: every
+    instant, second and microsecond, reads as babel writes it, in zones with offsets of
+    minutes and seconds (Monrovia, until 1972), across both clock changes, naive or aware."""
+    C._WHEN_MEMO.clear()
+    rng = random.Random(17)
+    zones = [*ZONES, "America/St_Johns", "Africa/Monrovia", "Asia/Kathmandu"]
+    instants = [
+        datetime(2025, 10, 26, 0, 59, 59, 999999, tzinfo=UTC),  # Berlin 02:59:59 CEST
+        datetime(2025, 10, 26, 1, 0, 0, 1, tzinfo=UTC),  # Berlin 02:00:00 CET: that hour again
+        datetime(2025, 10, 26, 0, 30, 1, tzinfo=UTC),  # 02:30 CEST and, an hour later,
+        datetime(2025, 10, 26, 1, 30, 59, tzinfo=UTC),  # 02:30 CET: one local minute, two offsets
+    ]
+    base = datetime(2026, 3, 29, tzinfo=UTC)
+    instants += [
+        base + timedelta(seconds=rng.randint(-3 * 10**9, 10**8), microseconds=rng.randint(0, 10**6 - 1))
+        for _ in range(3000)
+    ]
+    for i, value in enumerate(instants):
+        value = value.replace(tzinfo=None) if i % 4 == 3 else value
+        locale, tz = rng.choice(LOCALES), rng.choice(zones)
+        assert format_when(value, locale, tz) == plain_format_when(value, locale, tz), (value, locale, tz)
+    # Within one minute: one entry serves every second of it.
+    C._WHEN_MEMO.clear()
+    minute = NOW.replace(second=0, microsecond=0)
+    texts = {format_when(minute + timedelta(seconds=s, microseconds=7 * s), "de", "Europe/Berlin") for s in range(60)}
+    assert texts == {plain_format_when(minute, "de", "Europe/Berlin")} and len(C._WHEN_MEMO) == 1
+    twice = [format_when(v, "en", "Europe/Berlin") for v in instants[2:4]]
+    assert twice[0] != twice[1] and twice[0].endswith("CEST") and twice[1].endswith("CET")
+
+
+def test_format_when_with_seconds_in_the_pattern_keys_on_the_instant(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A locale whose time pattern showed seconds would get one entry per instant."""
+    monkeypatch.setitem(C._SHOWS_SECONDS, "en", True)
+    C._WHEN_MEMO.clear()
+    for s in range(5):
+        format_when(NOW + timedelta(seconds=s), "en", "UTC")
+    assert len(C._WHEN_MEMO) == 5
+    assert C._shows_seconds("de") is False  # CLDR's short times: hours and minutes
+
+
 # -- excerpt -------------------------------------------------------------------------------
 
 
