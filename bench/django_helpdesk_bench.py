@@ -33,7 +33,7 @@ from pathlib import Path
 
 from bench.intake_bench import corpus
 from bench.rounds import summary
-from maildesk.app import App
+from maildesk.app import App, settle_collector
 from maildesk.config import parse_settings
 
 VERSION = "2.6.1"
@@ -178,7 +178,8 @@ def maildesk_round(work: Path, msgs: list[bytes]) -> dict[str, float]:
         raise SystemExit(f"the example rules did not load: {app.deps.rules.errors}")
     for raw in msgs:
         app.spool.put(raw, "bench")
-    app.worker.preparer.warm()
+    app.warm_up()  # as the daemon does before it claims mail (also starts the parser processes)
+    settle_collector()  # as `maildesk run` does then
     start = time.perf_counter()
     result = app.process()
     elapsed = time.perf_counter() - start

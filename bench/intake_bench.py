@@ -42,7 +42,7 @@ import mailparser
 from aiosmtpd.controller import Controller
 
 from bench.rounds import summary
-from maildesk.app import App
+from maildesk.app import App, settle_collector
 from maildesk.config import Settings, parse_settings
 from maildesk.ingest.smtp import SmtpIntake
 from maildesk.services.init import init_directory
@@ -319,6 +319,7 @@ def pipeline_rate(settings: Settings, msgs: list[bytes], *, foundation: bool) ->
     for raw in msgs:
         app.spool.put(raw, "bench")
     app.warm_up()  # as the daemon does before it claims mail (also starts the parser processes)
+    settle_collector()  # as `maildesk run` does then
     with StatementCounter() as counter:
         start, cpu = time.perf_counter(), time.process_time()
         result = app.process()

@@ -14,6 +14,7 @@ timeouts are only safety nets.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -50,6 +51,25 @@ if TYPE_CHECKING:  # imported when used: a CLI command that opens the App starts
     from maildesk.outbound.sender import OutboxSender
 
 log = logging.getLogger("maildesk.app")
+
+
+# The collector's thresholds once the daemon has started (see `settle_collector`).
+GC_THRESHOLDS = (20_000, 20, 20)
+
+
+def settle_collector() -> None:
+    """After start-up (modules, mappers, compiled templates, locale data, the parser
+    processes): collect once, move what survived into the collector's permanent generation
+    (`gc.freeze`: it is never scanned again, and children forked later share its pages), and
+    collect the young generation every 20,000 allocations instead of 700. The worker makes
+    and drops many small objects per message, freed by their reference counts; scanning
+    them for cycles that far more often was about 3% of its CPU (issue 17, 4 alternating
+    runs of 2,000 mails). Garbage in cycles is still collected, only in larger rounds.
+    For the daemon's own process (`App.settle_gc`), not for library use: frozen objects that
+    later die in a cycle are never collected."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class App:
@@ -97,6 +117,8 @@ class App:
         self._status_lock = threading.Lock()
         self._reload_requested = threading.Event()
         self._worker_up = threading.Event()  # warmed up, or waiting for the database
+        # `maildesk run` (a process of its own) sets it: `settle_collector` once warmed up.
+        self.settle_gc = False
 
     # Assembly --------------------------------------------------------------------------
     def migrate(self) -> None:
@@ -485,6 +507,8 @@ class App:
                 started = time.monotonic()
                 self.migrate()
                 self.warm_up()
+                if self.settle_gc:
+                    settle_collector()
                 log.info("worker ready (migration and warm-up took %.0f ms)", (time.monotonic() - started) * 1000)
                 self._worker_up.set()
                 break

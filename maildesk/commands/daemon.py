@@ -84,6 +84,7 @@ def run(
     configure(override.get("format", "plain"), override.get("level", "info"))  # until the config is read
     desk = open_app(config)
     desk.log_override = override
+    desk.settle_gc = True  # this process is the daemon's own
     desk.apply_logging()
     stop = threading.Event()
 
