@@ -40,6 +40,7 @@ from maildesk.pipeline.stages.screen import screen
 from maildesk.pipeline.stages.thread import thread, visible_text
 from maildesk.services import tickets
 from maildesk.store import Session
+from maildesk.store import queries as q
 from maildesk.store import routing_queries as rq
 from maildesk.store.db import Store
 
@@ -205,6 +206,7 @@ class HistoryImporter:
                     if savepoints:
                         with session.begin_nested():
                             self._stages_for(ctx, session)
+                            q.flush_events(session)  # its events inside its savepoint
                     else:
                         self._stages_for(ctx, session)
                 except Exception as exc:  # noqa: BLE001 - one bad mail never stops the import

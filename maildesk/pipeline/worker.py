@@ -357,7 +357,10 @@ class Worker:
                         if savepoints:
                             with session.begin_nested():
                                 self._stages_for(ctx, session)
+                                q.flush_events(session)  # its events inside its savepoint
                         else:
+                            # The batch's events are written together before it commits
+                            # (or before anything reads events): one INSERT per batch.
                             self._stages_for(ctx, session)
                 except Exception as exc:  # noqa: BLE001 - the daemon never stops for one message
                     q.discard_events(session)
@@ -379,7 +382,6 @@ class Worker:
         for stage in self.stages:
             ctx.stage = stage.name
             stage(ctx, session, self.deps)
-        q.flush_events(session)  # the message's events, one multi-row INSERT
 
     def _count(self, ctx: MessageContext) -> None:
         with about(log_about(ctx)):

@@ -205,8 +205,12 @@ def test_two_nodes_share_one_database_and_one_mailbox(
             message=lambda: f"no ack for {sorted(set(expected) - set(acks()))[:10]}\n{outbox()}\n{logs()}",
         )
 
-        # A reply to an acknowledgement node A signed, sent to node B, threads there.
-        ack = next(m for m in outgoing(folders["a"]) if str(m["In-Reply-To"]).strip("<>") in expected)
+        # A reply to an acknowledgement one node sent, sent to the other node, threads there.
+        # (Either node's sender may have sent them all: the outbox is shared.)
+        sent_by, ack = next(
+            (n, m) for n in nodes for m in outgoing(folders[n]) if str(m["In-Reply-To"]).strip("<>") in expected
+        )
+        answered_at = "b" if sent_by == "a" else "a"
         ack_id = str(ack["Message-ID"]).strip("<>")
         with engine.connect() as conn:
             shared = conn.execute(text("SELECT value FROM kv WHERE key = :k"), {"k": SECRET_KEY}).scalar()
@@ -217,7 +221,7 @@ def test_two_nodes_share_one_database_and_one_mailbox(
         assert parse_message_id(shared["secret"], ack_id) == ticket  # signed with the shared secret
         reply_id = "reply-across-nodes@customer.example"
         send(
-            ports["b"],
+            ports[answered_at],
             eml(
                 sender=str(ack["To"]),
                 subject="Re: about my question",  # no ticket tag: the signed Message-ID must do

@@ -168,3 +168,35 @@ def test_history_cli_on_a_maildir_reports_malformed_mail_and_skips_it(tmp_path: 
         assert count(desk, Message, Message.kind == "agent-reply") == 1
     finally:
         desk.store.dispose()
+
+
+def test_a_failing_mail_keeps_the_events_of_the_others_in_its_batch(
+    tmp_path: Path, database_url: str, monkeypatch: Any
+) -> None:
+    """A batch runs again with a savepoint per mail when one fails: the failing mail's
+    events go with its savepoint, those of the mails before it in the batch stay. (Batches
+    of two: [a1, a2], [b1, out-of-office], [a3]; the out-of-office reply fails after b1
+    opened the "Password reset" ticket in the same batch.)"""
+    from maildesk.pipeline import history
+
+    desk = App(team_settings(tmp_path, database_url, RULES))
+    desk.migrate()
+    desk.sync_agents()
+    real = history.HistoryImporter._stages_for
+
+    def failing(self: Any, ctx: Any, session: Any) -> None:
+        real(self, ctx, session)
+        if ctx.msg.message_id == "ooo@other.example":  # after its stages recorded what they do
+            raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(history.HistoryImporter, "_stages_for", failing)
+    try:
+        stats = import_history(desk, history_box(tmp_path, "mbox"))
+        assert stats.imported == 4 and len(stats.skipped) == 1 and "disk on fire" in stats.skipped[0]
+        with desk.store.reader() as s:
+            tickets = set(s.scalars(select(Ticket.number)))
+            imported = list(s.scalars(select(Event.ticket_number).where(Event.type == "history-imported")))
+        assert len(tickets) == 2 and sorted(imported) == sorted(tickets)  # each ticket has its event
+    finally:
+        desk.worker.close()
+        desk.store.dispose()
