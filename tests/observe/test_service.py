@@ -291,7 +291,11 @@ def test_broken_template_and_config_edits_show_and_clear(service: Service) -> No
 
 
 def test_sighup_reloads_and_tells_systemd(service: Service) -> None:
-    before = service.status()["reload"]["config_reloaded_at"] or 0
+    # Run alone (or first on its worker) the daemon may not be ready or have written its
+    # status yet: a SIGHUP before its handler is set would end it.
+    wait_for(lambda: service.notify.count("READY=1") >= 1, timeout=60, message="READY=1 never arrived")
+    reload = wait_for(lambda: service.status().get("reload"), timeout=10, message="no status.json written")
+    before = reload["config_reloaded_at"] or 0
     readies = service.notify.count("READY=1")
     assert service.daemon.proc is not None
     service.daemon.proc.send_signal(signal.SIGHUP)
