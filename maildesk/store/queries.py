@@ -298,6 +298,9 @@ _CUSTOMER_TICKETS = FastStatement(
     .order_by(_OTHERS_NEWEST.c.created_at.desc(), _OTHERS_NEWEST.c.number.desc())
 )
 _CUSTOMER_TICKETS_MEMO = "maildesk.customer_tickets"
+# Customers inserted in this transaction that have no ticket yet (`insert_ticket` knows
+# their first one has no others); forgotten at the transaction's end.
+_TICKETLESS = "maildesk.ticketless_customers"
 
 
 def customer_tickets(session: Session, customer_id: int, exclude: int) -> CustomerTickets:
@@ -371,6 +374,7 @@ def customer_for_mail(
             values.update(locale=guess.locale[:20], locale_source=guess.stored_source)
         customer_id = int(_NEW_CUSTOMER.scalar(conn, values))
         _attach(session, Customer, conn, {**values, "id": customer_id})
+        session.info.setdefault(_TICKETLESS, set()).add(customer_id)
         return customer_id, guess is not None
     changed = guess is not None and replaces(row[2] or "", row[3] or "", guess)
     if (name and not row[1]) or changed:
@@ -404,6 +408,12 @@ def insert_ticket(
     number = int(_NEW_TICKET.scalar(conn, values))
     _attach(session, Ticket, conn, {**values, "number": number})
     forget_customer_tickets(session)
+    ticketless = session.info.get(_TICKETLESS)
+    if ticketless is not None and customer_id in ticketless:
+        # The first ticket of a customer made in this transaction: it has no other ticket,
+        # so routing and the acknowledgement need not ask (one statement per new customer).
+        ticketless.discard(customer_id)
+        session.info[_CUSTOMER_TICKETS_MEMO] = ((customer_id, number), CustomerTickets(0, 0, ()))
     mark_clockless(session, number)  # so SLA hooks need not look for its clocks
     return number
 
@@ -519,6 +529,7 @@ def _events_before_commit(session: Session) -> None:
 @event.listens_for(Session, "after_commit")
 def _written_committed(session: Session) -> None:
     session.info.pop(_WRITTEN_DIRECTLY, None)
+    session.info.pop(_TICKETLESS, None)
 
 
 @event.listens_for(Session, "after_soft_rollback")
@@ -533,6 +544,7 @@ def _events_rolled_back(session: Session, previous: SessionTransaction) -> None:
     discard_events(session)  # events are flushed before every savepoint begins, so all pending are inside it
     forget_clockless(session)
     forget_customer_tickets(session)
+    session.info.pop(_TICKETLESS, None)  # a customer it made may be gone; another may have tickets
     session.info.pop(_AGENTS, None)
 
 

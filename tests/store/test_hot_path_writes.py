@@ -196,3 +196,31 @@ def test_json_columns_round_trip_what_json_dumps_wrote(desk: Any) -> None:
     with desk.store.session() as s:
         (stored,) = [e.data for e in q.events_for_ticket(s, number) if e.type == "odd"]
     assert stored == json.loads(json.dumps(odd))
+
+
+def test_a_new_customers_first_ticket_has_no_others_without_asking(desk: Any, monkeypatch: Any) -> None:
+    """A customer made in this transaction: its first ticket's "other tickets" are known to
+    be none (no statement); its second ticket sees the first; a rollback forgets it all."""
+    asked: list[Any] = []
+    real = q._CUSTOMER_TICKETS.all
+    monkeypatch.setattr(q._CUSTOMER_TICKETS, "all", lambda conn, values: asked.append(values) or real(conn, values))
+    with desk.store.session() as s:
+        customer, _stored = q.customer_for_mail(s, "new@fresh.example", "New", NOW, None)
+        first = q.insert_ticket(s, subject="First", customer_id=customer, now=NOW)
+        seen = q.customer_tickets(s, customer, first)
+        assert (seen.total, seen.open, seen.newest_open) == (0, 0, ()) and asked == []
+        second = q.insert_ticket(s, subject="Second", customer_id=customer, now=NOW)
+        others = q.customer_tickets(s, customer, second)
+        assert (others.total, others.open, [t[0] for t in others.newest_open]) == (1, 1, [first])
+        assert len(asked) == 1  # the second ticket was asked about
+        again = q.customer_tickets(s, customer, first)  # the first ticket now has an other too
+        assert (again.total, again.open) == (1, 1)
+    with desk.store.session() as s:  # a known customer: asked as ever
+        known, _stored = q.customer_for_mail(s, "new@fresh.example", "New", NOW, None)
+        third = q.insert_ticket(s, subject="Third", customer_id=known, now=NOW)
+        assert q.customer_tickets(s, known, third).total == 2
+    with desk.store.session() as s:  # made, rolled back to a savepoint: nothing is assumed
+        nested = s.begin_nested()
+        gone, _stored = q.customer_for_mail(s, "gone@fresh.example", "Gone", NOW, None)
+        nested.rollback()
+        assert "maildesk.ticketless_customers" not in s.info
