@@ -342,7 +342,7 @@ class Mailer:
         the ticket's and customer's template inputs are read once.
         Raises one of COMPOSE_ERRORS when the mail cannot be composed (bad address, broken built-in template).
         """
-        if not new_key and oq.item_by_key(session, request.key) is not None:
+        if not new_key and oq.key_queued(session, request.key):
             return None
         ticket = session.get(Ticket, request.ticket_number)
         if ticket is None:

@@ -396,7 +396,7 @@ def _escalated(session: Session, mailer: Mailer, ticket: Ticket, change: TicketC
 def _noted_already(session: Session, note_id: Any, to: str) -> bool:
     agent = nq.agent(session, to)
     email = agent.email if agent is not None else to.lower()
-    return oq.item_by_key(session, f"agent-notify:{NOTE}:{note_id}:{email.lower()}") is not None
+    return oq.key_queued(session, f"agent-notify:{NOTE}:{note_id}:{email.lower()}")
 
 
 def _noted(session: Session, mailer: Mailer, ticket: Ticket, change: TicketChange, now: datetime) -> None:

@@ -50,6 +50,14 @@ def item_by_key(session: Session, key: str) -> OutboxItem | None:
     return session.scalars(select(OutboxItem).where(OutboxItem.idempotency_key == key)).first()
 
 
+_KEY_QUEUED = FastStatement(select(OutboxItem.id).where(OutboxItem.idempotency_key == bindparam("k")).limit(1))
+
+
+def key_queued(session: Session, key: str) -> bool:
+    """Whether a mail was queued under `key` (its unique index; no row is loaded)."""
+    return _KEY_QUEUED.first(core(session), {"k": key[:200]}) is not None
+
+
 def _insert_unless_key(dialect: str) -> Any:
     """INSERT … ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, for this dialect."""
     build = sqlite_insert if dialect == "sqlite" else pg_insert

@@ -111,13 +111,19 @@ def test_outbox_rows_without_a_savepoint_and_a_repeated_key_writes_nothing(desk:
             ["anna@customer.example"],
         )
         assert item not in s.dirty  # as after a flush: nothing more to write
+        assert oq.key_queued(s, f"ack:{number}") and not oq.key_queued(s, f"ack:{number + 1}")
+        long_key = "rule:" + "x" * 300  # stored cut at 200 characters; asked the same way
+        long_values, long_message = _item(long_key, number)
+        long_message.update(message_id="long@example.com", mid_hash=q.mid_hash("long@example.com"))
+        assert oq.add_unless_queued(s, long_key, {**long_values, "idempotency_key": long_key[:200]}, long_message)
+        assert oq.key_queued(s, long_key)
         again, again_message = _item(f"ack:{number}", number)
         assert oq.add_unless_queued(s, again["idempotency_key"], again, again_message) is None
         assert not any(word in ("SAVEPOINT", "RELEASE", "ROLLBACK") for word in statements)
     with desk.store.reader() as s:
         assert oq.item_by_key(s, f"ack:{number}") is not None
         assert q.stored_facts(s, f"ack:{number}@example.com") is not None
-        assert s.query(OutboxItem).count() == 1
+        assert s.query(OutboxItem).count() == 2
 
 
 def test_limit_facts_equal_the_separate_look_ups(desk: Any) -> None:
