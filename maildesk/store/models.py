@@ -173,7 +173,8 @@ class Message(Base):
 
     attachments: Mapped[list[Attachment]] = relationship(back_populates="message", lazy="selectin")
 
-    __table_args__ = (Index("ix_messages_message_id", "message_id", mysql_length=255),)
+    # No index on `message_id`: every look-up by Message-ID goes through `mid_hash` (unique);
+    # 0016 dropped the one 0001 made.
 
 
 class Attachment(Base):
@@ -207,7 +208,7 @@ class Event(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_number: Mapped[int | None] = mapped_column(Integer, index=True, nullable=True)
     message_pk: Mapped[int | None] = mapped_column(Integer, index=True, nullable=True)
-    type: Mapped[str] = mapped_column(String(50), index=True)
+    type: Mapped[str] = mapped_column(String(50))  # found through ix_events_type_at (0016 dropped ix_events_type)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     at: Mapped[datetime] = mapped_column(TZDateTime, index=True)
 

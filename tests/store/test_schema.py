@@ -43,3 +43,32 @@ def test_expression_indexes_exist(desk: Any) -> None:
     with desk.store.engine.connect() as conn:
         names = set(conn.execute(text(sql)).scalars())
     assert set(EXPRESSION_INDEXES) <= names
+
+
+def test_migration_0016_drops_the_unused_indexes_and_down_makes_them_again(desk: Any) -> None:
+    """Message-IDs are found through `mid_hash`, event types through `ix_events_type_at`."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from maildesk.store.db import MIGRATIONS
+
+    sql = (
+        "SELECT name FROM sqlite_master WHERE type = 'index'"
+        if desk.store.is_sqlite
+        else "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+    )
+    unused = {"ix_messages_message_id", "ix_events_type"}
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+
+    def names() -> set[str]:
+        with desk.store.engine.connect() as conn:
+            return set(conn.execute(text(sql)).scalars())
+
+    assert not unused & names() and {"messages_mid_hash_key", "ix_events_type_at"} & names()
+    for target, present in (("0015", True), ("head", False)):
+        with desk.store.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            (command.downgrade if target == "0015" else command.upgrade)(cfg, target)
+        assert (unused <= names()) is present and (not unused & names()) is not present
