@@ -89,12 +89,20 @@ def _bind_processor(bind_type: Any, dialect: Any) -> Processor:
     if getattr(impl, "_storage_format", None) != _SQLITE_DATETIME._storage_format:
         return processor  # a custom storage format: SQLAlchemy's own processor
     own = processor
+    # The last datetime written and its text, as one tuple (read and replaced atomically, so
+    # threads sharing the statement never pair one value with another's text): a message's
+    # rows carry the same `now` many times (its events, ticket, message and outbox rows).
+    last: list[tuple[datetime | None, str]] = [(None, "")]
 
     def process(value: Any) -> Any:
         if type(value) is datetime:
-            if value.tzinfo is not None:
-                value = value.replace(tzinfo=None)
-            return value.isoformat(" ", "microseconds")
+            seen = last[0]
+            if seen[0] is value:
+                return seen[1]
+            naive = value.replace(tzinfo=None) if value.tzinfo is not None else value
+            text = naive.isoformat(" ", "microseconds")
+            last[0] = (value, text)
+            return text
         return own(value)
 
     return process

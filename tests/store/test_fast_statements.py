@@ -75,6 +75,10 @@ def test_sqlite_datetimes_are_bound_as_sqlalchemy_binds_them() -> None:
     ]
     for value in values:
         assert fast(value) == own(value)
+        assert fast(value) == own(value)  # the same object again: the remembered text
+    for value in (*values, *reversed(values)):  # equal instants in other zones, other objects
+        assert fast(value) == own(value)
+        assert fast(value.replace() if isinstance(value, datetime) else value) == own(value)
     with pytest.raises(TypeError):
         fast("2026-11-22")
 
