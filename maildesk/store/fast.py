@@ -136,21 +136,16 @@ def _layout(
     return Plan(sql, names, defaults, late, processors, order, positional is None, results)
 
 
-_POSITIONAL: dict[int, Any] = {}
-
-
 def _positional(dialect: Any) -> Any:
     """`dialect` as it compiles with positional parameters: psycopg takes `%s` with a tuple
     as well as `%(name)s` with a dict, and the tuple spares its per-execution work of
-    matching names to placeholders (drivers that are positional already are returned as they are)."""
+    matching names to placeholders (drivers that are positional already are returned as they
+    are). A shallow copy, made once per statement and dialect (plans are kept)."""
     if dialect.positional or dialect.paramstyle != "pyformat":
         return dialect
-    known = _POSITIONAL.get(id(dialect))
-    if known is None or known[0] is not dialect:
-        twin = copy.copy(dialect)
-        twin.paramstyle, twin.positional = "format", True
-        known = _POSITIONAL[id(dialect)] = (dialect, twin)
-    return known[1]
+    twin = copy.copy(dialect)
+    twin.paramstyle, twin.positional = "format", True
+    return twin
 
 
 class FastStatement:
