@@ -64,17 +64,13 @@ class _Constant:
         return self.value
 
 
-def _constant(value: Any) -> Callable[[], Any]:
-    return _Constant(value)
-
-
 def _column_default(default: Any) -> Callable[[], Any]:
     """A column's Python-side default for a value the caller left out (None without one)."""
     if default is None:
-        return _constant(None)
+        return _Constant(None)
     if default.is_callable:
         return lambda: default.arg(None)
-    return _constant(default.arg)
+    return _Constant(default.arg)
 
 
 def _bind_processor(bind_type: Any, dialect: Any) -> Processor:
@@ -182,7 +178,7 @@ class FastStatement:
                     if getattr(bind, "expanding", False):
                         raise ValueError(f"expanding parameter {name!r}: use FastIn or inline_in")
                     bind_type = bind.type
-                    fill = _constant(None if bind.callable else bind.value)  # a literal in the statement
+                    fill = _Constant(None if bind.callable else bind.value)  # a literal in the statement
                 processor = _bind_processor(bind_type, dialect)
                 params.append((name, processor, fill))
             positional = list(compiled.positiontup) if compiled.positiontup is not None else None

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Integer, bindparam, case, delete, distinct, func, insert, literal_column, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, class_mapper, make_transient_to_detached
+from sqlalchemy.orm import Session
 
 from maildesk.store.fast import FastIn, FastStatement
 from maildesk.store.models import (
@@ -38,9 +38,11 @@ from maildesk.store.queries import (
     SuppressionFacts,
     agent_by_email,  # noqa: F401 - used here and by callers
     all_agents,
+    attach_persistent,
     core,
     customer_tickets,  # noqa: F401 - the acknowledgement's "your other tickets"
     insert_message,
+    mid_hash,
     suppression_in_force,
 )
 from maildesk.store.sla_queries import known_clockless
@@ -85,10 +87,7 @@ def add_unless_queued(session: Session, key: str, item: dict[str, Any], message:
     new_id = _INSERT_OUTBOX[conn.dialect.name].scalar(conn, item)
     if new_id is None:
         return None
-    row = class_mapper(OutboxItem).class_manager.new_instance()  # no attribute events: the
-    row.__dict__.update(item, id=new_id)  # values are stored already
-    make_transient_to_detached(row)  # a row that exists: attach it without another INSERT
-    session.add(row)
+    row: OutboxItem = attach_persistent(session, OutboxItem, {**item, "id": new_id})
     insert_message(session, message)
     if row.state == "queued":
         mark_outbox_queued(session)  # wake the sender once this commits
@@ -396,8 +395,6 @@ def mark_sent_many(session: Session, ids: Sequence[int], at: datetime) -> set[in
     after its lease ran out, or deleted)."""
     if not ids:
         return set()
-    from maildesk.store.queries import mid_hash
-
     conn = core(session)
     found = _SENDING_OF.all(conn, list(ids))
     if found:
@@ -443,8 +440,6 @@ _MESSAGE_SENT = FastStatement(
 def mark_message_sent(session: Session, message_id: str, at: datetime) -> None:
     """Set `sent_at` of the outgoing Message row with this Message-ID (one UPDATE; the row
     and its bytes are not loaded)."""
-    from maildesk.store.queries import mid_hash
-
     _MESSAGE_SENT.execute(core(session), {"h": mid_hash(message_id), "at": at})
 
 

@@ -164,17 +164,24 @@ def _write_ticket_changes(session: Session) -> None:
             forget_customer_tickets(session)
 
 
+def attach_persistent(session: Session, cls: type[Any], values: dict[str, Any]) -> Any:
+    """A row just inserted (with its key among `values`) as a persistent object of the
+    session, made as the ORM's loader makes one: no attribute events for values that are
+    stored already, and no INSERT; attributes not in `values` load when read."""
+    obj = class_mapper(cls).class_manager.new_instance()
+    obj.__dict__.update(values)
+    make_transient_to_detached(obj)
+    session.add(obj)
+    return obj
+
+
 def _attach(session: Session, cls: type[Ticket] | type[Customer], conn: Connection, values: dict[str, Any]) -> None:
     """Make the row just inserted with `values` a persistent object of the session, as if
     it had been loaded (no SELECT when a stage asks for it next), unless one is there."""
     row = as_stored(conn, cls.__table__, values)
     if session.identity_key(cls, row["number" if cls is Ticket else "id"]) in session.identity_map:
         return
-    obj = class_mapper(cls).class_manager.new_instance()  # as the ORM's loader makes it: no
-    obj.__dict__.update(row)  # attribute events for values that are already stored
-    make_transient_to_detached(obj)
-    session.add(obj)
-    session.info.setdefault(_PINNED, []).append(obj)
+    session.info.setdefault(_PINNED, []).append(attach_persistent(session, cls, row))
 
 
 def stored_facts(session: Session, message_id: str) -> tuple[int, str, int | None] | None:
@@ -541,7 +548,7 @@ def _written_rolled_back(session: Session, previous: SessionTransaction) -> None
 
 @event.listens_for(Session, "after_soft_rollback")
 def _events_rolled_back(session: Session, previous: SessionTransaction) -> None:
-    discard_events(session)  # events are flushed before every savepoint begins, so all pending are inside it
+    discard_events(session)  # a message run in a savepoint writes its events inside it: all pending are its own
     forget_clockless(session)
     forget_customer_tickets(session)
     session.info.pop(_TICKETLESS, None)  # a customer it made may be gone; another may have tickets

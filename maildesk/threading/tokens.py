@@ -18,7 +18,7 @@ import re
 import secrets
 
 SIG_LEN = 10  # base32 characters: 50 bits, plenty against online guessing
-_SIG_BYTES = 10  # whole 5-byte groups of the digest that hold SIG_LEN characters
+_SIG_BYTES = 5 * -(-SIG_LEN // 8)  # the whole 5-byte groups of the digest that hold SIG_LEN characters
 _SIG = "[a-z2-7]{" + str(SIG_LEN) + "}"
 _MID_RE = re.compile(r"^md\.(\d{1,12})\.([a-z0-9]{1,40})\.(" + _SIG + r")@([^@\s<>]+)$", re.IGNORECASE)
 _ADDR_RE = re.compile(r"^([^@\s+]+)\+t(\d{1,12})-(" + _SIG + r")@([^@\s<>]+)$", re.IGNORECASE)
@@ -29,7 +29,7 @@ def _sign(secret: str, message: str) -> str:
     if not secret:
         raise ValueError("an empty secret cannot sign anything")
     # Base32 turns each 5 bytes into 8 characters on their own, so the first SIG_LEN
-    # characters come from the first 10 bytes of the digest: encoding only those gives the
+    # characters come from the first _SIG_BYTES of the digest: encoding only those gives the
     # same signature for half the work (a test compares it with the whole digest's).
     digest = hmac.digest(secret.encode("utf-8"), message.encode("utf-8"), "sha256")
     return base64.b32encode(digest[:_SIG_BYTES]).decode("ascii").lower()[:SIG_LEN]
